@@ -1,0 +1,5 @@
+"""`python -m kerasrun`."""
+
+from kerasrun.cli import main
+
+main()

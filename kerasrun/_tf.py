@@ -1,0 +1,44 @@
+"""The one place TensorFlow and Keras are imported, with their start-up log noise kept off the terminal."""
+
+import os
+import sys
+import tempfile
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
+def import_quietly() -> tuple:
+    """Import TensorFlow and Keras with file descriptor 2 parked in a temp file.
+
+    TensorFlow's C++ start-up lines (oneDNN, CUDA stubs, CPU features) are printed before absl
+    logging is initialised, so no environment variable hides them; they are replayed on failure.
+    """
+    if os.environ.get("KERASRUN_DEBUG"):
+        import keras
+        import tensorflow as tf
+
+        return keras, tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as parked:
+        os.dup2(parked.fileno(), 2)
+        try:
+            import keras
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # device discovery logs too
+        except BaseException:
+            os.dup2(saved, 2)
+            parked.seek(0)
+            sys.stderr.write(parked.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    return keras, tf
+
+
+keras, tf = import_quietly()
+
+__all__ = ["keras", "tf"]

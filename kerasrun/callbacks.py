@@ -1,0 +1,62 @@
+"""kerasrun's own Keras callbacks: the history file and the divergence guard."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from kerasrun._tf import keras
+from kerasrun.rundir import write_json_atomic
+
+
+def is_finite(value: Any) -> bool:
+    """True when a log value is a finite number."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
+class HistoryWriter(keras.callbacks.Callback):
+    """Rewrites history.json after every epoch; an epoch with a non-finite loss is not recorded."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.history: dict[str, list[Any]] = {"epoch": []}
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        logs = logs or {}
+        if not is_finite(logs.get("loss", 0.0)):
+            return
+        self.history["epoch"].append(epoch + 1)
+        for key, value in logs.items():
+            column = self.history.setdefault(key, [None] * (len(self.history["epoch"]) - 1))
+            column.append(float(value))
+        for column in self.history.values():  # a key missing this epoch (rare) keeps columns aligned
+            if len(column) < len(self.history["epoch"]):
+                column.append(None)
+        write_json_atomic(self.path, self.history)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops training at the first NaN/inf loss and remembers where it happened."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.diverged_at: dict[str, int] | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.diverged_at is None and not is_finite((logs or {}).get("loss", 0.0)):
+            self.diverged_at = {"epoch": self.epoch + 1, "batch": batch + 1}
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if self.diverged_at is None and not is_finite((logs or {}).get("loss", 0.0)):
+            self.diverged_at = {"epoch": epoch + 1, "batch": None}
+            self.model.stop_training = True

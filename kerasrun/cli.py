@@ -1,0 +1,218 @@
+"""The `kerasrun` command: parse arguments, call the library, render results and errors as exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from kerasrun.errors import ConfigError, KerasrunError, format_problem
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="kerasrun",
+    help="Declare a Keras experiment in one YAML file; train it, evaluate it, keep a run folder.\n\n"
+    "Exit codes: 0 ok, 1 runtime failure, 2 config or usage error, 3 diverged (NaN/inf loss), 130 interrupted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+state = {"debug": False}
+
+
+class Progress(str, Enum):
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    json = "json"
+    none = "none"
+
+
+class SplitName(str, Enum):
+    test = "test"
+    validation = "validation"
+
+
+SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: dotted.key=value (YAML value). Repeatable.")]
+
+
+def err_console() -> Any:
+    """A Rich console on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def out_console() -> Any:
+    """A Rich console on stdout."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def fail(exc: BaseException) -> None:
+    """Render a kerasrun error (all its problems) and exit with its code; never a traceback unless --debug."""
+    console = err_console()
+    if state["debug"]:
+        console.print_exception()
+    if isinstance(exc, ConfigError):
+        count = len(exc.problems)
+        console.print(f"[bold red]error:[/] {count} problem{'s' if count != 1 else ''} found", markup=True)
+        for problem in exc.problems:
+            console.print(format_problem(problem), markup=False)
+    else:
+        console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+    raise typer.Exit(getattr(exc, "exit_code", EXIT_FAILED))
+
+
+def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) -> None:
+    """Final metrics as a Rich table (or JSON)."""
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    out_console().print(table)
+
+
+@app.callback()
+def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False) -> None:
+    """Declare a Keras experiment in one YAML file; train it, evaluate it, keep a run folder."""
+    state["debug"] = debug
+    if debug:
+        os.environ["KERASRUN_DEBUG"] = "1"
+
+
+@app.command()
+def train(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
+    set_: SetOption = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="One epoch, at most 2 batches each, CPU, into a temp folder: a seconds-long end-to-end check.")] = False,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders go (default: output.runs_dir).")] = None,
+    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
+) -> None:
+    """Build the model, train it, and write a new run folder."""
+    from kerasrun.config import load_config, shrink_for_smoke
+
+    try:
+        overrides = list(set_ or []) + ([f"name={name}"] if name else [])
+        config = load_config(config_path, overrides)
+        if smoke:
+            config = shrink_for_smoke(config)
+        from kerasrun.rundir import create_run_dir
+        from kerasrun.run import prepare_experiment, run_experiment
+
+        experiment = prepare_experiment(config)
+        base = runs_dir or (Path(tempfile.mkdtemp(prefix="kerasrun-smoke-")) if smoke else Path(config.output.runs_dir))
+        run_dir = create_run_dir(base, config.name)
+        typer.echo(f"run folder: {run_dir}")
+        result = run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]])
+    except KeyboardInterrupt:
+        err_console().print("interrupted; the run folder is marked interrupted")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    except KerasrunError as exc:
+        fail(exc)
+        return
+    if result.metrics and progress != Progress.none:
+        print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == Progress.json)
+    typer.echo(f"done: {result.run_dir}")
+
+
+@app.command()
+def evaluate(
+    target: Annotated[Path, typer.Argument(metavar="RUN_DIR|CONFIG", help="A run folder, or a config (its newest completed run).")],
+    split: Annotated[SplitName, typer.Option("--split", help="Which data to score.")] = SplitName.test,
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as one JSON object.")] = False,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where to look for runs of a CONFIG.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Score a saved model (loaded with Keras safe_mode) on its test or validation data."""
+    try:
+        from kerasrun.evaluate import evaluate_run, find_run_dir
+
+        run_dir = find_run_dir(target, runs_dir, list(set_ or []))
+        metrics = evaluate_run(run_dir, split.value)
+    except KerasrunError as exc:
+        fail(exc)
+        return
+    print_metrics(f"{split.value} metrics ({run_dir.name})", metrics, as_json)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run folder.")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Features: .npy, .npz or .csv.")],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions: .npy, .npz or .csv.")],
+) -> None:
+    """Predict with a run's saved model, applying the run's feature preprocessing."""
+    try:
+        from kerasrun.evaluate import find_run_dir, predict_run
+
+        shape = predict_run(find_run_dir(run_dir), input_path, output_path)
+    except KerasrunError as exc:
+        fail(exc)
+        return
+    typer.echo(f"wrote predictions {shape} to {output_path}")
+
+
+@app.command()
+def validate(
+    config_paths: Annotated[list[Path], typer.Argument(metavar="CONFIG...", help="Config files to check.")],
+    set_: SetOption = None,
+    build: Annotated[bool, typer.Option("--build", help="Also build and compile the model (imports TensorFlow) and print its summary.")] = False,
+) -> None:
+    """Check configs against the schema (without TensorFlow); report every problem in every file."""
+    from kerasrun.config import load_config
+
+    problems: list[Any] = []
+    for path in config_paths:
+        try:
+            config = load_config(path, list(set_ or []))
+            if build:
+                from kerasrun.models import build_model, compile_model, summarize
+
+                model = build_model(config)
+                compile_model(model, config)
+                typer.echo(summarize(model))
+            typer.echo(f"ok: {path}")
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        fail(ConfigError(problems))
+
+
+@app.command()
+def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: SetOption = None) -> None:
+    """Print the fully resolved config (defaults filled in, overrides applied)."""
+    from kerasrun.config import config_to_yaml, load_config
+
+    try:
+        typer.echo(config_to_yaml(load_config(config_path, list(set_ or []))), nl=False)
+    except KerasrunError as exc:
+        fail(exc)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the config format (for editor completion)."""
+    from kerasrun.config import Config
+
+    typer.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

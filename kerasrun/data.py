@@ -1,0 +1,451 @@
+"""Data sources → arrays → preprocessing, weights and validation split → tf.data pipelines."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import math
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasrun import registry
+from kerasrun.config import Config
+from kerasrun.errors import ConfigError, DataUnavailableError, Problem
+
+DATA_DIR_ENV = "KERASRUN_DATA_DIR"
+# Keras datasets whose original files Keras reads from a subfolder of its cache (name -> subfolder, files).
+RAW_KERAS_FILES = {
+    "fashion_mnist": (
+        "fashion-mnist",
+        ("train-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz"),
+    ),
+}
+
+
+@dataclass
+class Split:
+    """Features, targets and optional per-sample weights of one split."""
+
+    x: np.ndarray
+    y: np.ndarray
+    sample_weight: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def take(self, index: np.ndarray | slice) -> "Split":
+        """The rows at `index`."""
+        sw = None if self.sample_weight is None else self.sample_weight[index]
+        return Split(self.x[index], self.y[index], sw)
+
+
+@dataclass
+class Data:
+    """Everything training needs: train/validation/test splits (arrays or tf.data datasets)."""
+
+    train: Any
+    validation: Any = None
+    test: Any = None
+    data_dir: Path | None = None  # where a keras dataset was read from, recorded in the run's config
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def load_data(config: Config) -> Data:
+    """Read the config's data source and prepare train/validation/test; raise ConfigError on bad data."""
+    data = read_source(config)
+    if isinstance(data.train, Split):
+        data = replace(data, train=preprocess(data.train, config, "train"), test=data.test and preprocess(data.test, config, "test"))
+        check_finite(data, config)
+    elif config.data.preprocess:
+        raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))
+    data = split_validation(data, config)
+    return replace(data, train=weight_training(data.train, config))
+
+
+def read_source(config: Config) -> Data:
+    """Dispatch on `data.source`."""
+    readers = {
+        "keras": read_keras,
+        "npz": read_npz,
+        "csv": read_csv,
+        "sklearn": read_sklearn,
+        "synthetic": read_synthetic,
+        "python": read_python,
+    }
+    return readers[config.data.source](config)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def read_keras(config: Config) -> Data:
+    """A keras.datasets dataset: `<dir>/<name>.npz`, Keras's raw files under `<dir>`, or Keras's download."""
+    from kerasrun._tf import keras
+
+    spec = config.data
+    module = getattr(keras.datasets, spec.name, None)
+    if module is None or not hasattr(module, "load_data"):
+        known = [n for n in dir(keras.datasets) if hasattr(getattr(keras.datasets, n), "load_data")]
+        raise ConfigError(config.problem(("data", "name"), f"keras.datasets has no dataset `{spec.name}`", registry.suggest(spec.name, known)))
+    data_dir = config.resolve_path(spec.dir) if spec.dir else (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
+    if data_dir is not None:
+        npz = data_dir / f"{spec.name}.npz"
+        if npz.is_file():
+            with np.load(npz, allow_pickle=False) as arrays:
+                missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+                if missing:
+                    raise ConfigError(config.problem(("data", "name"), f"{npz} lacks arrays {missing}; it has {sorted(arrays.keys())}"))
+                return Data(Split(arrays["x_train"], arrays["y_train"]), test=Split(arrays["x_test"], arrays["y_test"]), data_dir=data_dir)
+        if spec.name in RAW_KERAS_FILES:
+            subdir, files = RAW_KERAS_FILES[spec.name]
+            paths = [data_dir / subdir / f for f in files]
+            if all(p.is_file() for p in paths):
+                y_train, x_train, y_test, x_test = (read_idx_gz(p) for p in paths)
+                return Data(Split(x_train, y_train), test=Split(x_test, y_test), data_dir=data_dir)
+    try:
+        (x_train, y_train), (x_test, y_test) = module.load_data()
+    except Exception as exc:  # Keras raises plain Exception on download failure
+        where = f"`{spec.name}.npz` (keys x_train, y_train, x_test, y_test)"
+        if spec.name in RAW_KERAS_FILES:
+            subdir, files = RAW_KERAS_FILES[spec.name]
+            where += f" or {subdir}/{{{', '.join(files)}}}"
+        looked = f"; looked in {data_dir}" if data_dir else ""
+        raise DataUnavailableError(
+            config.problem(
+                ("data", "name"),
+                f"dataset `{spec.name}` is not available offline and Keras could not download it ({str(exc).splitlines()[0][:160]}){looked}",
+                hint=f"put {where} in a folder and set data.dir or {DATA_DIR_ENV} to it",
+            )
+        ) from None
+    return Data(Split(x_train, y_train), test=Split(x_test, y_test))
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """Read a gzip'd IDX file (the MNIST family's format): magic gives the rank, then the dims."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    rank = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * rank).reshape(dims)
+
+
+def read_npz(config: Config) -> Data:
+    """Arrays from an .npz file, by key."""
+    spec = config.data
+    path = config.resolve_path(spec.path)
+    if not path.is_file():
+        raise ConfigError(config.problem(("data", "path"), f"no such file: {path}"))
+    with np.load(path, allow_pickle=False) as arrays:
+        keys = sorted(arrays.keys())
+
+        def get(field: str, required: bool) -> np.ndarray | None:
+            key = getattr(spec, field)
+            if key is None:
+                return None
+            if key not in arrays:
+                if required or field in spec.model_fields_set:
+                    raise ConfigError(config.problem(("data", field), f"{path.name} has no array `{key}`", f"it has: {', '.join(keys)}"))
+                return None
+            return arrays[key]
+
+        x, y = get("x", True), get("y", True)
+        sw = get("sample_weight", True)
+        x_test, y_test = get("x_test", False), get("y_test", False)
+    test = Split(x_test, y_test) if x_test is not None and y_test is not None else None
+    return Data(Split(x, y, sw), test=test)
+
+
+def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) -> Split:
+    """Feature columns and the target column of a CSV file, as float32 / label arrays."""
+    if not path.is_file():
+        raise ConfigError(config.problem(loc, f"no such file: {path}"))
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f, delimiter=spec.delimiter))
+    if not rows:
+        raise ConfigError(config.problem(loc, f"{path} is empty"))
+    header, body = rows[0], rows[1:]
+    columns = spec.features or [c for c in header if c != spec.target]
+    for key, names in (("target", [spec.target]), ("features", columns)):
+        for name in names:
+            if name not in header:
+                raise ConfigError(config.problem(("data", key), f"{path.name} has no column `{name}`", registry.suggest(name, header) or f"columns: {', '.join(header)}"))
+    index = {name: i for i, name in enumerate(header)}
+    try:
+        x = np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
+    except ValueError as exc:
+        raise ConfigError(config.problem(("data", "features"), f"{path.name}: a feature value is not a number ({exc})")) from None
+    raw_y = [row[index[spec.target]] for row in body]
+    try:
+        y = np.array([float(v) for v in raw_y], dtype=np.float32)
+        if np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+    except ValueError:
+        # Text labels become integer classes in sorted order.
+        classes = sorted(set(raw_y))
+        y = np.array([classes.index(v) for v in raw_y], dtype=np.int64)
+    return Split(x, y)
+
+
+def read_csv(config: Config) -> Data:
+    """A CSV table, with an optional test file or seeded test fraction."""
+    spec = config.data
+    train = read_csv_table(config.resolve_path(spec.path), spec, config, ("data", "path"))
+    if spec.test_path:
+        return Data(train, test=read_csv_table(config.resolve_path(spec.test_path), spec, config, ("data", "test_path")))
+    if spec.test_fraction:
+        return split_test(train, spec.test_fraction, config.seed, stratify=False)
+    return Data(train)
+
+
+def read_sklearn(config: Config) -> Data:
+    """A real dataset bundled with scikit-learn, split into train/test with the config's seed."""
+    import sklearn.datasets
+
+    spec = config.data
+    loader = getattr(sklearn.datasets, f"load_{spec.name}")
+    x, y = loader(return_X_y=True)
+    return split_test(Split(x.astype(np.float32), y.astype(np.int64)), spec.test_fraction, config.seed, spec.stratify)
+
+
+def read_synthetic(config: Config) -> Data:
+    """Seeded generated data: Gaussian blobs per class, or random arrays."""
+    spec = config.data
+    rng = np.random.default_rng(config.seed)
+    if spec.generator == "blobs":
+        means = np.asarray(spec.means, dtype=np.float64)
+        cov = np.asarray(spec.cov, dtype=np.float64)
+        if cov.shape != (means.shape[1], means.shape[1]):
+            raise ConfigError(config.problem(("data", "cov"), f"covariance must be {means.shape[1]}x{means.shape[1]} to match the means, got {cov.shape}"))
+        x = np.concatenate([rng.multivariate_normal(m, cov, size=spec.samples_per_class) for m in means]).astype(np.float32)
+        y = np.repeat(np.arange(len(means)), spec.samples_per_class).astype(np.int64)
+    else:
+        x = rng.standard_normal((spec.samples, *spec.x_shape)).astype(np.float32)
+        if spec.classes is not None:
+            y = rng.integers(0, spec.classes, size=spec.samples).astype(np.int64)
+        else:
+            y = rng.standard_normal((spec.samples, *spec.y_shape)).astype(np.float32)
+    if spec.test_fraction:
+        return split_test(Split(x, y), spec.test_fraction, config.seed, stratify=False)
+    return Data(Split(x, y))
+
+
+def read_python(config: Config) -> Data:
+    """Call `data.function(**kwargs)`: arrays (x, y), ((x, y), (x_test, y_test)), a dict of arrays, or datasets."""
+    from kerasrun._tf import tf
+
+    spec = config.data
+    loc = ("data", "function")
+    try:
+        function = registry.import_object(spec.function)
+    except registry.SpecError as exc:
+        raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
+    result = function(**spec.kwargs)
+    if isinstance(result, tf.data.Dataset):
+        return Data(result)
+    if isinstance(result, dict) and "train" in result:
+        return Data(result["train"], validation=result.get("validation"), test=result.get("test"))
+    if isinstance(result, dict) and "x_train" in result:
+        test = Split(np.asarray(result["x_test"]), np.asarray(result["y_test"])) if "x_test" in result else None
+        sw = result.get("sample_weight")
+        return Data(Split(np.asarray(result["x_train"]), np.asarray(result["y_train"]), None if sw is None else np.asarray(sw)), test=test)
+    if isinstance(result, tuple) and len(result) == 2:
+        first, second = result
+        if isinstance(first, tuple) and isinstance(second, tuple):
+            return Data(Split(np.asarray(first[0]), np.asarray(first[1])), test=Split(np.asarray(second[0]), np.asarray(second[1])))
+        return Data(Split(np.asarray(first), np.asarray(second)))
+    raise ConfigError(
+        config.problem(loc, f"returned {type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset")
+    )
+
+
+def split_test(split: Split, fraction: float, seed: int, stratify: bool) -> Data:
+    """Hold out a seeded test fraction (stratified by label when asked)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(split))
+    train_index, test_index = train_test_split(index, test_size=fraction, random_state=seed, stratify=split.y if stratify else None)
+    return Data(split.take(np.sort(train_index)), test=split.take(np.sort(test_index)))
+
+
+# --------------------------------------------------------------------------- preprocessing and checks
+
+
+def preprocess(split: Split, config: Config, name: str) -> Split:
+    """Apply `data.preprocess` steps in order (one_hot to targets, the rest to features)."""
+    x, y = split.x, split.y
+    for index, step in enumerate(config.data.preprocess):
+        loc = ("data", "preprocess", index)
+        if step.reshape is not None:
+            try:
+                x = x.reshape((len(x), *step.reshape))
+            except ValueError:
+                raise ConfigError(config.problem(loc + ("reshape",), f"cannot reshape {name} samples of shape {x.shape[1:]} to {tuple(step.reshape)}")) from None
+        elif step.scale is not None:
+            x = (x.astype(np.float32) if not np.issubdtype(x.dtype, np.floating) else x) / np.float32(step.scale)
+        elif step.cast is not None:
+            try:
+                x = x.astype(np.dtype(step.cast))
+            except TypeError:
+                raise ConfigError(config.problem(loc + ("cast",), f"unknown dtype `{step.cast}`", "e.g. float32, float16, int32")) from None
+        elif step.one_hot is not None:
+            labels = np.asarray(y).reshape(-1).astype(np.int64)
+            if labels.size and (labels.min() < 0 or labels.max() >= step.one_hot):
+                raise ConfigError(config.problem(loc + ("one_hot",), f"{name} labels range over {labels.min()}..{labels.max()}, outside 0..{step.one_hot - 1}"))
+            y = np.eye(step.one_hot, dtype=np.float32)[labels]
+    return Split(x, y, split.sample_weight)
+
+
+def check_finite(data: Data, config: Config) -> None:
+    """Refuse NaN/inf in float arrays (naming the array and index) unless data.allow_nonfinite."""
+    if config.data.allow_nonfinite:
+        return
+    for split_name, split in (("train", data.train), ("test", data.test)):
+        if not isinstance(split, Split):
+            continue
+        for array_name, array in (("x", split.x), ("y", split.y), ("sample_weight", split.sample_weight)):
+            if array is None or not np.issubdtype(array.dtype, np.floating):
+                continue
+            bad = ~np.isfinite(array)
+            if bad.any():
+                where = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise ConfigError(
+                    config.problem(("data",), f"{array_name}_{split_name} holds NaN or inf at index {where} ({int(bad.sum())} values)", "fix the data, or set data.allow_nonfinite: true")
+                )
+
+
+# --------------------------------------------------------------------------- validation split and weights
+
+
+def class_labels(y: np.ndarray) -> np.ndarray:
+    """Integer class labels from sparse or one-hot targets."""
+    y = np.asarray(y)
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return y.reshape(len(y), -1).argmax(axis=1)
+    return y.reshape(len(y))
+
+
+def split_validation(data: Data, config: Config) -> Data:
+    """Hold out validation data: Keras's last-fraction split, a stratified split, or the test split."""
+    spec = config.train
+    if spec.validation_data == "test":
+        if data.test is None:
+            raise ConfigError(config.problem(("train", "validation_data"), "the data source has no test split to validate on"))
+        return replace(data, validation=data.test)
+    if spec.validation_split is None:
+        return data
+    loc = ("train", "validation_split")
+    if not isinstance(data.train, Split):
+        raise ConfigError(config.problem(loc, "validation_split needs array data; this source gave a tf.data.Dataset", "return a dict with train and validation datasets instead"))
+    if data.validation is not None:
+        raise ConfigError(config.problem(loc, "the data source already provides validation data"))
+    n = len(data.train)
+    if spec.stratify:
+        from sklearn.model_selection import train_test_split
+
+        try:
+            train_index, val_index = train_test_split(np.arange(n), test_size=spec.validation_split, random_state=config.seed, stratify=class_labels(data.train.y))
+        except ValueError as exc:
+            raise ConfigError(config.problem(("train", "stratify"), f"cannot stratify: {exc}")) from None
+        return replace(data, train=data.train.take(np.sort(train_index)), validation=data.train.take(np.sort(val_index)))
+    split_at = int(math.floor(n * (1.0 - spec.validation_split)))  # exactly Keras's rule
+    if split_at in (0, n):
+        raise ConfigError(config.problem(loc, f"validation_split {spec.validation_split} of {n} samples leaves an empty split"))
+    return replace(data, train=data.train.take(slice(0, split_at)), validation=data.train.take(slice(split_at, n)))
+
+
+def class_weight_table(config: Config, labels: np.ndarray | None) -> np.ndarray | None:
+    """Per-class weight table (index = label) from class_weight and the by_class sample-weight rule, multiplied."""
+    spec = config.train
+    if spec.class_weight is None and spec.sample_weight is None:
+        return None
+    if labels is None:
+        if spec.class_weight == "balanced":
+            raise ConfigError(config.problem(("train", "class_weight"), "`balanced` needs array data to count the labels"))
+        present = None
+    else:
+        if not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
+            key = "class_weight" if spec.class_weight is not None else "sample_weight"
+            raise ConfigError(config.problem(("train", key), "class weights need integer class labels; these targets are continuous"))
+        present = set(int(v) for v in np.unique(labels))
+    rules: list[tuple[tuple[Any, ...], dict[int, float]]] = []
+    if spec.class_weight == "balanced":
+        from sklearn.utils.class_weight import compute_class_weight
+
+        classes = np.array(sorted(present))
+        weights = compute_class_weight("balanced", classes=classes, y=labels)
+        rules.append((("train", "class_weight"), {int(c): float(w) for c, w in zip(classes, weights)}))
+    elif spec.class_weight is not None:
+        rules.append((("train", "class_weight"), spec.class_weight))
+    if spec.sample_weight is not None:
+        rules.append((("train", "sample_weight", "by_class"), spec.sample_weight.by_class))
+    problems: list[Problem] = []
+    for loc, table in rules:
+        for label in table:
+            if present is not None and label not in present:
+                problems.append(config.problem(loc + (label,), f"{label} is not a label in the training data", f"labels: {sorted(present)}"))
+    if problems:
+        raise ConfigError(problems)
+    size = max([max(t) for _, t in rules if t] + ([max(present)] if present else [0])) + 1
+    out = np.ones(size, dtype=np.float32)
+    for _, table in rules:
+        for label, weight in table.items():
+            out[label] *= weight
+    return out
+
+
+def weight_training(train: Any, config: Config) -> Any:
+    """Fold class weights and per-class rules into per-sample weights (multiplied with the source's)."""
+    if isinstance(train, Split):
+        labels = class_labels(train.y) if (config.train.class_weight is not None or config.train.sample_weight is not None) else None
+        table = class_weight_table(config, labels)
+        if table is None:
+            return train
+        weights = table[labels.astype(np.int64)]
+        if train.sample_weight is not None:
+            weights = weights * train.sample_weight.astype(np.float32)
+        return Split(train.x, train.y, weights.astype(np.float32))
+    table = class_weight_table(config, None)
+    return train if table is None else weight_dataset(train, table)
+
+
+def weight_dataset(dataset: Any, table: np.ndarray) -> Any:
+    """Multiply each batch's sample weights by the class weights of its labels."""
+    from kerasrun._tf import tf
+
+    lookup = tf.constant(table)
+
+    def add_weights(x: Any, y: Any, sw: Any = None) -> tuple[Any, Any, Any]:
+        labels = tf.argmax(y, axis=-1) if y.shape.rank and y.shape.rank >= 2 and y.shape[-1] and y.shape[-1] > 1 else tf.reshape(y, [-1])
+        weights = tf.gather(lookup, tf.cast(labels, tf.int32))
+        return x, y, weights if sw is None else weights * tf.cast(sw, tf.float32)
+
+    return dataset.map(add_weights)
+
+
+# --------------------------------------------------------------------------- tf.data
+
+
+def make_dataset(split: Any, batch_size: int, shuffle: bool, seed: int) -> Any:
+    """A batched, prefetched tf.data pipeline; shuffling permutes indices with the seed every epoch."""
+    from kerasrun._tf import tf
+
+    if not isinstance(split, Split):
+        return split  # a tf.data.Dataset from a python source is used as given
+    tensors = tuple(tf.convert_to_tensor(a) for a in (split.x, split.y, split.sample_weight) if a is not None)
+    index = tf.data.Dataset.range(len(split))
+    if shuffle:
+        index = index.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    # Gathering whole batches by index is far cheaper than slicing and batching single samples.
+    batches = index.batch(batch_size).map(lambda i: tuple(tf.gather(t, i) for t in tensors), num_parallel_calls=tf.data.AUTOTUNE)
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def input_sample_shape(split: Any) -> tuple[int, ...] | None:
+    """Per-sample feature shape of array data (None for datasets)."""
+    return tuple(split.x.shape[1:]) if isinstance(split, Split) else None

@@ -1,0 +1,109 @@
+"""Score and use a finished run: `evaluate` on its test/validation data, `predict` on a file."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasrun._tf import keras
+from kerasrun.config import Config, load_config
+from kerasrun.data import Split, load_data, make_dataset, preprocess
+from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir import RUN_FILE, read_json
+
+
+def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str] | None = None) -> Path:
+    """A run folder itself, or — given a config — the newest completed run of that config's name."""
+    target = Path(target)
+    if target.is_dir():
+        if not (target / RUN_FILE).is_file() or not (target / "config.yaml").is_file():
+            raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(target)))
+        return target
+    config = load_config(target, overrides)
+    base = Path(runs_dir or config.output.runs_dir)
+    candidates = sorted(p for p in base.glob(f"*-{config.name}*") if (p / RUN_FILE).is_file() and (p / "model.keras").is_file())
+    completed = [p for p in candidates if read_json(p / RUN_FILE).get("status") == "completed"]
+    if not completed:
+        raise ConfigError(Problem(key="name", message=f"no completed run of `{config.name}` under {base}", file=str(target), hint="train it first: kerasrun train " + str(target)))
+    return completed[-1]
+
+
+def load_run(run_dir: Path) -> tuple[Config, Any]:
+    """The run's resolved config and its saved model (loaded with Keras safe_mode)."""
+    config = load_config(run_dir / "config.yaml")
+    model_path = run_dir / "model.keras"
+    if not model_path.is_file():
+        raise ConfigError(Problem(key="", message="the run has no model.keras (did it finish?)", file=str(run_dir)))
+    model = keras.saving.load_model(model_path, safe_mode=True)
+    return config, model
+
+
+def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
+    """Evaluate the run's model on its test split or on its validation data."""
+    config, model = load_run(run_dir)
+    data = load_data(config)
+    chosen = data.test if split == "test" else data.validation
+    if chosen is None:
+        raise ConfigError(Problem(key="", message=f"the run's data has no {split} split", file=str(run_dir / "config.yaml")))
+    batch = config.evaluate.batch_size or config.train.batch_size
+    dataset = make_dataset(chosen, batch, False, config.seed)
+    return {k: float(v) for k, v in model.evaluate(dataset, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
+
+
+def read_input(path: Path) -> np.ndarray:
+    """Features from .npy, .npz (key `x`, `x_test`, or its only array) or .csv (numbers, optional header)."""
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise ConfigError(Problem(key="--input", message="no such file", file=str(path)))
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            keys = list(arrays.keys())
+            key = next((k for k in ("x", "x_test", "inputs") if k in arrays), keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise ConfigError(Problem(key="--input", message=f"cannot tell which array holds the features: {keys}", file=str(path), hint="name it `x`"))
+            return arrays[key]
+    if suffix == ".csv":
+        with path.open(newline="") as f:
+            rows = [row for row in csv.reader(f) if row]
+        try:
+            float(rows[0][0])
+        except (ValueError, IndexError):
+            rows = rows[1:]  # a header row
+        return np.array(rows, dtype=np.float32)
+    raise ConfigError(Problem(key="--input", message=f"unsupported file type `{suffix}`", file=str(path), hint="use .npy, .npz or .csv"))
+
+
+def write_output(path: Path, predictions: np.ndarray) -> None:
+    """Predictions to .npy, .npz (key `predictions`) or .csv (one row per sample)."""
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        np.save(path, predictions)
+    elif suffix == ".npz":
+        np.savez(path, predictions=predictions)
+    elif suffix == ".csv":
+        flat = predictions.reshape(len(predictions), -1)
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow([f"output_{i}" for i in range(flat.shape[1])])
+            writer.writerows(flat.tolist())
+    else:
+        raise ConfigError(Problem(key="--output", message=f"unsupported file type `{suffix}`", file=str(path), hint="use .npy, .npz or .csv"))
+
+
+def predict_run(run_dir: Path, input_path: Path, output_path: Path) -> tuple[int, ...]:
+    """Apply the run's feature preprocessing to a file, predict, and write the predictions; return their shape."""
+    if output_path.suffix.lower() not in (".npy", ".npz", ".csv"):
+        raise ConfigError(Problem(key="--output", message=f"unsupported file type `{output_path.suffix}`", file=str(output_path), hint="use .npy, .npz or .csv"))
+    config, model = load_run(run_dir)
+    x = read_input(input_path)
+    feature_steps = [s for s in config.data.preprocess if s.one_hot is None]
+    x = preprocess(Split(x, np.zeros(len(x))), config.model_copy(update={"data": config.data.model_copy(update={"preprocess": feature_steps})}), "input").x
+    batch = config.evaluate.batch_size or config.train.batch_size
+    predictions = np.asarray(model.predict(x, batch_size=batch, verbose=0))
+    write_output(output_path, predictions)
+    return tuple(predictions.shape)

@@ -1,0 +1,234 @@
+"""Names, Keras serialization dicts and `module:Name` import paths → Keras objects, with suggestions."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from pathlib import Path
+from typing import Any, Callable
+
+from kerasrun._tf import keras
+from kerasrun.config import IMPORT_PATH
+from kerasrun.errors import Collector, Problem
+
+Loc = tuple[Any, ...]
+# Keys in layer kwargs whose values are themselves Keras objects, and the getter that resolves each.
+NESTED_GETTERS: dict[str, Callable[[Any], Any]] = {
+    "_initializer": keras.initializers.get,
+    "_regularizer": keras.regularizers.get,
+    "_constraint": keras.constraints.get,
+    "activation": keras.activations.get,
+}
+# Callback arguments that name files; relative ones are placed inside the run folder.
+CALLBACK_PATH_KEYS = ("filepath", "filename", "log_dir", "backup_dir")
+
+
+class SpecError(Exception):
+    """A spec could not be resolved; carries the message and an optional hint."""
+
+    def __init__(self, message: str, hint: str | None = None, loc: Loc = ()) -> None:
+        super().__init__(message)
+        self.hint = hint
+        self.loc = loc
+
+
+def split_spec(spec: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """Return (name, kwargs, keras_dict) for any accepted spec form."""
+    if isinstance(spec, str):
+        return spec, {}, None
+    if "class_name" in spec:
+        return str(spec["class_name"]), dict(spec.get("config") or {}), spec
+    (name, kwargs), = spec.items()
+    return str(name), dict(kwargs or {}), None
+
+
+def import_object(path: str) -> Any:
+    """Import `package.module:name` (dots after the colon walk attributes)."""
+    if not IMPORT_PATH.match(path):
+        raise SpecError(f"expected an import path `package.module:name`, got {path!r}")
+    module_name, attr_path = path.split(":", 1)
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"cannot import module `{module_name}`: {exc}", hint="is it installed, or on PYTHONPATH?") from None
+    for attr in attr_path.split("."):
+        if not hasattr(obj, attr):
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(attr, public, n=1)
+            raise SpecError(f"module `{module_name}` has no attribute `{attr}`", hint=f"did you mean `{close[0]}`?" if close else None)
+        obj = getattr(obj, attr)
+    return obj
+
+
+def call_with_kwargs(obj: Any, kwargs: dict[str, Any], what: str) -> Any:
+    """Instantiate a class (or call a factory) with kwargs; a plain function without kwargs is returned as is."""
+    if inspect.isclass(obj):
+        try:
+            return obj(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"{obj.__name__} rejected its arguments: {exc}") from None
+    if callable(obj):
+        if kwargs:
+            raise SpecError(f"{what} `{getattr(obj, '__name__', obj)}` is a function; it takes no arguments here")
+        return obj
+    raise SpecError(f"{what} import path must name a class or function, got {type(obj).__name__}")
+
+
+def suggest(name: str, candidates: list[str]) -> str | None:
+    """A 'did you mean' hint, matching case-insensitively."""
+    lowered = {c.lower(): c for c in candidates}
+    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+    if not close:
+        return None
+    return "did you mean " + " or ".join(f"`{lowered[c]}`" for c in close) + "?"
+
+
+def public_names(module: Any, base: type | None = None) -> list[str]:
+    """Public names of a Keras namespace (optionally only subclasses of `base`), plus snake_case functions."""
+    names = []
+    for name in dir(module):
+        if name.startswith("_"):
+            continue
+        obj = getattr(module, name)
+        if base is None and callable(obj) or base is not None and inspect.isclass(obj) and issubclass(obj, base):
+            names.append(name)
+    return names
+
+
+def resolve_with_getter(kind: str, spec: Any, getter: Callable[[Any], Any], namespace: Any, base: type | None) -> Any:
+    """Resolve a spec through Keras's own getter; raise SpecError with suggestions when it fails."""
+    name, kwargs, keras_dict = split_spec(spec)
+    if ":" in name:
+        return call_with_kwargs(import_object(name), kwargs, kind)
+    if keras_dict is not None:
+        identifier: Any = keras_dict
+    elif isinstance(spec, str):
+        identifier = name
+    else:
+        identifier = {"class_name": name, "config": kwargs}
+    try:
+        return getter(identifier)
+    except (ValueError, TypeError) as exc:
+        known = public_names(namespace, base)
+        if name not in known and name.lower() not in {k.lower() for k in known}:
+            raise SpecError(f"unknown {kind} `{name}`", hint=suggest(name, known)) from None
+        raise SpecError(f"{kind} `{name}`: {exc}") from None
+
+
+def resolve_optimizer(spec: Any) -> Any:
+    """An optimizer instance."""
+    return resolve_with_getter("optimizer", spec, keras.optimizers.get, keras.optimizers, keras.optimizers.Optimizer)
+
+
+def resolve_loss(spec: Any) -> Any:
+    """A loss for `compile`: Keras names stay strings so Keras keeps its own naming."""
+    value = resolve_with_getter("loss", spec, keras.losses.get, keras.losses, None)
+    return spec if isinstance(spec, str) and ":" not in spec else value
+
+
+def resolve_metric(spec: Any) -> Any:
+    """A metric for `compile`: strings like `accuracy` stay strings, as Keras resolves them per loss."""
+    if isinstance(spec, str) and spec in ("accuracy", "acc", "crossentropy", "ce"):
+        return spec
+    value = resolve_with_getter("metric", spec, keras.metrics.get, keras.metrics, None)
+    return spec if isinstance(spec, str) and ":" not in spec else value
+
+
+def resolve_nested(kwargs: dict[str, Any], loc: Loc) -> dict[str, Any]:
+    """Resolve initializer/regularizer/constraint/activation values given in shorthand or as import paths."""
+    out = dict(kwargs)
+    for key, value in kwargs.items():
+        getter = next((g for suffix, g in NESTED_GETTERS.items() if key.endswith(suffix)), None)
+        if getter is None or value is None:
+            continue
+        if isinstance(value, str) and ":" not in value and key != "activation":
+            continue  # Keras resolves plain names like `l2` or `he_normal` itself
+        if isinstance(value, str) and key == "activation" and ":" not in value:
+            try:
+                getter(value)
+            except ValueError:
+                known = public_names(keras.activations)
+                raise SpecError(f"unknown activation `{value}`", hint=suggest(value, known), loc=loc + (key,)) from None
+            continue
+        try:
+            name, sub_kwargs, keras_dict = split_spec(value) if isinstance(value, (str, dict)) else (None, {}, None)
+        except ValueError:
+            continue
+        if name is None:
+            continue
+        try:
+            if ":" in name:
+                out[key] = call_with_kwargs(import_object(name), sub_kwargs, key)
+            else:
+                out[key] = getter(keras_dict or {"class_name": name, "config": sub_kwargs})
+        except SpecError as exc:
+            raise SpecError(str(exc), exc.hint, loc=loc + (key,)) from None
+        except (ValueError, TypeError) as exc:
+            raise SpecError(f"{key}: {exc}", loc=loc + (key,)) from None
+    return out
+
+
+def resolve_layer(spec: Any, loc: Loc = ()) -> Any:
+    """A layer instance, built with `keras.layers.deserialize` (or an imported class)."""
+    name, kwargs, keras_dict = split_spec(spec)
+    if ":" in name:
+        layer = call_with_kwargs(import_object(name), kwargs, "layer")
+    else:
+        if keras_dict is None and name not in public_names(keras.layers, keras.layers.Layer):
+            raise SpecError(f"unknown layer `{name}`", hint=suggest(name, public_names(keras.layers, keras.layers.Layer)))
+        kwargs = resolve_nested(kwargs, loc + ((name,) if keras_dict is None else ("config",)))
+        layer_dict = {"module": "keras.layers", "class_name": name} | (keras_dict or {}) | {"config": kwargs}
+        try:
+            layer = keras.layers.deserialize(layer_dict)
+        except (TypeError, ValueError) as exc:
+            raise SpecError(f"Keras rejected the arguments of {name}: {exc}") from None
+    if not isinstance(layer, keras.layers.Layer):
+        raise SpecError(f"`{name}` did not give a keras.layers.Layer (got {type(layer).__name__})")
+    return layer
+
+
+def resolve_callback(spec: Any, run_dir: Path | None = None) -> Any:
+    """A callback instance; relative file arguments are placed in the run folder."""
+    name, kwargs, _ = split_spec(spec)
+    if run_dir is not None:
+        for key in CALLBACK_PATH_KEYS:
+            if isinstance(kwargs.get(key), str) and not Path(kwargs[key]).is_absolute():
+                kwargs[key] = str(run_dir / kwargs[key])
+    if ":" in name:
+        obj = import_object(name)
+    else:
+        known = public_names(keras.callbacks, keras.callbacks.Callback)
+        if name not in known:
+            raise SpecError(f"unknown callback `{name}`", hint=suggest(name, known))
+        obj = getattr(keras.callbacks, name)
+    callback = call_with_kwargs(obj, kwargs, "callback")
+    if not isinstance(callback, keras.callbacks.Callback):
+        raise SpecError(f"`{name}` is not a keras.callbacks.Callback")
+    return callback
+
+
+def resolve_each(specs: list[Any], loc: Loc, resolve: Callable[[Any], Any], config: Any, collector: Collector) -> list[Any]:
+    """Resolve a list of specs, collecting a located problem for each one that fails."""
+    out = []
+    for index, spec in enumerate(specs):
+        item_loc = loc + (index,)
+        try:
+            out.append(resolve(spec))
+        except SpecError as exc:
+            collector.add(config.problem(exc.loc or item_loc, str(exc), exc.hint))
+    return out
+
+
+def resolve_one(spec: Any, loc: Loc, resolve: Callable[[Any], Any], config: Any, collector: Collector) -> Any:
+    """Resolve one spec, collecting a located problem when it fails."""
+    try:
+        return resolve(spec)
+    except SpecError as exc:
+        collector.add(config.problem(exc.loc or loc, str(exc), exc.hint))
+        return None
+
+
+def problem_from(config: Any, loc: Loc, exc: Exception) -> Problem:
+    """A located problem from any exception raised while building."""
+    return config.problem(loc, f"{type(exc).__name__}: {exc}")
