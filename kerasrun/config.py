@@ -399,7 +399,8 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
                 got = str(err.get("ctx", {}).get("tag", ""))
                 close = difflib.get_close_matches(got, [t.strip(" '") for t in str(expected).split(",")], n=1)
                 hint = f"did you mean `{close[0]}`?" if close else None
-            loc = loc + ("source",) if err["type"] == "union_tag_not_found" else loc
+            loc = loc + ("source",)
+            message = message.replace("`source` must", "must")
         elif "input" in err and isinstance(err["input"], (str, int, float, bool)) and err["type"] != "value_error":
             message += f" (got {err['input']!r})"
         dedupe = (format_key(loc), message)

@@ -388,7 +388,7 @@ def class_weight_table(config: Config, labels: np.ndarray | None) -> np.ndarray 
     for loc, table in rules:
         for label in table:
             if present is not None and label not in present:
-                problems.append(config.problem(loc + (label,), f"{label} is not a label in the training data", f"labels: {sorted(present)}"))
+                problems.append(config.problem(loc + (str(label),), f"{label} is not a label in the training data", f"labels: {sorted(present)}"))
     if problems:
         raise ConfigError(problems)
     size = max([max(t) for _, t in rules if t] + ([max(present)] if present else [0])) + 1

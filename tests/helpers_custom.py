@@ -1,0 +1,67 @@
+"""Importable objects for tests of `module:name` paths (tests/ is on sys.path under pytest)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import keras
+
+
+class ScaledDense(keras.layers.Dense):
+    """A Dense layer subclass with an extra constructor argument."""
+
+    def __init__(self, units: int, scale: float = 1.0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.scale = scale
+
+
+def half_mse(y_true, y_pred):
+    """A plain (y_true, y_pred) loss function."""
+    return 0.5 * keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)
+
+
+class FailAtEpoch(keras.callbacks.Callback):
+    """Raises at the start of a given epoch, to test a run that fails midway."""
+
+    def __init__(self, epoch: int = 1):
+        super().__init__()
+        self.fail_epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.fail_epoch:
+            raise RuntimeError(f"boom at epoch {epoch}")
+
+
+class InterruptAtEpoch(FailAtEpoch):
+    """Raises KeyboardInterrupt at the start of a given epoch (Ctrl-C)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.fail_epoch:
+            raise KeyboardInterrupt
+
+
+def two_blobs(n: int = 50):
+    """Arrays (x, y) for the python data source."""
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (n, 2)), rng.normal(3, 1, (n, 2))]).astype("float32")
+    y = np.repeat([0, 1], n)
+    return x, y
+
+
+def split_blobs(n: int = 50):
+    """((x, y), (x_test, y_test)) for the python data source."""
+    x, y = two_blobs(n)
+    return (x[::2], y[::2]), (x[1::2], y[1::2])
+
+
+def blob_dataset(n: int = 50):
+    """A batched tf.data.Dataset of (x, y)."""
+    import tensorflow as tf
+
+    x, y = two_blobs(n)
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(10)
+
+
+def not_data():
+    """Returns something that is not data."""
+    return "nope"

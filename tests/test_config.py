@@ -1,0 +1,163 @@
+"""Config loading: schema, overrides, and located errors (file:line:column, key, did-you-mean)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kerasrun.config import Config, config_to_yaml, load_config, shrink_for_smoke
+from kerasrun.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def problems_of(path: Path, overrides: list[str] | None = None) -> list[str]:
+    """The formatted problems load_config raises for a file."""
+    with pytest.raises(ConfigError) as info:
+        load_config(path, overrides)
+    return [str(p.format_location()) + " " + p.key + ": " + p.message + " " + (p.hint or "") for p in info.value.problems]
+
+
+def test_every_shipped_config_validates() -> None:
+    for path in sorted((REPO / "configs").glob("*.yaml")):
+        config = load_config(path)
+        assert isinstance(config, Config)
+
+
+def test_defaults_are_filled_in(write_config) -> None:
+    config = load_config(write_config())
+    assert config.train.loop == "fit"
+    assert config.compile.steps_per_execution == 32
+    assert config.runtime.device == "auto"
+    assert config.output.runs_dir == "runs"
+
+
+def test_unknown_key_points_at_line_and_suggests(write_config) -> None:
+    path = write_config(
+        """\
+        name: x
+        data: {source: sklearn, name: iris}
+        model:
+          inputs: {x: [4]}
+          layers: [Dense]
+        compile:
+          loss: mse
+          optimzer: adam
+        """
+    )
+    [problem] = problems_of(path)
+    assert problem.startswith(f"{path}:8:3 compile.optimzer: unknown key")
+    assert "did you mean `optimizer`?" in problem
+
+
+def test_all_problems_are_reported_at_once(write_config) -> None:
+    path = write_config(
+        """\
+        name: x
+        data: {source: keras, nmae: mnist}
+        model: {inputs: {x: [4]}, layers: [Dense]}
+        compile: {loss: mse}
+        train: {epochs: 0, batch_size: many, validation_split: 1.5}
+        """
+    )
+    problems = problems_of(path)
+    joined = "\n".join(problems)
+    assert "data.nmae: unknown key" in joined and "did you mean `name`" in joined
+    assert "data.name: required key is missing" in joined
+    assert "train.epochs: Input should be greater than or equal to 1 (got 0)" in joined
+    assert "train.batch_size: Input should be a valid integer" in joined
+    assert "train.validation_split: Input should be less than 1" in joined
+    assert f"{path}:5:" in joined
+    assert len(problems) == 5
+
+
+def test_unknown_source_suggests(write_config) -> None:
+    [problem] = problems_of(write_config({"data": {"source": "sklearnn", "name": "iris"}}))
+    assert "data.source" in problem and "did you mean `sklearn`" in problem
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (None, "no such file"),
+        ("", "the file is empty"),
+        ("name: [unclosed\n", "YAML syntax error"),
+        ("- a\n- b\n", "the top level must be a mapping"),
+        ("name: x\n  bad: indent\n", "YAML syntax error"),
+    ],
+)
+def test_unreadable_files(tmp_path: Path, text: str | None, message: str) -> None:
+    path = tmp_path / "c.yaml"
+    if text is not None:
+        path.write_text(text)
+    [problem] = problems_of(path)
+    assert message in problem
+    assert str(path) in problem
+
+
+def test_directory_is_refused(tmp_path: Path) -> None:
+    [problem] = problems_of(tmp_path)
+    assert "is a directory" in problem
+
+
+def test_syntax_error_has_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ndata: {source: sklearn\nmodel: 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.problems[0].line is not None and info.value.problems[0].column is not None
+
+
+def test_yaml_tags_that_build_python_objects_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("name: !!python/object/apply:os.system ['echo hacked']\n")
+    [problem] = problems_of(path)
+    assert "YAML syntax error" in problem
+
+
+def test_overrides_are_yaml_values(write_config) -> None:
+    config = load_config(write_config(), ["train.epochs=5", "compile.optimizer={SGD: {learning_rate: 0.5}}", "model.layers[0].Dense.units=4"])
+    assert config.train.epochs == 5
+    assert config.compile.optimizer == {"SGD": {"learning_rate": 0.5}}
+    assert config.model.layers[0] == {"Dense": {"units": 4, "activation": "relu"}}
+
+
+def test_bad_override_is_located_at_set(write_config) -> None:
+    [problem] = problems_of(write_config(), ["train.epochz=5"])
+    assert problem.startswith("--set train.epochz: unknown key")
+    assert "did you mean `epochs`" in problem
+
+
+def test_class_weight_forms(write_config) -> None:
+    assert load_config(write_config({"train": {"class_weight": {1: 2}}})).train.class_weight == {1: 2.0}
+    assert load_config(write_config({"train": {"class_weight": "balanced"}})).train.class_weight == "balanced"
+    [problem] = problems_of(write_config({"train": {"class_weight": {"five": 2}}}))
+    assert "train.class_weight: expected a mapping {integer label: weight}" in problem
+
+
+def test_object_spec_shape_is_checked(write_config) -> None:
+    [problem] = problems_of(write_config({"compile": {"optimizer": {"Adam": 1, "SGD": 2}}}))
+    assert "compile.optimizer" in problem and "{Name: {kwargs}}" in problem
+
+
+def test_model_needs_layers_or_factory(write_config) -> None:
+    [problem] = problems_of(write_config({"model": {"inputs": None, "layers": None, "name": "m"}}))
+    assert "set `inputs` and `layers`, or `factory" in problem
+
+
+def test_bad_import_path_shape(write_config) -> None:
+    problems = problems_of(write_config({"data": {"source": "python", "function": "not a path"}}))
+    assert any("data.function" in p for p in problems)
+
+
+def test_resolved_yaml_round_trips(write_config) -> None:
+    config = load_config(write_config({"train": {"class_weight": {1: 2.0}}}))
+    again = load_config(write_config(config_to_yaml(config), name="again.yaml"))
+    assert again.model_dump() == config.model_dump()
+
+
+def test_smoke_shrinks_the_run(write_config) -> None:
+    config = shrink_for_smoke(load_config(write_config({"train": {"epochs": 9, "initial_epoch": 3}})))
+    assert (config.train.epochs, config.train.initial_epoch, config.train.steps_per_epoch) == (1, 0, 2)
+    assert config.runtime.device == "cpu" and config.evaluate.steps == 2

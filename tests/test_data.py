@@ -1,0 +1,221 @@
+"""Data sources, preprocessing, validation splits, weights and the tf.data pipeline."""
+
+from __future__ import annotations
+
+import gzip
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerasrun.config import load_config
+from kerasrun.data import Split, load_data, make_dataset
+from kerasrun.errors import ConfigError, DataUnavailableError
+
+from conftest import HAS_MNIST, SHARED_DATA
+
+
+def load(write_config, changes, overrides=None):
+    """load_data for TINY merged with changes."""
+    return load_data(load_config(write_config(changes), overrides))
+
+
+def test_sklearn_source_is_seeded_and_stratified(write_config) -> None:
+    data = load(write_config, {"data": {"source": "sklearn", "name": "iris", "test_fraction": 0.2, "means": None, "cov": None, "samples_per_class": None, "generator": None}, "train": {"validation_split": None}})
+    assert len(data.train) == 120 and len(data.test) == 30
+    assert np.bincount(data.test.y).tolist() == [10, 10, 10]
+    again = load(write_config, {"data": {"source": "sklearn", "name": "iris", "test_fraction": 0.2, "means": None, "cov": None, "samples_per_class": None, "generator": None}, "train": {"validation_split": None}})
+    assert np.array_equal(data.test.x, again.test.x)
+
+
+def test_blobs_follow_the_given_means(write_config) -> None:
+    data = load(write_config, {"data": {"test_fraction": None, "samples_per_class": 2000}, "train": {"validation_split": None}})
+    for label, mean in enumerate([[0, 0], [4, 0], [0, 4]]):
+        assert np.allclose(data.train.x[data.train.y == label].mean(axis=0), mean, atol=0.1)
+
+
+def test_random_generator(write_config) -> None:
+    data = load(write_config, {"data": {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [4, 3], "y_shape": [2], "samples": 10, "test_fraction": None}, "train": {"validation_split": None}})
+    assert data.train.x.shape == (10, 4, 3) and data.train.y.shape == (10, 2)
+
+
+def test_validation_split_is_keras_last_fraction(write_config) -> None:
+    data = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": 0.3}})
+    split_at = int(math.floor(300 * (1 - 0.3)))
+    assert len(data.train) == split_at and len(data.validation) == 300 - split_at
+    full = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": None}})
+    assert np.array_equal(data.validation.x, full.train.x[split_at:])
+
+
+def test_stratified_validation_split(write_config) -> None:
+    data = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": 0.2, "stratify": True}})
+    assert np.bincount(data.validation.y).tolist() == [20, 20, 20]
+
+
+def test_validation_on_test_split(write_config) -> None:
+    data = load(write_config, {"train": {"validation_split": None, "validation_data": "test"}})
+    assert data.validation is data.test
+
+
+def test_preprocess_steps(write_config) -> None:
+    data = load(write_config, {"data": {"preprocess": [{"reshape": [2, 1]}, {"scale": 2.0}, {"cast": "float16"}, {"one_hot": 3}]}, "train": {"validation_split": None}})
+    assert data.train.x.shape[1:] == (2, 1) and data.train.x.dtype == np.float16
+    assert data.train.y.shape[1:] == (3,) and set(data.train.y.sum(axis=1)) == {1.0}
+
+
+def test_bad_preprocess_is_located(write_config) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write_config, {"data": {"preprocess": [{"reshape": [5]}]}})
+    assert info.value.problems[0].key == "data.preprocess[0].reshape"
+    with pytest.raises(ConfigError, match="labels range over 0..2, outside 0..1"):
+        load(write_config, {"data": {"preprocess": [{"one_hot": 2}]}})
+
+
+def test_class_weights_become_sample_weights(write_config) -> None:
+    data = load(write_config, {"train": {"class_weight": {1: 2.0}, "sample_weight": {"by_class": {2: 3.0, 1: 0.5}}, "validation_split": None}})
+    expected = np.choose(data.train.y, [1.0, 2.0 * 0.5, 3.0])
+    assert np.array_equal(data.train.sample_weight, expected.astype(np.float32))
+
+
+def test_balanced_class_weight(write_config) -> None:
+    base = {"data": {"samples_per_class": 100, "test_fraction": None}, "train": {"validation_split": None, "class_weight": "balanced"}}
+    data = load(write_config, base)
+    # n_samples / (n_classes * count): equal classes -> weight 1
+    assert np.allclose(data.train.sample_weight, 1.0)
+
+
+def test_class_weight_key_must_be_a_label(write_config) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write_config, {"train": {"class_weight": {7: 2.0, 9: 1.0}}})
+    assert [p.key for p in info.value.problems] == ["train.class_weight.7", "train.class_weight.9"]
+    assert "labels: [0, 1, 2]" in info.value.problems[0].hint
+
+
+def test_class_weight_needs_class_labels(write_config) -> None:
+    with pytest.raises(ConfigError, match="integer class labels"):
+        load(write_config, {"data": {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [2], "y_shape": [1], "samples": 20}, "train": {"class_weight": {1: 2.0}}})
+
+
+def test_npz_source(write_config, tmp_path: Path) -> None:
+    np.savez(tmp_path / "d.npz", a=np.ones((10, 3), np.float32), b=np.arange(10), w=np.full(10, 2.0, np.float32))
+    data = load(write_config, {"data": {"source": "npz", "path": "d.npz", "x": "a", "y": "b", "sample_weight": "w", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}, "train": {"validation_split": None}})
+    assert data.train.x.shape == (10, 3) and data.test is None and data.train.sample_weight[0] == 2.0
+    with pytest.raises(ConfigError) as info:
+        load(write_config, {"data": {"source": "npz", "path": "d.npz", "x": "xx", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}})
+    assert "has no array `xx`" in info.value.problems[0].message and "a, b, w" in info.value.problems[0].hint
+
+
+def test_csv_source(write_config, tmp_path: Path) -> None:
+    rows = ["f1,f2,kind"] + [f"{i},{i * 2},{'cat' if i % 2 else 'dog'}" for i in range(20)]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
+    changes = {"data": {"source": "csv", "path": "t.csv", "target": "kind", "test_fraction": 0.25, "generator": None, "means": None, "cov": None, "samples_per_class": None}, "train": {"validation_split": None}}
+    data = load(write_config, changes)
+    assert data.train.x.shape == (15, 2) and set(data.train.y) == {0, 1}
+    with pytest.raises(ConfigError, match="no column `knd`"):
+        load(write_config, merge_target(changes, "knd"))
+
+
+def merge_target(changes, target):
+    """Same csv config with another target column."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in changes.items()}
+    out["data"]["target"] = target
+    return out
+
+
+PY = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}
+
+
+def test_python_source_forms(write_config) -> None:
+    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:two_blobs", "kwargs": {"n": 20}, **PY}, "train": {"validation_split": None}})
+    assert data.train.x.shape == (40, 2) and data.test is None
+    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:split_blobs", **PY}, "train": {"validation_split": None}})
+    assert len(data.train) == 50 and len(data.test) == 50
+    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:blob_dataset", **PY}, "train": {"validation_split": None, "class_weight": {1: 3.0}}})
+    x, y, w = next(iter(data.train))
+    assert np.array_equal(w.numpy(), np.where(y.numpy() == 1, 3.0, 1.0))
+
+
+def test_python_source_errors(write_config) -> None:
+    with pytest.raises(ConfigError, match="validation_split needs array data"):
+        load(write_config, {"data": {"source": "python", "function": "helpers_custom:blob_dataset", **PY}})
+    with pytest.raises(ConfigError, match="returned str"):
+        load(write_config, {"data": {"source": "python", "function": "helpers_custom:not_data", **PY}})
+    with pytest.raises(ConfigError, match="cannot import module"):
+        load(write_config, {"data": {"source": "python", "function": "nowhere_xyz:f", **PY}})
+
+
+def test_nonfinite_input_is_refused_with_index(write_config, tmp_path: Path) -> None:
+    x = np.ones((10, 3), np.float32)
+    x[4, 2] = np.nan
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(10) % 2)
+    changes = {"data": {"source": "npz", "path": "d.npz", **PY}, "train": {"validation_split": None}}
+    with pytest.raises(ConfigError, match=r"x_train holds NaN or inf at index \(4, 2\)"):
+        load(write_config, changes)
+    changes["data"]["allow_nonfinite"] = True
+    assert np.isnan(load(write_config, changes).train.x[4, 2])
+
+
+KERAS = {"source": "keras", **PY}
+
+
+def test_keras_dataset_missing_offline(write_config, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.setenv("KERASRUN_DATA_DIR", str(tmp_path))
+    with pytest.raises(DataUnavailableError) as info:
+        load(write_config, {"data": {**KERAS, "name": "cifar10"}})
+    problem = info.value.problems[0]
+    assert problem.key == "data.name" and "not available offline" in problem.message and "cifar10.npz" in problem.hint
+    assert info.value.exit_code == 2
+
+
+def test_unknown_keras_dataset_suggests(write_config) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(write_config, {"data": {**KERAS, "name": "mnsit"}})
+    assert "did you mean `mnist`" in info.value.problems[0].hint
+
+
+def test_keras_raw_idx_files(write_config, tmp_path: Path) -> None:
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+
+    def write_idx(name: str, array: np.ndarray) -> None:
+        header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+        with gzip.open(folder / name, "wb") as f:
+            f.write(header + array.astype(np.uint8).tobytes())
+
+    rng = np.random.default_rng(0)
+    images, labels = rng.integers(0, 255, (6, 28, 28)), np.arange(6) % 3
+    write_idx("train-images-idx3-ubyte.gz", images)
+    write_idx("train-labels-idx1-ubyte.gz", labels)
+    write_idx("t10k-images-idx3-ubyte.gz", images[:2])
+    write_idx("t10k-labels-idx1-ubyte.gz", labels[:2])
+    data = load(write_config, {"data": {**KERAS, "name": "fashion_mnist", "dir": str(tmp_path)}, "train": {"validation_split": None}})
+    assert np.array_equal(data.train.x, images) and np.array_equal(data.test.y, labels[:2])
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="real Fashion-MNIST not present")
+def test_real_fashion_mnist_from_data_dir(write_config) -> None:
+    data = load(write_config, {"data": {**KERAS, "name": "fashion_mnist", "dir": str(SHARED_DATA)}, "train": {"validation_split": None}})
+    assert data.train.x.shape == (60000, 28, 28) and data.test.x.shape == (10000, 28, 28)
+    assert np.bincount(data.train.y).tolist() == [6000] * 10
+
+
+@pytest.mark.skipif(not HAS_MNIST, reason="real MNIST not present")
+def test_real_mnist_from_data_dir(write_config, mnist_env) -> None:
+    data = load(write_config, {"data": {**KERAS, "name": "mnist"}, "train": {"validation_split": None}})
+    assert data.train.y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert np.bincount(data.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+def test_dataset_batches_shuffles_with_seed_and_covers_everything() -> None:
+    split = Split(np.arange(10, dtype=np.float32).reshape(10, 1), np.arange(10), np.ones(10, np.float32))
+    first = [b[1].numpy().tolist() for b in make_dataset(split, 4, True, seed=3)]
+    again = [b[1].numpy().tolist() for b in make_dataset(split, 4, True, seed=3)]
+    assert first == again and [len(b) for b in first] == [4, 4, 2]
+    assert sorted(sum(first, [])) == list(range(10)) and sum(first, []) != list(range(10))
+    ordered = [b[1].numpy().tolist() for b in make_dataset(split, 4, False, seed=3)]
+    assert sum(ordered, []) == list(range(10))
+    dataset = make_dataset(split, 4, True, seed=3)
+    epoch1, epoch2 = ([b[1].numpy().tolist() for b in dataset] for _ in range(2))
+    assert epoch1 != epoch2  # reshuffled every epoch
