@@ -47,7 +47,7 @@ def err_console() -> Any:
     """A Rich console on stderr."""
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # never break a file path across lines
 
 
 def out_console() -> Any:

@@ -65,7 +65,7 @@ class PreprocessStep(Strict):
     @model_validator(mode="after")
     def check_one_key(self) -> "PreprocessStep":
         """Each list entry must be a single step."""
-        if len(self.model_fields_set) != 1:
+        if sum(getattr(self, name) is not None for name in type(self).model_fields) != 1:
             raise ValueError("each preprocess entry must set exactly one of reshape, scale, cast, one_hot")
         return self
 

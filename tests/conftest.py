@@ -33,18 +33,23 @@ TINY = {
         "layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}],
     },
     "compile": {"optimizer": {"Adam": {"learning_rate": 0.01}}, "loss": "sparse_categorical_crossentropy", "metrics": ["sparse_categorical_accuracy"]},
-    "train": {"epochs": 3, "batch_size": 16, "validation_split": 0.25},
+    # The blobs come sorted by class, so a last-fraction split would validate on one class only.
+    "train": {"epochs": 3, "batch_size": 16, "validation_split": 0.25, "stratify": True},
 }
 
 
 def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """Deep-merge `changes` into a copy of `base` (a None value deletes the key)."""
-    out = dict(base)
+    """Merge `changes` into a copy of `base`, one level into each section (a None value deletes the key)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
     for key, value in changes.items():
         if value is None:
             out.pop(key, None)
         elif isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merge(out[key], value)
+            for sub_key, sub_value in value.items():
+                if sub_value is None:
+                    out[key].pop(sub_key, None)
+                else:
+                    out[key][sub_key] = sub_value
         else:
             out[key] = value
     return out

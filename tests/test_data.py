@@ -22,29 +22,29 @@ def load(write_config, changes, overrides=None):
 
 
 def test_sklearn_source_is_seeded_and_stratified(write_config) -> None:
-    data = load(write_config, {"data": {"source": "sklearn", "name": "iris", "test_fraction": 0.2, "means": None, "cov": None, "samples_per_class": None, "generator": None}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"source": "sklearn", "name": "iris", "test_fraction": 0.2, "means": None, "cov": None, "samples_per_class": None, "generator": None}, "train": {"validation_split": None, "stratify": False}})
     assert len(data.train) == 120 and len(data.test) == 30
     assert np.bincount(data.test.y).tolist() == [10, 10, 10]
-    again = load(write_config, {"data": {"source": "sklearn", "name": "iris", "test_fraction": 0.2, "means": None, "cov": None, "samples_per_class": None, "generator": None}, "train": {"validation_split": None}})
+    again = load(write_config, {"data": {"source": "sklearn", "name": "iris", "test_fraction": 0.2, "means": None, "cov": None, "samples_per_class": None, "generator": None}, "train": {"validation_split": None, "stratify": False}})
     assert np.array_equal(data.test.x, again.test.x)
 
 
 def test_blobs_follow_the_given_means(write_config) -> None:
-    data = load(write_config, {"data": {"test_fraction": None, "samples_per_class": 2000}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"test_fraction": None, "samples_per_class": 2000}, "train": {"validation_split": None, "stratify": False}})
     for label, mean in enumerate([[0, 0], [4, 0], [0, 4]]):
         assert np.allclose(data.train.x[data.train.y == label].mean(axis=0), mean, atol=0.1)
 
 
 def test_random_generator(write_config) -> None:
-    data = load(write_config, {"data": {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [4, 3], "y_shape": [2], "samples": 10, "test_fraction": None}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [4, 3], "y_shape": [2], "samples": 10, "test_fraction": None}, "train": {"validation_split": None, "stratify": False}})
     assert data.train.x.shape == (10, 4, 3) and data.train.y.shape == (10, 2)
 
 
 def test_validation_split_is_keras_last_fraction(write_config) -> None:
-    data = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": 0.3}})
+    data = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": 0.3, "stratify": False}})
     split_at = int(math.floor(300 * (1 - 0.3)))
     assert len(data.train) == split_at and len(data.validation) == 300 - split_at
-    full = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": None}})
+    full = load(write_config, {"data": {"test_fraction": None}, "train": {"validation_split": None, "stratify": False}})
     assert np.array_equal(data.validation.x, full.train.x[split_at:])
 
 
@@ -54,12 +54,12 @@ def test_stratified_validation_split(write_config) -> None:
 
 
 def test_validation_on_test_split(write_config) -> None:
-    data = load(write_config, {"train": {"validation_split": None, "validation_data": "test"}})
+    data = load(write_config, {"train": {"validation_split": None, "stratify": False, "validation_data": "test"}})
     assert data.validation is data.test
 
 
 def test_preprocess_steps(write_config) -> None:
-    data = load(write_config, {"data": {"preprocess": [{"reshape": [2, 1]}, {"scale": 2.0}, {"cast": "float16"}, {"one_hot": 3}]}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"preprocess": [{"reshape": [2, 1]}, {"scale": 2.0}, {"cast": "float16"}, {"one_hot": 3}]}, "train": {"validation_split": None, "stratify": False}})
     assert data.train.x.shape[1:] == (2, 1) and data.train.x.dtype == np.float16
     assert data.train.y.shape[1:] == (3,) and set(data.train.y.sum(axis=1)) == {1.0}
 
@@ -73,13 +73,13 @@ def test_bad_preprocess_is_located(write_config) -> None:
 
 
 def test_class_weights_become_sample_weights(write_config) -> None:
-    data = load(write_config, {"train": {"class_weight": {1: 2.0}, "sample_weight": {"by_class": {2: 3.0, 1: 0.5}}, "validation_split": None}})
+    data = load(write_config, {"train": {"class_weight": {1: 2.0}, "sample_weight": {"by_class": {2: 3.0, 1: 0.5}}, "validation_split": None, "stratify": False}})
     expected = np.choose(data.train.y, [1.0, 2.0 * 0.5, 3.0])
     assert np.array_equal(data.train.sample_weight, expected.astype(np.float32))
 
 
 def test_balanced_class_weight(write_config) -> None:
-    base = {"data": {"samples_per_class": 100, "test_fraction": None}, "train": {"validation_split": None, "class_weight": "balanced"}}
+    base = {"data": {"samples_per_class": 100, "test_fraction": None}, "train": {"validation_split": None, "stratify": False, "class_weight": "balanced"}}
     data = load(write_config, base)
     # n_samples / (n_classes * count): equal classes -> weight 1
     assert np.allclose(data.train.sample_weight, 1.0)
@@ -94,12 +94,12 @@ def test_class_weight_key_must_be_a_label(write_config) -> None:
 
 def test_class_weight_needs_class_labels(write_config) -> None:
     with pytest.raises(ConfigError, match="integer class labels"):
-        load(write_config, {"data": {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [2], "y_shape": [1], "samples": 20}, "train": {"class_weight": {1: 2.0}}})
+        load(write_config, {"data": {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [2], "y_shape": [1], "samples": 20}, "train": {"class_weight": {1: 2.0}, "validation_split": None, "stratify": False}})
 
 
 def test_npz_source(write_config, tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", a=np.ones((10, 3), np.float32), b=np.arange(10), w=np.full(10, 2.0, np.float32))
-    data = load(write_config, {"data": {"source": "npz", "path": "d.npz", "x": "a", "y": "b", "sample_weight": "w", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"source": "npz", "path": "d.npz", "x": "a", "y": "b", "sample_weight": "w", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}, "train": {"validation_split": None, "stratify": False}})
     assert data.train.x.shape == (10, 3) and data.test is None and data.train.sample_weight[0] == 2.0
     with pytest.raises(ConfigError) as info:
         load(write_config, {"data": {"source": "npz", "path": "d.npz", "x": "xx", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}})
@@ -109,7 +109,7 @@ def test_npz_source(write_config, tmp_path: Path) -> None:
 def test_csv_source(write_config, tmp_path: Path) -> None:
     rows = ["f1,f2,kind"] + [f"{i},{i * 2},{'cat' if i % 2 else 'dog'}" for i in range(20)]
     (tmp_path / "t.csv").write_text("\n".join(rows) + "\n")
-    changes = {"data": {"source": "csv", "path": "t.csv", "target": "kind", "test_fraction": 0.25, "generator": None, "means": None, "cov": None, "samples_per_class": None}, "train": {"validation_split": None}}
+    changes = {"data": {"source": "csv", "path": "t.csv", "target": "kind", "test_fraction": 0.25, "generator": None, "means": None, "cov": None, "samples_per_class": None}, "train": {"validation_split": None, "stratify": False}}
     data = load(write_config, changes)
     assert data.train.x.shape == (15, 2) and set(data.train.y) == {0, 1}
     with pytest.raises(ConfigError, match="no column `knd`"):
@@ -127,11 +127,11 @@ PY = {"generator": None, "means": None, "cov": None, "samples_per_class": None, 
 
 
 def test_python_source_forms(write_config) -> None:
-    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:two_blobs", "kwargs": {"n": 20}, **PY}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:two_blobs", "kwargs": {"n": 20}, **PY}, "train": {"validation_split": None, "stratify": False}})
     assert data.train.x.shape == (40, 2) and data.test is None
-    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:split_blobs", **PY}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:split_blobs", **PY}, "train": {"validation_split": None, "stratify": False}})
     assert len(data.train) == 50 and len(data.test) == 50
-    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:blob_dataset", **PY}, "train": {"validation_split": None, "class_weight": {1: 3.0}}})
+    data = load(write_config, {"data": {"source": "python", "function": "helpers_custom:blob_dataset", **PY}, "train": {"validation_split": None, "stratify": False, "class_weight": {1: 3.0}}})
     x, y, w = next(iter(data.train))
     assert np.array_equal(w.numpy(), np.where(y.numpy() == 1, 3.0, 1.0))
 
@@ -149,7 +149,7 @@ def test_nonfinite_input_is_refused_with_index(write_config, tmp_path: Path) -> 
     x = np.ones((10, 3), np.float32)
     x[4, 2] = np.nan
     np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(10) % 2)
-    changes = {"data": {"source": "npz", "path": "d.npz", **PY}, "train": {"validation_split": None}}
+    changes = {"data": {"source": "npz", "path": "d.npz", **PY}, "train": {"validation_split": None, "stratify": False}}
     with pytest.raises(ConfigError, match=r"x_train holds NaN or inf at index \(4, 2\)"):
         load(write_config, changes)
     changes["data"]["allow_nonfinite"] = True
@@ -190,20 +190,20 @@ def test_keras_raw_idx_files(write_config, tmp_path: Path) -> None:
     write_idx("train-labels-idx1-ubyte.gz", labels)
     write_idx("t10k-images-idx3-ubyte.gz", images[:2])
     write_idx("t10k-labels-idx1-ubyte.gz", labels[:2])
-    data = load(write_config, {"data": {**KERAS, "name": "fashion_mnist", "dir": str(tmp_path)}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {**KERAS, "name": "fashion_mnist", "dir": str(tmp_path)}, "train": {"validation_split": None, "stratify": False}})
     assert np.array_equal(data.train.x, images) and np.array_equal(data.test.y, labels[:2])
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "fashion-mnist").is_dir(), reason="real Fashion-MNIST not present")
 def test_real_fashion_mnist_from_data_dir(write_config) -> None:
-    data = load(write_config, {"data": {**KERAS, "name": "fashion_mnist", "dir": str(SHARED_DATA)}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {**KERAS, "name": "fashion_mnist", "dir": str(SHARED_DATA)}, "train": {"validation_split": None, "stratify": False}})
     assert data.train.x.shape == (60000, 28, 28) and data.test.x.shape == (10000, 28, 28)
     assert np.bincount(data.train.y).tolist() == [6000] * 10
 
 
 @pytest.mark.skipif(not HAS_MNIST, reason="real MNIST not present")
 def test_real_mnist_from_data_dir(write_config, mnist_env) -> None:
-    data = load(write_config, {"data": {**KERAS, "name": "mnist"}, "train": {"validation_split": None}})
+    data = load(write_config, {"data": {**KERAS, "name": "mnist"}, "train": {"validation_split": None, "stratify": False}})
     assert data.train.y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert np.bincount(data.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 

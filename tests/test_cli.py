@@ -1,0 +1,223 @@
+"""The CLI end to end (Typer's CliRunner): train, run folder, evaluate, predict, validate, show, schema, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerasrun.cli import app
+from kerasrun.rundir import read_json
+
+from conftest import only_run
+
+
+def train(runner, config: Path, runs_dir: Path, *args: str):
+    """Invoke `kerasrun train` in-process."""
+    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "plain", *args])
+
+
+def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config(), runs_dir)
+    assert result.exit_code == 0, result.output
+    run = only_run(runs_dir)
+    assert run.name.endswith("-tiny")
+    assert {"config.yaml", "history.json", "metrics.json", "model.keras", "summary.txt", "run.json"} <= {p.name for p in run.iterdir()}
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    history = read_json(run / "history.json")
+    assert history["epoch"] == [1, 2, 3]
+    assert set(history) == {"epoch", "loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"}
+    info = read_json(run / "run.json")
+    assert info["status"] == "completed" and info["seed"] == 7 and info["device"] == "/CPU:0"
+    assert {"kerasrun", "tensorflow", "keras", "python", "git_commit"} <= set(info["environment"])
+    assert info["ended"] and info["timings"]["fit_s"] > 0 and info["epochs_completed"] == 3
+    metrics = read_json(run / "metrics.json")
+    assert set(metrics) == {"loss", "sparse_categorical_accuracy"} and metrics["sparse_categorical_accuracy"] > 0.8
+    assert "Total params" in (run / "summary.txt").read_text()
+    lines = result.output.splitlines()
+    assert sum(line.startswith("epoch ") for line in lines) == 3 and "\r" not in result.output and "\b" not in result.output
+    assert "sparse_categorical_accuracy" in result.output and f"done: {run}" in result.output
+
+
+def test_same_config_gives_identical_history(runner, write_config, runs_dir, tmp_path) -> None:
+    config = write_config({"model": {"layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dropout": {"rate": 0.3}}, {"Dense": {"units": 3, "activation": "softmax"}}]}})
+    other = tmp_path / "other_runs"
+    assert train(runner, config, runs_dir).exit_code == 0
+    assert train(runner, config, other).exit_code == 0
+    assert read_json(only_run(runs_dir) / "history.json") == read_json(only_run(other) / "history.json")
+
+
+def test_runs_never_overwrite(runner, write_config, runs_dir) -> None:
+    config = write_config()
+    for _ in range(2):
+        assert train(runner, config, runs_dir, "--set", "train.epochs=1").exit_code == 0
+    assert len(list(runs_dir.iterdir())) == 2
+
+
+def test_resolved_config_applies_overrides_and_name(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config(), runs_dir, "--set", "train.epochs=1", "--name", "renamed")
+    assert result.exit_code == 0, result.output
+    run = only_run(runs_dir)
+    assert run.name.endswith("-renamed")
+    text = (run / "config.yaml").read_text()
+    assert "epochs: 1" in text and "steps_per_execution: 32" in text
+
+
+def test_evaluate_matches_metrics_json(runner, write_config, runs_dir) -> None:
+    config = write_config()
+    assert train(runner, config, runs_dir).exit_code == 0
+    run = only_run(runs_dir)
+    result = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == read_json(run / "metrics.json")
+    by_config = runner.invoke(app, ["evaluate", str(config), "--runs-dir", str(runs_dir), "--json"])
+    assert json.loads(by_config.output) == read_json(run / "metrics.json")
+    validation = runner.invoke(app, ["evaluate", str(run), "--split", "validation"])
+    history = read_json(run / "history.json")
+    assert validation.exit_code == 0 and f"{history['val_loss'][-1]:.4f}" in validation.output
+
+
+def test_evaluate_errors(runner, write_config, tmp_path) -> None:
+    result = runner.invoke(app, ["evaluate", str(tmp_path)])
+    assert result.exit_code == 2 and "not a kerasrun run folder" in result.output
+    result = runner.invoke(app, ["evaluate", str(write_config()), "--runs-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no completed run of `tiny`" in result.output
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv"])
+def test_predict_files(runner, write_config, runs_dir, tmp_path, suffix) -> None:
+    assert train(runner, write_config({"data": {"preprocess": [{"scale": 2.0}]}}), runs_dir).exit_code == 0
+    run = only_run(runs_dir)
+    x = np.array([[0, 0], [8, 0], [0, 8]], dtype=np.float32)  # blob centres x2, undone by the run's scale step
+    source = tmp_path / f"in{suffix}"
+    if suffix == ".npy":
+        np.save(source, x)
+    elif suffix == ".npz":
+        np.savez(source, x=x)
+    else:
+        source.write_text("a,b\n" + "\n".join(",".join(str(v) for v in row) for row in x) + "\n")
+    out = tmp_path / f"out{suffix}"
+    result = runner.invoke(app, ["predict", str(run), "--input", str(source), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    if suffix == ".npy":
+        predictions = np.load(out)
+    elif suffix == ".npz":
+        predictions = np.load(out)["predictions"]
+    else:
+        predictions = np.loadtxt(out, delimiter=",", skiprows=1)
+    assert predictions.shape == (3, 3) and predictions.argmax(axis=1).tolist() == [0, 1, 2]
+
+
+def test_predict_rejects_unknown_format(runner, write_config, runs_dir, tmp_path) -> None:
+    assert train(runner, write_config({"train": {"epochs": 1}}), runs_dir).exit_code == 0
+    result = runner.invoke(app, ["predict", str(only_run(runs_dir)), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o.txt")])
+    assert result.exit_code == 2 and "unsupported file type" in result.output
+
+
+def test_validate_reports_every_file(runner, write_config, tmp_path) -> None:
+    good = write_config()
+    bad = write_config({"train": {"epochz": 1}}, name="bad.yaml")
+    worse = write_config({"compile": {"los": "mse"}}, name="worse.yaml")
+    assert runner.invoke(app, ["validate", str(good)]).exit_code == 0
+    result = runner.invoke(app, ["validate", str(good), str(bad), str(worse)])
+    assert result.exit_code == 2
+    assert "2 problems found" in result.output  # epochz, los
+    assert f"{bad}:" in result.output and f"{worse}:" in result.output and "did you mean `epochs`" in result.output
+    built = runner.invoke(app, ["validate", "--build", str(good)])
+    assert built.exit_code == 0 and "Total params" in built.output
+
+
+def test_validate_build_finds_unknown_names(runner, write_config) -> None:
+    result = runner.invoke(app, ["validate", "--build", str(write_config({"model": {"layers": [{"Dense": {"units": 3, "activation": "sofmax"}}]}}))])
+    assert result.exit_code == 2 and "unknown activation `sofmax`" in result.output and "softmax" in result.output
+
+
+def test_show_and_schema(runner, write_config) -> None:
+    result = runner.invoke(app, ["show", str(write_config()), "--set", "seed=3"])
+    assert result.exit_code == 0 and "seed: 3" in result.output and "steps_per_execution: 32" in result.output
+    schema = json.loads(runner.invoke(app, ["schema"]).output)
+    assert {"name", "data", "model", "compile", "train"} <= set(schema["properties"])
+    assert schema["additionalProperties"] is False
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"model": {"layers": [{"Dense": {"units": 3, "activation": "softmax"}}], "inputs": {"x": [5]}}}, "the data's samples have shape (2,) but the model expects (5,)"),
+        ({"model": {"layers": [{"Dnse": {"units": 3}}]}}, "did you mean `Dense`"),
+        ({"train": {"class_weight": {4: 2.0}}}, "4 is not a label in the training data"),
+        ({"train": {"callbacks": [{"EarlyStoping": {}}]}}, "did you mean `EarlyStopping`"),
+        ({"compile": {"loss": "sparse_categorical_crossentropyy"}}, "unknown loss"),
+        ({"data": {"source": "python", "function": "nowhere_mod:fn", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}}, "cannot import module `nowhere_mod`"),
+        ({"runtime": {"device": "gpu"}}, "no GPU is visible; visible devices:"),
+    ],
+)
+def test_bad_input_exits_2_without_a_run_folder(runner, write_config, runs_dir, changes, message) -> None:
+    result = train(runner, write_config(changes), runs_dir)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_missing_config_file(runner, tmp_path, runs_dir) -> None:
+    result = train(runner, tmp_path / "nope.yaml", runs_dir)
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_divergence_exits_3_and_keeps_finite_history(runner, write_config, runs_dir) -> None:
+    changes = {"compile": {"optimizer": {"SGD": {"learning_rate": 1e30}}, "steps_per_execution": 1}, "train": {"epochs": 4}}
+    result = train(runner, write_config(changes), runs_dir)
+    assert result.exit_code == 3, result.output
+    run = only_run(runs_dir)
+    info = read_json(run / "run.json")
+    assert info["status"] == "diverged" and info["diverged_at"]["epoch"] >= 1
+    history = read_json(run / "history.json") if (run / "history.json").exists() else {"loss": []}
+    assert all(v is not None and np.isfinite(v) for v in history["loss"])
+    assert not (run / "model.keras").exists()
+
+
+def test_failure_midway_marks_the_run_failed(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:FailAtEpoch": {"epoch": 1}}]}}), runs_dir)
+    assert result.exit_code == 1 and "boom at epoch 1" in result.output
+    run = only_run(runs_dir)
+    info = read_json(run / "run.json")
+    assert info["status"] == "failed" and "boom at epoch 1" in info["error"] and info["epochs_completed"] == 1
+    assert read_json(run / "history.json")["epoch"] == [1]
+
+
+def test_interrupt_marks_the_run_and_exits_130(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]}}), runs_dir)
+    assert result.exit_code == 130
+    info = read_json(only_run(runs_dir) / "run.json")
+    assert info["status"] == "interrupted" and info["epochs_completed"] == 2
+
+
+def test_callbacks_from_yaml_write_into_the_run_folder(runner, write_config, runs_dir) -> None:
+    callbacks = [
+        {"CSVLogger": {"filename": "log.csv"}},
+        {"ModelCheckpoint": {"filepath": "best.keras", "monitor": "val_loss", "save_best_only": True}},
+        {"EarlyStopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}},
+    ]
+    result = train(runner, write_config({"train": {"epochs": 5, "callbacks": callbacks}}), runs_dir)
+    assert result.exit_code == 0, result.output
+    run = only_run(runs_dir)
+    assert (run / "log.csv").is_file() and (run / "best.keras").is_file()
+    assert read_json(run / "history.json")["epoch"] == [1, 2]  # no improvement of 10 after epoch 1: stop
+
+
+def test_json_progress(runner, write_config, runs_dir) -> None:
+    result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--progress", "json"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["epoch"] for r in records[:3]] == [1, 2, 3] and "val_loss" in records[0]
+
+
+def test_smoke_uses_a_temp_folder(runner, write_config, monkeypatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["train", str(write_config({"train": {"epochs": 50}})), "--smoke", "--progress", "plain"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 1/1" in result.output and not (tmp_path / "runs").exists()
+    run = Path(next(line.split(": ", 1)[1] for line in result.output.splitlines() if line.startswith("run folder: ")))
+    assert read_json(run / "run.json")["status"] == "completed"
