@@ -1,0 +1,46 @@
+"""The run folder: unique names, atomic JSON, NaN/inf as null."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+
+import numpy as np
+import pytest
+
+from kerasrun import rundir
+from kerasrun.rundir import create_run_dir, read_json, to_jsonable, write_json_atomic
+
+
+def test_run_dirs_are_never_reused(tmp_path) -> None:
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    first = create_run_dir(tmp_path, "exp", now)
+    second = create_run_dir(tmp_path, "exp", now)
+    third = create_run_dir(tmp_path, "exp", now)
+    assert [p.name for p in (first, second, third)] == ["20260102-030405-exp", "20260102-030405-exp-2", "20260102-030405-exp-3"]
+
+
+def test_json_values_are_plain(tmp_path) -> None:
+    value = {"a": [1.0, float("nan"), float("inf")], "b": np.float32(0.5), "c": np.arange(2)}
+    assert to_jsonable(value) == {"a": [1.0, None, None], "b": 0.5, "c": [0, 1]}
+    write_json_atomic(tmp_path / "x.json", value)
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1.0, None, None], "b": 0.5, "c": [0, 1]}
+
+
+def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "history.json"
+    write_json_atomic(path, {"epoch": [1]})
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rundir.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"epoch": [1, 2]})
+    assert read_json(path) == {"epoch": [1]}
+    assert os.listdir(tmp_path) == ["history.json"]  # the temp file was cleaned up
+
+
+def test_git_commit_outside_a_repo(tmp_path) -> None:
+    assert rundir.git_commit(tmp_path) is None
