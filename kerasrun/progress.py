@@ -87,7 +87,8 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.progress.advance(self.epoch_task)
-        self.progress.console.print(f"epoch {epoch + 1}/{self.params.get('epochs')}  {format_logs(logs or {})}  ({time.perf_counter() - self.started:.1f}s)")
+        line = f"epoch {epoch + 1}/{self.params.get('epochs')}  {format_logs(logs or {})}  ({time.perf_counter() - self.started:.1f}s)"
+        self.progress.console.print(line, highlight=False, markup=False)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.progress is not None:

@@ -1,0 +1,69 @@
+"""The installed command in real processes: --help stays light, a smoke run works, exit codes reach the shell."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from kerasrun.rundir import read_json
+
+from conftest import only_run
+
+PY = sys.executable
+
+
+def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m kerasrun ARGS` and capture its output."""
+    return subprocess.run([PY, "-m", "kerasrun", *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The modules a snippet leaves in sys.modules, in a fresh interpreter."""
+    out = subprocess.run([PY, "-c", code + "\nimport sys; print(' '.join(sys.modules))"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())
+
+
+def test_help_does_not_import_tensorflow() -> None:
+    loaded = modules_loaded_by("from typer.testing import CliRunner\nfrom kerasrun.cli import app\nassert CliRunner().invoke(app, ['--help']).exit_code == 0")
+    assert "kerasrun.cli" in loaded
+    assert not {"tensorflow", "keras"} & loaded
+
+
+def test_validate_and_show_do_not_import_tensorflow(tmp_path) -> None:
+    config = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.yaml"
+    code = (
+        "from typer.testing import CliRunner\nfrom kerasrun.cli import app\n"
+        f"assert CliRunner().invoke(app, ['validate', {str(config)!r}]).exit_code == 0\n"
+        f"assert CliRunner().invoke(app, ['show', {str(config)!r}]).exit_code == 0\n"
+        "assert CliRunner().invoke(app, ['schema']).exit_code == 0"
+    )
+    assert not {"tensorflow", "keras"} & modules_loaded_by(code)
+
+
+def test_help_in_a_real_process() -> None:
+    out = run(["--help"])
+    assert out.returncode == 0 and "train" in out.stdout and "Exit codes" in out.stdout
+
+
+def test_smoke_train_in_a_real_process(write_config, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    out = run(["train", str(write_config()), "--smoke", "--runs-dir", str(runs)])
+    assert out.returncode == 0, out.stderr
+    assert "epoch 1/1" in out.stdout and "\r" not in out.stdout  # stdout is a pipe: plain lines
+    assert read_json(only_run(runs) / "run.json")["status"] == "completed"
+    assert "oneDNN" not in out.stderr and "cuda" not in out.stderr.lower()  # TensorFlow's start-up noise is kept off
+
+
+def test_config_error_exit_code_in_a_real_process(write_config, tmp_path) -> None:
+    out = run(["train", str(write_config({"train": {"epochz": 2}})), "--runs-dir", str(tmp_path / "runs")])
+    assert out.returncode == 2
+    assert "train.epochz: unknown key" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_debug_shows_the_traceback(write_config, tmp_path) -> None:
+    out = run(["--debug", "train", str(write_config({"train": {"epochz": 2}})), "--runs-dir", str(tmp_path / "runs")])
+    assert out.returncode == 2 and "Traceback" in out.stderr
