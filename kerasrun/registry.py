@@ -13,12 +13,12 @@ from kerasrun.config import IMPORT_PATH
 from kerasrun.errors import Collector, Problem
 
 Loc = tuple[Any, ...]
-# Keys in layer kwargs whose values are themselves Keras objects, and the getter that resolves each.
-NESTED_GETTERS: dict[str, Callable[[Any], Any]] = {
-    "_initializer": keras.initializers.get,
-    "_regularizer": keras.regularizers.get,
-    "_constraint": keras.constraints.get,
-    "activation": keras.activations.get,
+# Keys in layer kwargs whose values are themselves Keras objects, and the Keras namespace that resolves each.
+NESTED_KINDS: dict[str, tuple[str, Any]] = {
+    "_initializer": ("initializer", keras.initializers),
+    "_regularizer": ("regularizer", keras.regularizers),
+    "_constraint": ("constraint", keras.constraints),
+    "activation": ("activation", keras.activations),
 }
 # Callback arguments that name files; relative ones are placed inside the run folder.
 CALLBACK_PATH_KEYS = ("filepath", "filename", "log_dir", "backup_dir")
@@ -136,36 +136,16 @@ def resolve_metric(spec: Any) -> Any:
 
 
 def resolve_nested(kwargs: dict[str, Any], loc: Loc) -> dict[str, Any]:
-    """Resolve initializer/regularizer/constraint/activation values given in shorthand or as import paths."""
+    """Resolve initializer/regularizer/constraint/activation arguments given as names, shorthand or import paths."""
     out = dict(kwargs)
     for key, value in kwargs.items():
-        getter = next((g for suffix, g in NESTED_GETTERS.items() if key.endswith(suffix)), None)
-        if getter is None or value is None:
-            continue
-        if isinstance(value, str) and ":" not in value and key != "activation":
-            continue  # Keras resolves plain names like `l2` or `he_normal` itself
-        if isinstance(value, str) and key == "activation" and ":" not in value:
-            try:
-                getter(value)
-            except ValueError:
-                known = public_names(keras.activations)
-                raise SpecError(f"unknown activation `{value}`", hint=suggest(value, known), loc=loc + (key,)) from None
+        kind, namespace = next((v for suffix, v in NESTED_KINDS.items() if key.endswith(suffix)), (None, None))
+        if kind is None or not isinstance(value, (str, dict)):
             continue
         try:
-            name, sub_kwargs, keras_dict = split_spec(value) if isinstance(value, (str, dict)) else (None, {}, None)
-        except ValueError:
-            continue
-        if name is None:
-            continue
-        try:
-            if ":" in name:
-                out[key] = call_with_kwargs(import_object(name), sub_kwargs, key)
-            else:
-                out[key] = getter(keras_dict or {"class_name": name, "config": sub_kwargs})
+            out[key] = resolve_with_getter(kind, value, namespace.get, namespace, None)
         except SpecError as exc:
             raise SpecError(str(exc), exc.hint, loc=loc + (key,)) from None
-        except (ValueError, TypeError) as exc:
-            raise SpecError(f"{key}: {exc}", loc=loc + (key,)) from None
     return out
 
 

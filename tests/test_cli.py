@@ -219,5 +219,5 @@ def test_smoke_uses_a_temp_folder(runner, write_config, monkeypatch, tmp_path) -
     result = runner.invoke(app, ["train", str(write_config({"train": {"epochs": 50}})), "--smoke", "--progress", "plain"])
     assert result.exit_code == 0, result.output
     assert "epoch 1/1" in result.output and not (tmp_path / "runs").exists()
-    run = Path(next(line.split(": ", 1)[1] for line in result.output.splitlines() if line.startswith("run folder: ")))
+    run = Path(next(line.split()[2] for line in result.output.splitlines() if line.startswith("run folder: ")))
     assert read_json(run / "run.json")["status"] == "completed"
