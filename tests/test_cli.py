@@ -221,3 +221,10 @@ def test_smoke_uses_a_temp_folder(runner, write_config, monkeypatch, tmp_path) -
     assert "epoch 1/1" in result.output and not (tmp_path / "runs").exists()
     run = Path(next(line.split()[2] for line in result.output.splitlines() if line.startswith("run folder: ")))
     assert read_json(run / "run.json")["status"] == "completed"
+
+
+def test_steps_per_epoch_beyond_the_data_is_capped_at_one_pass(runner, write_config, runs_dir) -> None:
+    # Keras alone would stop the whole training with "Your input ran out of data" after epoch 1.
+    result = train(runner, write_config({"train": {"epochs": 2, "steps_per_epoch": 1000, "validation_steps": 1000}}), runs_dir)
+    assert result.exit_code == 0, result.output
+    assert read_json(only_run(runs_dir) / "history.json")["epoch"] == [1, 2]
