@@ -83,7 +83,9 @@ class RichProgress(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         elapsed = max(time.perf_counter() - self.started, 1e-9)
-        self.progress.update(self.step_task, completed=batch + 1, rate=f"{(batch + 1) / elapsed:.0f} steps/s", metrics=format_logs(logs or {}))
+        # With steps_per_execution, Keras reports the last step of a chunk, which can pass the epoch's end.
+        done = min(batch + 1, self.params.get("steps") or batch + 1)
+        self.progress.update(self.step_task, completed=done, rate=f"{done / elapsed:.0f} steps/s", metrics=format_logs(logs or {}))
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.progress.advance(self.epoch_task)

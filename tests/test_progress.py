@@ -43,6 +43,18 @@ def test_rich_display_on_a_terminal() -> None:
     drive(RichProgress(console))
     text = stream.getvalue()
     assert "epoch 2/2  loss 0.2500" in text and "steps/s" in text and "epochs" in text
+    assert "3/3" in text and "4/3" not in text
+
+
+def test_rich_step_count_never_passes_the_epoch_end() -> None:
+    stream = io.StringIO()
+    callback = RichProgress(Console(file=stream, force_terminal=True, width=160))
+    callback.set_params({"epochs": 1, "steps": 782, "verbose": 0})
+    callback.on_train_begin()
+    callback.on_epoch_begin(0)
+    callback.on_train_batch_end(799, {"loss": 0.5})  # steps_per_execution=32 reports the chunk's last step
+    assert callback.progress.tasks[1].completed == 782
+    callback.on_train_end()
 
 
 def test_auto_is_plain_off_a_terminal() -> None:
