@@ -88,7 +88,8 @@ def compile_model(model: keras.Model, config: Config) -> None:
             metrics=metrics or None,
             weighted_metrics=weighted or None,
             loss_weights=spec.loss_weights,
-            steps_per_execution=spec.steps_per_execution,
+            # Keras runs a whole execution even past steps_per_epoch; never ask for more steps than an epoch has.
+            steps_per_execution=min(spec.steps_per_execution, config.train.steps_per_epoch or spec.steps_per_execution),
             jit_compile=spec.jit_compile,
         )
     except (ValueError, TypeError) as exc:

@@ -18,7 +18,8 @@ from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedErro
 from kerasrun.models import build_model, check_input_shape, compile_model, summarize
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
-from kerasrun.trainers.fit import train_with_fit
+from kerasrun.trainers.custom import CustomLoop, check_step_signature
+from kerasrun.trainers.fit import cap_steps, train_with_fit
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Experiment:
     model: Any
     data: Data
     device: str
+    loop: CustomLoop | None = None  # the compiled custom loop, already traced, when train.loop is custom
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -59,8 +61,31 @@ def prepare_experiment(config: Config) -> Experiment:
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()
+    loop = make_custom_loop(config, model, data, device) if config.train.loop == "custom" else None
     timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, device, timings)
+    return Experiment(config, model, data, device, loop, timings)
+
+
+def make_custom_loop(config: Config, model: Any, data: Data, device: str) -> CustomLoop:
+    """The custom loop, with the user's step imported, checked and traced (not run) on the training data."""
+    step = None
+    loc = ("train", "step")
+    if config.train.step is not None:
+        try:
+            step = registry.import_object(config.train.step)
+        except registry.SpecError as exc:
+            raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
+        if (problem := check_step_signature(step)) is not None:
+            raise ConfigError(config.problem(loc, problem))
+    loop = CustomLoop(model, model.steps_per_execution, step)
+    if step is not None:
+        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed)
+        try:
+            with tf.device(device):
+                loop.trace(dataset)
+        except TypeError as exc:
+            raise ConfigError(config.problem(loc, str(exc).splitlines()[0])) from None
+    return loop
 
 
 def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto", command: list[str] | None = None) -> RunResult:
@@ -86,7 +111,11 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
         start = time.perf_counter()
         with tf.device(experiment.device):
-            train_with_fit(model, train_ds, val_ds, config.train, callbacks)
+            if experiment.loop is not None:
+                steps = cap_steps(config.train.steps_per_epoch, train_ds)
+                experiment.loop.fit(train_ds, val_ds, config.train, callbacks, steps, cap_steps(config.train.validation_steps, val_ds))
+            else:
+                train_with_fit(model, train_ds, val_ds, config.train, callbacks)
         timings["fit_s"] = time.perf_counter() - start
         if guard.diverged_at is not None:
             record.finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=len(history.history["epoch"]))

@@ -1,0 +1,243 @@
+"""`train.loop: custom`: a compiled tf.GradientTape loop that gives exactly the numbers `model.fit` gives.
+
+It mirrors Keras 3's TensorFlow trainer step for step: one training-mode forward pass per step, the loss
+from `model.compute_loss` (regularization and `add_loss` terms, sample weights, `loss_weights`),
+`optimizer.scale_loss` for mixed precision, `optimizer.apply`, a batch-size-weighted loss tracker,
+compiled metrics through `model.compute_metrics`, several steps per `tf.function` call, and callbacks
+through `keras.callbacks.CallbackList`. A user step (`train.step: module:function`) can replace the
+loss and gradient computation while this loop keeps everything else.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Mapping
+
+from kerasrun._tf import keras, tf
+from kerasrun.config import TrainConfig
+
+StepFn = Callable[..., Mapping[str, Any]]
+
+
+def unpack(data: Any) -> tuple[Any, Any, Any]:
+    """(x, y, sample_weight) from a dataset element of 1, 2 or 3 parts."""
+    if not isinstance(data, tuple):
+        return data, None, None
+    return (tuple(data) + (None, None))[:3]
+
+
+def batch_size_of(x: Any) -> Any:
+    """The number of samples in a batch (the first dimension of the first input), as Keras weighs it."""
+    first = next(t for t in tf.nest.flatten(x) if t is not None)
+    return tf.shape(first)[0]
+
+
+def check_step_signature(step: Any) -> str | None:
+    """None when `step(model, x, y, sample_weight, training=...)` can be called; else what is wrong."""
+    if not callable(step):
+        return f"expected a function, got {type(step).__name__}"
+    try:
+        inspect.signature(step).bind(None, None, None, None, training=True)
+    except TypeError as exc:
+        return f"must accept (model, x, y, sample_weight, training): {exc}"
+    except ValueError:
+        return None  # builtins without a signature: trust them
+    return None
+
+
+class CustomLoop:
+    """Trains a compiled model with kerasrun's own compiled loop (or a user step) and Keras callbacks."""
+
+    def __init__(self, model: Any, steps_per_execution: int, step: StepFn | None = None) -> None:
+        self.model = model
+        self.steps_per_execution = steps_per_execution
+        self.user_step = step
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.user_trackers: dict[str, Any] = {}
+        self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True)
+        self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True)
+
+    # ---------------------------------------------------------------- one step
+
+    def train_step(self, data: Any) -> None:
+        """One optimisation step, exactly as `Model.fit` does it."""
+        x, y, sample_weight = unpack(data)
+        if self.user_step is not None:
+            self.record_user_logs(self.user_step(self.model, x, y, sample_weight, training=True), x)
+            return
+        model = self.model
+        with tf.GradientTape() as tape:
+            y_pred = model(x, training=True)
+            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            self.loss_tracker.update_state(loss, sample_weight=batch_size_of(x))
+            scaled = model.optimizer.scale_loss(loss)
+        gradients = tape.gradient(scaled, model.trainable_weights)
+        model.optimizer.apply(gradients, model.trainable_weights)
+        model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def test_step(self, data: Any) -> None:
+        """One evaluation step (training=False), exactly as `Model.evaluate` does it."""
+        x, y, sample_weight = unpack(data)
+        if self.user_step is not None:
+            self.record_user_logs(self.user_step(self.model, x, y, sample_weight, training=False), x)
+            return
+        y_pred = self.model(x, training=False)
+        loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        self.loss_tracker.update_state(loss, sample_weight=batch_size_of(x))
+        self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    def record_user_logs(self, logs: Any, x: Any) -> None:
+        """Average each scalar a user step returns over the epoch, weighted by batch size like the loss."""
+        if not isinstance(logs, Mapping) or not logs:
+            raise TypeError(f"train.step must return a mapping of names to scalars, got {type(logs).__name__}")
+        for name, value in logs.items():
+            value = tf.convert_to_tensor(value)
+            if value.shape.rank not in (0, None) and value.shape.num_elements() != 1:
+                raise TypeError(f"train.step returned `{name}` with shape {value.shape}; expected a scalar")
+            if name not in self.user_trackers:
+                self.user_trackers[name] = keras.metrics.Mean(name=name)
+            self.user_trackers[name].update_state(tf.reshape(value, []), sample_weight=batch_size_of(x))
+
+    # ---------------------------------------------------------------- several steps per call
+
+    def run_chunk(self, step: Callable[[Any], None], iterator: Any, steps: Any) -> Any:
+        """Run up to `steps` steps from `iterator` inside one graph; return how many ran."""
+        done = tf.constant(0)
+        for _ in tf.range(steps):
+            optional = iterator.get_next_as_optional()
+            if not optional.has_value():
+                break
+            step(optional.get_value())
+            done += 1
+        return done
+
+    def run_train_chunk(self, iterator: Any, steps: Any) -> Any:
+        """`run_chunk` of training steps (traced once by tf.function)."""
+        return self.run_chunk(self.train_step, iterator, steps)
+
+    def run_test_chunk(self, iterator: Any, steps: Any) -> Any:
+        """`run_chunk` of evaluation steps (traced once by tf.function)."""
+        return self.run_chunk(self.test_step, iterator, steps)
+
+    # ---------------------------------------------------------------- logs
+
+    def reset(self) -> None:
+        """Reset every tracker and compiled metric, as fit does at each epoch and evaluation."""
+        self.model.reset_metrics()
+        self.loss_tracker.reset_state()
+        for tracker in self.user_trackers.values():
+            tracker.reset_state()
+
+    def logs(self) -> dict[str, Any]:
+        """Current loss and metric values, keyed as fit keys them."""
+        if self.user_step is not None:
+            return {name: tracker.result() for name, tracker in self.user_trackers.items()}
+        logs = self.model.get_metrics_result()
+        logs["loss"] = self.loss_tracker.result()  # the model's own tracker is fit's; this loop keeps its own
+        return logs
+
+    def trace(self, dataset: Any) -> None:
+        """Trace the training chunk without running it, so a bad user step fails before any folder exists."""
+        self.build(dataset)
+        self.train_chunk.get_concrete_function(iter(dataset), tf.constant(1))
+
+    def build(self, dataset: Any) -> None:
+        """Create optimizer variables up front (tf.function must not create them on a later trace)."""
+        if not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+
+    # ---------------------------------------------------------------- epochs
+
+    def evaluate(self, dataset: Any, steps: int | None, callbacks: Any) -> dict[str, float]:
+        """Run the test steps over `dataset`, with test callbacks, and return the logs."""
+        self.reset()
+        callbacks.on_test_begin()
+        iterator, step = iter(dataset), 0
+        while steps is None or step < steps:
+            chunk = self.steps_per_execution if steps is None else min(self.steps_per_execution, steps - step)
+            callbacks.on_test_batch_begin(step)
+            done = int(self.test_chunk(iterator, tf.constant(chunk)))
+            if done == 0:
+                break
+            step += done
+            callbacks.on_test_batch_end(step - 1, self.logs())
+            if done < chunk:
+                break
+        logs = {k: float(v) for k, v in self.logs().items()}
+        callbacks.on_test_end(logs)
+        return logs
+
+    def fit(self, train_ds: Any, val_ds: Any, spec: TrainConfig, callbacks: list[Any], steps_per_epoch: int | None, validation_steps: int | None) -> Any:
+        """Epochs of training and validation, with fit's callback order and `model.stop_training`."""
+        model = self.model
+        self.build(train_ds)
+        batches = EpochBatches(train_ds, steps_per_epoch)
+        callback_list = keras.callbacks.CallbackList(
+            callbacks, add_history=True, add_progbar=False, verbose=0, epochs=spec.epochs, steps=batches.num_batches, model=model
+        )
+        model.stop_training = False
+        callback_list.on_train_begin()
+        epoch_logs: dict[str, float] = {}
+        for epoch in range(spec.initial_epoch, spec.epochs):
+            self.reset()
+            callback_list.on_epoch_begin(epoch)
+            for begin, chunk, iterator in batches.chunks(self.steps_per_execution):
+                callback_list.on_train_batch_begin(begin)
+                if int(self.train_chunk(iterator, tf.constant(chunk))) == 0:
+                    batches.exhausted()  # the data ran out before the epoch's steps: as fit, start afresh
+                    break
+                callback_list.on_train_batch_end(begin + chunk - 1, self.logs())  # fit reports the chunk's last step
+                if model.stop_training:
+                    break
+            epoch_logs = {k: float(v) for k, v in self.logs().items()}
+            if val_ds is not None:
+                val_logs = self.evaluate(val_ds, validation_steps, callback_list)
+                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
+            callback_list.on_epoch_end(epoch, epoch_logs)
+            if model.stop_training:
+                break
+        model.optimizer.finalize_variable_values(model.trainable_weights)
+        callback_list.on_train_end(logs=epoch_logs)
+        return model.history
+
+
+class EpochBatches:
+    """Which iterator each chunk of an epoch reads from, following Keras's EpochIterator to the letter.
+
+    The iterator pattern matters for exact parity: every `iter()` over a dataset that reshuffles each
+    iteration draws a new order. Keras starts a fresh iterator at each epoch (without steps_per_epoch)
+    and also right after a whole pass has been consumed, so fit skips one order per epoch; this does too.
+    With steps_per_epoch the iterator carries over between epochs until a pass is used up.
+    """
+
+    def __init__(self, dataset: Any, steps_per_epoch: int | None) -> None:
+        self.dataset = dataset
+        self.steps_per_epoch = steps_per_epoch
+        cardinality = int(dataset.cardinality())
+        self.pass_batches = cardinality if cardinality > 0 else None
+        self.num_batches = steps_per_epoch or self.pass_batches
+        self.iterator: Any = None
+        self.seen = 0
+
+    def exhausted(self) -> None:
+        """The data ran out mid-epoch: the next epoch starts a new pass."""
+        self.iterator = None
+        self.seen = 0
+
+    def chunks(self, per_call: int) -> Any:
+        """Yield (first step, steps for this call, iterator) for one epoch."""
+        total = self.steps_per_epoch or self.pass_batches
+        if total is None:  # unknown length: read until the data runs out
+            iterator, step = iter(self.dataset), 0
+            while True:
+                yield step, per_call, iterator
+                step += per_call
+        if self.iterator is None or self.steps_per_epoch is None:
+            self.iterator, self.seen = iter(self.dataset), 0
+        for step in range(0, total, per_call):
+            if self.pass_batches and self.seen >= self.pass_batches:
+                break
+            self.seen += per_call
+            yield step, per_call, self.iterator
+        if self.pass_batches and self.seen >= self.pass_batches:
+            self.iterator, self.seen = iter(self.dataset), 0
