@@ -230,6 +230,7 @@ class TrainConfig(Strict):
     validation_steps: int | None = Field(None, ge=1)
     validation_split: float | None = Field(None, gt=0, lt=1, description="hold out the last fraction of the training arrays (Keras semantics)")
     stratify: bool = Field(False, description="make the validation split stratified (seeded) instead of the last fraction")
+    validation_from: Literal["last", "first"] = Field("last", description="hold out the last fraction (Keras) or the first")
     validation_data: Literal["test"] | None = Field(None, description="`test`: validate on the source's test split")
     shuffle: bool = True
     initial_epoch: int = Field(0, ge=0)
@@ -285,6 +286,7 @@ class RuntimeConfig(Strict):
     """Where and how training runs."""
 
     device: str = Field("auto", pattern=r"^(auto|cpu|gpu|gpu:\d+)$", description="auto | cpu | gpu | gpu:N")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field("float32", description="Keras dtype policy; mixed keeps the last layer in float32")
 
 
 class OutputConfig(Strict):
@@ -488,7 +490,6 @@ def shrink_for_smoke(config: Config) -> Config:
     return config.model_copy(
         update={
             "train": config.train.model_copy(update={"epochs": 1, "initial_epoch": 0, "steps_per_epoch": steps, "validation_steps": 2}),
-            "compile": config.compile.model_copy(update={"steps_per_execution": min(config.compile.steps_per_execution, steps)}),
             "evaluate": config.evaluate.model_copy(update={"steps": 2}),
             "runtime": config.runtime.model_copy(update={"device": "cpu"}),
         }

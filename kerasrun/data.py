@@ -356,6 +356,9 @@ def split_validation(data: Data, config: Config) -> Data:
     split_at = int(math.floor(n * (1.0 - spec.validation_split)))  # exactly Keras's rule
     if split_at in (0, n):
         raise ConfigError(config.problem(loc, f"validation_split {spec.validation_split} of {n} samples leaves an empty split"))
+    if spec.validation_from == "first":  # the same count, taken from the front (x[:k] for validation)
+        held = n - split_at
+        return replace(data, train=data.train.take(slice(held, n)), validation=data.train.take(slice(0, held)))
     return replace(data, train=data.train.take(slice(0, split_at)), validation=data.train.take(slice(split_at, n)))
 
 

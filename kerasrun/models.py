@@ -13,6 +13,7 @@ from kerasrun.errors import Collector, ConfigError, Problem
 def build_model(config: Config) -> keras.Model:
     """Build the model (functional chain of layers, or a Python factory); raise ConfigError on bad specs."""
     keras.utils.set_random_seed(config.seed)  # weights and dropout seeds are drawn at build time
+    keras.mixed_precision.set_global_policy(config.runtime.precision)  # set every time: it is global state
     spec = config.model
     collector = Collector()
     if spec.factory is not None:
@@ -54,6 +55,8 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     inputs = tensor
     for index, layer_spec in enumerate(spec.layers):
         loc = ("model", "layers", index)
+        if index == len(spec.layers) - 1 and config.runtime.precision != "float32":
+            layer_spec = with_float32_output(layer_spec)
         try:
             layer = registry.resolve_layer(layer_spec, loc)
         except registry.SpecError as exc:
@@ -72,6 +75,26 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     return keras.Model(inputs=inputs, outputs=tensor, name=spec.name or config.name.replace("-", "_"))
 
 
+def effective_steps_per_execution(config: Config) -> int:
+    """compile.steps_per_execution, capped by steps_per_epoch and validation_steps.
+
+    Keras runs a whole execution even past those limits (fit would train or validate on more batches
+    than asked), so the cap keeps both honest.
+    """
+    limits = [config.compile.steps_per_execution, config.train.steps_per_epoch, config.train.validation_steps]
+    return min(limit for limit in limits if limit)
+
+
+def with_float32_output(spec: Any) -> Any:
+    """The last layer computes in float32 under mixed precision, as Keras recommends, unless its dtype is set."""
+    name, kwargs, keras_dict = registry.split_spec(spec)
+    if "dtype" in kwargs:
+        return spec
+    if keras_dict is not None:
+        return keras_dict | {"config": kwargs | {"dtype": "float32"}}
+    return {name: kwargs | {"dtype": "float32"}}
+
+
 def compile_model(model: keras.Model, config: Config) -> None:
     """Compile with the config's optimizer, loss and metrics, resolved by Keras's getters."""
     spec = config.compile
@@ -88,8 +111,7 @@ def compile_model(model: keras.Model, config: Config) -> None:
             metrics=metrics or None,
             weighted_metrics=weighted or None,
             loss_weights=spec.loss_weights,
-            # Keras runs a whole execution even past steps_per_epoch; never ask for more steps than an epoch has.
-            steps_per_execution=min(spec.steps_per_execution, config.train.steps_per_epoch or spec.steps_per_execution),
+            steps_per_execution=effective_steps_per_execution(config),
             jit_compile=spec.jit_compile,
         )
     except (ValueError, TypeError) as exc:

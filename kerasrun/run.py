@@ -84,7 +84,9 @@ def make_custom_loop(config: Config, model: Any, data: Data, device: str) -> Cus
             with tf.device(device):
                 loop.trace(dataset)
         except TypeError as exc:
-            raise ConfigError(config.problem(loc, str(exc).splitlines()[0])) from None
+            # tf.function wraps errors raised while tracing in "in user code: ..."; the last line is the cause.
+            cause = str(exc).strip().splitlines()[-1].strip().removeprefix("TypeError: ")
+            raise ConfigError(config.problem(loc, cause)) from None
     return loop
 
 

@@ -65,3 +65,27 @@ def blob_dataset(n: int = 50):
 def not_data():
     """Returns something that is not data."""
     return "nope"
+
+
+def step_wrong_signature(model, x):
+    """A train.step with the wrong parameters."""
+    return {}
+
+
+def step_returns_list(model, x, y, sample_weight, training):
+    """A train.step that returns something other than a mapping."""
+    return [1.0]
+
+
+def step_returns_vector(model, x, y, sample_weight, training):
+    """A train.step whose value is not a scalar."""
+    return {"loss": keras.ops.ones((3,))}
+
+
+def weighted_blobs(n: int = 60):
+    """Blobs with a per-sample weight array, as a dict for the python source."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 1, (n, 2)), rng.normal(3, 1, (n, 2)), rng.normal((0, 3), 1, (n, 2))]).astype("float32")
+    y = np.repeat([0, 1, 2], n)
+    order = rng.permutation(len(y))
+    return {"x_train": x[order], "y_train": y[order], "sample_weight": rng.uniform(0.5, 2.0, len(y)).astype("float32")[order]}

@@ -1,0 +1,1 @@
+"""Worked examples importable from configs (`kerasrun.examples.<module>:<name>`)."""

@@ -1,0 +1,131 @@
+"""`train.loop: custom`: identical numbers to `fit` (history and final weights), callbacks, and the user step hook."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kerasrun._tf import keras
+from kerasrun.cli import app
+from kerasrun.rundir import read_json
+
+from conftest import REPO, only_run
+
+REGULARIZED = {
+    "model": {
+        "layers": [
+            {"Dense": {"units": 16, "activation": "relu", "kernel_regularizer": {"L2": {"l2": 0.01}}}},
+            {"Dropout": {"rate": 0.3}},
+            {"ActivityRegularization": {"l1": 0.001}},  # a layer that calls add_loss
+            {"Dense": {"units": 3, "activation": "softmax"}},
+        ]
+    },
+    "compile": {"steps_per_execution": 4},
+}
+PY = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}
+
+PARITY_CASES = {
+    "dropout_l2_add_loss": REGULARIZED,
+    "class_weight": {**REGULARIZED, "train": {"class_weight": {0: 3.0, 2: 0.5}}},
+    "sample_weight_array_and_rule": {
+        **REGULARIZED,
+        "data": {"source": "python", "function": "helpers_custom:weighted_blobs", **PY},
+        "train": {"sample_weight": {"by_class": {1: 2.0}}, "stratify": False},
+    },
+    # Keras's own fit fails on add_loss under float16, so this case keeps Dropout and L2 only.
+    "mixed_float16": {"model": {"layers": [REGULARIZED["model"]["layers"][i] for i in (0, 1, 3)]}, "runtime": {"precision": "mixed_float16"}},
+    "steps_per_epoch_carries_over": {**REGULARIZED, "train": {"epochs": 4, "steps_per_epoch": 5, "validation_steps": 2}},
+    "weighted_metrics_and_no_validation": {**REGULARIZED, "compile": {"weighted_metrics": ["sparse_categorical_accuracy"], "steps_per_execution": 1}, "train": {"validation_split": None, "stratify": False, "class_weight": "balanced"}},
+}
+
+
+def run(runner, config: Path, runs: Path, *args: str):
+    """`kerasrun train` into runs; returns the CLI result."""
+    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--progress", "plain", *args])
+
+
+@pytest.mark.parametrize("case", PARITY_CASES)
+def test_custom_loop_equals_fit_exactly(runner, write_config, tmp_path, case) -> None:
+    config = write_config(PARITY_CASES[case])
+    histories, weights = {}, {}
+    for loop in ("fit", "custom"):
+        result = run(runner, config, tmp_path / loop, "--set", f"train.loop={loop}")
+        assert result.exit_code == 0, result.output
+        folder = only_run(tmp_path / loop)
+        histories[loop] = read_json(folder / "history.json")
+        weights[loop] = keras.saving.load_model(folder / "model.keras", safe_mode=True).get_weights()
+    assert histories["custom"] == histories["fit"]  # bit for bit
+    assert len(weights["fit"]) == len(weights["custom"])
+    for fit_w, custom_w in zip(weights["fit"], weights["custom"]):
+        assert np.array_equal(fit_w, custom_w)
+
+
+def test_custom_loop_drives_keras_callbacks(runner, write_config, tmp_path) -> None:
+    callbacks = [
+        {"EarlyStopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}},
+        {"CSVLogger": {"filename": "log.csv"}},
+        {"ReduceLROnPlateau": {"monitor": "val_loss", "patience": 1}},
+        {"ModelCheckpoint": {"filepath": "best.keras", "save_best_only": True}},
+    ]
+    config = write_config({"train": {"epochs": 6, "callbacks": callbacks}})
+    histories = {}
+    for loop in ("fit", "custom"):
+        assert run(runner, config, tmp_path / loop, "--set", f"train.loop={loop}").exit_code == 0
+        folder = only_run(tmp_path / loop)
+        histories[loop] = read_json(folder / "history.json")
+        assert (folder / "log.csv").is_file() and (folder / "best.keras").is_file()
+    assert histories["custom"] == histories["fit"] and histories["custom"]["epoch"] == [1, 2]
+
+
+def test_custom_loop_divergence_exits_3(runner, write_config, runs_dir) -> None:
+    config = write_config({"compile": {"optimizer": {"SGD": {"learning_rate": 1e30}}, "steps_per_execution": 1}, "train": {"loop": "custom", "epochs": 3}})
+    result = run(runner, config, runs_dir)
+    assert result.exit_code == 3
+    assert read_json(only_run(runs_dir) / "run.json")["status"] == "diverged"
+
+
+def test_user_step_example_trains(runner, runs_dir) -> None:
+    config = REPO / "configs" / "digits_denoising_custom_step.yaml"
+    result = run(runner, config, runs_dir, "--set", "train.epochs=4")
+    assert result.exit_code == 0, result.output
+    history = read_json(only_run(runs_dir) / "history.json")
+    assert set(history) == {"epoch", "loss", "clean_mse", "val_loss", "val_clean_mse"}
+    assert history["loss"][-1] < history["loss"][0] and history["clean_mse"][-1] < history["clean_mse"][0]
+    again = tmp = runs_dir.parent / "again"
+    assert run(runner, config, tmp, "--set", "train.epochs=4").exit_code == 0
+    assert read_json(only_run(again) / "history.json") == history  # seeded noise: reproducible
+
+
+@pytest.mark.parametrize(
+    "step, message",
+    [
+        ("helpers_custom:step_wrong_signature", "must accept (model, x, y, sample_weight, training)"),
+        ("helpers_custom:step_returns_list", "must return a mapping of names to scalars, got list"),
+        ("helpers_custom:step_returns_vector", "returned `loss` with shape (3,); expected a scalar"),
+        ("helpers_custom:no_such_step", "has no attribute `no_such_step`"),
+        ("no_such_module_abc:step", "cannot import module"),
+    ],
+)
+def test_bad_user_step_exits_2_without_a_run_folder(runner, write_config, runs_dir, step, message) -> None:
+    result = run(runner, write_config({"train": {"loop": "custom", "step": step}}), runs_dir)
+    assert result.exit_code == 2, result.output
+    assert "train.step" in result.output and message in result.output
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_step_needs_the_custom_loop(runner, write_config, runs_dir) -> None:
+    result = run(runner, write_config({"train": {"step": "helpers_custom:step_returns_list"}}), runs_dir)
+    assert result.exit_code == 2 and "`step` needs `loop: custom`" in result.output
+
+
+def test_validation_from_first(write_config) -> None:
+    from kerasrun.config import load_config
+    from kerasrun.data import load_data
+
+    changes = {"data": {"test_fraction": None}, "train": {"validation_split": 0.25, "stratify": False}}
+    last = load_data(load_config(write_config(changes)))
+    first = load_data(load_config(write_config({**changes, "train": {**changes["train"], "validation_from": "first"}})))
+    assert len(first.validation) == len(last.validation) == 75
+    assert np.array_equal(first.validation.x, np.concatenate([first.validation.x[:0], last.train.x[:75]]))
