@@ -57,3 +57,12 @@ def test_linear_classifier_separates_the_blobs(runner, tmp_path) -> None:
     assert result["history"]["binary_accuracy"][-1] >= 0.97
     assert result["history"]["loss"][-1] < result["history"]["loss"][0]
     assert result["metrics"] is None  # the seed trains on all 2,000 points: no test split, no metrics.json
+
+
+@needs_mnist
+def test_mnist_custom_loop_matches_the_published_training_curve(runner, mnist_env, tmp_path) -> None:
+    result = train(runner, "mnist_custom_loop", tmp_path)
+    published_accuracy = [0.9140, 0.9528, 0.9614]
+    measured = result["history"]["sparse_categorical_accuracy"]
+    assert all(abs(m - p) <= 0.005 for m, p in zip(measured, published_accuracy)), measured
+    assert result["metrics"]["sparse_categorical_accuracy"] >= 0.97
