@@ -129,3 +129,13 @@ def test_validation_from_first(write_config) -> None:
     first = load_data(load_config(write_config({**changes, "train": {**changes["train"], "validation_from": "first"}})))
     assert len(first.validation) == len(last.validation) == 75
     assert np.array_equal(first.validation.x, np.concatenate([first.validation.x[:0], last.train.x[:75]]))
+
+
+def test_linear_classifier_seed_with_the_custom_loop(runner, tmp_path) -> None:
+    config = REPO / "configs" / "linear_classifier.yaml"
+    histories = {}
+    for loop in ("fit", "custom"):
+        assert run(runner, config, tmp_path / loop, "--set", f"train.loop={loop}").exit_code == 0
+        histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
+    assert histories["custom"] == histories["fit"]
+    assert histories["custom"]["binary_accuracy"][-1] >= 0.97
