@@ -66,3 +66,12 @@ def test_mnist_custom_loop_matches_the_published_training_curve(runner, mnist_en
     measured = result["history"]["sparse_categorical_accuracy"]
     assert all(abs(m - p) <= 0.005 for m, p in zip(measured, published_accuracy)), measured
     assert result["metrics"]["sparse_categorical_accuracy"] >= 0.97
+
+
+@needs_mnist
+def test_mnist_cnn_custom_loop_matches_the_published_test_curve(runner, mnist_env, tmp_path) -> None:
+    result = train(runner, "mnist_cnn_custom_loop", tmp_path)
+    published = [0.9483, 0.9669, 0.9716]
+    measured = result["history"]["val_accuracy"]  # validated on the test set after each epoch
+    assert all(abs(m - p) <= 0.01 for m, p in zip(measured, published)), measured
+    assert abs(measured[-1] - published[-1]) <= 0.005, measured
