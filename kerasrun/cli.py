@@ -118,7 +118,7 @@ def train(
         experiment = prepare_experiment(config)
         base = runs_dir or (Path(tempfile.mkdtemp(prefix="kerasrun-smoke-")) if smoke else Path(config.output.runs_dir))
         run_dir = create_run_dir(base, config.name)
-        typer.echo(f"run folder: {run_dir}  (device {experiment.device})")
+        typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
         result = run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]])
     except KeyboardInterrupt:
         err_console().print("interrupted; the run folder is marked interrupted")

@@ -43,6 +43,7 @@ def check_import_path(value: str) -> str:
 
 ObjectSpec = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
 ImportPath = Annotated[str, Field(pattern=IMPORT_PATH.pattern, description="package.module:name")]
+DeviceName = Annotated[str, Field(pattern=r"^(auto|cpu|gpu|gpu:\d+)$")]
 
 
 class Strict(BaseModel):
@@ -285,7 +286,10 @@ class EvaluateConfig(Strict):
 class RuntimeConfig(Strict):
     """Where and how training runs."""
 
-    device: str = Field("auto", pattern=r"^(auto|cpu|gpu|gpu:\d+)$", description="auto | cpu | gpu | gpu:N")
+    device: DeviceName | list[DeviceName] = Field("auto", description="auto | cpu | gpu | gpu:N, or a list such as [gpu:0, gpu:1]")
+    strategy: Literal["none", "one_device", "mirrored", "multi_worker"] = Field("none", description="tf.distribute strategy; batch_size is the global batch")
+    logical_cpus: int | None = Field(None, ge=1, le=64, description="split the CPU into N logical devices (mirrored on CPU defaults to 2)")
+    deterministic: bool = Field(False, description="TensorFlow op determinism (slower, bit-reproducible)")
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field("float32", description="Keras dtype policy; mixed keeps the last layer in float32")
 
 

@@ -76,11 +76,15 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
 
 
 def effective_steps_per_execution(config: Config) -> int:
-    """compile.steps_per_execution, capped by steps_per_epoch and validation_steps.
+    """compile.steps_per_execution, capped by steps_per_epoch and validation_steps (1 under mirrored strategies).
 
     Keras runs a whole execution even past those limits (fit would train or validate on more batches
     than asked), so the cap keeps both honest.
     """
+    if config.runtime.strategy in ("mirrored", "multi_worker"):
+        # Keras 3.15's multi-step loop fails under these strategies on TF 2.21 ("Detected at node
+        # while/cond/Placeholder"), so distributed runs take one step per call.
+        return 1
     limits = [config.compile.steps_per_execution, config.train.steps_per_epoch, config.train.validation_steps]
     return min(limit for limit in limits if limit)
 

@@ -13,7 +13,7 @@ from kerasrun._tf import keras, tf
 from kerasrun.callbacks import DivergenceGuard, HistoryWriter
 from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, input_sample_shape, load_data, make_dataset
-from kerasrun.devices import select_device
+from kerasrun.devices import Placement, select_placement
 from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
 from kerasrun.models import build_model, check_input_shape, compile_model, summarize
 from kerasrun.progress import make_progress
@@ -29,7 +29,7 @@ class Experiment:
     config: Config
     model: Any
     data: Data
-    device: str
+    placement: Placement
     loop: CustomLoop | None = None  # the compiled custom loop, already traced, when train.loop is custom
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -48,11 +48,11 @@ def prepare_experiment(config: Config) -> Experiment:
     """Select the device, load data, build and compile the model, check callbacks — before any folder exists."""
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    device = select_device(config)
+    placement = select_placement(config)
     data = load_data(config)
     timings["data_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    with tf.device(device):
+    with placement.scope():  # under a strategy, variables must be created in its scope
         model = build_model(config)
         compile_model(model, config)
     collector = Collector()
@@ -61,12 +61,12 @@ def prepare_experiment(config: Config) -> Experiment:
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()
-    loop = make_custom_loop(config, model, data, device) if config.train.loop == "custom" else None
+    loop = make_custom_loop(config, model, data, placement) if config.train.loop == "custom" else None
     timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, device, loop, timings)
+    return Experiment(config, model, data, placement, loop, timings)
 
 
-def make_custom_loop(config: Config, model: Any, data: Data, device: str) -> CustomLoop:
+def make_custom_loop(config: Config, model: Any, data: Data, placement: Placement) -> CustomLoop:
     """The custom loop, with the user's step imported, checked and traced (not run) on the training data."""
     step = None
     loc = ("train", "step")
@@ -77,11 +77,12 @@ def make_custom_loop(config: Config, model: Any, data: Data, device: str) -> Cus
             raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
         if (problem := check_step_signature(step)) is not None:
             raise ConfigError(config.problem(loc, problem))
-    loop = CustomLoop(model, model.steps_per_execution, step)
+    with placement.scope():  # the loop's own trackers are variables too
+        loop = CustomLoop(model, model.steps_per_execution, step, placement.strategy)
     if step is not None:
         dataset = make_dataset(data.train, config.train.batch_size, False, config.seed)
         try:
-            with tf.device(device):
+            with placement.scope():
                 loop.trace(dataset)
         except TypeError as exc:
             # tf.function wraps errors raised while tracing in "in user code: ..."; the last line is the cause.
@@ -95,8 +96,9 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
     config, model, data = experiment.config, experiment.model, experiment.data
     run_dir = Path(run_dir)
     record = RunRecord.start(
-        run_dir, seed=config.seed, device=experiment.device, command=command,
+        run_dir, seed=config.seed, device=experiment.placement.device, command=command,
         versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+        placement=experiment.placement.describe(), deterministic=config.runtime.deterministic, precision=config.runtime.precision,
     )
     write_text_atomic(run_dir / "config.yaml", config_to_yaml(config, data.data_dir))
     write_text_atomic(run_dir / "summary.txt", summarize(model))
@@ -112,7 +114,7 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed)
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
         start = time.perf_counter()
-        with tf.device(experiment.device):
+        with experiment.placement.scope():
             if experiment.loop is not None:
                 steps = cap_steps(config.train.steps_per_epoch, train_ds)
                 experiment.loop.fit(train_ds, val_ds, config.train, callbacks, steps, cap_steps(config.train.validation_steps, val_ds))

@@ -106,7 +106,7 @@ class RunRecord:
         self.save()
 
     @classmethod
-    def start(cls, run_dir: Path, *, seed: int, device: str, versions: dict[str, str], command: list[str] | None) -> "RunRecord":
+    def start(cls, run_dir: Path, *, seed: int, device: str, versions: dict[str, str], command: list[str] | None, **extra: Any) -> "RunRecord":
         """Create run.json with status `running`."""
         return cls(
             run_dir,
@@ -117,6 +117,7 @@ class RunRecord:
                 "command": command if command is not None else sys.argv,
                 "seed": seed,
                 "device": device,
+                **extra,
                 "environment": environment_info(versions),
             },
         )

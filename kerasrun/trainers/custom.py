@@ -32,6 +32,12 @@ def batch_size_of(x: Any) -> Any:
     return tf.shape(first)[0]
 
 
+def unscale_for_replicas(loss: Any) -> Any:
+    """Keras scales a replica's loss by 1/replicas so gradients sum to the global mean; the tracker wants it whole."""
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    return loss * tf.cast(replicas, loss.dtype) if replicas > 1 else loss
+
+
 def check_step_signature(step: Any) -> str | None:
     """None when `step(model, x, y, sample_weight, training=...)` can be called; else what is wrong."""
     if not callable(step):
@@ -48,14 +54,18 @@ def check_step_signature(step: Any) -> str | None:
 class CustomLoop:
     """Trains a compiled model with kerasrun's own compiled loop (or a user step) and Keras callbacks."""
 
-    def __init__(self, model: Any, steps_per_execution: int, step: StepFn | None = None) -> None:
+    def __init__(self, model: Any, steps_per_execution: int, step: StepFn | None = None, strategy: Any = None) -> None:
         self.model = model
         self.steps_per_execution = steps_per_execution
         self.user_step = step
+        self.strategy = strategy  # under tf.distribute, each step runs on every replica with strategy.run
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.user_trackers: dict[str, Any] = {}
         self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True)
         self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True)
+        # Under a strategy, one step per call: TF 2.21 fails on optionals of distributed iterators inside loops.
+        self.train_replicated = tf.function(lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True)
+        self.test_replicated = tf.function(lambda data: self.strategy.run(self.test_step, args=(data,)), reduce_retracing=True)
 
     # ---------------------------------------------------------------- one step
 
@@ -69,7 +79,7 @@ class CustomLoop:
         with tf.GradientTape() as tape:
             y_pred = model(x, training=True)
             loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
-            self.loss_tracker.update_state(loss, sample_weight=batch_size_of(x))
+            self.loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=batch_size_of(x))
             scaled = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_weights)
         model.optimizer.apply(gradients, model.trainable_weights)
@@ -83,7 +93,7 @@ class CustomLoop:
             return
         y_pred = self.model(x, training=False)
         loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
-        self.loss_tracker.update_state(loss, sample_weight=batch_size_of(x))
+        self.loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=batch_size_of(x))
         self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     def record_user_logs(self, logs: Any, x: Any) -> None:
@@ -111,6 +121,20 @@ class CustomLoop:
             done += 1
         return done
 
+    def call(self, training: bool, iterator: Any, steps: int) -> int:
+        """Run up to `steps` steps; return how many ran (0 when the data has run out)."""
+        if self.strategy is None:
+            chunk = self.train_chunk if training else self.test_chunk
+            return int(chunk(iterator, tf.constant(steps)))
+        replicated = self.train_replicated if training else self.test_replicated
+        for done in range(steps):
+            try:
+                data = next(iterator)
+            except (StopIteration, tf.errors.OutOfRangeError):
+                return done
+            replicated(data)
+        return steps
+
     def run_train_chunk(self, iterator: Any, steps: Any) -> Any:
         """`run_chunk` of training steps (traced once by tf.function)."""
         return self.run_chunk(self.train_step, iterator, steps)
@@ -136,15 +160,32 @@ class CustomLoop:
         logs["loss"] = self.loss_tracker.result()  # the model's own tracker is fit's; this loop keeps its own
         return logs
 
+    def distribute(self, dataset: Any) -> Any:
+        """The dataset as the loop reads it: split across replicas under a strategy (batch = global batch)."""
+        if dataset is None or self.strategy is None:
+            return dataset
+        return self.strategy.experimental_distribute_dataset(dataset)
+
     def trace(self, dataset: Any) -> None:
         """Trace the training chunk without running it, so a bad user step fails before any folder exists."""
         self.build(dataset)
-        self.train_chunk.get_concrete_function(iter(dataset), tf.constant(1))
+        iterator = iter(self.distribute(dataset))
+        if self.strategy is None:
+            self.train_chunk.get_concrete_function(iterator, tf.constant(1))
+        else:
+            self.train_replicated.get_concrete_function(next(iterator))
 
     def build(self, dataset: Any) -> None:
-        """Create optimizer variables up front (tf.function must not create them on a later trace)."""
+        """Create optimizer (and, under a strategy, metric) variables before any step is traced."""
         if not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
+        if self.strategy is not None and not getattr(self, "metrics_built", False):
+            # tf.function may not create distributed variables while tracing: build the compiled metrics
+            # eagerly on one batch (inference mode, so no random state moves), then clear them.
+            x, y, sample_weight = unpack(next(iter(dataset)))
+            self.model.compute_metrics(x, y, self.model(x, training=False), sample_weight=sample_weight)
+            self.reset()
+            self.metrics_built = True
 
     # ---------------------------------------------------------------- epochs
 
@@ -152,11 +193,11 @@ class CustomLoop:
         """Run the test steps over `dataset`, with test callbacks, and return the logs."""
         self.reset()
         callbacks.on_test_begin()
-        iterator, step = iter(dataset), 0
+        iterator, step = iter(self.distribute(dataset)), 0
         while steps is None or step < steps:
             chunk = self.steps_per_execution if steps is None else min(self.steps_per_execution, steps - step)
             callbacks.on_test_batch_begin(step)
-            done = int(self.test_chunk(iterator, tf.constant(chunk)))
+            done = self.call(False, iterator, chunk)
             if done == 0:
                 break
             step += done
@@ -171,7 +212,7 @@ class CustomLoop:
         """Epochs of training and validation, with fit's callback order and `model.stop_training`."""
         model = self.model
         self.build(train_ds)
-        batches = EpochBatches(train_ds, steps_per_epoch)
+        batches = EpochBatches(self.distribute(train_ds), steps_per_epoch, int(train_ds.cardinality()))
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=False, verbose=0, epochs=spec.epochs, steps=batches.num_batches, model=model
         )
@@ -183,7 +224,7 @@ class CustomLoop:
             callback_list.on_epoch_begin(epoch)
             for begin, chunk, iterator in batches.chunks(self.steps_per_execution):
                 callback_list.on_train_batch_begin(begin)
-                if int(self.train_chunk(iterator, tf.constant(chunk))) == 0:
+                if self.call(True, iterator, chunk) == 0:
                     batches.exhausted()  # the data ran out before the epoch's steps: as fit, start afresh
                     break
                 callback_list.on_train_batch_end(begin + chunk - 1, self.logs())  # fit reports the chunk's last step
@@ -210,10 +251,9 @@ class EpochBatches:
     With steps_per_epoch the iterator carries over between epochs until a pass is used up.
     """
 
-    def __init__(self, dataset: Any, steps_per_epoch: int | None) -> None:
+    def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int) -> None:
         self.dataset = dataset
         self.steps_per_epoch = steps_per_epoch
-        cardinality = int(dataset.cardinality())
         self.pass_batches = cardinality if cardinality > 0 else None
         self.num_batches = steps_per_epoch or self.pass_batches
         self.iterator: Any = None
