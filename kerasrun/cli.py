@@ -103,12 +103,13 @@ def train(
     runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders go (default: output.runs_dir).")] = None,
     name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
     progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
+    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
     from kerasrun.config import load_config, shrink_for_smoke
 
     try:
-        overrides = list(set_ or []) + ([f"name={name}"] if name else [])
+        overrides = list(set_ or []) + ([f"name={name}"] if name else []) + ([f"runtime.device={device}"] if device else [])
         config = load_config(config_path, overrides)
         if smoke:
             config = shrink_for_smoke(config)
@@ -116,6 +117,8 @@ def train(
         from kerasrun.run import prepare_experiment, run_experiment
 
         experiment = prepare_experiment(config)
+        if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
+            runs_dir, progress = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), Progress.none
         base = runs_dir or (Path(tempfile.mkdtemp(prefix="kerasrun-smoke-")) if smoke else Path(config.output.runs_dir))
         run_dir = create_run_dir(base, config.name)
         typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
@@ -129,6 +132,29 @@ def train(
     if result.metrics and progress != Progress.none:
         print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == Progress.json)
     typer.echo(f"done: {result.run_dir}")
+
+
+@app.command()
+def launch(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
+    workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Worker processes on 127.0.0.1.")] = 2,
+    set_: SetOption = None,
+    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the chief's run folder goes.")] = None,
+    progress: Annotated[Progress, typer.Option("--progress", help="The chief's progress display.")] = Progress.auto,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
+) -> None:
+    """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
+    from kerasrun.config import load_config
+    from kerasrun.launch import launch_workers
+
+    try:
+        load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
+        args = [str(config_path), "--progress", progress.value, *sum((["--set", s] for s in set_ or []), [])]
+        if runs_dir:
+            args += ["--runs-dir", str(runs_dir)]
+        raise typer.Exit(launch_workers(args, workers, timeout))
+    except KerasrunError as exc:
+        fail(exc)
 
 
 @app.command()

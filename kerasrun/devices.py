@@ -74,6 +74,11 @@ def select_placement(config: Config) -> Placement:
         except RuntimeError:
             pass
     kind = "GPU" if chosen_gpus else "CPU"
+    if runtime.strategy == "multi_worker":
+        # Collective ops must be configured before anything initialises TensorFlow's runtime.
+        placement = make_multi_worker(config, kind)
+        check_batch(config, placement)
+        return placement
     if runtime.strategy == "mirrored" and not chosen_gpus:
         split_cpu(runtime.logical_cpus or DEFAULT_LOGICAL_CPUS)
     elif runtime.logical_cpus:
@@ -96,13 +101,16 @@ def make_strategy(config: Config, kind: str, names: list[str]) -> Placement:
         return Placement(first, None, [first])
     if strategy_name == "one_device":
         return Placement(first, tf.distribute.OneDeviceStrategy(first), [first])
-    if strategy_name == "mirrored":
-        return Placement(first, tf.distribute.MirroredStrategy(devices=names), names)
+    return Placement(first, tf.distribute.MirroredStrategy(devices=names), names)
+
+
+def make_multi_worker(config: Config, kind: str) -> Placement:
+    """MultiWorkerMirroredStrategy from TF_CONFIG; the chief is task `chief`, or worker 0 when there is none."""
     cluster = read_tf_config(config)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     task = cluster["task"]
-    is_chief = task.get("type") == "chief" or (task.get("type") == "worker" and task.get("index") == 0 and "chief" not in cluster["cluster"])
-    return Placement(first, strategy, names, is_chief=is_chief)
+    is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in cluster["cluster"])
+    return Placement(f"/{kind}:0", strategy, logical_names(kind), is_chief=is_chief)
 
 
 def read_tf_config(config: Config) -> dict[str, Any]:

@@ -61,9 +61,15 @@ def prepare_experiment(config: Config) -> Experiment:
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()
-    loop = make_custom_loop(config, model, data, placement) if config.train.loop == "custom" else None
+    loop = make_custom_loop(config, model, data, placement) if training_loop(config) == "custom" else None
     timings["build_s"] = time.perf_counter() - start
     return Experiment(config, model, data, placement, loop, timings)
+
+
+def training_loop(config: Config) -> str:
+    """The loop that trains: Keras 3's fit and evaluate fail under MultiWorkerMirroredStrategy
+    (keras-team/keras#20585), so multi-worker runs use the custom loop, which computes fit's numbers."""
+    return "custom" if config.runtime.strategy == "multi_worker" else config.train.loop
 
 
 def make_custom_loop(config: Config, model: Any, data: Data, placement: Placement) -> CustomLoop:
@@ -99,6 +105,7 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         run_dir, seed=config.seed, device=experiment.placement.device, command=command,
         versions={"tensorflow": tf.__version__, "keras": keras.__version__},
         placement=experiment.placement.describe(), deterministic=config.runtime.deterministic, precision=config.runtime.precision,
+        loop=training_loop(config),
     )
     write_text_atomic(run_dir / "config.yaml", config_to_yaml(config, data.data_dir))
     write_text_atomic(run_dir / "summary.txt", summarize(model))
@@ -127,7 +134,7 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         if config.output.save_model:
             save_model_atomic(model, run_dir / "model.keras")
         start = time.perf_counter()
-        metrics = evaluate_and_predict(model, data, config, run_dir)
+        metrics = evaluate_and_predict(model, data, config, run_dir, experiment.loop)
         timings["evaluate_s"] = time.perf_counter() - start
     except KeyboardInterrupt:
         record.finish("interrupted", timings=timings, epochs_completed=len(history.history["epoch"]))
@@ -151,13 +158,16 @@ def save_model_atomic(model: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def evaluate_and_predict(model: Any, data: Data, config: Config, run_dir: Path) -> dict[str, float] | None:
+def evaluate_and_predict(model: Any, data: Data, config: Config, run_dir: Path, loop: CustomLoop | None = None) -> dict[str, float] | None:
     """Score the test split into metrics.json and save a few predictions, when there is test data."""
     if data.test is None:
         return None
     batch = config.evaluate.batch_size or config.train.batch_size
     test_ds = make_dataset(data.test, batch, False, config.seed)
-    metrics = {k: float(v) for k, v in model.evaluate(test_ds, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
+    if loop is not None and config.runtime.strategy == "multi_worker":
+        metrics = loop.evaluate(test_ds, config.evaluate.steps, keras.callbacks.CallbackList([], model=model))
+    else:
+        metrics = {k: float(v) for k, v in model.evaluate(test_ds, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
     write_json_atomic(run_dir / "metrics.json", metrics)
     if config.evaluate.predict_samples and hasattr(data.test, "x"):
         n = config.evaluate.predict_samples

@@ -1,0 +1,101 @@
+"""`kerasrun launch`: start N local worker processes with TF_CONFIG for multi-worker training on one machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kerasrun.errors import KerasrunError
+
+POLL_SECONDS = 0.2
+
+
+class LaunchError(KerasrunError):
+    """A worker failed (or the launch timed out); the others were stopped."""
+
+    exit_code = 1
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports on 127.0.0.1 that are free right now (held open together so they differ)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def tf_config(ports: list[int], index: int) -> str:
+    """TF_CONFIG for worker `index` of a local cluster."""
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
+
+
+def launch_workers(train_args: list[str], workers: int, timeout: float) -> int:
+    """Run `kerasrun train ARGS` in `workers` processes; the chief (worker 0) prints and writes the run folder.
+
+    Returns the chief's exit code. If any worker fails, the others are stopped at once (a collective
+    all-reduce would otherwise wait forever for the dead one) and LaunchError says which and why.
+    """
+    ports = free_ports(workers)
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
+    processes = []
+    for index in range(workers):
+        env = {**os.environ, "TF_CONFIG": tf_config(ports, index)}
+        command = [sys.executable, "-m", "kerasrun", "train", *train_args, "--set", "runtime.strategy=multi_worker"]
+        if index > 0:
+            command += ["--progress", "none"]
+        out = None if index == 0 else logs[index]
+        processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=logs[index]))
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            codes = [p.poll() for p in processes]
+            failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                index = failed[0]
+                stop(processes)
+                raise LaunchError(f"worker {index} exited with code {codes[index]}; stopped the others.\n{tail(logs[index])}")
+            if all(code == 0 for code in codes):
+                sys.stderr.write(tail(logs[0]))
+                return 0
+            if time.monotonic() > deadline:
+                stop(processes)
+                raise LaunchError(f"the workers did not finish within {timeout:.0f} s; stopped them")
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        stop(processes)
+        raise
+    finally:
+        for log in logs:
+            log.close()
+
+
+def stop(processes: list[subprocess.Popen]) -> None:
+    """Terminate every process still running, then kill what doesn't stop."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def tail(log, lines: int = 15) -> str:
+    """The last lines a worker wrote to stderr."""
+    log.flush()
+    log.seek(0)
+    text = log.read().strip().splitlines()
+    return "\n".join(text[-lines:]) + ("\n" if text else "")
