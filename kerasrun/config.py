@@ -290,6 +290,15 @@ class RuntimeConfig(Strict):
     strategy: Literal["none", "one_device", "mirrored", "multi_worker"] = Field("none", description="tf.distribute strategy; batch_size is the global batch")
     logical_cpus: int | None = Field(None, ge=1, le=64, description="split the CPU into N logical devices (mirrored on CPU defaults to 2)")
     deterministic: bool = Field(False, description="TensorFlow op determinism (slower, bit-reproducible)")
+    @field_validator("device", mode="before")
+    @classmethod
+    def check_device(cls, value: Any) -> Any:
+        """One clear message for a bad device, instead of one per accepted form."""
+        items = value if isinstance(value, list) else [value]
+        if not items or not all(isinstance(v, str) and re.match(r"^(auto|cpu|gpu|gpu:\d+)$", v) for v in items):
+            raise ValueError(f"expected auto, cpu, gpu or gpu:N, or a list such as [gpu:0, gpu:1]; got {value!r}")
+        return value
+
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field("float32", description="Keras dtype policy; mixed keeps the last layer in float32")
 
 
@@ -427,7 +436,8 @@ def data_path(loc: tuple[Any, ...], source: SourceMap) -> tuple[Any, ...]:
         if part == "[key]":
             continue
         candidate = tuple(str(p) for p in (*kept, part))
-        if candidate in source.positions or candidate in source.overrides or i == len(loc) - 1:
+        overridden = any(path[: len(candidate)] == candidate for path in source.overrides)
+        if candidate in source.positions or overridden or i == len(loc) - 1:
             kept.append(part)
     return tuple(kept)
 

@@ -89,3 +89,18 @@ def weighted_blobs(n: int = 60):
     y = np.repeat([0, 1, 2], n)
     order = rng.permutation(len(y))
     return {"x_train": x[order], "y_train": y[order], "sample_weight": rng.uniform(0.5, 2.0, len(y)).astype("float32")[order]}
+
+
+class FailOnWorker(keras.callbacks.Callback):
+    """Raises on one multi-worker task (read from TF_CONFIG), to test that a dead worker fails the launch."""
+
+    def __init__(self, index: int = 1):
+        super().__init__()
+        self.index = index
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import json
+        import os
+
+        if json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index") == self.index:
+            raise RuntimeError(f"worker {self.index} gives up")

@@ -1,0 +1,119 @@
+"""Devices and tf.distribute on CPU: mirrored over two logical CPUs, `kerasrun launch` multi-worker, bad input.
+
+Logical devices and collective ops must be configured before TensorFlow starts, so these run in fresh
+processes (`python -m kerasrun`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kerasrun.cli import app
+from kerasrun.rundir import read_json
+
+from conftest import only_run
+
+TESTS = Path(__file__).resolve().parent
+# The same global batch on one device and split over replicas: equal up to float summation order.
+TOLERANCE = 1e-4  # relative, per epoch and key; shuffling is off so every run sees the same batches
+NO_SHUFFLE = ["--set", "train.shuffle=false", "--set", "train.epochs=3"]
+
+
+def kerasrun(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python -m kerasrun ARGS` with tests/ importable."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kerasrun", *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def train(config: Path, runs: Path, *args: str) -> dict:
+    """Train in a subprocess; return the run's history and run.json."""
+    out = kerasrun(["train", str(config), "--runs-dir", str(runs), "--progress", "plain", *args])
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(runs)
+    return {"history": read_json(run / "history.json"), "run": read_json(run / "run.json")}
+
+
+def assert_close(a: dict, b: dict) -> None:
+    """Histories with the same keys and values within TOLERANCE."""
+    assert a.keys() == b.keys()
+    for key in a:
+        for x, y in zip(a[key], b[key]):
+            assert abs(x - y) <= TOLERANCE * max(1.0, abs(y)), (key, a[key], b[key])
+
+
+@pytest.mark.slow
+def test_mirrored_on_two_logical_cpus_matches_one_device(write_config, tmp_path) -> None:
+    config = write_config()
+    single = train(config, tmp_path / "one", *NO_SHUFFLE)
+    for loop in ("fit", "custom"):
+        mirrored = train(config, tmp_path / loop, *NO_SHUFFLE, "--set", "runtime.strategy=mirrored", "--set", f"train.loop={loop}")
+        placement = mirrored["run"]["placement"]
+        assert placement["strategy"] == "MirroredStrategy" and placement["replicas"] == 2 and len(placement["devices"]) == 2
+        assert_close(mirrored["history"], single["history"])
+
+
+@pytest.mark.slow
+def test_custom_loop_equals_fit_under_mirrored(write_config, tmp_path) -> None:
+    config = write_config({"model": {"layers": [{"Dense": {"units": 16, "activation": "relu"}}, {"Dropout": {"rate": 0.3}}, {"Dense": {"units": 3, "activation": "softmax"}}]}})
+    fit = train(config, tmp_path / "fit", "--set", "runtime.strategy=mirrored")
+    custom = train(config, tmp_path / "custom", "--set", "runtime.strategy=mirrored", "--set", "train.loop=custom")
+    assert custom["history"] == fit["history"]
+
+
+@pytest.mark.slow
+def test_launch_two_workers_matches_single_process(write_config, tmp_path) -> None:
+    config = write_config()
+    single = train(config, tmp_path / "one", *NO_SHUFFLE)
+    out = kerasrun(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "launch"), "--progress", "plain", *NO_SHUFFLE])
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = only_run(tmp_path / "launch")  # only the chief keeps a run folder
+    info = read_json(run / "run.json")
+    assert info["status"] == "completed" and info["placement"]["replicas"] == 2 and info["loop"] == "custom"
+    assert_close(read_json(run / "history.json"), single["history"])
+    assert "epoch 3/3" in out.stdout
+
+
+@pytest.mark.slow
+def test_a_dead_worker_fails_the_launch(write_config, tmp_path) -> None:
+    config = write_config({"train": {"callbacks": [{"helpers_custom:FailOnWorker": {"index": 1}}]}})
+    out = kerasrun(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "runs"), "--timeout", "120"], timeout=200)
+    assert out.returncode == 1
+    assert "worker 1 exited with code 1; stopped the others" in out.stderr and "worker 1 gives up" in out.stderr
+
+
+def test_multi_worker_needs_tf_config(runner, write_config, runs_dir, monkeypatch) -> None:
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.strategy=multi_worker"])
+    assert result.exit_code == 2 and "needs the TF_CONFIG environment variable" in result.output and "kerasrun launch" in result.output
+    for bad, message in (("{not json", "TF_CONFIG is not valid JSON"), ('{"cluster": {}}', "TF_CONFIG needs `cluster`"),
+                         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "is not in the cluster")):
+        monkeypatch.setenv("TF_CONFIG", bad)
+        result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.strategy=multi_worker"])
+        assert result.exit_code == 2 and message in result.output, result.output
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_batch_must_split_over_replicas(write_config, tmp_path) -> None:
+    out = kerasrun(["train", str(write_config()), "--runs-dir", str(tmp_path / "runs"), "--set", "runtime.strategy=mirrored", "--set", "train.batch_size=33"])
+    assert out.returncode == 2 and "the global batch 33 does not split evenly over 2 replicas" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_device_option_without_a_gpu(runner, write_config, runs_dir) -> None:
+    result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--device", "gpu:1"])
+    assert result.exit_code == 2 and "visible devices: /physical_device:CPU:0" in result.output
+    result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--device", "tpu"])
+    assert result.exit_code == 2 and "runtime.device" in result.output
+
+
+def test_deterministic_and_placement_are_recorded(runner, write_config, runs_dir) -> None:
+    result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.deterministic=true", "--set", "runtime.strategy=one_device"])
+    assert result.exit_code == 0, result.output
+    info = read_json(only_run(runs_dir) / "run.json")
+    assert info["deterministic"] is True and info["placement"]["strategy"] == "OneDeviceStrategy" and info["loop"] == "fit"
