@@ -60,7 +60,7 @@ def out_console() -> Any:
 def fail(exc: BaseException) -> None:
     """Render a kerasrun error (all its problems) and exit with its code; never a traceback unless --debug."""
     console = err_console()
-    if state["debug"]:
+    if state["debug"] and sys.exc_info()[0] is not None:
         console.print_exception()
     if isinstance(exc, ConfigError):
         count = len(exc.problems)

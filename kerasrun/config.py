@@ -34,6 +34,13 @@ def check_object_spec(value: Any) -> Any:
     )
 
 
+def split_layer_entry(entry: Any) -> tuple[Any, Any]:
+    """(layer spec, its `inputs` reference or None) from a `model.layers` entry."""
+    if isinstance(entry, dict) and "inputs" in entry and "class_name" not in entry:
+        return {k: v for k, v in entry.items() if k != "inputs"}, entry["inputs"]
+    return entry, None
+
+
 def check_import_path(value: str) -> str:
     """Require `package.module:name`."""
     if not IMPORT_PATH.match(value):
@@ -167,15 +174,21 @@ class ModelConfig(Strict):
 
     name: str | None = None
     inputs: dict[str, list[int | None]] | None = Field(None, description="input name -> per-sample shape")
-    layers: list[ObjectSpec] = Field(default_factory=list, description="layers applied in order")
+    layers: list[ObjectSpec] = Field(default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`")
+    outputs: list[str] | None = Field(None, description="names of the layers whose outputs are the model's outputs (default: the last layer)")
     factory: ImportPath | None = Field(None, description="module:function returning a keras.Model")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
 
     @field_validator("layers")
     @classmethod
     def check_layers(cls, layers: list[Any]) -> list[Any]:
-        """Every layer entry must have an object shape."""
-        return [check_object_spec(layer) for layer in layers]
+        """Every layer entry has an object shape, plus an optional `inputs` naming what it takes."""
+        for layer in layers:
+            spec, refs = split_layer_entry(layer)
+            check_object_spec(spec)
+            if refs is not None and not (isinstance(refs, str) or (isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs))):
+                raise ValueError("`inputs` of a layer must be a name or a list of names (model inputs or earlier layers)")
+        return layers
 
     @model_validator(mode="after")
     def check_kind(self) -> "ModelConfig":
@@ -191,24 +204,38 @@ class CompileConfig(Strict):
     """Arguments of `model.compile`."""
 
     optimizer: ObjectSpec = "rmsprop"
-    loss: ObjectSpec
-    metrics: list[ObjectSpec] = Field(default_factory=list)
-    weighted_metrics: list[ObjectSpec] = Field(default_factory=list)
+    loss: ObjectSpec = Field(description="one loss; or per output: a list in output order, or {output_name: loss}; null for no loss")
+    metrics: list[Any] | dict[str, Any] = Field(default_factory=list, description="a list; per output: a list of lists or {output_name: [...]}")
+    weighted_metrics: list[Any] | dict[str, Any] = Field(default_factory=list)
     loss_weights: list[float] | dict[str, float] | None = None
     steps_per_execution: int = Field(32, ge=1, description="train steps per tf.function call; 32 measured 2.2x faster than 1 with identical numbers")
     jit_compile: bool | Literal["auto"] = "auto"
 
-    @field_validator("optimizer", "loss")
+    @field_validator("optimizer")
     @classmethod
     def check_spec(cls, value: Any) -> Any:
-        """Optimizer and loss are object specs."""
+        """The optimizer is an object spec."""
+        return check_object_spec(value)
+
+    @field_validator("loss")
+    @classmethod
+    def check_loss(cls, value: Any) -> Any:
+        """One loss spec, a list of them (null allowed), or a mapping (checked against the outputs at build)."""
+        if isinstance(value, list):
+            return [v if v is None else check_object_spec(v) for v in value]
+        if isinstance(value, dict) and "class_name" not in value and len(value) > 1:
+            return {k: v if v is None else check_object_spec(v) for k, v in value.items()}
         return check_object_spec(value)
 
     @field_validator("metrics", "weighted_metrics")
     @classmethod
-    def check_specs(cls, values: list[Any]) -> list[Any]:
-        """Every metric is an object spec."""
-        return [check_object_spec(v) for v in values]
+    def check_specs(cls, values: Any) -> Any:
+        """Metric specs: a flat list, a list of lists (per output), or {output: spec or list}."""
+        def check(item: Any) -> Any:
+            return [check_object_spec(v) for v in item] if isinstance(item, list) else (item if item is None else check_object_spec(item))
+        if isinstance(values, dict):
+            return {k: check(v) for k, v in values.items()}
+        return [check(v) for v in values]
 
 
 # --------------------------------------------------------------------------- train / evaluate / runtime / output

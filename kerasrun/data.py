@@ -35,12 +35,24 @@ class Split:
     sample_weight: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(leaves(self.x)[0][1])
 
     def take(self, index: np.ndarray | slice) -> "Split":
-        """The rows at `index`."""
+        """The rows at `index` (of every array, for models with several inputs or outputs)."""
         sw = None if self.sample_weight is None else self.sample_weight[index]
-        return Split(self.x[index], self.y[index], sw)
+        return Split(map_arrays(lambda a: a[index], self.x), map_arrays(lambda a: a[index], self.y), sw)
+
+
+def map_arrays(fn: Any, value: Any) -> Any:
+    """Apply fn to an array, or to each array of a {name: array} mapping (several inputs or outputs)."""
+    return {k: fn(v) for k, v in value.items()} if isinstance(value, dict) else fn(value)
+
+
+def leaves(value: Any, name: str = "") -> list[tuple[str, np.ndarray]]:
+    """(name, array) pairs of an array or a {name: array} mapping."""
+    if isinstance(value, dict):
+        return [(f"{name}[{k}]", v) for k, v in value.items()]
+    return [(name, value)]
 
 
 @dataclass
@@ -251,9 +263,10 @@ def read_python(config: Config) -> Data:
     if isinstance(result, dict) and "train" in result:
         return Data(result["train"], validation=result.get("validation"), test=result.get("test"))
     if isinstance(result, dict) and "x_train" in result:
-        test = Split(np.asarray(result["x_test"]), np.asarray(result["y_test"])) if "x_test" in result else None
+        test = Split(map_arrays(np.asarray, result["x_test"]), map_arrays(np.asarray, result["y_test"])) if "x_test" in result else None
         sw = result.get("sample_weight")
-        return Data(Split(np.asarray(result["x_train"]), np.asarray(result["y_train"]), None if sw is None else np.asarray(sw)), test=test)
+        train = Split(map_arrays(np.asarray, result["x_train"]), map_arrays(np.asarray, result["y_train"]), None if sw is None else np.asarray(sw))
+        return Data(train, test=test)
     if isinstance(result, tuple) and len(result) == 2:
         first, second = result
         if isinstance(first, tuple) and isinstance(second, tuple):
@@ -279,6 +292,8 @@ def split_test(split: Split, fraction: float, seed: int, stratify: bool) -> Data
 def preprocess(split: Split, config: Config, name: str) -> Split:
     """Apply `data.preprocess` steps in order (one_hot to targets, the rest to features)."""
     x, y = split.x, split.y
+    if config.data.preprocess and (isinstance(x, dict) or isinstance(y, dict)):
+        raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to single-array features and targets; prepare named arrays in the source"))
     for index, step in enumerate(config.data.preprocess):
         loc = ("data", "preprocess", index)
         if step.reshape is not None:
@@ -308,7 +323,8 @@ def check_finite(data: Data, config: Config) -> None:
     for split_name, split in (("train", data.train), ("test", data.test)):
         if not isinstance(split, Split):
             continue
-        for array_name, array in (("x", split.x), ("y", split.y), ("sample_weight", split.sample_weight)):
+        named = leaves(split.x, "x") + leaves(split.y, "y") + [("sample_weight", split.sample_weight)]
+        for array_name, array in named:
             if array is None or not np.issubdtype(array.dtype, np.floating):
                 continue
             bad = ~np.isfinite(array)
@@ -322,8 +338,10 @@ def check_finite(data: Data, config: Config) -> None:
 # --------------------------------------------------------------------------- validation split and weights
 
 
-def class_labels(y: np.ndarray) -> np.ndarray:
+def class_labels(y: Any) -> np.ndarray:
     """Integer class labels from sparse or one-hot targets."""
+    if isinstance(y, dict):
+        raise ValueError("class labels of a model with several outputs")
     y = np.asarray(y)
     if y.ndim >= 2 and y.shape[-1] > 1:
         return y.reshape(len(y), -1).argmax(axis=1)
@@ -405,7 +423,10 @@ def class_weight_table(config: Config, labels: np.ndarray | None) -> np.ndarray 
 def weight_training(train: Any, config: Config) -> Any:
     """Fold class weights and per-class rules into per-sample weights (multiplied with the source's)."""
     if isinstance(train, Split):
-        labels = class_labels(train.y) if (config.train.class_weight is not None or config.train.sample_weight is not None) else None
+        wanted = config.train.class_weight is not None or config.train.sample_weight is not None
+        if wanted and isinstance(train.y, dict):
+            raise ConfigError(config.problem(("train", "class_weight" if config.train.class_weight is not None else "sample_weight"), "class weights for models with several outputs are not supported yet"))
+        labels = class_labels(train.y) if wanted else None
         table = class_weight_table(config, labels)
         if table is None:
             return train
@@ -440,15 +461,16 @@ def make_dataset(split: Any, batch_size: int, shuffle: bool, seed: int) -> Any:
 
     if not isinstance(split, Split):
         return split  # a tf.data.Dataset from a python source is used as given
-    tensors = tuple(tf.convert_to_tensor(a) for a in (split.x, split.y, split.sample_weight) if a is not None)
+    parts = tuple(a for a in (split.x, split.y, split.sample_weight) if a is not None)
+    tensors = tf.nest.map_structure(tf.convert_to_tensor, parts)
     index = tf.data.Dataset.range(len(split))
     if shuffle:
         index = index.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     # Gathering whole batches by index is far cheaper than slicing and batching single samples.
-    batches = index.batch(batch_size).map(lambda i: tuple(tf.gather(t, i) for t in tensors), num_parallel_calls=tf.data.AUTOTUNE)
+    batches = index.batch(batch_size).map(lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), tensors), num_parallel_calls=tf.data.AUTOTUNE)
     return batches.prefetch(tf.data.AUTOTUNE)
 
 
 def input_sample_shape(split: Any) -> tuple[int, ...] | None:
     """Per-sample feature shape of array data (None for datasets)."""
-    return tuple(split.x.shape[1:]) if isinstance(split, Split) else None
+    return tuple(split.x.shape[1:]) if isinstance(split, Split) and not isinstance(split.x, dict) else None

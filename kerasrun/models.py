@@ -6,7 +6,7 @@ from typing import Any
 
 from kerasrun import registry
 from kerasrun._tf import keras
-from kerasrun.config import Config
+from kerasrun.config import Config, split_layer_entry
 from kerasrun.errors import Collector, ConfigError, Problem
 
 
@@ -44,35 +44,78 @@ def build_from_factory(config: Config, collector: Collector) -> Any:
 
 
 def build_from_layers(config: Config, collector: Collector) -> Any:
-    """Chain `model.layers` from the single input in `model.inputs` into a functional model."""
+    """Wire `model.layers` into a functional graph: each layer takes the previous output or the named `inputs`."""
     spec = config.model
     assert spec.inputs is not None
-    if len(spec.inputs) != 1:
-        collector.add(config.problem(("model", "inputs"), "a layer chain takes exactly one input; for several inputs use `factory`"))
-        return None
-    (input_name, shape), = spec.inputs.items()
-    tensor = keras.Input(shape=tuple(shape), name=input_name)
-    inputs = tensor
-    for index, layer_spec in enumerate(spec.layers):
+    tensors: dict[str, Any] = {name: keras.Input(shape=tuple(shape), name=name) for name, shape in spec.inputs.items()}
+    model_inputs = list(tensors.values())
+    previous = model_inputs[0] if len(model_inputs) == 1 else None
+    failed = False
+    broken: set[str] = set()  # names of layers that failed: references to them are not reported again
+    for index, entry in enumerate(spec.layers):
         loc = ("model", "layers", index)
-        if index == len(spec.layers) - 1 and config.runtime.precision != "float32":
+        layer_spec, refs = split_layer_entry(entry)
+        if refs is not None and broken & set([refs] if isinstance(refs, str) else refs):
+            broken.add(registry.split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
+            continue
+        if index == len(spec.layers) - 1 and not spec.outputs and config.runtime.precision != "float32":
             layer_spec = with_float32_output(layer_spec)
         try:
             layer = registry.resolve_layer(layer_spec, loc)
         except registry.SpecError as exc:
             collector.add(config.problem(exc.loc or loc, str(exc), exc.hint))
-            tensor = None
+            broken.add(registry.split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
+            failed = True
             continue
-        if tensor is None:
-            continue  # an earlier layer failed; still check the remaining specs by name
+        argument = layer_argument(refs, previous, tensors, config, loc, collector) if not (failed and refs is None) else None
+        if argument is None:
+            broken.add(layer.name)
+            failed = True
+            continue
         try:
-            tensor = layer(tensor)
+            previous = layer(argument)
         except Exception as exc:  # Keras raises ValueError/TypeError with its own message; keep it
             collector.add(config.problem(loc, f"{layer.__class__.__name__} cannot take its input: {first_line(exc)}"))
-            tensor = None
-    if tensor is None or collector.problems:
+            broken.add(layer.name)
+            failed = True
+            continue
+        if layer.name in tensors:
+            collector.add(config.problem(loc, f"the name `{layer.name}` is already used", "give each layer a unique `name`"))
+        tensors[layer.name] = previous
+    if failed or collector.problems:
         return None
-    return keras.Model(inputs=inputs, outputs=tensor, name=spec.name or config.name.replace("-", "_"))
+    outputs = model_outputs(spec.outputs, previous, tensors, config, collector)
+    if outputs is None:
+        return None
+    inputs = model_inputs[0] if len(model_inputs) == 1 else {name: tensors[name] for name in spec.inputs}
+    return keras.Model(inputs=inputs, outputs=outputs, name=spec.name or config.name.replace("-", "_"))
+
+
+def layer_argument(refs: Any, previous: Any, tensors: dict[str, Any], config: Config, loc: tuple, collector: Collector) -> Any:
+    """The tensor(s) a layer is called on: the previous output, or the named inputs/layers."""
+    if refs is None:
+        if previous is None:
+            collector.add(config.problem(loc, "with several model inputs, say which this layer takes", "add `inputs: <input or layer name>` to the entry"))
+        return previous
+    names = [refs] if isinstance(refs, str) else list(refs)
+    missing = [name for name in names if name not in tensors]
+    for name in missing:
+        collector.add(config.problem(loc + ("inputs",), f"`{name}` is not a model input or an earlier layer (layers are applied in order)", registry.suggest(name, list(tensors))))
+    if missing:
+        return None
+    return tensors[names[0]] if isinstance(refs, str) else [tensors[name] for name in names]
+
+
+def model_outputs(names: list[str] | None, previous: Any, tensors: dict[str, Any], config: Config, collector: Collector) -> Any:
+    """The model's output tensor(s): the named layers, or the last layer's output."""
+    if not names:
+        return previous
+    missing = [name for name in names if name not in tensors]
+    for name in missing:
+        collector.add(config.problem(("model", "outputs"), f"`{name}` is not a layer of the model", registry.suggest(name, list(tensors))))
+    if missing:
+        return None
+    return tensors[names[0]] if len(names) == 1 else [tensors[name] for name in names]
 
 
 def effective_steps_per_execution(config: Config) -> int:
@@ -104,9 +147,12 @@ def compile_model(model: keras.Model, config: Config) -> None:
     spec = config.compile
     collector = Collector()
     optimizer = registry.resolve_one(spec.optimizer, ("compile", "optimizer"), registry.resolve_optimizer, config, collector)
-    loss = registry.resolve_one(spec.loss, ("compile", "loss"), registry.resolve_loss, config, collector)
-    metrics = registry.resolve_each(spec.metrics, ("compile", "metrics"), registry.resolve_metric, config, collector)
-    weighted = registry.resolve_each(spec.weighted_metrics, ("compile", "weighted_metrics"), registry.resolve_metric, config, collector)
+    outputs = list(model.output_names)
+    loss = resolve_per_output(spec.loss, ("compile", "loss"), registry.resolve_loss, outputs, config, collector)
+    metrics = resolve_per_output(spec.metrics, ("compile", "metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.metrics, dict))
+    weighted = resolve_per_output(spec.weighted_metrics, ("compile", "weighted_metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.weighted_metrics, dict))
+    if isinstance(spec.loss_weights, dict):
+        check_output_keys(spec.loss_weights, ("compile", "loss_weights"), outputs, config, collector)
     collector.raise_if_any()
     try:
         model.compile(
@@ -120,6 +166,29 @@ def compile_model(model: keras.Model, config: Config) -> None:
         )
     except (ValueError, TypeError) as exc:
         raise ConfigError(config.problem(("compile",), f"Keras rejected compile(): {first_line(exc)}")) from None
+
+
+def resolve_per_output(value: Any, loc: tuple, resolve: Any, outputs: list[str], config: Config, collector: Collector, per_output_only: bool = False) -> Any:
+    """Resolve one spec, a list (per output, or a metric list), or {output_name: spec}; null stays null."""
+    if value is None:
+        return None
+    if isinstance(value, list):
+        return [resolve_per_output(item, loc + (i,), resolve, outputs, config, collector) for i, item in enumerate(value)]
+    if isinstance(value, dict) and "class_name" not in value:
+        (key, item), *rest = value.items()
+        # `{Name: {kwargs}}` is one object; anything else keyed by names is per output.
+        single_object = not rest and key not in outputs and isinstance(item, (dict, type(None))) and not per_output_only
+        if not single_object:
+            check_output_keys(value, loc, outputs, config, collector)
+            return {k: resolve_per_output(v, loc + (k,), resolve, outputs, config, collector) for k, v in value.items() if k in outputs}
+    return registry.resolve_one(value, loc, resolve, config, collector)
+
+
+def check_output_keys(mapping: dict[str, Any], loc: tuple, outputs: list[str], config: Config, collector: Collector) -> None:
+    """Every key of a per-output mapping must name a model output."""
+    for key in mapping:
+        if key not in outputs:
+            collector.add(config.problem(loc + (key,), f"the model has no output `{key}`", registry.suggest(key, outputs) or f"outputs: {', '.join(outputs)}"))
 
 
 def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Config) -> Problem | None:

@@ -170,7 +170,6 @@ def evaluate_and_predict(model: Any, data: Data, config: Config, run_dir: Path, 
         metrics = {k: float(v) for k, v in model.evaluate(test_ds, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
     write_json_atomic(run_dir / "metrics.json", metrics)
     if config.evaluate.predict_samples and hasattr(data.test, "x"):
-        n = config.evaluate.predict_samples
-        predictions = model.predict(data.test.x[:n], verbose=0)
-        write_json_atomic(run_dir / "predictions.json", {"targets": data.test.y[:n], "predictions": predictions})
+        first = data.test.take(slice(0, config.evaluate.predict_samples))
+        write_json_atomic(run_dir / "predictions.json", {"targets": first.y, "predictions": model.predict(first.x, verbose=0)})
     return metrics

@@ -1,0 +1,88 @@
+"""Functional graphs from YAML: named inputs, `inputs:` per layer, merge layers, named outputs, per-output compile."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from kerasrun.cli import app
+from kerasrun.rundir import read_json
+
+from conftest import REPO, only_run
+
+SEED = yaml.safe_load((REPO / "configs" / "multi_io.yaml").read_text())
+
+
+def write(tmp_path, changes: dict) -> str:
+    """configs/multi_io.yaml with some sections replaced, written to tmp_path."""
+    config = {**SEED, **{k: {**SEED[k], **v} for k, v in changes.items()}}
+    path = tmp_path / "multi_io.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return str(path)
+
+
+def train(runner, config: str, runs, *args: str):
+    """`kerasrun train` in-process."""
+    return runner.invoke(app, ["train", config, "--runs-dir", str(runs), "--progress", "plain", *args])
+
+
+def test_seed_graph_trains_with_both_loops_identically(runner, tmp_path) -> None:
+    histories = {}
+    for loop in ("fit", "custom"):
+        result = train(runner, str(REPO / "configs" / "multi_io.yaml"), tmp_path / loop, "--set", f"train.loop={loop}")
+        assert result.exit_code == 0, result.output
+        histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
+    assert histories["custom"] == histories["fit"]
+    assert {"loss", "score_output_loss", "class_output_loss", "class_output_auc", "score_output_mean_absolute_error", "val_class_output_categorical_accuracy"} <= set(histories["fit"])
+    summary = (only_run(tmp_path / "fit") / "summary.txt").read_text()
+    assert "img_input" in summary and "ts_input" in summary and "merged" in summary
+
+
+def test_list_loss_with_a_null_output(runner, tmp_path) -> None:
+    config = write(tmp_path, {"compile": {"loss": ["mean_squared_error", None], "metrics": [[], ["categorical_accuracy"]], "loss_weights": None}})
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    history = read_json(only_run(tmp_path / "runs") / "history.json")
+    assert "class_output_categorical_accuracy" in history and "class_output_loss" not in history
+    assert "loss" in history and "score_output_loss" not in history  # one loss: Keras logs it as `loss`
+
+
+def test_loss_weights_weigh_the_total(runner, tmp_path) -> None:
+    result = train(runner, str(REPO / "configs" / "multi_io.yaml"), tmp_path / "runs", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    history = read_json(only_run(tmp_path / "runs") / "history.json")
+    # Keras's total is the weighted sum of the per-output losses (averaged over the epoch's batches).
+    assert history["val_loss"][0] == pytest.approx(2.0 * history["val_score_output_loss"][0] + history["val_class_output_loss"][0], rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changes, key, message",
+    [
+        ({"compile": {"loss": {"score_output": "mse", "clas_output": "categorical_crossentropy"}}}, "compile.loss.clas_output", "did you mean `class_output`"),
+        ({"compile": {"metrics": {"scor_output": ["mae"]}}}, "compile.metrics.scor_output", "did you mean `score_output`"),
+        ({"model": {"outputs": ["score_output", "class_out"]}}, "model.outputs", "did you mean `class_output`"),
+    ],
+)
+def test_unknown_output_names(runner, tmp_path, changes, key, message) -> None:
+    result = train(runner, write(tmp_path, changes), tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert key in result.output and message in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_layer_inputs_must_exist_earlier(runner, tmp_path) -> None:
+    layers = list(SEED["model"]["layers"])
+    layers[4] = {"Concatenate": {"name": "merged"}, "inputs": ["img_pol", "ts_pool"]}
+    result = train(runner, write(tmp_path, {"model": {"layers": layers}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "model.layers[4].inputs" in result.output and "did you mean `img_pool`" in result.output
+    # A reference to a later layer (which is how a cycle would have to be written) is refused the same way.
+    layers = list(SEED["model"]["layers"])
+    layers[0] = {"Conv2D": {"filters": 3, "kernel_size": 3, "name": "img_conv"}, "inputs": "merged"}
+    result = train(runner, write(tmp_path, {"model": {"layers": layers}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "`merged` is not a model input or an earlier layer (layers are applied in order)" in result.output
+
+
+def test_several_inputs_need_explicit_wiring(runner, tmp_path) -> None:
+    layers = [{"Dense": {"units": 2}}] + list(SEED["model"]["layers"])
+    result = train(runner, write(tmp_path, {"model": {"layers": layers}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "with several model inputs, say which this layer takes" in result.output
