@@ -169,6 +169,14 @@ DataConfig = Annotated[
 # --------------------------------------------------------------------------- model / compile
 
 
+class ActivationMetric(Strict):
+    """A statistic of a named layer's output, logged as `<layer>_<statistic>` (Keras 3's stand-in for add_metric)."""
+
+    layer: str = Field(description="name of a layer in model.layers")
+    statistic: Literal["mean", "std", "min", "max", "zero_fraction", "mean_abs"] = "std"
+    name: str | None = Field(None, description="metric name; default <layer>_<statistic>")
+
+
 class ModelConfig(Strict):
     """Either `inputs` + `layers` (a functional chain) or a Python `factory`."""
 
@@ -176,6 +184,7 @@ class ModelConfig(Strict):
     inputs: dict[str, list[int | None]] | None = Field(None, description="input name -> per-sample shape")
     layers: list[ObjectSpec] = Field(default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`")
     outputs: list[str] | None = Field(None, description="names of the layers whose outputs are the model's outputs (default: the last layer)")
+    activation_metrics: list[ActivationMetric] = Field(default_factory=list, description="statistics of layer outputs, logged every epoch")
     factory: ImportPath | None = Field(None, description="module:function returning a keras.Model")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
 
@@ -197,6 +206,8 @@ class ModelConfig(Strict):
             raise ValueError("set `inputs` and `layers`, or `factory: module:function`")
         if self.factory is not None and (self.inputs or self.layers):
             raise ValueError("set either `factory` or `inputs` + `layers`, not both")
+        if self.factory is not None and self.activation_metrics:
+            raise ValueError("activation_metrics attach to `layers`; a factory model can own metrics itself")
         return self
 
 

@@ -8,10 +8,12 @@ from typing import Any
 
 import numpy as np
 
+from kerasrun import layers  # noqa: F401  (registers kerasrun's own layers for loading)
 from kerasrun._tf import keras
-from kerasrun.config import Config, load_config
+from kerasrun.config import IMPORT_PATH, Config, load_config
 from kerasrun.data import Split, load_data, make_dataset, preprocess
-from kerasrun.errors import ConfigError, Problem
+from kerasrun.errors import ConfigError, Problem, RunFailedError
+from kerasrun.registry import SpecError, import_object
 from kerasrun.rundir import RUN_FILE, read_json
 
 
@@ -31,13 +33,39 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
     return completed[-1]
 
 
+def config_objects(config: Config) -> dict[str, Any]:
+    """Every `module:name` the config imports, by name: custom layers, losses and metrics a saved model needs."""
+    found: dict[str, Any] = {}
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and IMPORT_PATH.match(value):
+            try:
+                obj = import_object(value)
+            except SpecError:
+                return
+            found[getattr(obj, "__name__", value.split(":")[1])] = obj
+
+    walk(config.model_dump(mode="json"))
+    return found
+
+
 def load_run(run_dir: Path) -> tuple[Config, Any]:
-    """The run's resolved config and its saved model (loaded with Keras safe_mode)."""
+    """The run's resolved config and its saved model (Keras safe_mode; custom objects from the config's imports)."""
     config = load_config(run_dir / "config.yaml")
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         raise ConfigError(Problem(key="", message="the run has no model.keras (did it finish?)", file=str(run_dir)))
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True, custom_objects=config_objects(config))
+    except (TypeError, ValueError) as exc:
+        raise RunFailedError(f"cannot load {model_path}: {str(exc).strip().splitlines()[0]}") from None
     return config, model
 
 

@@ -8,6 +8,7 @@ from kerasrun import registry
 from kerasrun._tf import keras
 from kerasrun.config import Config, split_layer_entry
 from kerasrun.errors import Collector, ConfigError, Problem
+from kerasrun.layers import ActivationStatistic
 
 
 def build_model(config: Config) -> keras.Model:
@@ -52,6 +53,9 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     previous = model_inputs[0] if len(model_inputs) == 1 else None
     failed = False
     broken: set[str] = set()  # names of layers that failed: references to them are not reported again
+    watched: dict[str, list[Any]] = {}
+    for watch in spec.activation_metrics:
+        watched.setdefault(watch.layer, []).append(watch)
     for index, entry in enumerate(spec.layers):
         loc = ("model", "layers", index)
         layer_spec, refs = split_layer_entry(entry)
@@ -81,7 +85,12 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
             continue
         if layer.name in tensors:
             collector.add(config.problem(loc, f"the name `{layer.name}` is already used", "give each layer a unique `name`"))
+        for watch in watched.get(layer.name, []):
+            previous = ActivationStatistic(watch.statistic, watch.name or f"{layer.name}_{watch.statistic}", name=f"{layer.name}_{watch.statistic}_statistic")(previous)
         tensors[layer.name] = previous
+    for index, watch in enumerate(spec.activation_metrics):
+        if watch.layer not in tensors and watch.layer not in broken:
+            collector.add(config.problem(("model", "activation_metrics", index, "layer"), f"no layer is named `{watch.layer}`", registry.suggest(watch.layer, list(tensors))))
     if failed or collector.problems:
         return None
     outputs = model_outputs(spec.outputs, previous, tensors, config, collector)
