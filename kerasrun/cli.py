@@ -240,5 +240,13 @@ def schema() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: anything unexpected is one error line (the traceback with --debug)."""
+    try:
+        app()
+    except Exception as exc:  # not a kerasrun error: a bug, or a library failing in a way we didn't foresee
+        console = err_console()
+        if state["debug"]:
+            console.print_exception()
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", soft_wrap=True)
+        console.print("(run with --debug for the traceback)", markup=False)
+        sys.exit(EXIT_FAILED)

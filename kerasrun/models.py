@@ -156,7 +156,7 @@ def compile_model(model: keras.Model, config: Config) -> None:
     spec = config.compile
     collector = Collector()
     optimizer = registry.resolve_one(spec.optimizer, ("compile", "optimizer"), registry.resolve_optimizer, config, collector)
-    outputs = list(model.output_names)
+    outputs = list(getattr(model, "output_names", None) or [])  # subclassed models have none
     loss = resolve_per_output(spec.loss, ("compile", "loss"), registry.resolve_loss, outputs, config, collector)
     metrics = resolve_per_output(spec.metrics, ("compile", "metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.metrics, dict))
     weighted = resolve_per_output(spec.weighted_metrics, ("compile", "weighted_metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.weighted_metrics, dict))
@@ -202,7 +202,10 @@ def check_output_keys(mapping: dict[str, Any], loc: tuple, outputs: list[str], c
 
 def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Config) -> Problem | None:
     """A problem when the data's per-sample shape doesn't fit the model's input, naming both."""
-    expected = model.input_shape if not isinstance(model.input_shape, list) else model.input_shape[0]
+    try:
+        expected = model.input_shape if not isinstance(model.input_shape, list) else model.input_shape[0]
+    except AttributeError:  # a subclassed model declares no input shape: Keras checks at the first call
+        return None
     if not isinstance(expected, tuple):
         return None
     expected_sample = tuple(expected[1:])

@@ -78,3 +78,17 @@ def test_activation_statistic_values(tmp_path) -> None:
     layer = ActivationStatistic("std", "spread")
     layer(keras.ops.convert_to_tensor(np.array([[1.0, 3.0]], dtype="float32")))
     assert float(layer.tracker.result()) == 1.0
+
+
+def test_subclassed_model_and_custom_layer_from_a_factory(runner, tmp_path) -> None:
+    histories = {}
+    for loop in ("fit", "custom"):
+        result = train(runner, "digits_subclassed_model", tmp_path / loop, "--set", f"train.loop={loop}", "--set", "train.epochs=3")
+        assert result.exit_code == 0, result.output
+        histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
+    assert histories["custom"] == histories["fit"]
+    run = only_run(tmp_path / "fit")
+    assert "my_sequential" in (run / "summary.txt").read_text()
+    evaluated = runner.invoke(app, ["evaluate", str(run), "--json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output) == read_json(run / "metrics.json")

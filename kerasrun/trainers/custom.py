@@ -176,8 +176,12 @@ class CustomLoop:
             self.train_replicated.get_concrete_function(next(iterator))
 
     def build(self, dataset: Any) -> None:
-        """Create optimizer (and, under a strategy, metric) variables before any step is traced."""
-        if not self.model.optimizer.built:
+        """Under a strategy, create optimizer and metric variables before any step is traced.
+
+        Without one, they are created on the first trace, as in fit (after the model's own lazily
+        built weights exist, which matters for subclassed models).
+        """
+        if self.strategy is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
         if self.strategy is not None and not getattr(self, "metrics_built", False):
             # tf.function may not create distributed variables while tracing: build the compiled metrics
