@@ -358,10 +358,10 @@ def split_validation(data: Data, config: Config) -> Data:
     if spec.validation_split is None:
         return data
     loc = ("train", "validation_split")
-    if not isinstance(data.train, Split):
-        raise ConfigError(config.problem(loc, "validation_split needs array data; this source gave a tf.data.Dataset", "return a dict with train and validation datasets instead"))
     if data.validation is not None:
         raise ConfigError(config.problem(loc, "the data source already provides validation data"))
+    if not isinstance(data.train, Split):
+        return replace(data, **split_dataset(data.train, config))
     n = len(data.train)
     if spec.stratify:
         from sklearn.model_selection import train_test_split
@@ -378,6 +378,28 @@ def split_validation(data: Data, config: Config) -> Data:
         held = n - split_at
         return replace(data, train=data.train.take(slice(held, n)), validation=data.train.take(slice(0, held)))
     return replace(data, train=data.train.take(slice(0, split_at)), validation=data.train.take(slice(split_at, n)))
+
+
+def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
+    """Validation from a batched tf.data source: its last ceil(fraction x batches) batches (take/skip).
+
+    The source must yield the same batches in the same order on every pass (shuffle nothing in it);
+    with train.shuffle, kerasrun then reshuffles the training batches every epoch with the seed, so the
+    split is reproducible and no batch ever moves between training and validation.
+    """
+    from kerasrun._tf import tf
+
+    loc = ("train", "validation_split")
+    batches = int(dataset.cardinality())
+    if batches <= 0:
+        raise ConfigError(config.problem(loc, "validation_split on a tf.data source needs its length", "end the dataset with .apply(tf.data.experimental.assert_cardinality(n)), or return train and validation datasets"))
+    held = math.ceil(batches * config.train.validation_split)
+    if held >= batches:
+        raise ConfigError(config.problem(loc, f"validation_split {config.train.validation_split} of {batches} batches leaves no training batch"))
+    train = dataset.take(batches - held)
+    if config.train.shuffle:
+        train = train.shuffle(batches - held, seed=config.seed, reshuffle_each_iteration=True)
+    return {"train": train, "validation": dataset.skip(batches - held)}
 
 
 def class_weight_table(config: Config, labels: np.ndarray | None) -> np.ndarray | None:

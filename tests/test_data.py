@@ -136,9 +136,22 @@ def test_python_source_forms(write_config) -> None:
     assert np.array_equal(w.numpy(), np.where(y.numpy() == 1, 3.0, 1.0))
 
 
+def test_validation_split_of_a_dataset_is_seeded_take_skip(write_config) -> None:
+    changes = {"data": {"source": "python", "function": "helpers_custom:blob_dataset", **PY}, "train": {"validation_split": 0.25, "stratify": False}}
+    data = load(write_config, changes)
+    # 100 samples in batches of 10: the last ceil(0.25 * 10) = 3 batches validate.
+    assert int(data.validation.cardinality()) == 3 and int(data.train.cardinality()) == 7
+    from helpers_custom import two_blobs
+
+    x, _ = two_blobs(50)
+    assert np.array_equal(np.concatenate([b[0].numpy() for b in data.validation]), x[70:])
+    epoch1, epoch2 = ([b[0].numpy()[0, 0] for b in data.train] for _ in range(2))
+    assert sorted(epoch1) == sorted(epoch2) == sorted(x[:70:10, 0]) and epoch1 != epoch2  # reshuffled, never mixed
+    again = load(write_config, changes)
+    assert [b[0].numpy()[0, 0] for b in again.train] == epoch1  # the same seed, the same order
+
+
 def test_python_source_errors(write_config) -> None:
-    with pytest.raises(ConfigError, match="validation_split needs array data"):
-        load(write_config, {"data": {"source": "python", "function": "helpers_custom:blob_dataset", **PY}})
     with pytest.raises(ConfigError, match="returned str"):
         load(write_config, {"data": {"source": "python", "function": "helpers_custom:not_data", **PY}})
     with pytest.raises(ConfigError, match="cannot import module"):
