@@ -220,6 +220,30 @@ def validate(
         fail(ConfigError(problems))
 
 
+@app.command("plot-model")
+def plot_model(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Picture file (.png, .svg, .pdf, …).")] = Path("model.png"),
+    set_: SetOption = None,
+) -> None:
+    """Draw the model with keras.utils.plot_model (needs pydot and Graphviz); else print the text summary."""
+    from kerasrun.config import load_config
+
+    try:
+        config = load_config(config_path, list(set_ or []))
+        from kerasrun.models import build_model, draw_model, summarize
+
+        model = build_model(config)
+        if not draw_model(model, output):
+            typer.echo(summarize(model))
+            err_console().print("cannot draw the model: keras.utils.plot_model needs pydot and Graphviz — "
+                                "`pip install pydot` and `apt-get install graphviz` (or your system's package); the text summary is above.", markup=False)
+            raise typer.Exit(EXIT_FAILED)
+    except KerasrunError as exc:
+        fail(exc)
+    typer.echo(f"wrote {output}")
+
+
 @app.command()
 def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: SetOption = None) -> None:
     """Print the fully resolved config (defaults filled in, overrides applied)."""

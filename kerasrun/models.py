@@ -230,3 +230,12 @@ def summarize(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
     return "\n".join(lines) + "\n"
+
+
+def draw_model(model: keras.Model, path: Any) -> bool:
+    """Draw the model to `path` with keras.utils.plot_model; False when pydot or Graphviz is missing."""
+    try:
+        keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True)
+    except ImportError:
+        return False
+    return bool(path.exists()) if hasattr(path, "exists") else True

@@ -228,3 +228,22 @@ def test_steps_per_epoch_beyond_the_data_is_capped_at_one_pass(runner, write_con
     result = train(runner, write_config({"train": {"epochs": 2, "steps_per_epoch": 1000, "validation_steps": 1000}}), runs_dir)
     assert result.exit_code == 0, result.output
     assert read_json(only_run(runs_dir) / "history.json")["epoch"] == [1, 2]
+
+
+def test_plot_model(runner, tmp_path) -> None:
+    import shutil
+
+    from conftest import REPO
+
+    out = tmp_path / "model.png"
+    result = runner.invoke(app, ["plot-model", str(REPO / "configs" / "multi_io.yaml"), "-o", str(out)])
+    try:
+        import pydot  # noqa: F401
+
+        drawable = shutil.which("dot") is not None
+    except ImportError:
+        drawable = False
+    if drawable:
+        assert result.exit_code == 0 and out.is_file() and out.stat().st_size > 1000
+    else:
+        assert result.exit_code == 1 and "pip install pydot" in result.output and "Total params" in result.output
