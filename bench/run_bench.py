@@ -2,87 +2,159 @@
 
     python bench/run_bench.py [--rounds 3] [--data-dir ../shared/data]
 
-Reports, per round and as medians: both fit times, their ratio, both whole-process times, their ratio,
-and both test accuracies. Writes bench/results/latest.json.
+Each round runs both programs, each in a fresh process: the plain script first in odd rounds,
+kerasrun first in even rounds. Reports per round and as medians: both fit times, the fit-time ratio
+kerasrun/plain, the whole-process-time ratio, and both test accuracies. Prints a Markdown table and
+writes bench/results/latest.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable
 
 REPO = Path(__file__).resolve().parents[1]
+PLAIN_SCRIPT = REPO / "bench" / "plain_mnist_mlp.py"
+CONFIG = REPO / "configs" / "mnist_mlp.yaml"
 KERASRUN = Path(sys.executable).parent / "kerasrun"
+RESULTS = REPO / "bench" / "results" / "latest.json"
+
+
+def fail(what: str, cmd: list[str], out: subprocess.CompletedProcess[str]) -> None:
+    """Stop with the command, its exit code and its output."""
+    sys.exit(f"error: {what} failed (exit code {out.returncode})\ncommand: {' '.join(cmd)}\n"
+             f"--- stdout ---\n{out.stdout}\n--- stderr ---\n{out.stderr}")
 
 
 def run_plain(env: dict[str, str]) -> dict[str, float]:
-    """The plain Keras script: its own fit time and accuracy, plus the whole process time."""
+    """The plain Keras script: its own fit time and test accuracy, and the whole-process wall time."""
+    cmd = [sys.executable, str(PLAIN_SCRIPT)]
     start = time.perf_counter()
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "plain_mnist_mlp.py")], env=env, capture_output=True, text=True, check=True)
-    wall = time.perf_counter() - start
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    return {"fit_s": result["fit_s"], "process_s": wall, "accuracy": result["test_accuracy"]}
+    out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    process_s = time.perf_counter() - start
+    if out.returncode != 0:
+        fail("the plain Keras script", cmd, out)
+    lines = out.stdout.strip().splitlines()
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        fail("reading the plain script's JSON line", cmd, out)
+    return {"fit_s": result["fit_s"], "process_s": process_s, "test_accuracy": result["test_accuracy"]}
 
 
 def run_kerasrun(env: dict[str, str]) -> dict[str, float]:
-    """kerasrun: fit time and accuracy from the run folder's run.json, plus the whole process time."""
-    with tempfile.TemporaryDirectory() as runs:
+    """kerasrun: fit time and test accuracy from the run folder's run.json, and the whole-process wall time."""
+    with tempfile.TemporaryDirectory(prefix="kerasrun-bench-") as runs:
+        cmd = [str(KERASRUN), "train", str(CONFIG), "--runs-dir", runs, "--progress", "none"]
         start = time.perf_counter()
-        cmd = [str(KERASRUN), "train", str(REPO / "configs" / "mnist_mlp.yaml"), "--runs-dir", runs, "--progress", "none"]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
+        out = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+        process_s = time.perf_counter() - start
         if out.returncode != 0:
-            sys.exit(f"kerasrun failed ({out.returncode}):\n{out.stderr}")
-        [run_dir] = list(Path(runs).iterdir())
-        info = json.loads((run_dir / "run.json").read_text())
-    return {"fit_s": info["timings"]["fit_s"], "process_s": wall, "accuracy": info["metrics"]["sparse_categorical_accuracy"]}
+            fail("kerasrun", cmd, out)
+        folders = [p for p in Path(runs).iterdir() if p.is_dir()]
+        if len(folders) != 1:
+            sys.exit(f"error: expected one run folder in {runs}, found {[p.name for p in folders]}")
+        info = json.loads((folders[0] / "run.json").read_text())
+    return {
+        "fit_s": info["timings"]["fit_s"],
+        "process_s": process_s,
+        "test_accuracy": info["metrics"]["sparse_categorical_accuracy"],
+    }
+
+
+def row_of(result: dict[str, Any]) -> dict[str, float]:
+    """The reported numbers of one round."""
+    plain, kr = result["plain"], result["kerasrun"]
+    return {
+        "plain_fit_s": plain["fit_s"],
+        "kerasrun_fit_s": kr["fit_s"],
+        "fit_ratio": kr["fit_s"] / plain["fit_s"],
+        "plain_process_s": plain["process_s"],
+        "kerasrun_process_s": kr["process_s"],
+        "process_ratio": kr["process_s"] / plain["process_s"],
+        "plain_test_accuracy": plain["test_accuracy"],
+        "kerasrun_test_accuracy": kr["test_accuracy"],
+    }
+
+
+def table(rows: list[dict[str, Any]], median: dict[str, float]) -> str:
+    """Markdown table: one line per round, then the medians."""
+    lines = [
+        "| round | first | plain fit | kerasrun fit | fit ratio (kerasrun/plain) | plain process | kerasrun process "
+        "| process ratio | plain test acc | kerasrun test acc |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def line(label: str, first: str, r: dict[str, float], bold: bool = False) -> str:
+        b = "**" if bold else ""
+        return (f"| {b}{label}{b} | {first} | {r['plain_fit_s']:.2f} s | {r['kerasrun_fit_s']:.2f} s | {b}{r['fit_ratio']:.2f}{b} "
+                f"| {r['plain_process_s']:.2f} s | {r['kerasrun_process_s']:.2f} s | {r['process_ratio']:.2f} "
+                f"| {r['plain_test_accuracy']:.4f} | {r['kerasrun_test_accuracy']:.4f} |")
+
+    for r in rows:
+        lines.append(line(str(r["round"]), r["first"], r))
+    lines.append(line(f"median of {len(rows)}", "", median, bold=True))
+    return "\n".join(lines)
 
 
 def main() -> None:
-    """Alternate the two programs for N rounds and report ratios."""
+    """Alternate the two programs for N rounds and report the ratios."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--rounds", type=int, default=3, help="number of rounds (default 3)")
+    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
+                        help="folder holding mnist.npz (default: ../shared/data relative to the repo root)")
     args = parser.parse_args()
-    if not (args.data_dir / "mnist.npz").is_file():
-        sys.exit(f"{args.data_dir / 'mnist.npz'} not found: pass --data-dir")
-    env = {**os.environ, "KERASRUN_DATA_DIR": str(args.data_dir.resolve())}
-    rounds = []
-    for index in range(args.rounds):
-        order = [("plain", run_plain), ("kerasrun", run_kerasrun)]
-        if index % 2:
-            order.reverse()  # alternate who goes first, so warm caches favour neither
-        result = {name: fn(env) for name, fn in order}
-        result["fit_ratio"] = result["kerasrun"]["fit_s"] / result["plain"]["fit_s"]
-        result["process_ratio"] = result["kerasrun"]["process_s"] / result["plain"]["process_s"]
-        rounds.append(result)
-        print(f"round {index + 1}: fit {result['kerasrun']['fit_s']:.2f}s vs {result['plain']['fit_s']:.2f}s (x{result['fit_ratio']:.2f}), "
-              f"process {result['kerasrun']['process_s']:.2f}s vs {result['plain']['process_s']:.2f}s (x{result['process_ratio']:.2f})", flush=True)
+    if args.rounds < 1:
+        sys.exit("error: --rounds must be >= 1")
+    data_dir = args.data_dir.resolve()
+    if not (data_dir / "mnist.npz").is_file():
+        sys.exit(f"error: {data_dir / 'mnist.npz'} not found; pass --data-dir DIR (the folder holding mnist.npz)")
+    if not KERASRUN.is_file():
+        sys.exit(f"error: {KERASRUN} not found; run with the virtualenv's Python (.venv/bin/python)")
+    env = {**os.environ, "KERASRUN_DATA_DIR": str(data_dir)}
 
-    def median(path: tuple[str, ...]) -> float:
-        values = []
-        for r in rounds:
-            value = r
-            for key in path:
-                value = value[key]
-            values.append(value)
-        return statistics.median(values)
+    programs: dict[str, Callable[[dict[str, str]], dict[str, float]]] = {"plain": run_plain, "kerasrun": run_kerasrun}
+    rows: list[dict[str, Any]] = []
+    raw: list[dict[str, Any]] = []
+    for index in range(1, args.rounds + 1):
+        order = ["plain", "kerasrun"] if index % 2 == 1 else ["kerasrun", "plain"]  # odd: plain first; even: kerasrun first
+        result: dict[str, Any] = {}
+        for name in order:
+            result[name] = programs[name](env)
+        raw.append({"round": index, "order": order, **result})
+        row = {"round": index, "first": order[0], **row_of(result)}
+        rows.append(row)
+        print(f"round {index}/{args.rounds} ({order[0]} first): fit kerasrun {row['kerasrun_fit_s']:.2f} s / plain "
+              f"{row['plain_fit_s']:.2f} s = {row['fit_ratio']:.2f}; process {row['kerasrun_process_s']:.2f} s / "
+              f"{row['plain_process_s']:.2f} s = {row['process_ratio']:.2f}", flush=True)
 
-    print("\n| | plain Keras (defaults) | kerasrun | kerasrun / plain |")
-    print("| --- | ---: | ---: | ---: |")
-    print(f"| fit time (median of {args.rounds}) | {median(('plain', 'fit_s')):.2f} s | {median(('kerasrun', 'fit_s')):.2f} s | {median(('fit_ratio',)):.2f} |")
-    print(f"| whole process | {median(('plain', 'process_s')):.2f} s | {median(('kerasrun', 'process_s')):.2f} s | {median(('process_ratio',)):.2f} |")
-    print(f"| test accuracy | {median(('plain', 'accuracy')):.4f} | {median(('kerasrun', 'accuracy')):.4f} | |")
-    out = REPO / "bench" / "results"
-    out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps({"rounds": rounds}, indent=2) + "\n")
+    keys = [k for k in rows[0] if k not in ("round", "first")]
+    median = {k: statistics.median(r[k] for r in rows) for k in keys}  # ratios: median of the per-round ratios
+    print()
+    print(table(rows, median))
+
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "data_dir": str(data_dir),
+        "commands": {"plain": [sys.executable, str(PLAIN_SCRIPT)],
+                     "kerasrun": [str(KERASRUN), "train", str(CONFIG), "--runs-dir", "<tempdir>", "--progress", "none"]},
+        "rounds": rows,
+        "median": median,
+        "raw": raw,
+    }, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -273,7 +273,9 @@ class TrainConfig(Strict):
     validation_data: Literal["test"] | None = Field(None, description="`test`: validate on the source's test split")
     shuffle: bool = True
     initial_epoch: int = Field(0, ge=0)
-    class_weight: dict[int, float] | Literal["balanced"] | None = Field(None, description="{label: weight}, or `balanced`")
+    class_weight: dict[int, float] | Literal["balanced"] | dict[str, dict[int, float] | Literal["balanced"]] | None = Field(
+        None, description="{label: weight} or `balanced`; for several outputs {output_name: {label: weight} or balanced}"
+    )
     sample_weight: SampleWeightByClass | None = Field(None, description="a per-class rule, e.g. {by_class: {5: 2.0}}; multiplies class_weight and the source's weights")
     callbacks: list[ObjectSpec] = Field(default_factory=list)
 
@@ -283,11 +285,13 @@ class TrainConfig(Strict):
         """`balanced`, or a mapping of integer labels to non-negative weights."""
         if value is None or value == "balanced":
             return value
+        if isinstance(value, dict) and value and all(isinstance(v, (dict, str)) for v in value.values()):
+            return {str(output): cls.check_class_weight(rule) for output, rule in value.items()}  # per output
         if isinstance(value, dict):
             try:
                 weights = {int(k): float(w) for k, w in value.items()}
             except (TypeError, ValueError):
-                raise ValueError("expected a mapping {integer label: weight}") from None
+                raise ValueError("expected a mapping {integer label: weight}, or {output name: {label: weight}}") from None
             if any(w < 0 for w in weights.values()):
                 raise ValueError("class weights must be >= 0")
             return weights

@@ -39,7 +39,7 @@ class Split:
 
     def take(self, index: np.ndarray | slice) -> "Split":
         """The rows at `index` (of every array, for models with several inputs or outputs)."""
-        sw = None if self.sample_weight is None else self.sample_weight[index]
+        sw = None if self.sample_weight is None else map_arrays(lambda a: a[index], self.sample_weight)
         return Split(map_arrays(lambda a: a[index], self.x), map_arrays(lambda a: a[index], self.y), sw)
 
 
@@ -323,7 +323,7 @@ def check_finite(data: Data, config: Config) -> None:
     for split_name, split in (("train", data.train), ("test", data.test)):
         if not isinstance(split, Split):
             continue
-        named = leaves(split.x, "x") + leaves(split.y, "y") + [("sample_weight", split.sample_weight)]
+        named = leaves(split.x, "x") + leaves(split.y, "y") + (leaves(split.sample_weight, "sample_weight") if split.sample_weight is not None else [])
         for array_name, array in named:
             if array is None or not np.issubdtype(array.dtype, np.floating):
                 continue
@@ -402,36 +402,34 @@ def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
     return {"train": train, "validation": dataset.skip(batches - held)}
 
 
-def class_weight_table(config: Config, labels: np.ndarray | None) -> np.ndarray | None:
-    """Per-class weight table (index = label) from class_weight and the by_class sample-weight rule, multiplied."""
-    spec = config.train
-    if spec.class_weight is None and spec.sample_weight is None:
+def class_weight_table(config: Config, labels: np.ndarray | None, class_weight: Any, by_class: dict[int, float] | None, loc: tuple[Any, ...]) -> np.ndarray | None:
+    """Per-class weight table (index = label) from a class_weight rule and a by_class rule, multiplied."""
+    if class_weight is None and by_class is None:
         return None
     if labels is None:
-        if spec.class_weight == "balanced":
-            raise ConfigError(config.problem(("train", "class_weight"), "`balanced` needs array data to count the labels"))
+        if class_weight == "balanced":
+            raise ConfigError(config.problem(loc, "`balanced` needs array data to count the labels"))
         present = None
     else:
         if not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
-            key = "class_weight" if spec.class_weight is not None else "sample_weight"
-            raise ConfigError(config.problem(("train", key), "class weights need integer class labels; these targets are continuous"))
+            raise ConfigError(config.problem(loc, "class weights need integer class labels; these targets are continuous (a regression output?)"))
         present = set(int(v) for v in np.unique(labels))
     rules: list[tuple[tuple[Any, ...], dict[int, float]]] = []
-    if spec.class_weight == "balanced":
+    if class_weight == "balanced":
         from sklearn.utils.class_weight import compute_class_weight
 
         classes = np.array(sorted(present))
         weights = compute_class_weight("balanced", classes=classes, y=labels)
-        rules.append((("train", "class_weight"), {int(c): float(w) for c, w in zip(classes, weights)}))
-    elif spec.class_weight is not None:
-        rules.append((("train", "class_weight"), spec.class_weight))
-    if spec.sample_weight is not None:
-        rules.append((("train", "sample_weight", "by_class"), spec.sample_weight.by_class))
+        rules.append((loc, {int(c): float(w) for c, w in zip(classes, weights)}))
+    elif class_weight is not None:
+        rules.append((loc, class_weight))
+    if by_class is not None:
+        rules.append((("train", "sample_weight", "by_class"), by_class))
     problems: list[Problem] = []
-    for loc, table in rules:
+    for rule_loc, table in rules:
         for label in table:
             if present is not None and label not in present:
-                problems.append(config.problem(loc + (str(label),), f"{label} is not a label in the training data", f"labels: {sorted(present)}"))
+                problems.append(config.problem(rule_loc + (str(label),), f"{label} is not a label in the training data", f"labels: {sorted(present)}"))
     if problems:
         raise ConfigError(problems)
     size = max([max(t) for _, t in rules if t] + ([max(present)] if present else [0])) + 1
@@ -442,22 +440,55 @@ def class_weight_table(config: Config, labels: np.ndarray | None) -> np.ndarray 
     return out
 
 
+def is_per_output(class_weight: Any) -> bool:
+    """True for {output_name: rule} class weights."""
+    return isinstance(class_weight, dict) and any(isinstance(k, str) for k in class_weight)
+
+
 def weight_training(train: Any, config: Config) -> Any:
     """Fold class weights and per-class rules into per-sample weights (multiplied with the source's)."""
+    spec = config.train
+    loc = ("train", "class_weight")
+    by_class = spec.sample_weight.by_class if spec.sample_weight is not None else None
+    if isinstance(train, Split) and isinstance(train.y, dict):
+        return weight_outputs(train, config)
+    if is_per_output(spec.class_weight):
+        raise ConfigError(config.problem(loc, "class weights keyed by output name need a model with several outputs (and named targets)"))
     if isinstance(train, Split):
-        wanted = config.train.class_weight is not None or config.train.sample_weight is not None
-        if wanted and isinstance(train.y, dict):
-            raise ConfigError(config.problem(("train", "class_weight" if config.train.class_weight is not None else "sample_weight"), "class weights for models with several outputs are not supported yet"))
-        labels = class_labels(train.y) if wanted else None
-        table = class_weight_table(config, labels)
-        if table is None:
+        if spec.class_weight is None and by_class is None:
             return train
-        weights = table[labels.astype(np.int64)]
+        labels = class_labels(train.y)
+        weights = class_weight_table(config, labels, spec.class_weight, by_class, loc)[labels.astype(np.int64)]
         if train.sample_weight is not None:
             weights = weights * train.sample_weight.astype(np.float32)
         return Split(train.x, train.y, weights.astype(np.float32))
-    table = class_weight_table(config, None)
+    table = class_weight_table(config, None, spec.class_weight, by_class, loc)
     return train if table is None else weight_dataset(train, table)
+
+
+def weight_outputs(train: Split, config: Config) -> Split:
+    """Per-output sample weights for a model with several outputs: class weights keyed by output name."""
+    spec = config.train
+    loc = ("train", "class_weight")
+    if spec.sample_weight is not None:
+        raise ConfigError(config.problem(("train", "sample_weight"), "with several outputs, give per-class weights as class_weight: {output: {label: weight}}"))
+    if spec.class_weight is None:
+        return train
+    if not is_per_output(spec.class_weight):
+        raise ConfigError(config.problem(loc, "with several outputs, key class weights by output name", f"e.g. class_weight: {{{next(iter(train.y))}: {{0: 1.0, 1: 2.0}}}}"))
+    unknown = [name for name in spec.class_weight if name not in train.y]
+    if unknown:
+        raise ConfigError([config.problem(loc + (name,), f"the targets have no output `{name}`", registry.suggest(name, list(train.y)) or f"outputs: {', '.join(train.y)}") for name in unknown])
+    weights = {}
+    for name, targets in train.y.items():
+        rule = spec.class_weight.get(name)
+        base = np.ones(len(targets), np.float32) if train.sample_weight is None else np.asarray(train.sample_weight, np.float32)
+        if rule is None:
+            weights[name] = base
+            continue
+        labels = class_labels(targets)
+        weights[name] = class_weight_table(config, labels, rule, None, loc + (name,))[labels.astype(np.int64)] * base
+    return Split(train.x, train.y, weights)
 
 
 def weight_dataset(dataset: Any, table: np.ndarray) -> Any:
@@ -477,13 +508,19 @@ def weight_dataset(dataset: Any, table: np.ndarray) -> Any:
 # --------------------------------------------------------------------------- tf.data
 
 
-def make_dataset(split: Any, batch_size: int, shuffle: bool, seed: int) -> Any:
-    """A batched, prefetched tf.data pipeline; shuffling permutes indices with the seed every epoch."""
+def make_dataset(split: Any, batch_size: int, shuffle: bool, seed: int, outputs: list[str] | None = None) -> Any:
+    """A batched, prefetched tf.data pipeline; shuffling permutes indices with the seed every epoch.
+
+    Per-output sample weights go to Keras as a tuple in the model's output order (`outputs`).
+    """
     from kerasrun._tf import tf
 
     if not isinstance(split, Split):
         return split  # a tf.data.Dataset from a python source is used as given
-    parts = tuple(a for a in (split.x, split.y, split.sample_weight) if a is not None)
+    sample_weight = split.sample_weight
+    if isinstance(sample_weight, dict):
+        sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
+    parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
     tensors = tf.nest.map_structure(tf.convert_to_tensor, parts)
     index = tf.data.Dataset.range(len(split))
     if shuffle:

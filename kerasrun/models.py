@@ -179,7 +179,7 @@ def compile_model(model: keras.Model, config: Config) -> None:
 
 def resolve_per_output(value: Any, loc: tuple, resolve: Any, outputs: list[str], config: Config, collector: Collector, per_output_only: bool = False) -> Any:
     """Resolve one spec, a list (per output, or a metric list), or {output_name: spec}; null stays null."""
-    if value is None:
+    if value is None or value == {}:
         return None
     if isinstance(value, list):
         return [resolve_per_output(item, loc + (i,), resolve, outputs, config, collector) for i, item in enumerate(value)]

@@ -86,7 +86,7 @@ def make_custom_loop(config: Config, model: Any, data: Data, placement: Placemen
     with placement.scope():  # the loop's own trackers are variables too
         loop = CustomLoop(model, model.steps_per_execution, step, placement.strategy)
     if step is not None:
-        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed)
+        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed, list(getattr(model, "output_names", None) or []))
         try:
             with placement.scope():
                 loop.trace(dataset)
@@ -118,7 +118,8 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         if (bar := make_progress(progress)) is not None:
             callbacks.append(bar)
         batch = config.train.batch_size
-        train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed)
+        outputs = list(getattr(model, "output_names", None) or [])
+        train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed, outputs)
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
         start = time.perf_counter()
         with experiment.placement.scope():

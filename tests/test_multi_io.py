@@ -86,3 +86,41 @@ def test_several_inputs_need_explicit_wiring(runner, tmp_path) -> None:
     layers = [{"Dense": {"units": 2}}] + list(SEED["model"]["layers"])
     result = train(runner, write(tmp_path, {"model": {"layers": layers}}), tmp_path / "runs")
     assert result.exit_code == 2 and "with several model inputs, say which this layer takes" in result.output
+
+
+def test_class_weights_per_output_give_the_hand_computed_loss(runner, tmp_path) -> None:
+    import numpy as np
+
+    from kerasrun._tf import keras
+    from kerasrun.examples.multi_io import seed_data
+
+    changes = {
+        "compile": {"optimizer": {"SGD": {"learning_rate": 0.0}}, "metrics": {}, "loss_weights": None},  # no learning: the loss is the start's
+        "train": {"epochs": 1, "batch_size": 100, "validation_split": None, "class_weight": {"class_output": {0: 3.0, 2: 0.5}}},  # one batch
+    }
+    result = train(runner, write(tmp_path, changes), tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    history = read_json(run / "history.json")
+    data = seed_data(100, 20)
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    score, probabilities = model.predict(data["x_train"], verbose=0)
+    targets = data["y_train"]["class_output"]
+    labels = targets.argmax(axis=1)
+    weights = np.select([labels == 0, labels == 2], [3.0, 0.5], 1.0)
+    cross_entropy = -np.log(np.clip(probabilities[np.arange(100), labels], 1e-7, 1.0))
+    assert history["class_output_loss"][0] == pytest.approx((cross_entropy * weights).sum() / 100, rel=1e-5)
+    mse = ((score - data["y_train"]["score_output"]) ** 2).mean()
+    assert history["score_output_loss"][0] == pytest.approx(mse, rel=1e-5)  # the other output stays unweighted
+
+
+def test_class_weight_errors_with_several_outputs(runner, tmp_path) -> None:
+    cases = [
+        ({"class_weight": {"score_output": {0: 2.0}}}, "train.class_weight.score_output", "continuous (a regression output?)"),
+        ({"class_weight": {"clas_output": {0: 2.0}}}, "train.class_weight.clas_output", "did you mean `class_output`"),
+        ({"class_weight": {0: 2.0}}, "train.class_weight", "key class weights by output name"),
+    ]
+    for train_changes, key, message in cases:
+        result = train(runner, write(tmp_path, {"train": train_changes}), tmp_path / "runs")
+        assert result.exit_code == 2, result.output
+        assert key in result.output and message in result.output, result.output
