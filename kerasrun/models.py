@@ -219,6 +219,24 @@ def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Conf
     return None
 
 
+def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Problem]:
+    """Named arrays must match the model's input and output names (both sides named in the message)."""
+    split = data.train
+    problems = []
+    sides = (("x", getattr(split, "x", None), [t.name for t in getattr(model, "inputs", None) or []]),
+             ("y", getattr(split, "y", None), list(getattr(model, "output_names", None) or [])))
+    for side, arrays, names in sides:
+        if not isinstance(arrays, dict) or not names:
+            continue
+        for key in arrays:
+            if key not in names:
+                problems.append(config.problem(("data",), f"the data's {side} array `{key}` matches no model {'input' if side == 'x' else 'output'} ({', '.join(names)})", registry.suggest(key, names)))
+        for name in names:
+            if name not in arrays:
+                problems.append(config.problem(("data",), f"the model's {'input' if side == 'x' else 'output'} `{name}` gets no data (the {side} arrays: {', '.join(arrays)})"))
+    return problems
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception message (Keras messages can be long)."""
     text = str(exc).strip()

@@ -15,7 +15,7 @@ from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, input_sample_shape, load_data, make_dataset
 from kerasrun.devices import Placement, select_placement
 from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
-from kerasrun.models import build_model, check_input_shape, compile_model, summarize
+from kerasrun.models import build_model, check_data_names, check_input_shape, compile_model, summarize
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
 from kerasrun.trainers.custom import CustomLoop, check_step_signature
@@ -58,6 +58,8 @@ def prepare_experiment(config: Config) -> Experiment:
     collector = Collector()
     shape = input_sample_shape(data.train)
     if shape is not None and (problem := check_input_shape(model, shape, config)):
+        collector.add(problem)
+    for problem in check_data_names(model, data, config):
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()

@@ -104,3 +104,22 @@ class FailOnWorker(keras.callbacks.Callback):
 
         if json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {}).get("index") == self.index:
             raise RuntimeError(f"worker {self.index} gives up")
+
+
+def misnamed_multi_io():
+    """The seed's multi-IO data with one input and one output misnamed."""
+    from kerasrun.examples.multi_io import seed_data
+
+    data = seed_data(40, 8)
+    data["x_train"]["image_input"] = data["x_train"].pop("img_input")
+    data["y_train"]["class_out"] = data["y_train"].pop("class_output")
+    return data
+
+
+def weighted_dataset():
+    """A batched tf.data.Dataset yielding (x, y, sample_weight), as in the seed."""
+    import tensorflow as tf
+
+    x, y = two_blobs(50)
+    weights = np.where(y == 1, 2.0, 1.0).astype("float32")
+    return tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(16)

@@ -124,3 +124,22 @@ def test_class_weight_errors_with_several_outputs(runner, tmp_path) -> None:
         result = train(runner, write(tmp_path, {"train": train_changes}), tmp_path / "runs")
         assert result.exit_code == 2, result.output
         assert key in result.output and message in result.output, result.output
+
+
+def test_data_names_must_match_the_model(runner, tmp_path) -> None:
+    result = train(runner, write(tmp_path, {"data": {"function": "helpers_custom:misnamed_multi_io", "kwargs": {}}}), tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "x array `image_input` matches no model input" in result.output and "did you mean `img_input`" in result.output
+    assert "the model's output `class_output` gets no data" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_dataset_yielding_sample_weights_trains_in_both_loops(runner, write_config, tmp_path) -> None:
+    changes = {"data": {"source": "python", "function": "helpers_custom:weighted_dataset", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None},
+               "model": {"layers": [{"Dense": {"units": 2, "activation": "softmax"}}]}, "train": {"validation_split": None, "stratify": False}}
+    histories = {}
+    for loop in ("fit", "custom"):
+        result = runner.invoke(app, ["train", str(write_config(changes)), "--runs-dir", str(tmp_path / loop), "--set", f"train.loop={loop}"])
+        assert result.exit_code == 0, result.output
+        histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
+    assert histories["custom"] == histories["fit"]
