@@ -98,10 +98,10 @@ class NpzData(DataCommon):
 
     source: Literal["npz"]
     path: str
-    x: str = "x_train"
-    y: str = "y_train"
-    x_test: str | None = "x_test"
-    y_test: str | None = "y_test"
+    x: str | dict[str, str] = Field("x_train", description="array key; for several inputs {input name: key}")
+    y: str | dict[str, str] = Field("y_train", description="array key; for several outputs {output name: key}")
+    x_test: str | dict[str, str] | None = "x_test"
+    y_test: str | dict[str, str] | None = "y_test"
     sample_weight: str | None = Field(None, description="key of per-sample training weights")
 
 

@@ -156,15 +156,17 @@ def read_npz(config: Config) -> Data:
     with np.load(path, allow_pickle=False) as arrays:
         keys = sorted(arrays.keys())
 
-        def get(field: str, required: bool) -> np.ndarray | None:
+        def get(field: str, required: bool) -> Any:
             key = getattr(spec, field)
             if key is None:
                 return None
-            if key not in arrays:
+            named = key if isinstance(key, dict) else {None: key}
+            missing = [(name, k) for name, k in named.items() if k not in arrays]
+            if missing:
                 if required or field in spec.model_fields_set:
-                    raise ConfigError(config.problem(("data", field), f"{path.name} has no array `{key}`", f"it has: {', '.join(keys)}"))
+                    raise ConfigError([config.problem(("data", field) + ((name,) if name else ()), f"{path.name} has no array `{k}`", f"it has: {', '.join(keys)}") for name, k in missing])
                 return None
-            return arrays[key]
+            return {name: arrays[k] for name, k in named.items()} if isinstance(key, dict) else arrays[key]
 
         x, y = get("x", True), get("y", True)
         sw = get("sample_weight", True)

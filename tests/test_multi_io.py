@@ -143,3 +143,24 @@ def test_dataset_yielding_sample_weights_trains_in_both_loops(runner, write_conf
         assert result.exit_code == 0, result.output
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]
+
+
+def test_npz_arrays_by_name(runner, tmp_path) -> None:
+    import numpy as np
+
+    from kerasrun.examples.multi_io import seed_data
+
+    data = seed_data(40, 8)
+    np.savez(tmp_path / "multi.npz", img=data["x_train"]["img_input"], ts=data["x_train"]["ts_input"],
+             score=data["y_train"]["score_output"], cls=data["y_train"]["class_output"])
+    source = {"source": "npz", "path": str(tmp_path / "multi.npz"), "x": {"img_input": "img", "ts_input": "ts"},
+              "y": {"score_output": "score", "class_output": "cls"}, "x_test": None, "y_test": None}
+    config = {**SEED, "data": source}
+    path = tmp_path / "npz.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = train(runner, str(path), tmp_path / "runs", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    config["data"] = {**source, "y": {"score_output": "score", "class_output": "klass"}}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = train(runner, str(path), tmp_path / "runs2")
+    assert result.exit_code == 2 and "data.y.class_output" in result.output and "has no array `klass`" in result.output
