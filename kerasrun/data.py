@@ -44,14 +44,37 @@ class Split:
 
 
 def map_arrays(fn: Any, value: Any) -> Any:
-    """Apply fn to an array, or to each array of a {name: array} mapping (several inputs or outputs)."""
-    return {k: fn(v) for k, v in value.items()} if isinstance(value, dict) else fn(value)
+    """Apply fn to an array, or to each array of a {name: array} mapping or list (several inputs or outputs)."""
+    if isinstance(value, dict):
+        return {k: fn(v) for k, v in value.items()}
+    return [fn(v) for v in value] if isinstance(value, list) else fn(value)
+
+
+def as_arrays(value: Any) -> Any:
+    """NumPy arrays from an array, a {name: array} mapping, or a list of arrays (kept as a list)."""
+    if isinstance(value, (list, tuple)) and value and all(hasattr(v, "shape") for v in value):
+        return [np.asarray(v) for v in value]
+    return map_arrays(np.asarray, value)
+
+
+def name_lists(data: Data, inputs: list[str], outputs: list[str]) -> Data:
+    """Lists of arrays (Keras's positional form) become {name: array} in the model's input/output order."""
+
+    def named(value: Any, names: list[str]) -> Any:
+        return dict(zip(names, value)) if isinstance(value, list) and len(value) == len(names) and len(names) > 1 else value
+
+    def convert(split: Any) -> Any:
+        return Split(named(split.x, inputs), named(split.y, outputs), split.sample_weight) if isinstance(split, Split) else split
+
+    return replace(data, train=convert(data.train), validation=convert(data.validation), test=convert(data.test))
 
 
 def leaves(value: Any, name: str = "") -> list[tuple[str, np.ndarray]]:
     """(name, array) pairs of an array or a {name: array} mapping."""
     if isinstance(value, dict):
         return [(f"{name}[{k}]", v) for k, v in value.items()]
+    if isinstance(value, list):
+        return [(f"{name}[{i}]", v) for i, v in enumerate(value)]
     return [(name, value)]
 
 
@@ -265,9 +288,9 @@ def read_python(config: Config) -> Data:
     if isinstance(result, dict) and "train" in result:
         return Data(result["train"], validation=result.get("validation"), test=result.get("test"))
     if isinstance(result, dict) and "x_train" in result:
-        test = Split(map_arrays(np.asarray, result["x_test"]), map_arrays(np.asarray, result["y_test"])) if "x_test" in result else None
+        test = Split(as_arrays(result["x_test"]), as_arrays(result["y_test"])) if "x_test" in result else None
         sw = result.get("sample_weight")
-        train = Split(map_arrays(np.asarray, result["x_train"]), map_arrays(np.asarray, result["y_train"]), None if sw is None else np.asarray(sw))
+        train = Split(as_arrays(result["x_train"]), as_arrays(result["y_train"]), None if sw is None else np.asarray(sw))
         return Data(train, test=test)
     if isinstance(result, tuple) and len(result) == 2:
         first, second = result
@@ -294,7 +317,7 @@ def split_test(split: Split, fraction: float, seed: int, stratify: bool) -> Data
 def preprocess(split: Split, config: Config, name: str) -> Split:
     """Apply `data.preprocess` steps in order (one_hot to targets, the rest to features)."""
     x, y = split.x, split.y
-    if config.data.preprocess and (isinstance(x, dict) or isinstance(y, dict)):
+    if config.data.preprocess and (isinstance(x, (dict, list)) or isinstance(y, (dict, list))):
         raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to single-array features and targets; prepare named arrays in the source"))
     for index, step in enumerate(config.data.preprocess):
         loc = ("data", "preprocess", index)
@@ -342,7 +365,7 @@ def check_finite(data: Data, config: Config) -> None:
 
 def class_labels(y: Any) -> np.ndarray:
     """Integer class labels from sparse or one-hot targets."""
-    if isinstance(y, dict):
+    if isinstance(y, (dict, list)):
         raise ValueError("class labels of a model with several outputs")
     y = np.asarray(y)
     if y.ndim >= 2 and y.shape[-1] > 1:
@@ -452,6 +475,8 @@ def weight_training(train: Any, config: Config) -> Any:
     spec = config.train
     loc = ("train", "class_weight")
     by_class = spec.sample_weight.by_class if spec.sample_weight is not None else None
+    if isinstance(train, Split) and isinstance(train.y, list) and (spec.class_weight is not None or by_class is not None):
+        raise ConfigError(config.problem(loc, "class weights with several outputs need named targets: return y as {output name: array}"))
     if isinstance(train, Split) and isinstance(train.y, dict):
         return weight_outputs(train, config)
     if is_per_output(spec.class_weight):

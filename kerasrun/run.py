@@ -12,7 +12,7 @@ from kerasrun import registry
 from kerasrun._tf import keras, tf
 from kerasrun.callbacks import DivergenceGuard, HistoryWriter
 from kerasrun.config import Config, config_to_yaml
-from kerasrun.data import Data, input_sample_shape, load_data, make_dataset
+from kerasrun.data import Data, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.devices import Placement, select_placement
 from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
 from kerasrun.models import build_model, check_data_names, check_input_shape, compile_model, summarize
@@ -55,6 +55,7 @@ def prepare_experiment(config: Config) -> Experiment:
     with placement.scope():  # under a strategy, variables must be created in its scope
         model = build_model(config)
         compile_model(model, config)
+    data = name_lists(data, [t.name for t in getattr(model, "inputs", None) or []], list(getattr(model, "output_names", None) or []))
     collector = Collector()
     shape = input_sample_shape(data.train)
     if shape is not None and (problem := check_input_shape(model, shape, config)):

@@ -164,3 +164,12 @@ def test_npz_arrays_by_name(runner, tmp_path) -> None:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = train(runner, str(path), tmp_path / "runs2")
     assert result.exit_code == 2 and "data.y.class_output" in result.output and "has no array `klass`" in result.output
+
+
+def test_list_data_equals_dict_data(runner, tmp_path) -> None:
+    histories = {}
+    for form, function in (("dict", "kerasrun.examples.multi_io:seed_data"), ("list", "kerasrun.examples.multi_io:seed_data_as_lists")):
+        result = train(runner, write(tmp_path, {"data": {"function": function}}), tmp_path / form)
+        assert result.exit_code == 0, result.output
+        histories[form] = read_json(only_run(tmp_path / form) / "history.json")
+    assert histories["list"] == histories["dict"]

@@ -7,6 +7,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def seed_data_as_lists(samples: int = 100, test_samples: int = 20, seed: int = 0) -> dict[str, list[np.ndarray]]:
+    """The same data in Keras's positional form: lists in the model's input and output order."""
+    named = seed_data(samples, test_samples, seed)
+    order = {"x": ["img_input", "ts_input"], "y": ["score_output", "class_output"]}
+    return {key: [value[name] for name in order[key[0]]] for key, value in named.items()}
+
+
 def seed_data(samples: int = 100, test_samples: int = 20, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
     """Random images (32, 32, 3) and time series (20, 10); score targets (1) and one-hot class targets (5)."""
     rng = np.random.default_rng(seed)
