@@ -134,9 +134,9 @@ class SyntheticData(DataCommon):
     means: list[list[float]] | None = Field(None, description="blobs: one mean vector per class")
     cov: list[list[float]] | None = Field(None, description="blobs: shared covariance matrix")
     samples_per_class: int | None = Field(None, ge=1, description="blobs: points per class")
-    x_shape: list[int] | None = Field(None, description="random: per-sample feature shape")
-    classes: int | None = Field(None, ge=2, description="random: integer labels in [0, classes)")
-    y_shape: list[int] | None = Field(None, description="random: per-sample float target shape (instead of classes)")
+    x_shape: list[int] | dict[str, list[int]] | None = Field(None, description="random: per-sample feature shape; {input: shape} for several inputs")
+    classes: int | dict[str, int] | None = Field(None, description="random: integer labels in [0, classes); {output: classes} for class outputs")
+    y_shape: list[int] | dict[str, list[int]] | None = Field(None, description="random: per-sample float target shape; {output: shape} for float outputs")
     samples: int | None = Field(None, ge=1, description="random: number of training samples")
     test_fraction: float | None = Field(None, gt=0, lt=1)
 

@@ -262,14 +262,23 @@ def read_synthetic(config: Config) -> Data:
         x = np.concatenate([rng.multivariate_normal(m, cov, size=spec.samples_per_class) for m in means]).astype(np.float32)
         y = np.repeat(np.arange(len(means)), spec.samples_per_class).astype(np.int64)
     else:
-        x = rng.standard_normal((spec.samples, *spec.x_shape)).astype(np.float32)
-        if spec.classes is not None:
+        x = map_shapes(spec.x_shape, lambda shape: rng.standard_normal((spec.samples, *shape)).astype(np.float32))
+        if isinstance(spec.classes, dict) or isinstance(spec.y_shape, dict):
+            # Several outputs: float targets by shape, integer class targets by count, each named.
+            y = {name: rng.standard_normal((spec.samples, *shape)).astype(np.float32) for name, shape in (spec.y_shape or {}).items()}
+            y |= {name: rng.integers(0, count, size=spec.samples).astype(np.int64) for name, count in (spec.classes or {}).items()}
+        elif spec.classes is not None:
             y = rng.integers(0, spec.classes, size=spec.samples).astype(np.int64)
         else:
             y = rng.standard_normal((spec.samples, *spec.y_shape)).astype(np.float32)
     if spec.test_fraction:
         return split_test(Split(x, y), spec.test_fraction, config.seed, stratify=False)
     return Data(Split(x, y))
+
+
+def map_shapes(shapes: Any, make: Any) -> Any:
+    """make(shape) for one shape, or for each of a {name: shape} mapping."""
+    return {name: make(shape) for name, shape in shapes.items()} if isinstance(shapes, dict) else make(shapes)
 
 
 def read_python(config: Config) -> Data:

@@ -173,3 +173,15 @@ def test_list_data_equals_dict_data(runner, tmp_path) -> None:
         assert result.exit_code == 0, result.output
         histories[form] = read_json(only_run(tmp_path / form) / "history.json")
     assert histories["list"] == histories["dict"]
+
+
+def test_synthetic_named_arrays(runner, tmp_path) -> None:
+    source = {"source": "synthetic", "generator": "random", "samples": 60, "test_fraction": 0.2,
+              "x_shape": {"img_input": [32, 32, 3], "ts_input": [20, 10]}, "y_shape": {"score_output": [1]}, "classes": {"class_output": 5}}
+    config = {**SEED, "data": source, "compile": {**SEED["compile"], "loss": {"score_output": "mse", "class_output": "sparse_categorical_crossentropy"},
+                                                  "metrics": {"class_output": ["sparse_categorical_accuracy"]}}}
+    path = tmp_path / "synthetic.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = train(runner, str(path), tmp_path / "runs", "--set", "train.epochs=1")
+    assert result.exit_code == 0, result.output
+    assert "class_output_sparse_categorical_accuracy" in read_json(only_run(tmp_path / "runs") / "metrics.json")
