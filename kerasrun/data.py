@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import inspect
 import math
 import os
 from dataclasses import dataclass, replace
@@ -292,6 +293,8 @@ def read_python(config: Config) -> Data:
     except registry.SpecError as exc:
         raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
     result = function(**spec.kwargs)
+    if inspect.isgenerator(result):
+        return Data(generator_dataset(lambda: function(**spec.kwargs), result))
     if isinstance(result, tf.data.Dataset):
         return Data(result)
     if isinstance(result, dict) and "train" in result:
@@ -309,6 +312,26 @@ def read_python(config: Config) -> Data:
     raise ConfigError(
         config.problem(loc, f"returned {type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset")
     )
+
+
+def generator_dataset(make: Any, probe: Any) -> Any:
+    """A tf.data.Dataset over a Python generator of batches, re-created for every pass.
+
+    One probe pass gives the element signature and the number of batches, so the dataset has a known
+    length (validation_split can take/skip it) and every epoch calls the function anew.
+    """
+    from kerasrun._tf import tf
+
+    first = next(probe)
+    count = 1 + sum(1 for _ in probe)
+
+    def spec_of(value: Any) -> Any:
+        array = np.asarray(value)
+        return tf.TensorSpec(shape=(None, *array.shape[1:]), dtype=tf.as_dtype(array.dtype))
+
+    signature = tf.nest.map_structure(spec_of, tuple(first) if isinstance(first, list) else first)
+    dataset = tf.data.Dataset.from_generator(make, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
 def split_test(split: Split, fraction: float, seed: int, stratify: bool) -> Data:

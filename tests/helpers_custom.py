@@ -123,3 +123,10 @@ def weighted_dataset():
     x, y = two_blobs(50)
     weights = np.where(y == 1, 2.0, 1.0).astype("float32")
     return tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(16)
+
+
+def blob_batches(n: int = 50, batch: int = 10):
+    """A Python generator of (x, y) batches, the same on every call."""
+    x, y = two_blobs(n)
+    for start in range(0, len(y), batch):
+        yield x[start:start + batch], y[start:start + batch]

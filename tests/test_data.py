@@ -232,3 +232,14 @@ def test_dataset_batches_shuffles_with_seed_and_covers_everything() -> None:
     dataset = make_dataset(split, 4, True, seed=3)
     epoch1, epoch2 = ([b[1].numpy().tolist() for b in dataset] for _ in range(2))
     assert epoch1 != epoch2  # reshuffled every epoch
+
+
+def test_python_generator_source_with_a_validation_split(write_config) -> None:
+    changes = {"data": {"source": "python", "function": "helpers_custom:blob_batches", **PY}, "train": {"validation_split": 0.2, "stratify": False}}
+    data = load(write_config, changes)
+    assert int(data.train.cardinality()) == 8 and int(data.validation.cardinality()) == 2
+    from helpers_custom import two_blobs
+
+    x, _ = two_blobs(50)
+    assert np.array_equal(np.concatenate([b[0].numpy() for b in data.validation]), x[80:])
+    assert sorted(np.concatenate([b[0].numpy() for b in data.train])[:, 0]) == sorted(x[:80, 0])
