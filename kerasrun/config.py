@@ -110,8 +110,8 @@ class CsvData(DataCommon):
 
     source: Literal["csv"]
     path: str
-    target: str
-    features: list[str] | None = Field(None, description="feature columns; default every column but the target")
+    target: str | dict[str, str] = Field(description="target column; {output name: column} for several outputs")
+    features: list[str] | dict[str, list[str]] | None = Field(None, description="feature columns (default: every other column); {input name: columns} for several inputs")
     test_path: str | None = None
     test_fraction: float | None = Field(None, gt=0, lt=1)
     delimiter: str = ","

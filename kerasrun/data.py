@@ -200,7 +200,7 @@ def read_npz(config: Config) -> Data:
 
 
 def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) -> Split:
-    """Feature columns and the target column of a CSV file, as float32 / label arrays."""
+    """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs."""
     if not path.is_file():
         raise ConfigError(config.problem(loc, f"no such file: {path}"))
     with path.open(newline="", encoding="utf-8") as f:
@@ -208,26 +208,34 @@ def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) 
     if not rows:
         raise ConfigError(config.problem(loc, f"{path} is empty"))
     header, body = rows[0], rows[1:]
-    columns = spec.features or [c for c in header if c != spec.target]
-    for key, names in (("target", [spec.target]), ("features", columns)):
-        for name in names:
-            if name not in header:
-                raise ConfigError(config.problem(("data", key), f"{path.name} has no column `{name}`", registry.suggest(name, header) or f"columns: {', '.join(header)}"))
+    targets = spec.target if isinstance(spec.target, dict) else {None: spec.target}
+    features = spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
+    problems = [
+        config.problem(("data", key) + ((group,) if group else ()), f"{path.name} has no column `{name}`", registry.suggest(name, header) or f"columns: {', '.join(header)}")
+        for key, groups in (("target", {g: [c] for g, c in targets.items()}), ("features", features))
+        for group, names in groups.items()
+        for name in names
+        if name not in header
+    ]
+    if problems:
+        raise ConfigError(problems)
     index = {name: i for i, name in enumerate(header)}
     try:
-        x = np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
+        x = {group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32) for group, columns in features.items()}
     except ValueError as exc:
         raise ConfigError(config.problem(("data", "features"), f"{path.name}: a feature value is not a number ({exc})")) from None
-    raw_y = [row[index[spec.target]] for row in body]
+    y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
+    return Split(x.get(None, x), y.get(None, y))
+
+
+def column_values(raw: list[str]) -> np.ndarray:
+    """A target column: numbers (integers when whole), or text labels as integer classes in sorted order."""
     try:
-        y = np.array([float(v) for v in raw_y], dtype=np.float32)
-        if np.all(y == np.round(y)):
-            y = y.astype(np.int64)
+        values = np.array([float(v) for v in raw], dtype=np.float32)
     except ValueError:
-        # Text labels become integer classes in sorted order.
-        classes = sorted(set(raw_y))
-        y = np.array([classes.index(v) for v in raw_y], dtype=np.int64)
-    return Split(x, y)
+        classes = sorted(set(raw))
+        return np.array([classes.index(v) for v in raw], dtype=np.int64)
+    return values.astype(np.int64) if np.all(values == np.round(values)) else values
 
 
 def read_csv(config: Config) -> Data:

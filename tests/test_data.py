@@ -243,3 +243,18 @@ def test_python_generator_source_with_a_validation_split(write_config) -> None:
     x, _ = two_blobs(50)
     assert np.array_equal(np.concatenate([b[0].numpy() for b in data.validation]), x[80:])
     assert sorted(np.concatenate([b[0].numpy() for b in data.train])[:, 0]) == sorted(x[:80, 0])
+
+
+def test_csv_named_columns_for_several_inputs_and_outputs(write_config, tmp_path: Path) -> None:
+    rows = ["a,b,c,score,kind"] + [f"{i},{i * 2},{i * 3},{i / 10},{'x' if i % 2 else 'y'}" for i in range(10)]
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    changes = {"data": {"source": "csv", "path": "m.csv", "features": {"left": ["a", "b"], "right": ["c"]}, "target": {"score_out": "score", "kind_out": "kind"},
+                        "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None},
+               "train": {"validation_split": None, "stratify": False}}
+    data = load(write_config, changes)
+    assert data.train.x["left"].shape == (10, 2) and data.train.x["right"].shape == (10, 1)
+    assert data.train.y["score_out"].dtype == np.float32 and set(data.train.y["kind_out"]) == {0, 1}
+    changes["data"]["features"] = {"left": ["a", "bb"]}
+    with pytest.raises(ConfigError) as info:
+        load(write_config, changes)
+    assert info.value.problems[0].key == "data.features.left" and "did you mean `b`" in info.value.problems[0].hint
