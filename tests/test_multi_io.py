@@ -38,9 +38,10 @@ def test_seed_graph_trains_with_both_loops_identically(runner, tmp_path) -> None
     assert "img_input" in summary and "ts_input" in summary and "merged" in summary
 
 
-def test_list_loss_with_a_null_output(runner, tmp_path) -> None:
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_list_loss_with_a_null_output(runner, tmp_path, loop) -> None:
     config = write(tmp_path, {"compile": {"loss": ["mean_squared_error", None], "metrics": [[], ["categorical_accuracy"]], "loss_weights": None}})
-    result = train(runner, config, tmp_path / "runs")
+    result = train(runner, config, tmp_path / "runs", "--set", f"train.loop={loop}")
     assert result.exit_code == 0, result.output
     history = read_json(only_run(tmp_path / "runs") / "history.json")
     assert "class_output_categorical_accuracy" in history and "class_output_loss" not in history
@@ -166,10 +167,11 @@ def test_npz_arrays_by_name(runner, tmp_path) -> None:
     assert result.exit_code == 2 and "data.y.class_output" in result.output and "has no array `klass`" in result.output
 
 
-def test_list_data_equals_dict_data(runner, tmp_path) -> None:
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_list_data_equals_dict_data(runner, tmp_path, loop) -> None:
     histories = {}
     for form, function in (("dict", "kerasrun.examples.multi_io:seed_data"), ("list", "kerasrun.examples.multi_io:seed_data_as_lists")):
-        result = train(runner, write(tmp_path, {"data": {"function": function}}), tmp_path / form)
+        result = train(runner, write(tmp_path, {"data": {"function": function}}), tmp_path / form, "--set", f"train.loop={loop}")
         assert result.exit_code == 0, result.output
         histories[form] = read_json(only_run(tmp_path / form) / "history.json")
     assert histories["list"] == histories["dict"]
