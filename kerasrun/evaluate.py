@@ -13,6 +13,7 @@ from kerasrun._tf import keras
 from kerasrun.config import IMPORT_PATH, Config, load_config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
+from kerasrun.models import input_names, output_names
 from kerasrun.registry import SpecError, import_object
 from kerasrun.rundir import RUN_FILE, read_json
 
@@ -72,7 +73,7 @@ def load_run(run_dir: Path) -> tuple[Config, Any]:
 def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
     """Evaluate the run's model on its test split or on its validation data."""
     config, model = load_run(run_dir)
-    data = name_lists(load_data(config), [t.name for t in getattr(model, "inputs", None) or []], list(getattr(model, "output_names", None) or []))
+    data = name_lists(load_data(config), input_names(model), output_names(model))
     chosen = data.test if split == "test" else data.validation
     if chosen is None:
         raise ConfigError(Problem(key="", message=f"the run's data has no {split} split", file=str(run_dir / "config.yaml")))

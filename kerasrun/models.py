@@ -151,12 +151,22 @@ def with_float32_output(spec: Any) -> Any:
     return {name: kwargs | {"dtype": "float32"}}
 
 
+def input_names(model: keras.Model) -> list[str]:
+    """The model's input names (none for a subclassed model)."""
+    return [tensor.name for tensor in getattr(model, "inputs", None) or []]
+
+
+def output_names(model: keras.Model) -> list[str]:
+    """The model's output names (none for a subclassed model)."""
+    return list(getattr(model, "output_names", None) or [])
+
+
 def compile_model(model: keras.Model, config: Config) -> None:
     """Compile with the config's optimizer, loss and metrics, resolved by Keras's getters."""
     spec = config.compile
     collector = Collector()
     optimizer = registry.resolve_one(spec.optimizer, ("compile", "optimizer"), registry.resolve_optimizer, config, collector)
-    outputs = list(getattr(model, "output_names", None) or [])  # subclassed models have none
+    outputs = output_names(model)
     loss = resolve_per_output(spec.loss, ("compile", "loss"), registry.resolve_loss, outputs, config, collector)
     metrics = resolve_per_output(spec.metrics, ("compile", "metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.metrics, dict))
     weighted = resolve_per_output(spec.weighted_metrics, ("compile", "weighted_metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.weighted_metrics, dict))
@@ -223,8 +233,7 @@ def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Prob
     """Named arrays must match the model's input and output names (both sides named in the message)."""
     split = data.train
     problems = []
-    sides = (("x", getattr(split, "x", None), [t.name for t in getattr(model, "inputs", None) or []]),
-             ("y", getattr(split, "y", None), list(getattr(model, "output_names", None) or [])))
+    sides = (("x", getattr(split, "x", None), input_names(model)), ("y", getattr(split, "y", None), output_names(model)))
     for side, arrays, names in sides:
         if not isinstance(arrays, dict) or not names:
             continue

@@ -15,7 +15,7 @@ from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.devices import Placement, select_placement
 from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
-from kerasrun.models import build_model, check_data_names, check_input_shape, compile_model, summarize
+from kerasrun.models import build_model, check_data_names, check_input_shape, compile_model, input_names, output_names, summarize
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
 from kerasrun.trainers.custom import CustomLoop, check_step_signature
@@ -55,7 +55,7 @@ def prepare_experiment(config: Config) -> Experiment:
     with placement.scope():  # under a strategy, variables must be created in its scope
         model = build_model(config)
         compile_model(model, config)
-    data = name_lists(data, [t.name for t in getattr(model, "inputs", None) or []], list(getattr(model, "output_names", None) or []))
+    data = name_lists(data, input_names(model), output_names(model))
     collector = Collector()
     shape = input_sample_shape(data.train)
     if shape is not None and (problem := check_input_shape(model, shape, config)):
@@ -89,7 +89,7 @@ def make_custom_loop(config: Config, model: Any, data: Data, placement: Placemen
     with placement.scope():  # the loop's own trackers are variables too
         loop = CustomLoop(model, model.steps_per_execution, step, placement.strategy)
     if step is not None:
-        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed, list(getattr(model, "output_names", None) or []))
+        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed, output_names(model))
         try:
             with placement.scope():
                 loop.trace(dataset)
@@ -121,8 +121,7 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         if (bar := make_progress(progress)) is not None:
             callbacks.append(bar)
         batch = config.train.batch_size
-        outputs = list(getattr(model, "output_names", None) or [])
-        train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed, outputs)
+        train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed, output_names(model))
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
         start = time.perf_counter()
         with experiment.placement.scope():
