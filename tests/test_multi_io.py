@@ -187,3 +187,18 @@ def test_synthetic_named_arrays(runner, tmp_path) -> None:
     result = train(runner, str(path), tmp_path / "runs", "--set", "train.epochs=1")
     assert result.exit_code == 0, result.output
     assert "class_output_sparse_categorical_accuracy" in read_json(only_run(tmp_path / "runs") / "metrics.json")
+
+
+def test_balanced_class_weight_per_output(runner, tmp_path) -> None:
+    from kerasrun.config import load_config
+    from kerasrun.data import load_data
+
+    import numpy as np
+
+    config = load_config(write(tmp_path, {"train": {"validation_split": None, "class_weight": {"class_output": "balanced"}}}))
+    data = load_data(config)
+    labels = data.train.y["class_output"].argmax(axis=1)
+    counts = np.bincount(labels, minlength=5)
+    expected = len(labels) / (5 * counts[labels])  # scikit-learn's n / (classes x count)
+    assert np.allclose(data.train.sample_weight["class_output"], expected)
+    assert np.array_equal(data.train.sample_weight["score_output"], np.ones(len(labels), np.float32))
