@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from kerasrun.errors import Collector, ConfigError, Problem
 from kerasrun.yamlsource import SourceMap, format_key, parse_yaml, read_yaml
@@ -49,6 +49,18 @@ def check_import_path(value: str) -> str:
 
 
 ObjectSpec = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
+
+
+def check_layer_entry(entry: Any) -> Any:
+    """A layer entry has an object shape, plus an optional `inputs` naming what it takes."""
+    spec, refs = split_layer_entry(entry)
+    check_object_spec(spec)
+    if refs is not None and not (isinstance(refs, str) or (isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs))):
+        raise ValueError("`inputs` of a layer must be a name or a list of names (model inputs or earlier layers)")
+    return entry
+
+
+LayerEntry = Annotated[Any, AfterValidator(check_layer_entry), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
 ImportPath = Annotated[str, Field(pattern=IMPORT_PATH.pattern, description="package.module:name")]
 DeviceName = Annotated[str, Field(pattern=r"^(auto|cpu|gpu|gpu:\d+)$")]
 
@@ -182,22 +194,13 @@ class ModelConfig(Strict):
 
     name: str | None = None
     inputs: dict[str, list[int | None]] | None = Field(None, description="input name -> per-sample shape")
-    layers: list[ObjectSpec] = Field(default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`")
+    layers: list[LayerEntry] = Field(default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`")
     outputs: list[str] | None = Field(None, description="names of the layers whose outputs are the model's outputs (default: the last layer)")
     activation_metrics: list[ActivationMetric] = Field(default_factory=list, description="statistics of layer outputs, logged every epoch")
     factory: ImportPath | None = Field(None, description="module:function returning a keras.Model")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
 
-    @field_validator("layers")
-    @classmethod
-    def check_layers(cls, layers: list[Any]) -> list[Any]:
-        """Every layer entry has an object shape, plus an optional `inputs` naming what it takes."""
-        for layer in layers:
-            spec, refs = split_layer_entry(layer)
-            check_object_spec(spec)
-            if refs is not None and not (isinstance(refs, str) or (isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs))):
-                raise ValueError("`inputs` of a layer must be a name or a list of names (model inputs or earlier layers)")
-        return layers
+
 
     @model_validator(mode="after")
     def check_kind(self) -> "ModelConfig":
@@ -237,6 +240,14 @@ class CompileConfig(Strict):
         if isinstance(value, dict) and "class_name" not in value and len(value) > 1:
             return {k: v if v is None else check_object_spec(v) for k, v in value.items()}
         return check_object_spec(value)
+
+    @field_validator("metrics", "weighted_metrics", mode="before")
+    @classmethod
+    def check_metric_container(cls, values: Any) -> Any:
+        """One message for a metric given bare, instead of one per accepted container."""
+        if not isinstance(values, (list, dict)):
+            raise ValueError(f"expected a list of metrics, e.g. [{values}] (or {{output: [...]}} per output); got {values!r}")
+        return values
 
     @field_validator("metrics", "weighted_metrics")
     @classmethod
@@ -478,7 +489,8 @@ def data_path(loc: tuple[Any, ...], source: SourceMap) -> tuple[Any, ...]:
         if part == "[key]":
             continue
         candidate = tuple(str(p) for p in (*kept, part))
-        overridden = any(path[: len(candidate)] == candidate for path in source.overrides)
+        # Keys set by --set, and everything inside a value given by --set, exist though the file lacks them.
+        overridden = any(path[: len(candidate)] == candidate or candidate[: len(path)] == path for path in source.overrides)
         if candidate in source.positions or overridden or i == len(loc) - 1:
             kept.append(part)
     return tuple(kept)

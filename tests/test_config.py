@@ -161,3 +161,17 @@ def test_smoke_shrinks_the_run(write_config) -> None:
     config = shrink_for_smoke(load_config(write_config({"train": {"epochs": 9, "initial_epoch": 3}})))
     assert (config.train.epochs, config.train.initial_epoch, config.train.steps_per_epoch) == (1, 0, 2)
     assert config.runtime.device == "cpu" and config.evaluate.steps == 2
+
+
+def test_errors_inside_lists_name_the_index(write_config) -> None:
+    problems = problems_of(write_config({"model": {"layers": ["Flatten", {"Dense": {"units": 3}, "inputs": 5}]}, "data": {"preprocess": [{"reshape": [2]}, {"scale": 0}]}}))
+    joined = "\n".join(problems)
+    assert "model.layers[1]: `inputs` of a layer must be a name" in joined
+    assert "data.preprocess[1].scale: Input should be greater than 0" in joined
+    [problem] = problems_of(write_config(), ["data.preprocess=[{cast: float32}, {scale: -1}]"])
+    assert problem.startswith("--set data.preprocess[1].scale")
+
+
+def test_a_bare_metric_gets_one_clear_message(write_config) -> None:
+    [problem] = problems_of(write_config({"compile": {"metrics": "accuracy"}}))
+    assert "compile.metrics: expected a list of metrics, e.g. [accuracy]" in problem
