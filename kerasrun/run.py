@@ -121,9 +121,9 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         if (bar := make_progress(progress)) is not None:
             callbacks.append(bar)
         batch = config.train.batch_size
+        start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
         train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed, output_names(model))
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
-        start = time.perf_counter()
         with experiment.placement.scope():
             if experiment.loop is not None:
                 steps = cap_steps(config.train.steps_per_epoch, train_ds)
