@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 from enum import Enum
@@ -122,7 +123,11 @@ def train(
         base = runs_dir or (Path(tempfile.mkdtemp(prefix="kerasrun-smoke-")) if smoke else Path(config.output.runs_dir))
         run_dir = create_run_dir(base, config.name)
         typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
-        result = run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]])
+        try:
+            result = run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]])
+        finally:
+            if not experiment.placement.is_chief:  # a worker's folder only held what the chief keeps
+                shutil.rmtree(base, ignore_errors=True)
     except KeyboardInterrupt:
         err_console().print("interrupted; the run folder is marked interrupted")
         raise typer.Exit(EXIT_INTERRUPTED)

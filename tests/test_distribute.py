@@ -70,8 +70,11 @@ def test_custom_loop_equals_fit_under_mirrored(write_config, tmp_path) -> None:
 def test_launch_two_workers_matches_single_process(write_config, tmp_path) -> None:
     config = write_config()
     single = train(config, tmp_path / "one", *NO_SHUFFLE)
-    out = kerasrun(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "launch"), "--progress", "plain", *NO_SHUFFLE])
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = kerasrun(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "launch"), "--progress", "plain", *NO_SHUFFLE], env={"TMPDIR": str(scratch)})
     assert out.returncode == 0, out.stderr[-3000:]
+    assert not list(scratch.glob("kerasrun-worker-*"))  # the other worker's scratch folder is removed
     run = only_run(tmp_path / "launch")  # only the chief keeps a run folder
     info = read_json(run / "run.json")
     assert info["status"] == "completed" and info["placement"]["replicas"] == 2 and info["loop"] == "custom"
