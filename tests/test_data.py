@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kerasrun.config import load_config
-from kerasrun.data import Split, load_data, make_dataset
+from kerasrun.data import TENSOR_ALIGNMENT, Split, cast_aligned, empty_aligned, load_data, make_dataset, scale_aligned, share_with_tensorflow
 from kerasrun.errors import ConfigError, DataUnavailableError
 
 from conftest import HAS_MNIST, SHARED_DATA
@@ -232,6 +232,51 @@ def test_dataset_batches_shuffles_with_seed_and_covers_everything() -> None:
     dataset = make_dataset(split, 4, True, seed=3)
     epoch1, epoch2 = ([b[1].numpy().tolist() for b in dataset] for _ in range(2))
     assert epoch1 != epoch2  # reshuffled every epoch
+
+
+def test_large_arrays_are_shared_with_tensorflow_not_copied() -> None:
+    array = empty_aligned((300, 1024), np.float32)  # 1.2 MB: above the sharing threshold
+    array[...] = np.arange(array.size, dtype=np.float32).reshape(array.shape)
+    tensor = share_with_tensorflow(array)
+    array[0, 0] = -1.0  # kerasrun never does this; here it proves the tensor reads the array's own memory
+    assert float(tensor[0, 0]) == -1.0 and float(tensor[299, 1023]) == array.size - 1
+
+
+@pytest.mark.parametrize("make", [
+    lambda base: base[:, 1:],  # not contiguous
+    lambda base: np.frombuffer(base.tobytes() + b"\0" * 4, np.uint8)[4:].view(np.float32).reshape(base.shape),  # unaligned
+    lambda base: base[:10],  # small: TensorFlow's own copy
+    lambda base: base > 0.5,  # bool: TensorFlow's own copy
+])
+def test_any_array_reaches_tensorflow_with_its_values(make) -> None:
+    base = np.random.default_rng(0).random((600, 512)).astype(np.float32)
+    array = make(base)
+    tensor = share_with_tensorflow(array)
+    assert np.array_equal(tensor.numpy(), array)
+    assert np.array_equal(tensor[5:9].numpy(), array[5:9])  # kernels that need aligned memory work too
+
+
+def test_scale_and_cast_match_numpy_and_are_aligned() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (50, 28, 28), dtype=np.uint8)
+    doubles = np.random.default_rng(1).random((7, 3))
+    for got, want in [
+        (scale_aligned(pixels, np.float32(255.0)), pixels.astype(np.float32) / np.float32(255.0)),
+        (scale_aligned(doubles, np.float32(3.0)), doubles / np.float32(3.0)),
+        (cast_aligned(doubles, np.dtype("float16")), doubles.astype(np.float16)),
+    ]:
+        assert got.dtype == want.dtype and got.tobytes() == want.tobytes()  # bit for bit
+        assert got.ctypes.data % TENSOR_ALIGNMENT == 0 and got.flags.c_contiguous
+
+
+def test_dataset_gathers_the_right_rows_from_shared_arrays() -> None:
+    x = np.random.default_rng(2).random((2000, 200)).astype(np.float32)[:, 1:]  # 1.6 MB, needs an aligned copy
+    split = Split(x, np.arange(2000), np.linspace(0, 1, 2000).astype(np.float32))
+    seen = 0
+    for xb, yb, wb in make_dataset(split, 256, True, seed=1):
+        index = yb.numpy()
+        assert np.array_equal(xb.numpy(), x[index]) and np.array_equal(wb.numpy(), split.sample_weight[index])
+        seen += len(index)
+    assert seen == 2000
 
 
 def test_python_generator_source_with_a_validation_split(write_config) -> None:
