@@ -15,7 +15,7 @@ from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.devices import Placement, select_placement
 from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
-from kerasrun.models import build_model, check_data_names, check_input_shape, compile_model, input_names, output_names, summarize
+from kerasrun.models import build_model, build_training_state, check_data_names, check_input_shape, compile_model, input_names, output_names, summarize
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
 from kerasrun.trainers.custom import CustomLoop, check_step_signature
@@ -125,6 +125,7 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed, output_names(model))
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
         with experiment.placement.scope():
+            build_training_state(model, train_ds)
             if experiment.loop is not None:
                 steps = cap_steps(config.train.steps_per_epoch, train_ds)
                 experiment.loop.fit(train_ds, val_ds, config.train, callbacks, steps, cap_steps(config.train.validation_steps, val_ds))

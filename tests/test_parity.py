@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.config import load_config
-from kerasrun.data import load_data
+from kerasrun.data import load_data, make_dataset
+from kerasrun.models import build_training_state
 from kerasrun.rundir import read_json
+from kerasrun.run import prepare_experiment
+from kerasrun.trainers.fit import train_with_fit
 
 from conftest import only_run
 
@@ -65,3 +69,23 @@ def test_class_weight_equals_per_class_sample_weight(runner, write_config, tmp_p
         histories.append(read_json(only_run(runs) / "history.json"))
     assert histories[0] == histories[1]
     assert np.isfinite(histories[0]["loss"]).all()
+
+
+
+@pytest.mark.parametrize("prebuild", [True, False])
+def test_train_and_test_steps_are_traced_once(write_config, prebuild) -> None:
+    """Variables made before the first trace spare tf.function its second trace (same numbers: see above)."""
+    config = load_config(write_config({**PARITY, "compile": {**PARITY["compile"], "steps_per_execution": 4}}))
+    experiment = prepare_experiment(config)
+    model, traces = experiment.model, []
+    for step in ("train_step", "test_step"):
+        original = getattr(model, step)
+        setattr(model, step, lambda data, original=original, step=step: traces.append(step) or original(data))
+    train_ds = make_dataset(experiment.data.train, 32, True, config.seed)
+    val_ds = make_dataset(experiment.data.validation, 32, False, config.seed)
+    if prebuild:
+        build_training_state(model, train_ds)
+        assert model.optimizer.built
+    train_with_fit(model, train_ds, val_ds, config.train, [])
+    # Keras alone creates the optimizer and metric variables inside the first trace, and traces again.
+    assert traces == (["train_step", "test_step"] if prebuild else ["train_step", "train_step", "test_step"])
