@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import keras
+import tensorflow as tf
 
 
 class ScaledDense(keras.layers.Dense):
@@ -80,6 +81,19 @@ def step_returns_list(model, x, y, sample_weight, training):
 def step_returns_vector(model, x, y, sample_weight, training):
     """A train.step whose value is not a scalar."""
     return {"loss": keras.ops.ones((3,))}
+
+
+def step_with_tensor_branch(model, x, y, sample_weight, training):
+    """A train.step with `if`/`for` on tensors: works only with AutoGraph, as inside a tf.function."""
+    with tf.GradientTape() as tape:
+        loss = model.compute_loss(x=x, y=y, y_pred=model(x, training=training), sample_weight=sample_weight, training=training)
+    if training:
+        model.optimizer.apply(tape.gradient(loss, model.trainable_weights), model.trainable_weights)
+    positives = tf.constant(0.0)
+    for value in tf.reshape(x, [-1]):  # a loop over a tensor
+        if value > 0:  # a branch on a tensor
+            positives += 1.0
+    return {"loss": loss, "positive_inputs": positives}
 
 
 def weighted_blobs(n: int = 60):

@@ -51,21 +51,31 @@ def check_step_signature(step: Any) -> str | None:
     return None
 
 
+def convert_user_step(step: StepFn) -> StepFn:
+    """The user's step with AutoGraph applied (tensor-dependent `if`/`for` work as in a tf.function)."""
+    try:
+        return tf.autograph.to_graph(step)
+    except Exception:  # noqa: BLE001 - objects AutoGraph cannot convert are called as they are
+        return step
+
+
 class CustomLoop:
     """Trains a compiled model with kerasrun's own compiled loop (or a user step) and Keras callbacks."""
 
     def __init__(self, model: Any, steps_per_execution: int, step: StepFn | None = None, strategy: Any = None) -> None:
         self.model = model
         self.steps_per_execution = steps_per_execution
-        self.user_step = step
+        # User code gets AutoGraph, as inside a tf.function; the loop's own code needs none (see run_chunk).
+        self.user_step = convert_user_step(step) if step is not None else None
         self.strategy = strategy  # under tf.distribute, each step runs on every replica with strategy.run
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.user_trackers: dict[str, Any] = {}
-        self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True)
-        self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True)
+        # autograph=False: converting this module's functions (and what they call) took ~1 s per run.
+        self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True, autograph=False)
+        self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True, autograph=False)
         # Under a strategy, one step per call: TF 2.21 fails on optionals of distributed iterators inside loops.
-        self.train_replicated = tf.function(lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True)
-        self.test_replicated = tf.function(lambda data: self.strategy.run(self.test_step, args=(data,)), reduce_retracing=True)
+        self.train_replicated = tf.function(lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True, autograph=False)
+        self.test_replicated = tf.function(lambda data: self.strategy.run(self.test_step, args=(data,)), reduce_retracing=True, autograph=False)
 
     # ---------------------------------------------------------------- one step
 
@@ -112,13 +122,21 @@ class CustomLoop:
 
     def run_chunk(self, step: Callable[[Any], None], iterator: Any, steps: Any) -> Any:
         """Run up to `steps` steps from `iterator` inside one graph; return how many ran."""
-        done = tf.constant(0)
-        for _ in tf.range(steps):
+
+        def more(done: Any, has_data: Any) -> Any:
+            return tf.logical_and(has_data, done < steps)
+
+        def one_step(done: Any, has_data: Any) -> tuple[Any, Any]:
             optional = iterator.get_next_as_optional()
-            if not optional.has_value():
-                break
-            step(optional.get_value())
-            done += 1
+
+            def run() -> Any:
+                step(optional.get_value())  # its variable updates run before the count (automatic control dependencies)
+                return done + 1
+
+            has_value = optional.has_value()
+            return tf.cond(has_value, run, lambda: done), has_value
+
+        done, _ = tf.while_loop(more, one_step, (tf.constant(0), tf.constant(True)))
         return done
 
     def call(self, training: bool, iterator: Any, steps: int) -> int:
