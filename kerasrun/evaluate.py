@@ -13,7 +13,7 @@ from kerasrun._tf import keras
 from kerasrun.config import IMPORT_PATH, Config, load_config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
-from kerasrun.models import input_names, output_names
+from kerasrun.models import build_training_state, input_names, output_names
 from kerasrun.registry import SpecError, import_object
 from kerasrun.rundir import RUN_FILE, read_json
 
@@ -79,6 +79,7 @@ def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
         raise ConfigError(Problem(key="", message=f"the run's data has no {split} split", file=str(run_dir / "config.yaml")))
     batch = config.evaluate.batch_size or config.train.batch_size
     dataset = make_dataset(chosen, batch, False, config.seed)
+    build_training_state(model, dataset)
     return {k: float(v) for k, v in model.evaluate(dataset, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
 
 
