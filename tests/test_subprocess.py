@@ -43,6 +43,13 @@ def test_validate_and_show_do_not_import_tensorflow(tmp_path) -> None:
     assert not {"tensorflow", "keras"} & modules_loaded_by(code)
 
 
+def test_importing_tensorflow_leaves_the_collector_on_and_its_objects_frozen() -> None:
+    code = "import gc\nfrom kerasrun._tf import tf\nprint(gc.isenabled(), gc.get_freeze_count())"
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
+    enabled, frozen = out.stdout.split()
+    assert enabled == "True" and int(frozen) > 100_000  # TensorFlow's and Keras's import-time objects
+
+
 def test_help_in_a_real_process() -> None:
     out = run(["--help"])
     assert out.returncode == 0 and "train" in out.stdout and "Exit codes" in out.stdout
