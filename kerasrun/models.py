@@ -198,7 +198,8 @@ def build_training_state(model: keras.Model, dataset: Any) -> None:
     """
     symbolic_build = getattr(model, "_symbolic_build", None)  # Keras's own builder (keras/src/trainers/trainer.py)
     spec = getattr(dataset, "element_spec", None)
-    if symbolic_build is None or spec is None or not model.built or not all(layer.built for layer in model._flatten_layers()):
+    flatten = getattr(model, "_flatten_layers", None)
+    if symbolic_build is None or flatten is None or spec is None or not model.built or not all(layer.built for layer in flatten()):
         return
     symbolic_build(data_batch=spec)
 
