@@ -393,7 +393,9 @@ def scale_aligned(x: np.ndarray, scale: np.float32) -> np.ndarray:
 
 
 def cast_aligned(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """`x.astype(dtype)` into memory TensorFlow can share."""
+    """`x.astype(dtype)`, into memory TensorFlow can share when the dtype is numeric."""
+    if dtype.kind not in "fiub" or dtype.itemsize == 0:
+        return x.astype(dtype)  # strings, objects, ...: as NumPy casts them (never shared)
     out = empty_aligned(x.shape, dtype)
     out[...] = x
     return out

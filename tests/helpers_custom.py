@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 import keras
@@ -94,6 +96,21 @@ def step_with_tensor_branch(model, x, y, sample_weight, training):
         if value > 0:  # a branch on a tensor
             positives += 1.0
     return {"loss": loss, "positive_inputs": positives}
+
+
+class BranchingStepper:
+    """The same step as a bound method and as a callable object (import paths may name either)."""
+
+    def step(self, model, x, y, sample_weight, training):
+        """Delegates to step_with_tensor_branch."""
+        return step_with_tensor_branch(model, x, y, sample_weight, training)
+
+    __call__ = step
+
+
+branching_partial = functools.partial(step_with_tensor_branch)
+branching_method = BranchingStepper().step
+branching_object = BranchingStepper()
 
 
 def weighted_blobs(n: int = 60):

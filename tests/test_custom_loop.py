@@ -98,8 +98,9 @@ def test_user_step_example_trains(runner, runs_dir) -> None:
     assert read_json(only_run(again) / "history.json") == history  # seeded noise: reproducible
 
 
-def test_user_step_gets_autograph(runner, write_config, runs_dir) -> None:
-    result = run(runner, write_config({"train": {"loop": "custom", "step": "helpers_custom:step_with_tensor_branch"}}), runs_dir)
+@pytest.mark.parametrize("step", ["step_with_tensor_branch", "branching_partial", "branching_method", "branching_object"])
+def test_user_step_gets_autograph(runner, write_config, runs_dir, step) -> None:
+    result = run(runner, write_config({"train": {"loop": "custom", "step": f"helpers_custom:{step}"}}), runs_dir)
     assert result.exit_code == 0, result.output
     history = read_json(only_run(runs_dir) / "history.json")
     assert all(0 < value for value in history["positive_inputs"]) and history["loss"][-1] < history["loss"][0]

@@ -266,6 +266,9 @@ def test_scale_and_cast_match_numpy_and_are_aligned() -> None:
     ]:
         assert got.dtype == want.dtype and got.tobytes() == want.tobytes()  # bit for bit
         assert got.ctypes.data % TENSOR_ALIGNMENT == 0 and got.flags.c_contiguous
+    for dtype in ("str", "object"):  # not for TensorFlow to share, but cast exactly as NumPy does
+        got, want = cast_aligned(doubles, np.dtype(dtype)), doubles.astype(np.dtype(dtype))
+        assert got.dtype == want.dtype and got.tolist() == want.tolist()
 
 
 def test_dataset_gathers_the_right_rows_from_shared_arrays() -> None:

@@ -52,11 +52,16 @@ def check_step_signature(step: Any) -> str | None:
 
 
 def convert_user_step(step: StepFn) -> StepFn:
-    """The user's step with AutoGraph applied (tensor-dependent `if`/`for` work as in a tf.function)."""
-    try:
-        return tf.autograph.to_graph(step)
-    except Exception:  # noqa: BLE001 - objects AutoGraph cannot convert are called as they are
-        return step
+    """The user's step with AutoGraph applied (tensor-dependent `if`/`for` work as in a tf.function).
+
+    AutoGraph converts what a converted function calls, whatever it is (function, bound method,
+    functools.partial, callable object), so the step is called from a small converted wrapper.
+    """
+
+    def call_user_step(model: Any, x: Any, y: Any, sample_weight: Any, training: bool) -> Mapping[str, Any]:
+        return step(model, x, y, sample_weight, training=training)
+
+    return tf.autograph.to_graph(call_user_step)
 
 
 class CustomLoop:
