@@ -387,8 +387,7 @@ def preprocess(split: Split, config: Config, name: str) -> Split:
 def scale_aligned(x: np.ndarray, scale: np.float32) -> np.ndarray:
     """`x / scale` in float (integers become float32 first), computed into memory TensorFlow can share."""
     dtype = np.result_type(x.dtype, np.float32) if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
-    out = empty_aligned(x.shape, dtype)
-    out[...] = x
+    out = cast_aligned(x, dtype)
     return np.divide(out, scale, out=out)
 
 
@@ -638,19 +637,11 @@ def share_with_tensorflow(array: np.ndarray) -> Any:
     if array.nbytes < SHARE_MIN_BYTES or array.dtype.kind not in "fiu":
         return tf.convert_to_tensor(array)
     if not array.flags.c_contiguous or array.ctypes.data % TENSOR_ALIGNMENT:
-        array = copy_aligned(array)
+        array = cast_aligned(array, array.dtype)  # TensorFlow's kernels need aligned, contiguous memory
     try:
-        tensor = tf.experimental.dlpack.from_dlpack(array.__dlpack__())
-    except (BufferError, TypeError, ValueError, tf.errors.OpError):
+        return tf.experimental.dlpack.from_dlpack(array.__dlpack__())
+    except (BufferError, TypeError, ValueError, tf.errors.OpError):  # e.g. read-only or big-endian arrays
         return tf.convert_to_tensor(array)
-    return tensor
-
-
-def copy_aligned(array: np.ndarray) -> np.ndarray:
-    """A C-contiguous copy whose data starts on a TENSOR_ALIGNMENT boundary, as TensorFlow's kernels require."""
-    aligned = empty_aligned(array.shape, array.dtype)
-    aligned[...] = array
-    return aligned
 
 
 def empty_aligned(shape: tuple[int, ...], dtype: Any) -> np.ndarray:

@@ -242,9 +242,17 @@ def test_large_arrays_are_shared_with_tensorflow_not_copied() -> None:
     assert float(tensor[0, 0]) == -1.0 and float(tensor[299, 1023]) == array.size - 1
 
 
+def read_only(array: np.ndarray) -> np.ndarray:
+    """The array, no longer writeable."""
+    array.flags.writeable = False
+    return array
+
+
 @pytest.mark.parametrize("make", [
     lambda base: base[:, 1:],  # not contiguous
     lambda base: np.frombuffer(base.tobytes() + b"\0" * 4, np.uint8)[4:].view(np.float32).reshape(base.shape),  # unaligned
+    lambda base: read_only(cast_aligned(base, base.dtype)),  # aligned, but NumPy refuses to export it
+    lambda base: base.astype(">f4"),  # big-endian: DLPack has no such type
     lambda base: base[:10],  # small: TensorFlow's own copy
     lambda base: base > 0.5,  # bool: TensorFlow's own copy
 ])
