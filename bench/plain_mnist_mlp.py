@@ -10,13 +10,13 @@ import os
 
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"  # before TensorFlow/Keras are imported
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+import sys
+import time
+from pathlib import Path
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
 
 
 def main() -> None:

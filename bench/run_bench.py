@@ -20,8 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN_SCRIPT = REPO / "bench" / "plain_mnist_mlp.py"
@@ -32,8 +33,10 @@ RESULTS = REPO / "bench" / "results" / "latest.json"
 
 def fail(what: str, cmd: list[str], out: subprocess.CompletedProcess[str]) -> None:
     """Stop with the command, its exit code and its output."""
-    sys.exit(f"error: {what} failed (exit code {out.returncode})\ncommand: {' '.join(cmd)}\n"
-             f"--- stdout ---\n{out.stdout}\n--- stderr ---\n{out.stderr}")
+    sys.exit(
+        f"error: {what} failed (exit code {out.returncode})\ncommand: {' '.join(cmd)}\n"
+        f"--- stdout ---\n{out.stdout}\n--- stderr ---\n{out.stderr}"
+    )
 
 
 def run_plain(env: dict[str, str]) -> dict[str, float]:
@@ -97,9 +100,11 @@ def table(rows: list[dict[str, Any]], median: dict[str, float]) -> str:
 
     def line(label: str, first: str, r: dict[str, float], bold: bool = False) -> str:
         b = "**" if bold else ""
-        return (f"| {b}{label}{b} | {first} | {r['plain_fit_s']:.2f} s | {r['kerasrun_fit_s']:.2f} s | {b}{r['fit_ratio']:.2f}{b} "
-                f"| {r['plain_process_s']:.2f} s | {r['kerasrun_process_s']:.2f} s | {r['process_ratio']:.2f} "
-                f"| {r['plain_test_accuracy']:.4f} | {r['kerasrun_test_accuracy']:.4f} |")
+        return (
+            f"| {b}{label}{b} | {first} | {r['plain_fit_s']:.2f} s | {r['kerasrun_fit_s']:.2f} s | {b}{r['fit_ratio']:.2f}{b} "
+            f"| {r['plain_process_s']:.2f} s | {r['kerasrun_process_s']:.2f} s | {r['process_ratio']:.2f} "
+            f"| {r['plain_test_accuracy']:.4f} | {r['kerasrun_test_accuracy']:.4f} |"
+        )
 
     for r in rows:
         lines.append(line(str(r["round"]), r["first"], r))
@@ -111,8 +116,12 @@ def main() -> None:
     """Alternate the two programs for N rounds and report the ratios."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="number of rounds (default 3)")
-    parser.add_argument("--data-dir", type=Path, default=REPO.parent / "shared" / "data",
-                        help="folder holding mnist.npz (default: ../shared/data relative to the repo root)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO.parent / "shared" / "data",
+        help="folder holding mnist.npz (default: ../shared/data relative to the repo root)",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         sys.exit("error: --rounds must be >= 1")
@@ -134,9 +143,12 @@ def main() -> None:
         raw.append({"round": index, "order": order, **result})
         row = {"round": index, "first": order[0], **row_of(result)}
         rows.append(row)
-        print(f"round {index}/{args.rounds} ({order[0]} first): fit kerasrun {row['kerasrun_fit_s']:.2f} s / plain "
-              f"{row['plain_fit_s']:.2f} s = {row['fit_ratio']:.2f}; process {row['kerasrun_process_s']:.2f} s / "
-              f"{row['plain_process_s']:.2f} s = {row['process_ratio']:.2f}", flush=True)
+        print(
+            f"round {index}/{args.rounds} ({order[0]} first): fit kerasrun {row['kerasrun_fit_s']:.2f} s / plain "
+            f"{row['plain_fit_s']:.2f} s = {row['fit_ratio']:.2f}; process {row['kerasrun_process_s']:.2f} s / "
+            f"{row['plain_process_s']:.2f} s = {row['process_ratio']:.2f}",
+            flush=True,
+        )
 
     keys = [k for k in rows[0] if k not in ("round", "first")]
     median = {k: statistics.median(r[k] for r in rows) for k in keys}  # ratios: median of the per-round ratios
@@ -144,16 +156,24 @@ def main() -> None:
     print(table(rows, median))
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "data_dir": str(data_dir),
-        "commands": {"plain": [sys.executable, str(PLAIN_SCRIPT)],
-                     "kerasrun": [str(KERASRUN), "train", str(CONFIG), "--runs-dir", "<tempdir>", "--progress", "none"]},
-        "rounds": rows,
-        "median": median,
-        "raw": raw,
-    }, indent=2) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+                "data_dir": str(data_dir),
+                "commands": {
+                    "plain": [sys.executable, str(PLAIN_SCRIPT)],
+                    "kerasrun": [str(KERASRUN), "train", str(CONFIG), "--runs-dir", "<tempdir>", "--progress", "none"],
+                },
+                "rounds": rows,
+                "median": median,
+                "raw": raw,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwrote {RESULTS.relative_to(REPO)}")
 
 

@@ -24,7 +24,9 @@ KERASRUN = Path(sys.executable).parent / "kerasrun"
 
 def seed_loop(env: dict[str, str], *flags: str) -> dict[str, float]:
     """The seed's loop script: its fit time and accuracies."""
-    out = subprocess.run([sys.executable, str(REPO / "bench" / "seed_custom_loop.py"), *flags], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "seed_custom_loop.py"), *flags], env=env, capture_output=True, text=True, check=True
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return {"fit_s": result["fit_s"], "train_accuracy": result["train_accuracy"]}
 
@@ -32,8 +34,19 @@ def seed_loop(env: dict[str, str], *flags: str) -> dict[str, float]:
 def kerasrun(env: dict[str, str], loop: str) -> dict[str, float]:
     """kerasrun on configs/mnist_custom_loop.yaml for one epoch with the given loop."""
     with tempfile.TemporaryDirectory() as runs:
-        cmd = [str(KERASRUN), "train", str(REPO / "configs" / "mnist_custom_loop.yaml"), "--runs-dir", runs, "--progress", "none",
-               "--set", "train.epochs=1", "--set", f"train.loop={loop}"]
+        cmd = [
+            str(KERASRUN),
+            "train",
+            str(REPO / "configs" / "mnist_custom_loop.yaml"),
+            "--runs-dir",
+            runs,
+            "--progress",
+            "none",
+            "--set",
+            "train.epochs=1",
+            "--set",
+            f"train.loop={loop}",
+        ]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"kerasrun failed:\n{out.stderr}")
@@ -61,7 +74,7 @@ def main() -> None:
     names = list(PROGRAMS)
     results: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     for index in range(args.rounds):
-        order = names[index % len(names):] + names[: index % len(names)]
+        order = names[index % len(names) :] + names[: index % len(names)]
         for name in order:
             results[name].append(PROGRAMS[name](env))
         print(f"round {index + 1}: " + ", ".join(f"{n} {results[n][-1]['fit_s']:.2f}s" for n in names), flush=True)

@@ -9,7 +9,7 @@ import sys
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -41,7 +41,9 @@ class SplitName(str, Enum):
     validation = "validation"
 
 
-SetOption = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key: dotted.key=value (YAML value). Repeatable.")]
+SetOption = Annotated[
+    list[str] | None, typer.Option("--set", "-s", help="Override a config key: dotted.key=value (YAML value). Repeatable.")
+]
 
 
 def err_console() -> Any:
@@ -100,11 +102,13 @@ def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show trace
 def train(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
     set_: SetOption = None,
-    smoke: Annotated[bool, typer.Option("--smoke", help="One epoch, at most 2 batches each, CPU, into a temp folder: a seconds-long end-to-end check.")] = False,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where run folders go (default: output.runs_dir).")] = None,
-    name: Annotated[Optional[str], typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    smoke: Annotated[
+        bool, typer.Option("--smoke", help="One epoch, at most 2 batches each, CPU, into a temp folder: a seconds-long end-to-end check.")
+    ] = False,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where run folders go (default: output.runs_dir).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
     progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
-    device: Annotated[Optional[str], typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
     from kerasrun.config import load_config, shrink_for_smoke
@@ -114,8 +118,8 @@ def train(
         config = load_config(config_path, overrides)
         if smoke:
             config = shrink_for_smoke(config)
-        from kerasrun.rundir import create_run_dir
         from kerasrun.run import prepare_experiment, run_experiment
+        from kerasrun.rundir import create_run_dir
 
         experiment = prepare_experiment(config)
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
@@ -130,7 +134,7 @@ def train(
                 shutil.rmtree(base, ignore_errors=True)
     except KeyboardInterrupt:
         err_console().print("interrupted; the run folder is marked interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     except KerasrunError as exc:
         fail(exc)
         return
@@ -144,7 +148,7 @@ def launch(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
     workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Worker processes on 127.0.0.1.")] = 2,
     set_: SetOption = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where the chief's run folder goes.")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where the chief's run folder goes.")] = None,
     progress: Annotated[Progress, typer.Option("--progress", help="The chief's progress display.")] = Progress.auto,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
 ) -> None:
@@ -154,7 +158,7 @@ def launch(
 
     try:
         load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
-        args = [str(config_path), "--progress", progress.value, *sum((["--set", s] for s in set_ or []), [])]
+        args = [str(config_path), "--progress", progress.value, *(arg for s in set_ or [] for arg in ("--set", s))]
         if runs_dir:
             args += ["--runs-dir", str(runs_dir)]
         raise typer.Exit(launch_workers(args, workers, timeout))
@@ -167,7 +171,7 @@ def evaluate(
     target: Annotated[Path, typer.Argument(metavar="RUN_DIR|CONFIG", help="A run folder, or a config (its newest completed run).")],
     split: Annotated[SplitName, typer.Option("--split", help="Which data to score.")] = SplitName.test,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as one JSON object.")] = False,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where to look for runs of a CONFIG.")] = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where to look for runs of a CONFIG.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Score a saved model (loaded with Keras safe_mode) on its test or validation data."""
@@ -203,7 +207,9 @@ def predict(
 def validate(
     config_paths: Annotated[list[Path], typer.Argument(metavar="CONFIG...", help="Config files to check.")],
     set_: SetOption = None,
-    build: Annotated[bool, typer.Option("--build", help="Also build and compile the model (imports TensorFlow) and print its summary.")] = False,
+    build: Annotated[
+        bool, typer.Option("--build", help="Also build and compile the model (imports TensorFlow) and print its summary.")
+    ] = False,
 ) -> None:
     """Check configs against the schema (without TensorFlow); report every problem in every file."""
     from kerasrun.config import load_config
@@ -241,8 +247,11 @@ def plot_model(
         model = build_model(config)
         if not draw_model(model, output):
             typer.echo(summarize(model))
-            err_console().print("cannot draw the model: keras.utils.plot_model needs pydot and Graphviz — "
-                                "`pip install pydot` and `apt-get install graphviz` (or your system's package); the text summary is above.", markup=False)
+            err_console().print(
+                "cannot draw the model: keras.utils.plot_model needs pydot and Graphviz — "
+                "`pip install pydot` and `apt-get install graphviz` (or your system's package); the text summary is above.",
+                markup=False,
+            )
             raise typer.Exit(EXIT_FAILED)
     except KerasrunError as exc:
         fail(exc)
@@ -276,6 +285,8 @@ def main() -> None:
         console = err_console()
         if state["debug"]:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", soft_wrap=True)
+        console.print(
+            f"[bold red]error:[/] {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", soft_wrap=True
+        )
         console.print("(run with --debug for the traceback)", markup=False)
         sys.exit(EXIT_FAILED)

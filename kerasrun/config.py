@@ -25,12 +25,11 @@ def check_object_spec(value: Any) -> Any:
         if "class_name" in value:
             return value
         if len(value) == 1:
-            (name, kwargs), = value.items()
+            ((name, kwargs),) = value.items()
             if isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict)):
                 return value
     raise ValueError(
-        "expected a name (`adam`), an import path (`pkg.module:Name`), "
-        "`{Name: {kwargs}}` or Keras's `{class_name: ..., config: {...}}`"
+        "expected a name (`adam`), an import path (`pkg.module:Name`), `{Name: {kwargs}}` or Keras's `{class_name: ..., config: {...}}`"
     )
 
 
@@ -83,7 +82,7 @@ class PreprocessStep(Strict):
     one_hot: int | None = Field(None, description="one-hot encode the integer targets into this many classes", ge=2)
 
     @model_validator(mode="after")
-    def check_one_key(self) -> "PreprocessStep":
+    def check_one_key(self) -> PreprocessStep:
         """Each list entry must be a single step."""
         if sum(getattr(self, name) is not None for name in type(self).model_fields) != 1:
             raise ValueError("each preprocess entry must set exactly one of reshape, scale, cast, one_hot")
@@ -93,7 +92,9 @@ class PreprocessStep(Strict):
 class DataCommon(Strict):
     """Keys shared by every data source."""
 
-    preprocess: list[PreprocessStep] = Field(default_factory=list, description="steps applied to features (and one_hot to targets), in order")
+    preprocess: list[PreprocessStep] = Field(
+        default_factory=list, description="steps applied to features (and one_hot to targets), in order"
+    )
     allow_nonfinite: bool = Field(False, description="accept NaN/inf in the input arrays instead of refusing them")
 
 
@@ -123,7 +124,9 @@ class CsvData(DataCommon):
     source: Literal["csv"]
     path: str
     target: str | dict[str, str] = Field(description="target column; {output name: column} for several outputs")
-    features: list[str] | dict[str, list[str]] | None = Field(None, description="feature columns (default: every other column); {input name: columns} for several inputs")
+    features: list[str] | dict[str, list[str]] | None = Field(
+        None, description="feature columns (default: every other column); {input name: columns} for several inputs"
+    )
     test_path: str | None = None
     test_fraction: float | None = Field(None, gt=0, lt=1)
     delimiter: str = ","
@@ -146,14 +149,20 @@ class SyntheticData(DataCommon):
     means: list[list[float]] | None = Field(None, description="blobs: one mean vector per class")
     cov: list[list[float]] | None = Field(None, description="blobs: shared covariance matrix")
     samples_per_class: int | None = Field(None, ge=1, description="blobs: points per class")
-    x_shape: list[int] | dict[str, list[int]] | None = Field(None, description="random: per-sample feature shape; {input: shape} for several inputs")
-    classes: int | dict[str, int] | None = Field(None, description="random: integer labels in [0, classes); {output: classes} for class outputs")
-    y_shape: list[int] | dict[str, list[int]] | None = Field(None, description="random: per-sample float target shape; {output: shape} for float outputs")
+    x_shape: list[int] | dict[str, list[int]] | None = Field(
+        None, description="random: per-sample feature shape; {input: shape} for several inputs"
+    )
+    classes: int | dict[str, int] | None = Field(
+        None, description="random: integer labels in [0, classes); {output: classes} for class outputs"
+    )
+    y_shape: list[int] | dict[str, list[int]] | None = Field(
+        None, description="random: per-sample float target shape; {output: shape} for float outputs"
+    )
     samples: int | None = Field(None, ge=1, description="random: number of training samples")
     test_fraction: float | None = Field(None, gt=0, lt=1)
 
     @model_validator(mode="after")
-    def check_generator_keys(self) -> "SyntheticData":
+    def check_generator_keys(self) -> SyntheticData:
         """Blobs needs means/cov/samples_per_class; random needs x_shape, samples and classes or y_shape."""
         if self.generator == "blobs":
             missing = [k for k in ("means", "cov", "samples_per_class") if getattr(self, k) is None]
@@ -174,9 +183,7 @@ class PythonData(DataCommon):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-DataConfig = Annotated[
-    Union[KerasData, NpzData, CsvData, SklearnData, SyntheticData, PythonData], Field(discriminator="source")
-]
+DataConfig = Annotated[KerasData | NpzData | CsvData | SklearnData | SyntheticData | PythonData, Field(discriminator="source")]
 
 # --------------------------------------------------------------------------- model / compile
 
@@ -194,16 +201,18 @@ class ModelConfig(Strict):
 
     name: str | None = None
     inputs: dict[str, list[int | None]] | None = Field(None, description="input name -> per-sample shape")
-    layers: list[LayerEntry] = Field(default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`")
-    outputs: list[str] | None = Field(None, description="names of the layers whose outputs are the model's outputs (default: the last layer)")
+    layers: list[LayerEntry] = Field(
+        default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`"
+    )
+    outputs: list[str] | None = Field(
+        None, description="names of the layers whose outputs are the model's outputs (default: the last layer)"
+    )
     activation_metrics: list[ActivationMetric] = Field(default_factory=list, description="statistics of layer outputs, logged every epoch")
     factory: ImportPath | None = Field(None, description="module:function returning a keras.Model")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
 
-
-
     @model_validator(mode="after")
-    def check_kind(self) -> "ModelConfig":
+    def check_kind(self) -> ModelConfig:
         """A model is built from layers or from a factory, not both."""
         if self.factory is None and not (self.inputs and self.layers):
             raise ValueError("set `inputs` and `layers`, or `factory: module:function`")
@@ -219,10 +228,14 @@ class CompileConfig(Strict):
 
     optimizer: ObjectSpec = "rmsprop"
     loss: ObjectSpec = Field(description="one loss; or per output: a list in output order, or {output_name: loss}; null for no loss")
-    metrics: list[Any] | dict[str, Any] = Field(default_factory=list, description="a list; per output: a list of lists or {output_name: [...]}")
+    metrics: list[Any] | dict[str, Any] = Field(
+        default_factory=list, description="a list; per output: a list of lists or {output_name: [...]}"
+    )
     weighted_metrics: list[Any] | dict[str, Any] = Field(default_factory=list)
     loss_weights: list[float] | dict[str, float] | None = None
-    steps_per_execution: int = Field(32, ge=1, description="train steps per tf.function call; 32 measured 2.2x faster than 1 with identical numbers")
+    steps_per_execution: int = Field(
+        32, ge=1, description="train steps per tf.function call; 32 measured 2.2x faster than 1 with identical numbers"
+    )
     jit_compile: bool | Literal["auto"] = "auto"
 
     @field_validator("optimizer")
@@ -253,8 +266,10 @@ class CompileConfig(Strict):
     @classmethod
     def check_specs(cls, values: Any) -> Any:
         """Metric specs: a flat list, a list of lists (per output), or {output: spec or list}."""
+
         def check(item: Any) -> Any:
             return [check_object_spec(v) for v in item] if isinstance(item, list) else (item if item is None else check_object_spec(item))
+
         if isinstance(values, dict):
             return {k: check(v) for k, v in values.items()}
         return [check(v) for v in values]
@@ -272,13 +287,19 @@ class SampleWeightByClass(Strict):
 class TrainConfig(Strict):
     """Arguments of `model.fit`, plus where validation data comes from."""
 
-    loop: Literal["fit", "custom"] = Field("fit", description="fit: Keras's model.fit; custom: kerasrun's compiled GradientTape loop (same numbers)")
-    step: ImportPath | None = Field(None, description="custom loop only: module:function(model, x, y, sample_weight, training) -> {name: scalar}")
+    loop: Literal["fit", "custom"] = Field(
+        "fit", description="fit: Keras's model.fit; custom: kerasrun's compiled GradientTape loop (same numbers)"
+    )
+    step: ImportPath | None = Field(
+        None, description="custom loop only: module:function(model, x, y, sample_weight, training) -> {name: scalar}"
+    )
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(32, ge=1)
     steps_per_epoch: int | None = Field(None, ge=1)
     validation_steps: int | None = Field(None, ge=1)
-    validation_split: float | None = Field(None, gt=0, lt=1, description="hold out the last fraction of the training arrays (Keras semantics)")
+    validation_split: float | None = Field(
+        None, gt=0, lt=1, description="hold out the last fraction of the training arrays (Keras semantics)"
+    )
     stratify: bool = Field(False, description="make the validation split stratified (seeded) instead of the last fraction")
     validation_from: Literal["last", "first"] = Field("last", description="hold out the last fraction (Keras) or the first")
     validation_data: Literal["test"] | None = Field(None, description="`test`: validate on the source's test split")
@@ -287,7 +308,9 @@ class TrainConfig(Strict):
     class_weight: dict[int, float] | Literal["balanced"] | dict[str, dict[int, float] | Literal["balanced"]] | None = Field(
         None, description="{label: weight} or `balanced`; for several outputs {output_name: {label: weight} or balanced}"
     )
-    sample_weight: SampleWeightByClass | None = Field(None, description="a per-class rule, e.g. {by_class: {5: 2.0}}; multiplies class_weight and the source's weights")
+    sample_weight: SampleWeightByClass | None = Field(
+        None, description="a per-class rule, e.g. {by_class: {5: 2.0}}; multiplies class_weight and the source's weights"
+    )
     callbacks: list[ObjectSpec] = Field(default_factory=list)
 
     @field_validator("class_weight", mode="before")
@@ -315,7 +338,7 @@ class TrainConfig(Strict):
         return [check_object_spec(v) for v in values]
 
     @model_validator(mode="after")
-    def check_validation(self) -> "TrainConfig":
+    def check_validation(self) -> TrainConfig:
         """One source of validation data at most; stratify needs a split."""
         if self.validation_split is not None and self.validation_data is not None:
             raise ValueError("set validation_split or validation_data, not both")
@@ -340,9 +363,12 @@ class RuntimeConfig(Strict):
     """Where and how training runs."""
 
     device: DeviceName | list[DeviceName] = Field("auto", description="auto | cpu | gpu | gpu:N, or a list such as [gpu:0, gpu:1]")
-    strategy: Literal["none", "one_device", "mirrored", "multi_worker"] = Field("none", description="tf.distribute strategy; batch_size is the global batch")
+    strategy: Literal["none", "one_device", "mirrored", "multi_worker"] = Field(
+        "none", description="tf.distribute strategy; batch_size is the global batch"
+    )
     logical_cpus: int | None = Field(None, ge=1, le=64, description="split the CPU into N logical devices (mirrored on CPU defaults to 2)")
     deterministic: bool = Field(False, description="TensorFlow op determinism (slower, bit-reproducible)")
+
     @field_validator("device", mode="before")
     @classmethod
     def check_device(cls, value: Any) -> Any:
@@ -352,7 +378,9 @@ class RuntimeConfig(Strict):
             raise ValueError(f"expected auto, cpu, gpu or gpu:N, or a list such as [gpu:0, gpu:1]; got {value!r}")
         return value
 
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field("float32", description="Keras dtype policy; mixed keeps the last layer in float32")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy; mixed keeps the last layer in float32"
+    )
 
 
 class OutputConfig(Strict):
@@ -414,10 +442,10 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
             elif isinstance(target, dict):
                 target = target.setdefault(part, {})
             else:
-                raise ConfigError(Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set"))
-        if isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target):
-            target[parts[-1]] = value
-        elif isinstance(target, dict):
+                raise ConfigError(
+                    Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set")
+                )
+        if (isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target)) or isinstance(target, dict):
             target[parts[-1]] = value
         else:
             raise ConfigError(Problem(key=dotted, message="cannot set a key inside a non-mapping", file="--set"))
@@ -505,7 +533,11 @@ def allowed_keys(loc: tuple[Any, ...], data: dict[str, Any]) -> set[str]:
         for tp in types:
             next_types.extend(step_type(tp, part, node))
         types = next_types
-        node = node.get(part) if isinstance(node, dict) else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+        node = (
+            node.get(part)
+            if isinstance(node, dict)
+            else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
+        )
     names: set[str] = set()
     for tp in types:
         for cls in flatten_type(tp):

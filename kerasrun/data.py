@@ -41,7 +41,7 @@ class Split:
     def __len__(self) -> int:
         return len(leaves(self.x)[0][1])
 
-    def take(self, index: np.ndarray | slice) -> "Split":
+    def take(self, index: np.ndarray | slice) -> Split:
         """The rows at `index` (of every array, for models with several inputs or outputs)."""
         sw = None if self.sample_weight is None else map_arrays(lambda a: a[index], self.sample_weight)
         return Split(map_arrays(lambda a: a[index], self.x), map_arrays(lambda a: a[index], self.y), sw)
@@ -65,7 +65,7 @@ def name_lists(data: Data, inputs: list[str], outputs: list[str]) -> Data:
     """Lists of arrays (Keras's positional form) become {name: array} in the model's input/output order."""
 
     def named(value: Any, names: list[str]) -> Any:
-        return dict(zip(names, value)) if isinstance(value, list) and len(value) == len(names) and len(names) > 1 else value
+        return dict(zip(names, value, strict=True)) if isinstance(value, list) and len(value) == len(names) and len(names) > 1 else value
 
     def convert(split: Any) -> Any:
         return Split(named(split.x, inputs), named(split.y, outputs), split.sample_weight) if isinstance(split, Split) else split
@@ -131,7 +131,9 @@ def read_keras(config: Config) -> Data:
     module = getattr(keras.datasets, spec.name, None)
     if module is None or not hasattr(module, "load_data"):
         known = [n for n in dir(keras.datasets) if hasattr(getattr(keras.datasets, n), "load_data")]
-        raise ConfigError(config.problem(("data", "name"), f"keras.datasets has no dataset `{spec.name}`", registry.suggest(spec.name, known)))
+        raise ConfigError(
+            config.problem(("data", "name"), f"keras.datasets has no dataset `{spec.name}`", registry.suggest(spec.name, known))
+        )
     data_dir = config.resolve_path(spec.dir) if spec.dir else (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
     if data_dir is not None:
         npz = data_dir / f"{spec.name}.npz"
@@ -191,7 +193,14 @@ def read_npz(config: Config) -> Data:
             missing = [(name, k) for name, k in named.items() if k not in arrays]
             if missing:
                 if required or field in spec.model_fields_set:
-                    raise ConfigError([config.problem(("data", field) + ((name,) if name else ()), f"{path.name} has no array `{k}`", f"it has: {', '.join(keys)}") for name, k in missing])
+                    raise ConfigError(
+                        [
+                            config.problem(
+                                ("data", field) + ((name,) if name else ()), f"{path.name} has no array `{k}`", f"it has: {', '.join(keys)}"
+                            )
+                            for name, k in missing
+                        ]
+                    )
                 return None
             return {name: arrays[k] for name, k in named.items()} if isinstance(key, dict) else arrays[key]
 
@@ -212,9 +221,15 @@ def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) 
         raise ConfigError(config.problem(loc, f"{path} is empty"))
     header, body = rows[0], rows[1:]
     targets = spec.target if isinstance(spec.target, dict) else {None: spec.target}
-    features = spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
+    features = (
+        spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
+    )
     problems = [
-        config.problem(("data", key) + ((group,) if group else ()), f"{path.name} has no column `{name}`", registry.suggest(name, header) or f"columns: {', '.join(header)}")
+        config.problem(
+            ("data", key) + ((group,) if group else ()),
+            f"{path.name} has no column `{name}`",
+            registry.suggest(name, header) or f"columns: {', '.join(header)}",
+        )
         for key, groups in (("target", {g: [c] for g, c in targets.items()}), ("features", features))
         for group, names in groups.items()
         for name in names
@@ -224,7 +239,10 @@ def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) 
         raise ConfigError(problems)
     index = {name: i for i, name in enumerate(header)}
     try:
-        x = {group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32) for group, columns in features.items()}
+        x = {
+            group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
+            for group, columns in features.items()
+        }
     except ValueError as exc:
         raise ConfigError(config.problem(("data", "features"), f"{path.name}: a feature value is not a number ({exc})")) from None
     y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
@@ -270,7 +288,9 @@ def read_synthetic(config: Config) -> Data:
         means = np.asarray(spec.means, dtype=np.float64)
         cov = np.asarray(spec.cov, dtype=np.float64)
         if cov.shape != (means.shape[1], means.shape[1]):
-            raise ConfigError(config.problem(("data", "cov"), f"covariance must be {means.shape[1]}x{means.shape[1]} to match the means, got {cov.shape}"))
+            raise ConfigError(
+                config.problem(("data", "cov"), f"covariance must be {means.shape[1]}x{means.shape[1]} to match the means, got {cov.shape}")
+            )
         x = np.concatenate([rng.multivariate_normal(m, cov, size=spec.samples_per_class) for m in means]).astype(np.float32)
         y = np.repeat(np.arange(len(means)), spec.samples_per_class).astype(np.int64)
     else:
@@ -321,7 +341,10 @@ def read_python(config: Config) -> Data:
             return Data(Split(np.asarray(first[0]), np.asarray(first[1])), test=Split(np.asarray(second[0]), np.asarray(second[1])))
         return Data(Split(np.asarray(first), np.asarray(second)))
     raise ConfigError(
-        config.problem(loc, f"returned {type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset")
+        config.problem(
+            loc,
+            f"returned {type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset",
+        )
     )
 
 
@@ -361,14 +384,20 @@ def preprocess(split: Split, config: Config, name: str) -> Split:
     """Apply `data.preprocess` steps in order (one_hot to targets, the rest to features)."""
     x, y = split.x, split.y
     if config.data.preprocess and (isinstance(x, (dict, list)) or isinstance(y, (dict, list))):
-        raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to single-array features and targets; prepare named arrays in the source"))
+        raise ConfigError(
+            config.problem(
+                ("data", "preprocess"), "preprocess steps apply to single-array features and targets; prepare named arrays in the source"
+            )
+        )
     for index, step in enumerate(config.data.preprocess):
         loc = ("data", "preprocess", index)
         if step.reshape is not None:
             try:
                 x = x.reshape((len(x), *step.reshape))
             except ValueError:
-                raise ConfigError(config.problem(loc + ("reshape",), f"cannot reshape {name} samples of shape {x.shape[1:]} to {tuple(step.reshape)}")) from None
+                raise ConfigError(
+                    config.problem(loc + ("reshape",), f"cannot reshape {name} samples of shape {x.shape[1:]} to {tuple(step.reshape)}")
+                ) from None
         elif step.scale is not None:
             x = scale_aligned(x, np.float32(step.scale))
         elif step.cast is not None:
@@ -379,7 +408,11 @@ def preprocess(split: Split, config: Config, name: str) -> Split:
         elif step.one_hot is not None:
             labels = np.asarray(y).reshape(-1).astype(np.int64)
             if labels.size and (labels.min() < 0 or labels.max() >= step.one_hot):
-                raise ConfigError(config.problem(loc + ("one_hot",), f"{name} labels range over {labels.min()}..{labels.max()}, outside 0..{step.one_hot - 1}"))
+                raise ConfigError(
+                    config.problem(
+                        loc + ("one_hot",), f"{name} labels range over {labels.min()}..{labels.max()}, outside 0..{step.one_hot - 1}"
+                    )
+                )
             y = np.eye(step.one_hot, dtype=np.float32)[labels]
     return Split(x, y, split.sample_weight)
 
@@ -407,7 +440,11 @@ def check_finite(data: Data, config: Config) -> None:
     for split_name, split in (("train", data.train), ("test", data.test)):
         if not isinstance(split, Split):
             continue
-        named = leaves(split.x, "x") + leaves(split.y, "y") + (leaves(split.sample_weight, "sample_weight") if split.sample_weight is not None else [])
+        named = (
+            leaves(split.x, "x")
+            + leaves(split.y, "y")
+            + (leaves(split.sample_weight, "sample_weight") if split.sample_weight is not None else [])
+        )
         for array_name, array in named:
             if array is None or not np.issubdtype(array.dtype, np.floating):
                 continue
@@ -415,7 +452,11 @@ def check_finite(data: Data, config: Config) -> None:
             if bad.any():
                 where = tuple(int(i) for i in np.argwhere(bad)[0])
                 raise ConfigError(
-                    config.problem(("data",), f"{array_name}_{split_name} holds NaN or inf at index {where} ({int(bad.sum())} values)", "fix the data, or set data.allow_nonfinite: true")
+                    config.problem(
+                        ("data",),
+                        f"{array_name}_{split_name} holds NaN or inf at index {where} ({int(bad.sum())} values)",
+                        "fix the data, or set data.allow_nonfinite: true",
+                    )
                 )
 
 
@@ -451,11 +492,13 @@ def split_validation(data: Data, config: Config) -> Data:
         from sklearn.model_selection import train_test_split
 
         try:
-            train_index, val_index = train_test_split(np.arange(n), test_size=spec.validation_split, random_state=config.seed, stratify=class_labels(data.train.y))
+            train_index, val_index = train_test_split(
+                np.arange(n), test_size=spec.validation_split, random_state=config.seed, stratify=class_labels(data.train.y)
+            )
         except ValueError as exc:
             raise ConfigError(config.problem(("train", "stratify"), f"cannot stratify: {exc}")) from None
         return replace(data, train=data.train.take(np.sort(train_index)), validation=data.train.take(np.sort(val_index)))
-    split_at = int(math.floor(n * (1.0 - spec.validation_split)))  # exactly Keras's rule
+    split_at = math.floor(n * (1.0 - spec.validation_split))  # exactly Keras's rule
     if split_at in (0, n):
         raise ConfigError(config.problem(loc, f"validation_split {spec.validation_split} of {n} samples leaves an empty split"))
     if spec.validation_from == "first":  # the same count, taken from the front (x[:k] for validation)
@@ -471,22 +514,31 @@ def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
     with train.shuffle, kerasrun then reshuffles the training batches every epoch with the seed, so the
     split is reproducible and no batch ever moves between training and validation.
     """
-    from kerasrun._tf import tf
 
     loc = ("train", "validation_split")
     batches = int(dataset.cardinality())
     if batches <= 0:
-        raise ConfigError(config.problem(loc, "validation_split on a tf.data source needs its length", "end the dataset with .apply(tf.data.experimental.assert_cardinality(n)), or return train and validation datasets"))
+        raise ConfigError(
+            config.problem(
+                loc,
+                "validation_split on a tf.data source needs its length",
+                "end the dataset with .apply(tf.data.experimental.assert_cardinality(n)), or return train and validation datasets",
+            )
+        )
     held = math.ceil(batches * config.train.validation_split)
     if held >= batches:
-        raise ConfigError(config.problem(loc, f"validation_split {config.train.validation_split} of {batches} batches leaves no training batch"))
+        raise ConfigError(
+            config.problem(loc, f"validation_split {config.train.validation_split} of {batches} batches leaves no training batch")
+        )
     train = dataset.take(batches - held)
     if config.train.shuffle:
         train = train.shuffle(batches - held, seed=config.seed, reshuffle_each_iteration=True)
     return {"train": train, "validation": dataset.skip(batches - held)}
 
 
-def class_weight_table(config: Config, labels: np.ndarray | None, class_weight: Any, by_class: dict[int, float] | None, loc: tuple[Any, ...]) -> np.ndarray | None:
+def class_weight_table(
+    config: Config, labels: np.ndarray | None, class_weight: Any, by_class: dict[int, float] | None, loc: tuple[Any, ...]
+) -> np.ndarray | None:
     """Per-class weight table (index = label) from a class_weight rule and a by_class rule, multiplied."""
     if class_weight is None and by_class is None:
         return None
@@ -496,7 +548,9 @@ def class_weight_table(config: Config, labels: np.ndarray | None, class_weight: 
         present = None
     else:
         if not np.issubdtype(labels.dtype, np.integer) and not np.all(labels == np.round(labels)):
-            raise ConfigError(config.problem(loc, "class weights need integer class labels; these targets are continuous (a regression output?)"))
+            raise ConfigError(
+                config.problem(loc, "class weights need integer class labels; these targets are continuous (a regression output?)")
+            )
         present = set(int(v) for v in np.unique(labels))
     rules: list[tuple[tuple[Any, ...], dict[int, float]]] = []
     if class_weight == "balanced":
@@ -504,7 +558,7 @@ def class_weight_table(config: Config, labels: np.ndarray | None, class_weight: 
 
         classes = np.array(sorted(present))
         weights = compute_class_weight("balanced", classes=classes, y=labels)
-        rules.append((loc, {int(c): float(w) for c, w in zip(classes, weights)}))
+        rules.append((loc, {int(c): float(w) for c, w in zip(classes, weights, strict=True)}))
     elif class_weight is not None:
         rules.append((loc, class_weight))
     if by_class is not None:
@@ -513,7 +567,9 @@ def class_weight_table(config: Config, labels: np.ndarray | None, class_weight: 
     for rule_loc, table in rules:
         for label in table:
             if present is not None and label not in present:
-                problems.append(config.problem(rule_loc + (str(label),), f"{label} is not a label in the training data", f"labels: {sorted(present)}"))
+                problems.append(
+                    config.problem(rule_loc + (str(label),), f"{label} is not a label in the training data", f"labels: {sorted(present)}")
+                )
     if problems:
         raise ConfigError(problems)
     size = max([max(t) for _, t in rules if t] + ([max(present)] if present else [0])) + 1
@@ -557,14 +613,33 @@ def weight_outputs(train: Split, config: Config) -> Split:
     spec = config.train
     loc = ("train", "class_weight")
     if spec.sample_weight is not None:
-        raise ConfigError(config.problem(("train", "sample_weight"), "with several outputs, give per-class weights as class_weight: {output: {label: weight}}"))
+        raise ConfigError(
+            config.problem(
+                ("train", "sample_weight"), "with several outputs, give per-class weights as class_weight: {output: {label: weight}}"
+            )
+        )
     if spec.class_weight is None:
         return train
     if not is_per_output(spec.class_weight):
-        raise ConfigError(config.problem(loc, "with several outputs, key class weights by output name", f"e.g. class_weight: {{{next(iter(train.y))}: {{0: 1.0, 1: 2.0}}}}"))
+        raise ConfigError(
+            config.problem(
+                loc,
+                "with several outputs, key class weights by output name",
+                f"e.g. class_weight: {{{next(iter(train.y))}: {{0: 1.0, 1: 2.0}}}}",
+            )
+        )
     unknown = [name for name in spec.class_weight if name not in train.y]
     if unknown:
-        raise ConfigError([config.problem(loc + (name,), f"the targets have no output `{name}`", registry.suggest(name, list(train.y)) or f"outputs: {', '.join(train.y)}") for name in unknown])
+        raise ConfigError(
+            [
+                config.problem(
+                    loc + (name,),
+                    f"the targets have no output `{name}`",
+                    registry.suggest(name, list(train.y)) or f"outputs: {', '.join(train.y)}",
+                )
+                for name in unknown
+            ]
+        )
     weights = {}
     for name, targets in train.y.items():
         rule = spec.class_weight.get(name)

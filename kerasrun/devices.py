@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,7 +36,12 @@ class Placement:
 
     def describe(self) -> dict[str, Any]:
         """What run.json records about placement."""
-        return {"device": self.device, "devices": self.devices, "strategy": type(self.strategy).__name__ if self.strategy else None, "replicas": self.replicas}
+        return {
+            "device": self.device,
+            "devices": self.devices,
+            "strategy": type(self.strategy).__name__ if self.strategy else None,
+            "replicas": self.replicas,
+        }
 
 
 def requested_devices(config: Config) -> list[str]:
@@ -69,10 +75,8 @@ def select_placement(config: Config) -> Placement:
             chosen_gpus.append(gpus[index])
     set_visible_gpus(chosen_gpus)
     for gpu in chosen_gpus:
-        try:
+        with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)  # don't take all GPU memory up front
-        except RuntimeError:
-            pass
     kind = "GPU" if chosen_gpus else "CPU"
     if runtime.strategy == "multi_worker":
         # Collective ops must be configured before anything initialises TensorFlow's runtime.
@@ -119,14 +123,22 @@ def read_tf_config(config: Config) -> dict[str, Any]:
     raw = os.environ.get("TF_CONFIG")
     example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
     if not raw:
-        raise ConfigError(config.problem(loc, "multi_worker needs the TF_CONFIG environment variable on every worker", f"e.g. TF_CONFIG='{example}', or try it locally with `kerasrun launch --workers 2 CONFIG`"))
+        raise ConfigError(
+            config.problem(
+                loc,
+                "multi_worker needs the TF_CONFIG environment variable on every worker",
+                f"e.g. TF_CONFIG='{example}', or try it locally with `kerasrun launch --workers 2 CONFIG`",
+            )
+        )
     try:
         parsed = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ConfigError(config.problem(loc, f"TF_CONFIG is not valid JSON: {exc}", f"expected e.g. {example}")) from None
     cluster, task = parsed.get("cluster") if isinstance(parsed, dict) else None, parsed.get("task") if isinstance(parsed, dict) else None
     if not isinstance(cluster, dict) or not isinstance(task, dict) or "type" not in task or "index" not in task:
-        raise ConfigError(config.problem(loc, "TF_CONFIG needs `cluster` (job -> addresses) and `task` ({type, index})", f"expected e.g. {example}"))
+        raise ConfigError(
+            config.problem(loc, "TF_CONFIG needs `cluster` (job -> addresses) and `task` ({type, index})", f"expected e.g. {example}")
+        )
     jobs = cluster.get(task["type"])
     if not isinstance(jobs, list) or not (0 <= int(task["index"]) < len(jobs)):
         raise ConfigError(config.problem(loc, f"TF_CONFIG task {task} is not in the cluster {cluster}"))
@@ -138,22 +150,22 @@ def check_batch(config: Config, placement: Placement) -> None:
     replicas = placement.replicas
     if replicas > 1 and config.train.batch_size % replicas:
         raise ConfigError(
-            config.problem(("train", "batch_size"), f"the global batch {config.train.batch_size} does not split evenly over {replicas} replicas", f"use a multiple of {replicas}")
+            config.problem(
+                ("train", "batch_size"),
+                f"the global batch {config.train.batch_size} does not split evenly over {replicas} replicas",
+                f"use a multiple of {replicas}",
+            )
         )
 
 
 def split_cpu(count: int) -> None:
     """Split the physical CPU into `count` logical devices (a no-op once TensorFlow has initialised)."""
     cpu = tf.config.list_physical_devices("CPU")[0]
-    try:
+    with contextlib.suppress(RuntimeError):
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
-    except RuntimeError:
-        pass
 
 
 def set_visible_gpus(gpus: list) -> None:
     """Restrict visible GPUs (a no-op once TensorFlow has initialised, e.g. a second run in one process)."""
-    try:
+    with contextlib.suppress(RuntimeError):
         tf.config.set_visible_devices(gpus, "GPU")
-    except RuntimeError:
-        pass

@@ -30,7 +30,14 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
     candidates = sorted(p for p in base.glob(f"*-{config.name}*") if (p / RUN_FILE).is_file() and (p / "model.keras").is_file())
     completed = [p for p in candidates if read_json(p / RUN_FILE).get("status") == "completed"]
     if not completed:
-        raise ConfigError(Problem(key="name", message=f"no completed run of `{config.name}` under {base}", file=str(target), hint="train it first: kerasrun train " + str(target)))
+        raise ConfigError(
+            Problem(
+                key="name",
+                message=f"no completed run of `{config.name}` under {base}",
+                file=str(target),
+                hint="train it first: kerasrun train " + str(target),
+            )
+        )
     return completed[-1]
 
 
@@ -95,7 +102,11 @@ def read_input(path: Path) -> np.ndarray:
             keys = list(arrays.keys())
             key = next((k for k in ("x", "x_test", "inputs") if k in arrays), keys[0] if len(keys) == 1 else None)
             if key is None:
-                raise ConfigError(Problem(key="--input", message=f"cannot tell which array holds the features: {keys}", file=str(path), hint="name it `x`"))
+                raise ConfigError(
+                    Problem(
+                        key="--input", message=f"cannot tell which array holds the features: {keys}", file=str(path), hint="name it `x`"
+                    )
+                )
             return arrays[key]
     if suffix == ".csv":
         with path.open(newline="") as f:
@@ -122,17 +133,30 @@ def write_output(path: Path, predictions: np.ndarray) -> None:
             writer.writerow([f"output_{i}" for i in range(flat.shape[1])])
             writer.writerows(flat.tolist())
     else:
-        raise ConfigError(Problem(key="--output", message=f"unsupported file type `{suffix}`", file=str(path), hint="use .npy, .npz or .csv"))
+        raise ConfigError(
+            Problem(key="--output", message=f"unsupported file type `{suffix}`", file=str(path), hint="use .npy, .npz or .csv")
+        )
 
 
 def predict_run(run_dir: Path, input_path: Path, output_path: Path) -> tuple[int, ...]:
     """Apply the run's feature preprocessing to a file, predict, and write the predictions; return their shape."""
     if output_path.suffix.lower() not in (".npy", ".npz", ".csv"):
-        raise ConfigError(Problem(key="--output", message=f"unsupported file type `{output_path.suffix}`", file=str(output_path), hint="use .npy, .npz or .csv"))
+        raise ConfigError(
+            Problem(
+                key="--output",
+                message=f"unsupported file type `{output_path.suffix}`",
+                file=str(output_path),
+                hint="use .npy, .npz or .csv",
+            )
+        )
     config, model = load_run(run_dir)
     x = read_input(input_path)
     feature_steps = [s for s in config.data.preprocess if s.one_hot is None]
-    x = preprocess(Split(x, np.zeros(len(x))), config.model_copy(update={"data": config.data.model_copy(update={"preprocess": feature_steps})}), "input").x
+    x = preprocess(
+        Split(x, np.zeros(len(x))),
+        config.model_copy(update={"data": config.data.model_copy(update={"preprocess": feature_steps})}),
+        "input",
+    ).x
     batch = config.evaluate.batch_size or config.train.batch_size
     predictions = np.asarray(model.predict(x, batch_size=batch, verbose=0))
     write_output(output_path, predictions)

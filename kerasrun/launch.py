@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from kerasrun.errors import KerasrunError
 
@@ -48,7 +47,7 @@ def launch_workers(train_args: list[str], workers: int, timeout: float) -> int:
     all-reduce would otherwise wait forever for the dead one) and LaunchError says which and why.
     """
     ports = free_ports(workers)
-    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]
+    logs = [tempfile.TemporaryFile(mode="w+") for _ in range(workers)]  # noqa: SIM115 (closed in the finally below)
     processes = []
     for index in range(workers):
         env = {**os.environ, "TF_CONFIG": tf_config(ports, index)}

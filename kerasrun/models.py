@@ -86,11 +86,19 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
         if layer.name in tensors:
             collector.add(config.problem(loc, f"the name `{layer.name}` is already used", "give each layer a unique `name`"))
         for watch in watched.get(layer.name, []):
-            previous = ActivationStatistic(watch.statistic, watch.name or f"{layer.name}_{watch.statistic}", name=f"{layer.name}_{watch.statistic}_statistic")(previous)
+            previous = ActivationStatistic(
+                watch.statistic, watch.name or f"{layer.name}_{watch.statistic}", name=f"{layer.name}_{watch.statistic}_statistic"
+            )(previous)
         tensors[layer.name] = previous
     for index, watch in enumerate(spec.activation_metrics):
         if watch.layer not in tensors and watch.layer not in broken:
-            collector.add(config.problem(("model", "activation_metrics", index, "layer"), f"no layer is named `{watch.layer}`", registry.suggest(watch.layer, list(tensors))))
+            collector.add(
+                config.problem(
+                    ("model", "activation_metrics", index, "layer"),
+                    f"no layer is named `{watch.layer}`",
+                    registry.suggest(watch.layer, list(tensors)),
+                )
+            )
     if failed or collector.problems:
         return None
     outputs = model_outputs(spec.outputs, previous, tensors, config, collector)
@@ -104,12 +112,22 @@ def layer_argument(refs: Any, previous: Any, tensors: dict[str, Any], config: Co
     """The tensor(s) a layer is called on: the previous output, or the named inputs/layers."""
     if refs is None:
         if previous is None:
-            collector.add(config.problem(loc, "with several model inputs, say which this layer takes", "add `inputs: <input or layer name>` to the entry"))
+            collector.add(
+                config.problem(
+                    loc, "with several model inputs, say which this layer takes", "add `inputs: <input or layer name>` to the entry"
+                )
+            )
         return previous
     names = [refs] if isinstance(refs, str) else list(refs)
     missing = [name for name in names if name not in tensors]
     for name in missing:
-        collector.add(config.problem(loc + ("inputs",), f"`{name}` is not a model input or an earlier layer (layers are applied in order)", registry.suggest(name, list(tensors))))
+        collector.add(
+            config.problem(
+                loc + ("inputs",),
+                f"`{name}` is not a model input or an earlier layer (layers are applied in order)",
+                registry.suggest(name, list(tensors)),
+            )
+        )
     if missing:
         return None
     return tensors[names[0]] if isinstance(refs, str) else [tensors[name] for name in names]
@@ -168,8 +186,18 @@ def compile_model(model: keras.Model, config: Config) -> None:
     optimizer = registry.resolve_one(spec.optimizer, ("compile", "optimizer"), registry.resolve_optimizer, config, collector)
     outputs = output_names(model)
     loss = resolve_per_output(spec.loss, ("compile", "loss"), registry.resolve_loss, outputs, config, collector)
-    metrics = resolve_per_output(spec.metrics, ("compile", "metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.metrics, dict))
-    weighted = resolve_per_output(spec.weighted_metrics, ("compile", "weighted_metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.weighted_metrics, dict))
+    metrics = resolve_per_output(
+        spec.metrics, ("compile", "metrics"), registry.resolve_metric, outputs, config, collector, isinstance(spec.metrics, dict)
+    )
+    weighted = resolve_per_output(
+        spec.weighted_metrics,
+        ("compile", "weighted_metrics"),
+        registry.resolve_metric,
+        outputs,
+        config,
+        collector,
+        isinstance(spec.weighted_metrics, dict),
+    )
     if isinstance(spec.loss_weights, dict):
         check_output_keys(spec.loss_weights, ("compile", "loss_weights"), outputs, config, collector)
     collector.raise_if_any()
@@ -204,7 +232,9 @@ def build_training_state(model: keras.Model, dataset: Any) -> None:
     symbolic_build(data_batch=spec)
 
 
-def resolve_per_output(value: Any, loc: tuple, resolve: Any, outputs: list[str], config: Config, collector: Collector, per_output_only: bool = False) -> Any:
+def resolve_per_output(
+    value: Any, loc: tuple, resolve: Any, outputs: list[str], config: Config, collector: Collector, per_output_only: bool = False
+) -> Any:
     """Resolve one spec, a list (per output, or a metric list), or {output_name: spec}; null stays null."""
     if value is None or value == {}:
         return None
@@ -224,7 +254,11 @@ def check_output_keys(mapping: dict[str, Any], loc: tuple, outputs: list[str], c
     """Every key of a per-output mapping must name a model output."""
     for key in mapping:
         if key not in outputs:
-            collector.add(config.problem(loc + (key,), f"the model has no output `{key}`", registry.suggest(key, outputs) or f"outputs: {', '.join(outputs)}"))
+            collector.add(
+                config.problem(
+                    loc + (key,), f"the model has no output `{key}`", registry.suggest(key, outputs) or f"outputs: {', '.join(outputs)}"
+                )
+            )
 
 
 def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Config) -> Problem | None:
@@ -236,7 +270,7 @@ def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Conf
     if not isinstance(expected, tuple):
         return None
     expected_sample = tuple(expected[1:])
-    if len(expected_sample) != len(x_shape) or any(e is not None and e != d for e, d in zip(expected_sample, x_shape)):
+    if len(expected_sample) != len(x_shape) or any(e is not None and e != d for e, d in zip(expected_sample, x_shape, strict=True)):
         loc = ("model", "inputs") if config.model.inputs else ("model", "factory")
         return config.problem(
             loc,
@@ -256,10 +290,21 @@ def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Prob
             continue
         for key in arrays:
             if key not in names:
-                problems.append(config.problem(("data",), f"the data's {side} array `{key}` matches no model {'input' if side == 'x' else 'output'} ({', '.join(names)})", registry.suggest(key, names)))
+                problems.append(
+                    config.problem(
+                        ("data",),
+                        f"the data's {side} array `{key}` matches no model {'input' if side == 'x' else 'output'} ({', '.join(names)})",
+                        registry.suggest(key, names),
+                    )
+                )
         for name in names:
             if name not in arrays:
-                problems.append(config.problem(("data",), f"the model's {'input' if side == 'x' else 'output'} `{name}` gets no data (the {side} arrays: {', '.join(arrays)})"))
+                problems.append(
+                    config.problem(
+                        ("data",),
+                        f"the model's {'input' if side == 'x' else 'output'} `{name}` gets no data (the {side} arrays: {', '.join(arrays)})",
+                    )
+                )
     return problems
 
 

@@ -39,7 +39,11 @@ class JsonProgress(PlainProgress):
     """One JSON object per epoch, for machines."""
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        record = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "seconds": round(time.perf_counter() - self.started, 3)}
+        record = {
+            "epoch": epoch + 1,
+            **{k: float(v) for k, v in (logs or {}).items()},
+            "seconds": round(time.perf_counter() - self.started, 3),
+        }
         print(json.dumps(to_jsonable(record)), file=self.stream, flush=True)
 
 
@@ -57,7 +61,15 @@ class RichProgress(keras.callbacks.Callback):
         self.started = 0.0
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),

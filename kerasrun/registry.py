@@ -7,8 +7,9 @@ import importlib
 import inspect
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from kerasrun._tf import keras
 from kerasrun.config import IMPORT_PATH
@@ -41,7 +42,7 @@ def split_spec(spec: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
         return spec, {}, None
     if "class_name" in spec:
         return str(spec["class_name"]), dict(spec.get("config") or {}), spec
-    (name, kwargs), = spec.items()
+    ((name, kwargs),) = spec.items()
     return str(name), dict(kwargs or {}), None
 
 
@@ -95,7 +96,7 @@ def public_names(module: Any, base: type | None = None) -> list[str]:
         if name.startswith("_"):
             continue
         obj = getattr(module, name)
-        if base is None and callable(obj) or base is not None and inspect.isclass(obj) and issubclass(obj, base):
+        if (base is None and callable(obj)) or (base is not None and inspect.isclass(obj) and issubclass(obj, base)):
             names.append(name)
     return names
 

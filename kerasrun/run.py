@@ -15,7 +15,16 @@ from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.devices import Placement, select_placement
 from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
-from kerasrun.models import build_model, build_training_state, check_data_names, check_input_shape, compile_model, input_names, output_names, summarize
+from kerasrun.models import (
+    build_model,
+    build_training_state,
+    check_data_names,
+    check_input_shape,
+    compile_model,
+    input_names,
+    output_names,
+    summarize,
+)
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
 from kerasrun.trainers.custom import CustomLoop, check_step_signature
@@ -105,9 +114,14 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
     config, model, data = experiment.config, experiment.model, experiment.data
     run_dir = Path(run_dir)
     record = RunRecord.start(
-        run_dir, seed=config.seed, device=experiment.placement.device, command=command,
+        run_dir,
+        seed=config.seed,
+        device=experiment.placement.device,
+        command=command,
         versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-        placement=experiment.placement.describe(), deterministic=config.runtime.deterministic, precision=config.runtime.precision,
+        placement=experiment.placement.describe(),
+        deterministic=config.runtime.deterministic,
+        precision=config.runtime.precision,
         loop=training_loop(config),
     )
     write_text_atomic(run_dir / "config.yaml", config_to_yaml(config, data.data_dir))
@@ -134,7 +148,9 @@ def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto"
         timings["fit_s"] = time.perf_counter() - start
         if guard.diverged_at is not None:
             record.finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=len(history.history["epoch"]))
-            raise DivergedError(f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})")
+            raise DivergedError(
+                f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})"
+            )
         if config.output.save_model:
             save_model_atomic(model, run_dir / "model.keras")
         start = time.perf_counter()

@@ -106,7 +106,9 @@ class RunRecord:
         self.save()
 
     @classmethod
-    def start(cls, run_dir: Path, *, seed: int, device: str, versions: dict[str, str], command: list[str] | None, **extra: Any) -> "RunRecord":
+    def start(
+        cls, run_dir: Path, *, seed: int, device: str, versions: dict[str, str], command: list[str] | None, **extra: Any
+    ) -> RunRecord:
         """Create run.json with status `running`."""
         return cls(
             run_dir,

@@ -100,7 +100,13 @@ def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
         source.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
         record_positions(root, (), source.positions)
     if data is None:
-        raise ConfigError(Problem(key="", message="the file is empty; expected a mapping with name, data, model, compile, train", file=name, line=1, column=1))
+        raise ConfigError(
+            Problem(
+                key="", message="the file is empty; expected a mapping with name, data, model, compile, train", file=name, line=1, column=1
+            )
+        )
     if not isinstance(data, dict):
-        raise ConfigError(Problem(key="", message=f"the top level must be a mapping of sections, got {type(data).__name__}", file=name, line=1, column=1))
+        raise ConfigError(
+            Problem(key="", message=f"the top level must be a mapping of sections, got {type(data).__name__}", file=name, line=1, column=1)
+        )
     return data, source

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
@@ -32,7 +33,11 @@ TINY = {
         "inputs": {"x": [2]},
         "layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}],
     },
-    "compile": {"optimizer": {"Adam": {"learning_rate": 0.01}}, "loss": "sparse_categorical_crossentropy", "metrics": ["sparse_categorical_accuracy"]},
+    "compile": {
+        "optimizer": {"Adam": {"learning_rate": 0.01}},
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["sparse_categorical_accuracy"],
+    },
     # The blobs come sorted by class, so a last-fraction split would validate on one class only.
     "train": {"epochs": 3, "batch_size": 16, "validation_split": 0.25, "stratify": True},
 }

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import functools
 
-import numpy as np
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -160,4 +159,4 @@ def blob_batches(n: int = 50, batch: int = 10):
     """A Python generator of (x, y) batches, the same on every call."""
     x, y = two_blobs(n)
     for start in range(0, len(y), batch):
-        yield x[start:start + batch], y[start:start + batch]
+        yield x[start : start + batch], y[start : start + batch]

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import only_run
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
-
-from conftest import only_run
 
 
 def train(runner, config: Path, runs_dir: Path, *args: str):
@@ -42,7 +41,17 @@ def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> N
 
 
 def test_same_config_gives_identical_history(runner, write_config, runs_dir, tmp_path) -> None:
-    config = write_config({"model": {"layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dropout": {"rate": 0.3}}, {"Dense": {"units": 3, "activation": "softmax"}}]}})
+    config = write_config(
+        {
+            "model": {
+                "layers": [
+                    {"Dense": {"units": 8, "activation": "relu"}},
+                    {"Dropout": {"rate": 0.3}},
+                    {"Dense": {"units": 3, "activation": "softmax"}},
+                ]
+            }
+        }
+    )
     other = tmp_path / "other_runs"
     assert train(runner, config, runs_dir).exit_code == 0
     assert train(runner, config, other).exit_code == 0
@@ -112,7 +121,9 @@ def test_predict_files(runner, write_config, runs_dir, tmp_path, suffix) -> None
 
 def test_predict_rejects_unknown_format(runner, write_config, runs_dir, tmp_path) -> None:
     assert train(runner, write_config({"train": {"epochs": 1}}), runs_dir).exit_code == 0
-    result = runner.invoke(app, ["predict", str(only_run(runs_dir)), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o.txt")])
+    result = runner.invoke(
+        app, ["predict", str(only_run(runs_dir)), "--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o.txt")]
+    )
     assert result.exit_code == 2 and "unsupported file type" in result.output
 
 
@@ -130,7 +141,9 @@ def test_validate_reports_every_file(runner, write_config, tmp_path) -> None:
 
 
 def test_validate_build_finds_unknown_names(runner, write_config) -> None:
-    result = runner.invoke(app, ["validate", "--build", str(write_config({"model": {"layers": [{"Dense": {"units": 3, "activation": "sofmax"}}]}}))])
+    result = runner.invoke(
+        app, ["validate", "--build", str(write_config({"model": {"layers": [{"Dense": {"units": 3, "activation": "sofmax"}}]}}))]
+    )
     assert result.exit_code == 2 and "unknown activation `sofmax`" in result.output and "softmax" in result.output
 
 
@@ -145,12 +158,28 @@ def test_show_and_schema(runner, write_config) -> None:
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"model": {"layers": [{"Dense": {"units": 3, "activation": "softmax"}}], "inputs": {"x": [5]}}}, "the data's samples have shape (2,) but the model expects (5,)"),
+        (
+            {"model": {"layers": [{"Dense": {"units": 3, "activation": "softmax"}}], "inputs": {"x": [5]}}},
+            "the data's samples have shape (2,) but the model expects (5,)",
+        ),
         ({"model": {"layers": [{"Dnse": {"units": 3}}]}}, "did you mean `Dense`"),
         ({"train": {"class_weight": {4: 2.0}}}, "4 is not a label in the training data"),
         ({"train": {"callbacks": [{"EarlyStoping": {}}]}}, "did you mean `EarlyStopping`"),
         ({"compile": {"loss": "sparse_categorical_crossentropyy"}}, "unknown loss"),
-        ({"data": {"source": "python", "function": "nowhere_mod:fn", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}}, "cannot import module `nowhere_mod`"),
+        (
+            {
+                "data": {
+                    "source": "python",
+                    "function": "nowhere_mod:fn",
+                    "generator": None,
+                    "means": None,
+                    "cov": None,
+                    "samples_per_class": None,
+                    "test_fraction": None,
+                }
+            },
+            "cannot import module `nowhere_mod`",
+        ),
         ({"runtime": {"device": "gpu"}}, "no GPU is visible; visible devices:"),
     ],
 )

@@ -117,7 +117,9 @@ def test_yaml_tags_that_build_python_objects_are_refused(tmp_path: Path) -> None
 
 
 def test_overrides_are_yaml_values(write_config) -> None:
-    config = load_config(write_config(), ["train.epochs=5", "compile.optimizer={SGD: {learning_rate: 0.5}}", "model.layers[0].Dense.units=4"])
+    config = load_config(
+        write_config(), ["train.epochs=5", "compile.optimizer={SGD: {learning_rate: 0.5}}", "model.layers[0].Dense.units=4"]
+    )
     assert config.train.epochs == 5
     assert config.compile.optimizer == {"SGD": {"learning_rate": 0.5}}
     assert config.model.layers[0] == {"Dense": {"units": 4, "activation": "relu"}}
@@ -164,7 +166,14 @@ def test_smoke_shrinks_the_run(write_config) -> None:
 
 
 def test_errors_inside_lists_name_the_index(write_config) -> None:
-    problems = problems_of(write_config({"model": {"layers": ["Flatten", {"Dense": {"units": 3}, "inputs": 5}]}, "data": {"preprocess": [{"reshape": [2]}, {"scale": 0}]}}))
+    problems = problems_of(
+        write_config(
+            {
+                "model": {"layers": ["Flatten", {"Dense": {"units": 3}, "inputs": 5}]},
+                "data": {"preprocess": [{"reshape": [2]}, {"scale": 0}]},
+            }
+        )
+    )
     joined = "\n".join(problems)
     assert "model.layers[1]: `inputs` of a layer must be a name" in joined
     assert "data.preprocess[1].scale: Input should be greater than 0" in joined

@@ -6,12 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO, only_run
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
-
-from conftest import REPO, only_run
 
 REGULARIZED = {
     "model": {
@@ -35,9 +34,16 @@ PARITY_CASES = {
         "train": {"sample_weight": {"by_class": {1: 2.0}}, "stratify": False},
     },
     # Keras's own fit fails on add_loss under float16, so this case keeps Dropout and L2 only.
-    "mixed_float16": {"model": {"layers": [REGULARIZED["model"]["layers"][i] for i in (0, 1, 3)]}, "runtime": {"precision": "mixed_float16"}},
+    "mixed_float16": {
+        "model": {"layers": [REGULARIZED["model"]["layers"][i] for i in (0, 1, 3)]},
+        "runtime": {"precision": "mixed_float16"},
+    },
     "steps_per_epoch_carries_over": {**REGULARIZED, "train": {"epochs": 4, "steps_per_epoch": 5, "validation_steps": 2}},
-    "weighted_metrics_and_no_validation": {**REGULARIZED, "compile": {"weighted_metrics": ["sparse_categorical_accuracy"], "steps_per_execution": 1}, "train": {"validation_split": None, "stratify": False, "class_weight": "balanced"}},
+    "weighted_metrics_and_no_validation": {
+        **REGULARIZED,
+        "compile": {"weighted_metrics": ["sparse_categorical_accuracy"], "steps_per_execution": 1},
+        "train": {"validation_split": None, "stratify": False, "class_weight": "balanced"},
+    },
 }
 
 
@@ -58,7 +64,7 @@ def test_custom_loop_equals_fit_exactly(runner, write_config, tmp_path, case) ->
         weights[loop] = keras.saving.load_model(folder / "model.keras", safe_mode=True).get_weights()
     assert histories["custom"] == histories["fit"]  # bit for bit
     assert len(weights["fit"]) == len(weights["custom"])
-    for fit_w, custom_w in zip(weights["fit"], weights["custom"]):
+    for fit_w, custom_w in zip(weights["fit"], weights["custom"], strict=True):
         assert np.array_equal(fit_w, custom_w)
 
 
@@ -80,7 +86,9 @@ def test_custom_loop_drives_keras_callbacks(runner, write_config, tmp_path) -> N
 
 
 def test_custom_loop_divergence_exits_3(runner, write_config, runs_dir) -> None:
-    config = write_config({"compile": {"optimizer": {"SGD": {"learning_rate": 1e30}}, "steps_per_execution": 1}, "train": {"loop": "custom", "epochs": 3}})
+    config = write_config(
+        {"compile": {"optimizer": {"SGD": {"learning_rate": 1e30}}, "steps_per_execution": 1}, "train": {"loop": "custom", "epochs": 3}}
+    )
     result = run(runner, config, runs_dir)
     assert result.exit_code == 3
     assert read_json(only_run(runs_dir) / "run.json")["status"] == "diverged"
@@ -103,7 +111,7 @@ def test_user_step_gets_autograph(runner, write_config, runs_dir, step) -> None:
     result = run(runner, write_config({"train": {"loop": "custom", "step": f"helpers_custom:{step}"}}), runs_dir)
     assert result.exit_code == 0, result.output
     history = read_json(only_run(runs_dir) / "history.json")
-    assert all(0 < value for value in history["positive_inputs"]) and history["loss"][-1] < history["loss"][0]
+    assert all(value > 0 for value in history["positive_inputs"]) and history["loss"][-1] < history["loss"][0]
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import REPO, only_run
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.examples.custom_objects import WeightedBinaryCrossEntropy
 from kerasrun.rundir import read_json
-
-from conftest import REPO, only_run
 
 
 def train(runner, name: str, runs, *args: str):
@@ -58,8 +57,13 @@ def test_weighted_binary_cross_entropy_by_hand() -> None:
 
 
 def test_bad_custom_object_arguments_exit_2(runner, tmp_path) -> None:
-    result = train(runner, "breast_cancer_weighted_bce", tmp_path, "--set",
-                   "compile.loss={kerasrun.examples.custom_objects:WeightedBinaryCrossEntropy: {pos_wieght: 0.5}}")
+    result = train(
+        runner,
+        "breast_cancer_weighted_bce",
+        tmp_path,
+        "--set",
+        "compile.loss={kerasrun.examples.custom_objects:WeightedBinaryCrossEntropy: {pos_wieght: 0.5}}",
+    )
     assert result.exit_code == 2 and "compile.loss" in result.output and "pos_wieght" in result.output
     assert not tmp_path.exists() or not list(tmp_path.iterdir())
 

@@ -6,18 +6,16 @@ processes (`python -m kerasrun`).
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import only_run
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
-
-from conftest import only_run
 
 TESTS = Path(__file__).resolve().parent
 # The same global batch on one device and split over replicas: equal up to float summation order.
@@ -43,7 +41,7 @@ def assert_close(a: dict, b: dict) -> None:
     """Histories with the same keys and values within TOLERANCE."""
     assert a.keys() == b.keys()
     for key in a:
-        for x, y in zip(a[key], b[key]):
+        for x, y in zip(a[key], b[key], strict=True):
             assert abs(x - y) <= TOLERANCE * max(1.0, abs(y)), (key, a[key], b[key])
 
 
@@ -60,7 +58,17 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(write_config, tmp_path)
 
 @pytest.mark.slow
 def test_custom_loop_equals_fit_under_mirrored(write_config, tmp_path) -> None:
-    config = write_config({"model": {"layers": [{"Dense": {"units": 16, "activation": "relu"}}, {"Dropout": {"rate": 0.3}}, {"Dense": {"units": 3, "activation": "softmax"}}]}})
+    config = write_config(
+        {
+            "model": {
+                "layers": [
+                    {"Dense": {"units": 16, "activation": "relu"}},
+                    {"Dropout": {"rate": 0.3}},
+                    {"Dense": {"units": 3, "activation": "softmax"}},
+                ]
+            }
+        }
+    )
     fit = train(config, tmp_path / "fit", "--set", "runtime.strategy=mirrored")
     custom = train(config, tmp_path / "custom", "--set", "runtime.strategy=mirrored", "--set", "train.loop=custom")
     assert custom["history"] == fit["history"]
@@ -72,7 +80,10 @@ def test_launch_two_workers_matches_single_process(write_config, tmp_path) -> No
     single = train(config, tmp_path / "one", *NO_SHUFFLE)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    out = kerasrun(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "launch"), "--progress", "plain", *NO_SHUFFLE], env={"TMPDIR": str(scratch)})
+    out = kerasrun(
+        ["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "launch"), "--progress", "plain", *NO_SHUFFLE],
+        env={"TMPDIR": str(scratch)},
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert not list(scratch.glob("kerasrun-worker-*"))  # the other worker's scratch folder is removed
     run = only_run(tmp_path / "launch")  # only the chief keeps a run folder
@@ -94,8 +105,11 @@ def test_multi_worker_needs_tf_config(runner, write_config, runs_dir, monkeypatc
     monkeypatch.delenv("TF_CONFIG", raising=False)
     result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.strategy=multi_worker"])
     assert result.exit_code == 2 and "needs the TF_CONFIG environment variable" in result.output and "kerasrun launch" in result.output
-    for bad, message in (("{not json", "TF_CONFIG is not valid JSON"), ('{"cluster": {}}', "TF_CONFIG needs `cluster`"),
-                         ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "is not in the cluster")):
+    for bad, message in (
+        ("{not json", "TF_CONFIG is not valid JSON"),
+        ('{"cluster": {}}', "TF_CONFIG needs `cluster`"),
+        ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}', "is not in the cluster"),
+    ):
         monkeypatch.setenv("TF_CONFIG", bad)
         result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.strategy=multi_worker"])
         assert result.exit_code == 2 and message in result.output, result.output
@@ -103,7 +117,18 @@ def test_multi_worker_needs_tf_config(runner, write_config, runs_dir, monkeypatc
 
 
 def test_batch_must_split_over_replicas(write_config, tmp_path) -> None:
-    out = kerasrun(["train", str(write_config()), "--runs-dir", str(tmp_path / "runs"), "--set", "runtime.strategy=mirrored", "--set", "train.batch_size=33"])
+    out = kerasrun(
+        [
+            "train",
+            str(write_config()),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--set",
+            "runtime.strategy=mirrored",
+            "--set",
+            "train.batch_size=33",
+        ]
+    )
     assert out.returncode == 2 and "the global batch 33 does not split evenly over 2 replicas" in out.stderr
     assert not (tmp_path / "runs").exists()
 
@@ -116,7 +141,19 @@ def test_device_option_without_a_gpu(runner, write_config, runs_dir) -> None:
 
 
 def test_deterministic_and_placement_are_recorded(runner, write_config, runs_dir) -> None:
-    result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.deterministic=true", "--set", "runtime.strategy=one_device"])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(write_config()),
+            "--runs-dir",
+            str(runs_dir),
+            "--set",
+            "runtime.deterministic=true",
+            "--set",
+            "runtime.strategy=one_device",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = read_json(only_run(runs_dir) / "run.json")
     assert info["deterministic"] is True and info["placement"]["strategy"] == "OneDeviceStrategy" and info["loop"] == "fit"

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from conftest import REPO, needs_mnist, only_run
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
-
-from conftest import REPO, needs_mnist, only_run
 
 pytestmark = pytest.mark.slow
 
 
 def train(runner, name: str, runs_dir, *args: str) -> dict:
     """Train configs/<name>.yaml into runs_dir; return the run folder's JSON files."""
-    result = runner.invoke(app, ["train", str(REPO / "configs" / f"{name}.yaml"), "--runs-dir", str(runs_dir), "--progress", "plain", *args])
+    result = runner.invoke(
+        app, ["train", str(REPO / "configs" / f"{name}.yaml"), "--runs-dir", str(runs_dir), "--progress", "plain", *args]
+    )
     assert result.exit_code == 0, result.output
     run = only_run(runs_dir)
     metrics = read_json(run / "metrics.json") if (run / "metrics.json").exists() else None
@@ -46,7 +47,15 @@ def test_mnist_cnn_matches_the_published_curve(runner, mnist_env, tmp_path) -> N
 @needs_mnist
 def test_mnist_class_weight_and_sample_weight_agree(runner, mnist_env, tmp_path) -> None:
     by_class_weight = train(runner, "mnist_class_weight", tmp_path / "cw")
-    by_sample_weight = train(runner, "mnist_class_weight", tmp_path / "sw", "--set", "train.class_weight=null", "--set", "train.sample_weight={by_class: {5: 2.0}}")
+    by_sample_weight = train(
+        runner,
+        "mnist_class_weight",
+        tmp_path / "sw",
+        "--set",
+        "train.class_weight=null",
+        "--set",
+        "train.sample_weight={by_class: {5: 2.0}}",
+    )
     assert by_class_weight["history"] == by_sample_weight["history"]
     assert by_class_weight["metrics"]["sparse_categorical_accuracy"] >= 0.93
 
@@ -64,7 +73,7 @@ def test_mnist_custom_loop_matches_the_published_training_curve(runner, mnist_en
     result = train(runner, "mnist_custom_loop", tmp_path)
     published_accuracy = [0.9140, 0.9528, 0.9614]
     measured = result["history"]["sparse_categorical_accuracy"]
-    assert all(abs(m - p) <= 0.005 for m, p in zip(measured, published_accuracy)), measured
+    assert all(abs(m - p) <= 0.005 for m, p in zip(measured, published_accuracy, strict=True)), measured
     assert result["metrics"]["sparse_categorical_accuracy"] >= 0.97
 
 
@@ -73,5 +82,5 @@ def test_mnist_cnn_custom_loop_matches_the_published_test_curve(runner, mnist_en
     result = train(runner, "mnist_cnn_custom_loop", tmp_path)
     published = [0.9483, 0.9669, 0.9716]
     measured = result["history"]["val_accuracy"]  # validated on the test set after each epoch
-    assert all(abs(m - p) <= 0.01 for m, p in zip(measured, published)), measured
+    assert all(abs(m - p) <= 0.01 for m, p in zip(measured, published, strict=True)), measured
     assert abs(measured[-1] - published[-1]) <= 0.005, measured

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from conftest import REPO, only_run
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
-
-from conftest import REPO, only_run
 
 SEED = yaml.safe_load((REPO / "configs" / "multi_io.yaml").read_text())
 
@@ -33,14 +32,23 @@ def test_seed_graph_trains_with_both_loops_identically(runner, tmp_path) -> None
         assert result.exit_code == 0, result.output
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]
-    assert {"loss", "score_output_loss", "class_output_loss", "class_output_auc", "score_output_mean_absolute_error", "val_class_output_categorical_accuracy"} <= set(histories["fit"])
+    assert {
+        "loss",
+        "score_output_loss",
+        "class_output_loss",
+        "class_output_auc",
+        "score_output_mean_absolute_error",
+        "val_class_output_categorical_accuracy",
+    } <= set(histories["fit"])
     summary = (only_run(tmp_path / "fit") / "summary.txt").read_text()
     assert "img_input" in summary and "ts_input" in summary and "merged" in summary
 
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_list_loss_with_a_null_output(runner, tmp_path, loop) -> None:
-    config = write(tmp_path, {"compile": {"loss": ["mean_squared_error", None], "metrics": [[], ["categorical_accuracy"]], "loss_weights": None}})
+    config = write(
+        tmp_path, {"compile": {"loss": ["mean_squared_error", None], "metrics": [[], ["categorical_accuracy"]], "loss_weights": None}}
+    )
     result = train(runner, config, tmp_path / "runs", "--set", f"train.loop={loop}")
     assert result.exit_code == 0, result.output
     history = read_json(only_run(tmp_path / "runs") / "history.json")
@@ -53,13 +61,19 @@ def test_loss_weights_weigh_the_total(runner, tmp_path) -> None:
     assert result.exit_code == 0, result.output
     history = read_json(only_run(tmp_path / "runs") / "history.json")
     # Keras's total is the weighted sum of the per-output losses (averaged over the epoch's batches).
-    assert history["val_loss"][0] == pytest.approx(2.0 * history["val_score_output_loss"][0] + history["val_class_output_loss"][0], rel=1e-5)
+    assert history["val_loss"][0] == pytest.approx(
+        2.0 * history["val_score_output_loss"][0] + history["val_class_output_loss"][0], rel=1e-5
+    )
 
 
 @pytest.mark.parametrize(
     "changes, key, message",
     [
-        ({"compile": {"loss": {"score_output": "mse", "clas_output": "categorical_crossentropy"}}}, "compile.loss.clas_output", "did you mean `class_output`"),
+        (
+            {"compile": {"loss": {"score_output": "mse", "clas_output": "categorical_crossentropy"}}},
+            "compile.loss.clas_output",
+            "did you mean `class_output`",
+        ),
         ({"compile": {"metrics": {"scor_output": ["mae"]}}}, "compile.metrics.scor_output", "did you mean `score_output`"),
         ({"model": {"outputs": ["score_output", "class_out"]}}, "model.outputs", "did you mean `class_output`"),
     ],
@@ -96,8 +110,17 @@ def test_class_weights_per_output_give_the_hand_computed_loss(runner, tmp_path) 
     from kerasrun.examples.multi_io import seed_data
 
     changes = {
-        "compile": {"optimizer": {"SGD": {"learning_rate": 0.0}}, "metrics": {}, "loss_weights": None},  # no learning: the loss is the start's
-        "train": {"epochs": 1, "batch_size": 100, "validation_split": None, "class_weight": {"class_output": {0: 3.0, 2: 0.5}}},  # one batch
+        "compile": {
+            "optimizer": {"SGD": {"learning_rate": 0.0}},
+            "metrics": {},
+            "loss_weights": None,
+        },  # no learning: the loss is the start's
+        "train": {
+            "epochs": 1,
+            "batch_size": 100,
+            "validation_split": None,
+            "class_weight": {"class_output": {0: 3.0, 2: 0.5}},
+        },  # one batch
     }
     result = train(runner, write(tmp_path, changes), tmp_path / "runs")
     assert result.exit_code == 0, result.output
@@ -136,11 +159,24 @@ def test_data_names_must_match_the_model(runner, tmp_path) -> None:
 
 
 def test_dataset_yielding_sample_weights_trains_in_both_loops(runner, write_config, tmp_path) -> None:
-    changes = {"data": {"source": "python", "function": "helpers_custom:weighted_dataset", "generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None},
-               "model": {"layers": [{"Dense": {"units": 2, "activation": "softmax"}}]}, "train": {"validation_split": None, "stratify": False}}
+    changes = {
+        "data": {
+            "source": "python",
+            "function": "helpers_custom:weighted_dataset",
+            "generator": None,
+            "means": None,
+            "cov": None,
+            "samples_per_class": None,
+            "test_fraction": None,
+        },
+        "model": {"layers": [{"Dense": {"units": 2, "activation": "softmax"}}]},
+        "train": {"validation_split": None, "stratify": False},
+    }
     histories = {}
     for loop in ("fit", "custom"):
-        result = runner.invoke(app, ["train", str(write_config(changes)), "--runs-dir", str(tmp_path / loop), "--set", f"train.loop={loop}"])
+        result = runner.invoke(
+            app, ["train", str(write_config(changes)), "--runs-dir", str(tmp_path / loop), "--set", f"train.loop={loop}"]
+        )
         assert result.exit_code == 0, result.output
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]
@@ -152,10 +188,21 @@ def test_npz_arrays_by_name(runner, tmp_path) -> None:
     from kerasrun.examples.multi_io import seed_data
 
     data = seed_data(40, 8)
-    np.savez(tmp_path / "multi.npz", img=data["x_train"]["img_input"], ts=data["x_train"]["ts_input"],
-             score=data["y_train"]["score_output"], cls=data["y_train"]["class_output"])
-    source = {"source": "npz", "path": str(tmp_path / "multi.npz"), "x": {"img_input": "img", "ts_input": "ts"},
-              "y": {"score_output": "score", "class_output": "cls"}, "x_test": None, "y_test": None}
+    np.savez(
+        tmp_path / "multi.npz",
+        img=data["x_train"]["img_input"],
+        ts=data["x_train"]["ts_input"],
+        score=data["y_train"]["score_output"],
+        cls=data["y_train"]["class_output"],
+    )
+    source = {
+        "source": "npz",
+        "path": str(tmp_path / "multi.npz"),
+        "x": {"img_input": "img", "ts_input": "ts"},
+        "y": {"score_output": "score", "class_output": "cls"},
+        "x_test": None,
+        "y_test": None,
+    }
     config = {**SEED, "data": source}
     path = tmp_path / "npz.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -178,10 +225,24 @@ def test_list_data_equals_dict_data(runner, tmp_path, loop) -> None:
 
 
 def test_synthetic_named_arrays(runner, tmp_path) -> None:
-    source = {"source": "synthetic", "generator": "random", "samples": 60, "test_fraction": 0.2,
-              "x_shape": {"img_input": [32, 32, 3], "ts_input": [20, 10]}, "y_shape": {"score_output": [1]}, "classes": {"class_output": 5}}
-    config = {**SEED, "data": source, "compile": {**SEED["compile"], "loss": {"score_output": "mse", "class_output": "sparse_categorical_crossentropy"},
-                                                  "metrics": {"class_output": ["sparse_categorical_accuracy"]}}}
+    source = {
+        "source": "synthetic",
+        "generator": "random",
+        "samples": 60,
+        "test_fraction": 0.2,
+        "x_shape": {"img_input": [32, 32, 3], "ts_input": [20, 10]},
+        "y_shape": {"score_output": [1]},
+        "classes": {"class_output": 5},
+    }
+    config = {
+        **SEED,
+        "data": source,
+        "compile": {
+            **SEED["compile"],
+            "loss": {"score_output": "mse", "class_output": "sparse_categorical_crossentropy"},
+            "metrics": {"class_output": ["sparse_categorical_accuracy"]},
+        },
+    }
     path = tmp_path / "synthetic.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     result = train(runner, str(path), tmp_path / "runs", "--set", "train.epochs=1")
@@ -190,10 +251,10 @@ def test_synthetic_named_arrays(runner, tmp_path) -> None:
 
 
 def test_balanced_class_weight_per_output(runner, tmp_path) -> None:
+    import numpy as np
+
     from kerasrun.config import load_config
     from kerasrun.data import load_data
-
-    import numpy as np
 
     config = load_config(write(tmp_path, {"train": {"validation_split": None, "class_weight": {"class_output": "balanced"}}}))
     data = load_data(config)

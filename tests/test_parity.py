@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import only_run
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.config import load_config
 from kerasrun.data import load_data, make_dataset
 from kerasrun.models import build_training_state
-from kerasrun.rundir import read_json
 from kerasrun.run import prepare_experiment
+from kerasrun.rundir import read_json
 from kerasrun.trainers.fit import train_with_fit
-
-from conftest import only_run
 
 PARITY = {
     "data": {"samples_per_class": 200, "test_fraction": None},
-    "model": {"layers": [{"Dense": {"units": 16, "activation": "relu", "name": "hidden"}}, {"Dense": {"units": 3, "activation": "softmax", "name": "out"}}]},
+    "model": {
+        "layers": [
+            {"Dense": {"units": 16, "activation": "relu", "name": "hidden"}},
+            {"Dense": {"units": 3, "activation": "softmax", "name": "out"}},
+        ]
+    },
     "compile": {"optimizer": {"RMSprop": {"learning_rate": 0.01}}, "steps_per_execution": 1},
     "train": {"epochs": 3, "batch_size": 32, "shuffle": False, "validation_split": 0.2, "stratify": False, "class_weight": {1: 2.0}},
 }
@@ -53,7 +57,9 @@ def test_steps_per_execution_gives_identical_history(runner, write_config, tmp_p
     for spe in (1, 32):
         runs = tmp_path / f"spe{spe}"
         config = write_config({**PARITY, "train": {**PARITY["train"], "shuffle": True}})
-        result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--progress", "none", "--set", f"compile.steps_per_execution={spe}"])
+        result = runner.invoke(
+            app, ["train", str(config), "--runs-dir", str(runs), "--progress", "none", "--set", f"compile.steps_per_execution={spe}"]
+        )
         assert result.exit_code == 0, result.output
         histories.append(read_json(only_run(runs) / "history.json"))
     assert histories[0] == histories[1]
@@ -69,7 +75,6 @@ def test_class_weight_equals_per_class_sample_weight(runner, write_config, tmp_p
         histories.append(read_json(only_run(runs) / "history.json"))
     assert histories[0] == histories[1]
     assert np.isfinite(histories[0]["loss"]).all()
-
 
 
 @pytest.mark.parametrize("prebuild", [True, False])

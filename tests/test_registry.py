@@ -97,8 +97,10 @@ def test_import_path_errors() -> None:
 
 def test_build_collects_every_bad_layer_with_location(write_config) -> None:
     path = write_config(
-        {"model": {"layers": [{"Dens": {"units": 3}}, {"Dense": {"unit": 3}}, {"Dense": {"units": 3, "activation": "softmax"}}]},
-         "compile": {"optimizer": "adamm", "metrics": ["acuracy"]}}
+        {
+            "model": {"layers": [{"Dens": {"units": 3}}, {"Dense": {"unit": 3}}, {"Dense": {"units": 3, "activation": "softmax"}}]},
+            "compile": {"optimizer": "adamm", "metrics": ["acuracy"]},
+        }
     )
     config = load_config(path)
     with pytest.raises(ConfigError) as info:
@@ -133,5 +135,5 @@ def test_factory_model(write_config, tmp_path, monkeypatch) -> None:
     config = load_config(write_config({"model": {"inputs": None, "layers": None, "factory": "factory_mod:make", "kwargs": {"units": 3}}}))
     assert build_model(config).output_shape == (None, 3)
     config = load_config(write_config({"model": {"inputs": None, "layers": None, "factory": "factory_mod:not_model"}}))
-    with pytest.raises(ConfigError, match="expected a keras.Model"):
+    with pytest.raises(ConfigError, match=r"expected a keras\.Model"):
         build_model(config)

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import HAS_MNIST, REPO, only_run
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
-
-from conftest import HAS_MNIST, REPO, only_run
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 

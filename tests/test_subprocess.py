@@ -7,16 +7,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kerasrun.rundir import read_json
-
 from conftest import only_run
+
+from kerasrun.rundir import read_json
 
 PY = sys.executable
 
 
 def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """Run `python -m kerasrun ARGS` and capture its output."""
-    return subprocess.run([PY, "-m", "kerasrun", *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=300)
+    return subprocess.run(
+        [PY, "-m", "kerasrun", *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=300
+    )
 
 
 def modules_loaded_by(code: str) -> set[str]:
@@ -27,7 +29,9 @@ def modules_loaded_by(code: str) -> set[str]:
 
 
 def test_help_does_not_import_tensorflow() -> None:
-    loaded = modules_loaded_by("from typer.testing import CliRunner\nfrom kerasrun.cli import app\nassert CliRunner().invoke(app, ['--help']).exit_code == 0")
+    loaded = modules_loaded_by(
+        "from typer.testing import CliRunner\nfrom kerasrun.cli import app\nassert CliRunner().invoke(app, ['--help']).exit_code == 0"
+    )
     assert "kerasrun.cli" in loaded
     assert not {"tensorflow", "keras"} & loaded
 

@@ -27,7 +27,14 @@ def custom_mean_squared_error(y_true: Any, y_pred: Any) -> Any:
 class WeightedBinaryCrossEntropy(keras.losses.Loss):
     """Binary cross-entropy with a weight on the positive class and an overall weight."""
 
-    def __init__(self, pos_weight: float = 1.0, weight: float = 1.0, from_logits: bool = False, reduction: str = "sum_over_batch_size", name: str = "weighted_binary_crossentropy") -> None:
+    def __init__(
+        self,
+        pos_weight: float = 1.0,
+        weight: float = 1.0,
+        from_logits: bool = False,
+        reduction: str = "sum_over_batch_size",
+        name: str = "weighted_binary_crossentropy",
+    ) -> None:
         super().__init__(reduction=reduction, name=name)
         self.pos_weight = pos_weight
         self.weight = weight
@@ -53,7 +60,11 @@ class CategoricalTruePositives(keras.metrics.Metric):
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         predicted = ops.argmax(y_pred, axis=-1)
         # Sparse labels or one-hot targets both become class indices.
-        labels = ops.argmax(y_true, axis=-1) if len(y_true.shape) > 1 and y_true.shape[-1] and y_true.shape[-1] > 1 else ops.reshape(y_true, (-1,))
+        labels = (
+            ops.argmax(y_true, axis=-1)
+            if len(y_true.shape) > 1 and y_true.shape[-1] and y_true.shape[-1] > 1
+            else ops.reshape(y_true, (-1,))
+        )
         values = ops.cast(ops.equal(ops.cast(labels, "int32"), ops.cast(predicted, "int32")), "float32")
         if sample_weight is not None:
             values = values * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))

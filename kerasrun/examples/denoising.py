@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 NOISE_STDDEV = 0.3  # in units of the [0, 1] pixel scale
@@ -28,7 +27,9 @@ DROP_RATE = 0.2  # fraction of pixels zeroed
 NOISE_SEED = 1234  # with the optimizer's step counter: new noise every step, the same on every run
 
 
-def digits_autoencoder_data(test_fraction: float = 0.2, seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def digits_autoencoder_data(
+    test_fraction: float = 0.2, seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Digits scaled to [0, 1], each image its own target: ((x, x), (x_test, x_test))."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split

@@ -11,7 +11,8 @@ loss and gradient computation while this loop keeps everything else.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from kerasrun._tf import keras, tf
 from kerasrun.config import TrainConfig
@@ -79,8 +80,12 @@ class CustomLoop:
         self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True, autograph=False)
         self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True, autograph=False)
         # Under a strategy, one step per call: TF 2.21 fails on optionals of distributed iterators inside loops.
-        self.train_replicated = tf.function(lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True, autograph=False)
-        self.test_replicated = tf.function(lambda data: self.strategy.run(self.test_step, args=(data,)), reduce_retracing=True, autograph=False)
+        self.train_replicated = tf.function(
+            lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True, autograph=False
+        )
+        self.test_replicated = tf.function(
+            lambda data: self.strategy.run(self.test_step, args=(data,)), reduce_retracing=True, autograph=False
+        )
 
     # ---------------------------------------------------------------- one step
 
@@ -235,7 +240,9 @@ class CustomLoop:
         callbacks.on_test_end(logs)
         return logs
 
-    def fit(self, train_ds: Any, val_ds: Any, spec: TrainConfig, callbacks: list[Any], steps_per_epoch: int | None, validation_steps: int | None) -> Any:
+    def fit(
+        self, train_ds: Any, val_ds: Any, spec: TrainConfig, callbacks: list[Any], steps_per_epoch: int | None, validation_steps: int | None
+    ) -> Any:
         """Epochs of training and validation, with fit's callback order and `model.stop_training`."""
         model = self.model
         self.build(train_ds)
