@@ -9,12 +9,12 @@ import math
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeAlias, TypeGuard, cast
 
 import numpy as np
 
 from kerasrun import registry
-from kerasrun.config import Config
+from kerasrun.config import Config, CsvData, KerasData, NpzData, PythonData, SklearnData, SyntheticData
 from kerasrun.errors import ConfigError, DataUnavailableError, Problem
 
 DATA_DIR_ENV = "KERASRUN_DATA_DIR"
@@ -30,13 +30,17 @@ RAW_KERAS_FILES = {
 }
 
 
+# One array, or {name: array} / [array, ...] for a model with several inputs or outputs.
+Arrays: TypeAlias = np.ndarray | dict[str, np.ndarray] | list[np.ndarray]
+
+
 @dataclass
 class Split:
     """Features, targets and optional per-sample weights of one split."""
 
-    x: np.ndarray
-    y: np.ndarray
-    sample_weight: np.ndarray | None = None
+    x: Arrays
+    y: Arrays
+    sample_weight: Arrays | None = None
 
     def __len__(self) -> int:
         return len(leaves(self.x)[0][1])
@@ -128,6 +132,7 @@ def read_keras(config: Config) -> Data:
     from kerasrun._tf import keras
 
     spec = config.data
+    assert isinstance(spec, KerasData)  # read_source dispatched on data.source
     module = getattr(keras.datasets, spec.name, None)
     if module is None or not hasattr(module, "load_data"):
         known = [n for n in dir(keras.datasets) if hasattr(getattr(keras.datasets, n), "load_data")]
@@ -179,6 +184,7 @@ def read_idx_gz(path: Path) -> np.ndarray:
 def read_npz(config: Config) -> Data:
     """Arrays from an .npz file, by key."""
     spec = config.data
+    assert isinstance(spec, NpzData)  # read_source dispatched on data.source
     path = config.resolve_path(spec.path)
     if not path.is_file():
         raise ConfigError(config.problem(("data", "path"), f"no such file: {path}"))
@@ -211,7 +217,7 @@ def read_npz(config: Config) -> Data:
     return Data(Split(x, y, sw), test=test)
 
 
-def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) -> Split:
+def read_csv_table(path: Path, spec: CsvData, config: Config, loc: tuple[Any, ...]) -> Split:
     """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs."""
     if not path.is_file():
         raise ConfigError(config.problem(loc, f"no such file: {path}"))
@@ -246,7 +252,8 @@ def read_csv_table(path: Path, spec: Any, config: Config, loc: tuple[Any, ...]) 
     except ValueError as exc:
         raise ConfigError(config.problem(("data", "features"), f"{path.name}: a feature value is not a number ({exc})")) from None
     y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
-    return Split(x.get(None, x), y.get(None, y))
+    # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
+    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)))
 
 
 def column_values(raw: list[str]) -> np.ndarray:
@@ -262,6 +269,7 @@ def column_values(raw: list[str]) -> np.ndarray:
 def read_csv(config: Config) -> Data:
     """A CSV table, with an optional test file or seeded test fraction."""
     spec = config.data
+    assert isinstance(spec, CsvData)  # read_source dispatched on data.source
     train = read_csv_table(config.resolve_path(spec.path), spec, config, ("data", "path"))
     if spec.test_path:
         return Data(train, test=read_csv_table(config.resolve_path(spec.test_path), spec, config, ("data", "test_path")))
@@ -275,6 +283,7 @@ def read_sklearn(config: Config) -> Data:
     import sklearn.datasets
 
     spec = config.data
+    assert isinstance(spec, SklearnData)  # read_source dispatched on data.source
     loader = getattr(sklearn.datasets, f"load_{spec.name}")
     x, y = loader(return_X_y=True)
     return split_test(Split(x.astype(np.float32), y.astype(np.int64)), spec.test_fraction, config.seed, spec.stratify)
@@ -283,8 +292,12 @@ def read_sklearn(config: Config) -> Data:
 def read_synthetic(config: Config) -> Data:
     """Seeded generated data: Gaussian blobs per class, or random arrays."""
     spec = config.data
+    assert isinstance(spec, SyntheticData)  # read_source dispatched on data.source
     rng = np.random.default_rng(config.seed)
+    x: Arrays
+    y: Arrays
     if spec.generator == "blobs":
+        assert spec.samples_per_class is not None  # check_generator_keys requires it for blobs
         means = np.asarray(spec.means, dtype=np.float64)
         cov = np.asarray(spec.cov, dtype=np.float64)
         if cov.shape != (means.shape[1], means.shape[1]):
@@ -294,14 +307,24 @@ def read_synthetic(config: Config) -> Data:
         x = np.concatenate([rng.multivariate_normal(m, cov, size=spec.samples_per_class) for m in means]).astype(np.float32)
         y = np.repeat(np.arange(len(means)), spec.samples_per_class).astype(np.int64)
     else:
+        assert spec.x_shape is not None and spec.samples is not None  # check_generator_keys requires them for random
         x = map_shapes(spec.x_shape, lambda shape: rng.standard_normal((spec.samples, *shape)).astype(np.float32))
         if isinstance(spec.classes, dict) or isinstance(spec.y_shape, dict):
             # Several outputs: float targets by shape, integer class targets by count, each named.
-            y = {name: rng.standard_normal((spec.samples, *shape)).astype(np.float32) for name, shape in (spec.y_shape or {}).items()}
-            y |= {name: rng.integers(0, count, size=spec.samples).astype(np.int64) for name, count in (spec.classes or {}).items()}
+            # A dict beside a plain list/int (e.g. classes: {a: 2}, y_shape: [2]) passes the schema and raises
+            # AttributeError here; the ignores below keep that behaviour rather than hide it.
+            y = {
+                name: rng.standard_normal((spec.samples, *shape)).astype(np.float32)
+                for name, shape in (spec.y_shape or {}).items()  # type: ignore[union-attr]  # see above
+            }
+            y |= {
+                name: rng.integers(0, count, size=spec.samples).astype(np.int64)
+                for name, count in (spec.classes or {}).items()  # type: ignore[union-attr]  # see above
+            }
         elif spec.classes is not None:
             y = rng.integers(0, spec.classes, size=spec.samples).astype(np.int64)
         else:
+            assert spec.y_shape is not None  # check_generator_keys requires classes or y_shape
             y = rng.standard_normal((spec.samples, *spec.y_shape)).astype(np.float32)
     if spec.test_fraction:
         return split_test(Split(x, y), spec.test_fraction, config.seed, stratify=False)
@@ -318,6 +341,7 @@ def read_python(config: Config) -> Data:
     from kerasrun._tf import tf
 
     spec = config.data
+    assert isinstance(spec, PythonData)  # read_source dispatched on data.source
     loc = ("data", "function")
     try:
         function = registry.import_object(spec.function)
@@ -383,7 +407,9 @@ def split_test(split: Split, fraction: float, seed: int, stratify: bool) -> Data
 def preprocess(split: Split, config: Config, name: str) -> Split:
     """Apply `data.preprocess` steps in order (one_hot to targets, the rest to features)."""
     x, y = split.x, split.y
-    if config.data.preprocess and (isinstance(x, (dict, list)) or isinstance(y, (dict, list))):
+    if not config.data.preprocess:
+        return Split(x, y, split.sample_weight)
+    if isinstance(x, (dict, list)) or isinstance(y, (dict, list)):
         raise ConfigError(
             config.problem(
                 ("data", "preprocess"), "preprocess steps apply to single-array features and targets; prepare named arrays in the source"
@@ -515,6 +541,7 @@ def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
     split is reproducible and no batch ever moves between training and validation.
     """
 
+    assert config.train.validation_split is not None  # split_validation calls this only with a split
     loc = ("train", "validation_split")
     batches = int(dataset.cardinality())
     if batches <= 0:
@@ -556,6 +583,7 @@ def class_weight_table(
     if class_weight == "balanced":
         from sklearn.utils.class_weight import compute_class_weight
 
+        assert present is not None  # `balanced` without labels raised above
         classes = np.array(sorted(present))
         weights = compute_class_weight("balanced", classes=classes, y=labels)
         rules.append((loc, {int(c): float(w) for c, w in zip(classes, weights, strict=True)}))
@@ -580,7 +608,7 @@ def class_weight_table(
     return out
 
 
-def is_per_output(class_weight: Any) -> bool:
+def is_per_output(class_weight: Any) -> TypeGuard[dict[str, dict[int, float] | Literal["balanced"]]]:
     """True for {output_name: rule} class weights."""
     return isinstance(class_weight, dict) and any(isinstance(k, str) for k in class_weight)
 
@@ -600,9 +628,12 @@ def weight_training(train: Any, config: Config) -> Any:
         if spec.class_weight is None and by_class is None:
             return train
         labels = class_labels(train.y)
-        weights = class_weight_table(config, labels, spec.class_weight, by_class, loc)[labels.astype(np.int64)]
+        table = class_weight_table(config, labels, spec.class_weight, by_class, loc)
+        assert table is not None  # a class_weight or by_class rule is set
+        weights = table[labels.astype(np.int64)]
         if train.sample_weight is not None:
-            weights = weights * train.sample_weight.astype(np.float32)
+            # Only named targets (handled by weight_outputs) come with named weights: here it is one array.
+            weights = weights * cast(np.ndarray, train.sample_weight).astype(np.float32)
         return Split(train.x, train.y, weights.astype(np.float32))
     table = class_weight_table(config, None, spec.class_weight, by_class, loc)
     return train if table is None else weight_dataset(train, table)
@@ -610,6 +641,7 @@ def weight_training(train: Any, config: Config) -> Any:
 
 def weight_outputs(train: Split, config: Config) -> Split:
     """Per-output sample weights for a model with several outputs: class weights keyed by output name."""
+    assert isinstance(train.y, dict)  # weight_training sends only named targets here
     spec = config.train
     loc = ("train", "class_weight")
     if spec.sample_weight is not None:
@@ -648,7 +680,9 @@ def weight_outputs(train: Split, config: Config) -> Split:
             weights[name] = base
             continue
         labels = class_labels(targets)
-        weights[name] = class_weight_table(config, labels, rule, None, loc + (name,))[labels.astype(np.int64)] * base
+        table = class_weight_table(config, labels, rule, None, loc + (name,))
+        assert table is not None  # rule is set
+        weights[name] = table[labels.astype(np.int64)] * base
     return Split(train.x, train.y, weights)
 
 
@@ -679,7 +713,7 @@ def make_dataset(split: Any, batch_size: int, shuffle: bool, seed: int, outputs:
 
     if not isinstance(split, Split):
         return split  # a tf.data.Dataset from a python source is used as given
-    sample_weight = split.sample_weight
+    sample_weight: Arrays | tuple[np.ndarray, ...] | None = split.sample_weight
     if isinstance(sample_weight, dict):
         sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
     parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
@@ -730,4 +764,7 @@ def empty_aligned(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
 
 def input_sample_shape(split: Any) -> tuple[int, ...] | None:
     """Per-sample feature shape of array data (None for datasets)."""
-    return tuple(split.x.shape[1:]) if isinstance(split, Split) and not isinstance(split.x, dict) else None
+    if not isinstance(split, Split) or isinstance(split.x, dict):
+        return None
+    # A list of arrays (e.g. a single input given as [x]) has no .shape and raises AttributeError here; kept as is.
+    return tuple(split.x.shape[1:])  # type: ignore[union-attr]

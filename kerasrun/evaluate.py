@@ -152,12 +152,12 @@ def predict_run(run_dir: Path, input_path: Path, output_path: Path) -> tuple[int
     config, model = load_run(run_dir)
     x = read_input(input_path)
     feature_steps = [s for s in config.data.preprocess if s.one_hot is None]
-    x = preprocess(
+    features = preprocess(
         Split(x, np.zeros(len(x))),
         config.model_copy(update={"data": config.data.model_copy(update={"preprocess": feature_steps})}),
         "input",
     ).x
     batch = config.evaluate.batch_size or config.train.batch_size
-    predictions = np.asarray(model.predict(x, batch_size=batch, verbose=0))
+    predictions = np.asarray(model.predict(features, batch_size=batch, verbose=0))
     write_output(output_path, predictions)
     return tuple(predictions.shape)
