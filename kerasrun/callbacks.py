@@ -45,7 +45,7 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     def __init__(self) -> None:
         super().__init__()
-        self.diverged_at: dict[str, int] | None = None
+        self.diverged_at: dict[str, int | None] | None = None  # batch is None at an epoch end
         self.epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:

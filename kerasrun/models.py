@@ -27,6 +27,7 @@ def build_model(config: Config) -> keras.Model:
 
 def build_from_factory(config: Config, collector: Collector) -> Any:
     """Call `model.factory` with `model.kwargs`; it must return a keras.Model."""
+    assert config.model.factory is not None  # build_model calls this only for a factory model
     loc = ("model", "factory")
     try:
         factory = registry.import_object(config.model.factory)

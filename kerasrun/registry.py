@@ -144,9 +144,10 @@ def resolve_nested(kwargs: dict[str, Any], loc: Loc) -> dict[str, Any]:
     """Resolve initializer/regularizer/constraint/activation arguments given as names, shorthand or import paths."""
     out = dict(kwargs)
     for key, value in kwargs.items():
-        kind, namespace = next((v for suffix, v in NESTED_KINDS.items() if key.endswith(suffix)), (None, None))
-        if kind is None or not isinstance(value, (str, dict)):
+        found = next((v for suffix, v in NESTED_KINDS.items() if key.endswith(suffix)), None)
+        if found is None or not isinstance(value, (str, dict)):
             continue
+        kind, namespace = found
         try:
             out[key] = resolve_with_getter(kind, value, namespace.get, namespace, None)
         except SpecError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
 
-REGULARIZED = {
+REGULARIZED: dict[str, Any] = {
     "model": {
         "layers": [
             {"Dense": {"units": 16, "activation": "relu", "kernel_regularizer": {"L2": {"l2": 0.01}}}},
@@ -140,7 +141,7 @@ def test_validation_from_first(write_config) -> None:
     from kerasrun.config import load_config
     from kerasrun.data import load_data
 
-    changes = {"data": {"test_fraction": None}, "train": {"validation_split": 0.25, "stratify": False}}
+    changes: dict[str, Any] = {"data": {"test_fraction": None}, "train": {"validation_split": 0.25, "stratify": False}}
     last = load_data(load_config(write_config(changes)))
     first = load_data(load_config(write_config({**changes, "train": {**changes["train"], "validation_from": "first"}})))
     assert len(first.validation) == len(last.validation) == 75

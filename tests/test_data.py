@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -154,7 +155,7 @@ def test_class_weight_key_must_be_a_label(write_config) -> None:
     with pytest.raises(ConfigError) as info:
         load(write_config, {"train": {"class_weight": {7: 2.0, 9: 1.0}}})
     assert [p.key for p in info.value.problems] == ["train.class_weight.7", "train.class_weight.9"]
-    assert "labels: [0, 1, 2]" in info.value.problems[0].hint
+    assert "labels: [0, 1, 2]" in (info.value.problems[0].hint or "")
 
 
 def test_class_weight_needs_class_labels(write_config) -> None:
@@ -213,7 +214,7 @@ def test_npz_source(write_config, tmp_path: Path) -> None:
                 }
             },
         )
-    assert "has no array `xx`" in info.value.problems[0].message and "a, b, w" in info.value.problems[0].hint
+    assert "has no array `xx`" in info.value.problems[0].message and "a, b, w" in (info.value.problems[0].hint or "")
 
 
 def test_csv_source(write_config, tmp_path: Path) -> None:
@@ -305,7 +306,7 @@ def test_nonfinite_input_is_refused_with_index(write_config, tmp_path: Path) -> 
     x = np.ones((10, 3), np.float32)
     x[4, 2] = np.nan
     np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(10) % 2)
-    changes = {"data": {"source": "npz", "path": "d.npz", **PY}, "train": {"validation_split": None, "stratify": False}}
+    changes: dict[str, Any] = {"data": {"source": "npz", "path": "d.npz", **PY}, "train": {"validation_split": None, "stratify": False}}
     with pytest.raises(ConfigError, match=r"x_train holds NaN or inf at index \(4, 2\)"):
         load(write_config, changes)
     changes["data"]["allow_nonfinite"] = True
@@ -321,14 +322,14 @@ def test_keras_dataset_missing_offline(write_config, tmp_path: Path, monkeypatch
     with pytest.raises(DataUnavailableError) as info:
         load(write_config, {"data": {**KERAS, "name": "cifar10"}})
     problem = info.value.problems[0]
-    assert problem.key == "data.name" and "not available offline" in problem.message and "cifar10.npz" in problem.hint
+    assert problem.key == "data.name" and "not available offline" in problem.message and "cifar10.npz" in (problem.hint or "")
     assert info.value.exit_code == 2
 
 
 def test_unknown_keras_dataset_suggests(write_config) -> None:
     with pytest.raises(ConfigError) as info:
         load(write_config, {"data": {**KERAS, "name": "mnsit"}})
-    assert "did you mean `mnist`" in info.value.problems[0].hint
+    assert "did you mean `mnist`" in (info.value.problems[0].hint or "")
 
 
 def test_keras_raw_idx_files(write_config, tmp_path: Path) -> None:
@@ -434,11 +435,12 @@ def test_scale_and_cast_match_numpy_and_are_aligned() -> None:
 
 def test_dataset_gathers_the_right_rows_from_shared_arrays() -> None:
     x = np.random.default_rng(2).random((2000, 200)).astype(np.float32)[:, 1:]  # 1.6 MB, needs an aligned copy
-    split = Split(x, np.arange(2000), np.linspace(0, 1, 2000).astype(np.float32))
+    weights = np.linspace(0, 1, 2000).astype(np.float32)
+    split = Split(x, np.arange(2000), weights)
     seen = 0
     for xb, yb, wb in make_dataset(split, 256, True, seed=1):
         index = yb.numpy()
-        assert np.array_equal(xb.numpy(), x[index]) and np.array_equal(wb.numpy(), split.sample_weight[index])
+        assert np.array_equal(xb.numpy(), x[index]) and np.array_equal(wb.numpy(), weights[index])
         seen += len(index)
     assert seen == 2000
 
@@ -460,7 +462,7 @@ def test_python_generator_source_with_a_validation_split(write_config) -> None:
 def test_csv_named_columns_for_several_inputs_and_outputs(write_config, tmp_path: Path) -> None:
     rows = ["a,b,c,score,kind"] + [f"{i},{i * 2},{i * 3},{i / 10},{'x' if i % 2 else 'y'}" for i in range(10)]
     (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
-    changes = {
+    changes: dict[str, Any] = {
         "data": {
             "source": "csv",
             "path": "m.csv",
@@ -480,4 +482,4 @@ def test_csv_named_columns_for_several_inputs_and_outputs(write_config, tmp_path
     changes["data"]["features"] = {"left": ["a", "bb"]}
     with pytest.raises(ConfigError) as info:
         load(write_config, changes)
-    assert info.value.problems[0].key == "data.features.left" and "did you mean `b`" in info.value.problems[0].hint
+    assert info.value.problems[0].key == "data.features.left" and "did you mean `b`" in (info.value.problems[0].hint or "")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from conftest import only_run
@@ -15,7 +17,7 @@ from kerasrun.run import prepare_experiment
 from kerasrun.rundir import read_json
 from kerasrun.trainers.fit import train_with_fit
 
-PARITY = {
+PARITY: dict[str, Any] = {
     "data": {"samples_per_class": 200, "test_fraction": None},
     "model": {
         "layers": [
@@ -85,7 +87,13 @@ def test_train_and_test_steps_are_traced_once(write_config, prebuild) -> None:
     model, traces = experiment.model, []
     for step in ("train_step", "test_step"):
         original = getattr(model, step)
-        setattr(model, step, lambda data, original=original, step=step: traces.append(step) or original(data))
+
+        def traced(data: Any, original: Any = original, step: str = step) -> Any:
+            """Note the trace, then run Keras's step."""
+            traces.append(step)
+            return original(data)
+
+        setattr(model, step, traced)
     train_ds = make_dataset(experiment.data.train, 32, True, config.seed)
     val_ds = make_dataset(experiment.data.validation, 32, False, config.seed)
     if prebuild:

@@ -23,7 +23,7 @@ def test_unknown_optimizer_suggests() -> None:
     with pytest.raises(SpecError) as info:
         resolve_optimizer("rmsprp")
     assert "unknown optimizer `rmsprp`" in str(info.value)
-    assert "RMSprop" in info.value.hint
+    assert "RMSprop" in (info.value.hint or "")
 
 
 def test_layer_forms() -> None:
@@ -43,7 +43,7 @@ def test_layer_by_import_path() -> None:
 def test_unknown_layer_suggests() -> None:
     with pytest.raises(SpecError) as info:
         resolve_layer({"Dens": {"units": 3}})
-    assert "unknown layer `Dens`" in str(info.value) and "`Dense`" in info.value.hint
+    assert "unknown layer `Dens`" in str(info.value) and "`Dense`" in (info.value.hint or "")
 
 
 def test_layer_kwargs_rejected_by_keras() -> None:
@@ -55,7 +55,7 @@ def test_layer_kwargs_rejected_by_keras() -> None:
 def test_unknown_nested_activation() -> None:
     with pytest.raises(SpecError) as info:
         resolve_layer({"Dense": {"units": 3, "activation": "rleu"}})
-    assert "unknown activation `rleu`" in str(info.value) and "relu" in info.value.hint
+    assert "unknown activation `rleu`" in str(info.value) and "relu" in (info.value.hint or "")
     assert info.value.loc[-1] == "activation"
 
 
@@ -68,7 +68,7 @@ def test_loss_and_metric_forms() -> None:
     assert isinstance(resolve_metric({"AUC": {"num_thresholds": 50}}), keras.metrics.AUC)
     with pytest.raises(SpecError) as info:
         resolve_metric("acuracy")
-    assert "unknown metric" in str(info.value) and "accuracy" in info.value.hint.lower()
+    assert "unknown metric" in str(info.value) and "accuracy" in (info.value.hint or "").lower()
     with pytest.raises(SpecError):
         resolve_loss("sparse_categorical_crossentropi")
 
@@ -80,7 +80,7 @@ def test_callbacks(tmp_path) -> None:
     assert log.filename == str(tmp_path / "log.csv")
     with pytest.raises(SpecError) as info:
         resolve_callback("EarlyStoping")
-    assert "`EarlyStopping`" in info.value.hint
+    assert "`EarlyStopping`" in (info.value.hint or "")
     with pytest.raises(SpecError) as info:
         resolve_callback({"EarlyStopping": {"patienc": 2}})
     assert "rejected its arguments" in str(info.value)
@@ -92,7 +92,7 @@ def test_import_path_errors() -> None:
     assert "cannot import module `no_such_module_xyz`" in str(info.value)
     with pytest.raises(SpecError) as info:
         resolve_layer("helpers_custom:ScaledDens")
-    assert "no attribute `ScaledDens`" in str(info.value) and "ScaledDense" in info.value.hint
+    assert "no attribute `ScaledDens`" in str(info.value) and "ScaledDense" in (info.value.hint or "")
 
 
 def test_build_collects_every_bad_layer_with_location(write_config) -> None:
