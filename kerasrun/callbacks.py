@@ -1,13 +1,14 @@
-"""kerasrun's own Keras callbacks: the history file and the divergence guard."""
+"""kerasrun's own Keras callbacks: the history file, the divergence guard, run.json's progress."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.rundir import write_json_atomic
+from kerasrun.rundir import RunRecord, write_json_atomic
 
 
 def is_finite(value: Any) -> bool:
@@ -21,10 +22,14 @@ def is_finite(value: Any) -> bool:
 class HistoryWriter(keras.callbacks.Callback):
     """Rewrites history.json after every epoch; an epoch with a non-finite loss is not recorded."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, history: dict[str, list[Any]] | None = None) -> None:
         super().__init__()
         self.path = Path(path)
-        self.history: dict[str, list[Any]] = {"epoch": []}
+        self.history: dict[str, list[Any]] = history if history is not None else {"epoch": []}
+
+    def save(self) -> None:
+        """Rewrite history.json with the epochs recorded so far."""
+        write_json_atomic(self.path, self.history)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         logs = logs or {}
@@ -37,7 +42,7 @@ class HistoryWriter(keras.callbacks.Callback):
         for column in self.history.values():  # a key missing this epoch (rare) keeps columns aligned
             if len(column) < len(self.history["epoch"]):
                 column.append(None)
-        write_json_atomic(self.path, self.history)
+        self.save()
 
 
 class DivergenceGuard(keras.callbacks.Callback):
@@ -60,3 +65,15 @@ class DivergenceGuard(keras.callbacks.Callback):
         if self.diverged_at is None and not is_finite((logs or {}).get("loss", 0.0)):
             self.diverged_at = {"epoch": epoch + 1, "batch": None}
             self.model.stop_training = True
+
+
+class RecordProgress(keras.callbacks.Callback):
+    """Brings run.json up to date after every epoch: epochs completed and a fresh heartbeat."""
+
+    def __init__(self, record: RunRecord, epochs_done: Callable[[], int]) -> None:
+        super().__init__()
+        self.record = record
+        self.epochs_done = epochs_done
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.record.beat(epochs_completed=self.epochs_done())

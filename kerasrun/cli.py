@@ -9,18 +9,20 @@ import sys
 import tempfile
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
+from kerasrun.signals import Interrupted, as_interrupted
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_FAILED = 1
 
 app = typer.Typer(
     name="kerasrun",
     help="Declare a Keras experiment in one YAML file; train it, evaluate it, keep a run folder.\n\n"
-    "Exit codes: 0 ok, 1 runtime failure, 2 config or usage error, 3 diverged (NaN/inf loss), 130 interrupted.",
+    "Exit codes: 0 ok, 1 runtime failure, 2 config or usage error, 3 diverged (NaN/inf loss), "
+    "130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (resumable).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -60,7 +62,7 @@ def out_console() -> Any:
     return Console(highlight=False)
 
 
-def fail(exc: BaseException) -> None:
+def fail(exc: BaseException) -> NoReturn:
     """Render a kerasrun error (all its problems) and exit with its code; never a traceback unless --debug."""
     console = err_console()
     if state["debug"] and sys.exc_info()[0] is not None:
@@ -98,48 +100,124 @@ def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show trace
         os.environ["KERASRUN_DEBUG"] = "1"
 
 
+TrustOption = Annotated[
+    bool, typer.Option("--trust", help="Use a run folder that your kerasrun did not sign (someone else's, or edited): it may run code.")
+]
+
+
+def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
+    """Say what an interruption left behind and exit 128 + the signal number."""
+    console = err_console()
+    for note in exc.notes:
+        console.print(f"[bold red]error:[/] {note}", markup=True)
+    if run_dir is None:
+        console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
+    else:
+        console.print(
+            f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
+        )
+    raise typer.Exit(exc.exit_code)
+
+
+def run_and_report(start: Any, progress: Progress) -> Any:
+    """Run `start(set_run_dir)` with SIGTERM/SIGHUP handled like Ctrl-C; render errors and interruptions."""
+    from kerasrun.signals import signals_raise_interrupted
+
+    run_dir: list[Path] = []
+    try:
+        with signals_raise_interrupted():
+            result = start(run_dir.append)
+    except KeyboardInterrupt as exc:
+        report_interrupted(as_interrupted(exc), run_dir[0] if run_dir else None)
+    except KerasrunError as exc:
+        fail(exc)
+    if result.metrics and progress != Progress.none:
+        print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == Progress.json)
+    return result
+
+
 @app.command()
 def train(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
     set_: SetOption = None,
     smoke: Annotated[
-        bool, typer.Option("--smoke", help="One epoch, at most 2 batches each, CPU, into a temp folder: a seconds-long end-to-end check.")
+        bool,
+        typer.Option("--smoke", help="One epoch, at most 2 batches each, CPU, into a temp folder (removed after): a seconds-long check."),
     ] = False,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where run folders go (default: output.runs_dir).")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    init_from: Annotated[
+        Path | None, typer.Option("--init-from", help="Start from these weights: a run folder, .keras or .weights.h5 (model.init_from).")
+    ] = None,
     progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
     from kerasrun.config import load_config, shrink_for_smoke
 
-    try:
-        overrides = list(set_ or []) + ([f"name={name}"] if name else []) + ([f"runtime.device={device}"] if device else [])
-        config = load_config(config_path, overrides)
+    values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
+    if init_from is not None:
+        values["model.init_from"] = str(init_from.resolve())
+    if device is not None:
+        values["runtime.device"] = device
+    scratch: list[Path] = []  # temporary folders to remove at the end
+
+    def start(set_run_dir: Any) -> Any:
+        config = load_config(config_path, list(set_ or []), values)
         if smoke:
             config = shrink_for_smoke(config)
         from kerasrun.run import prepare_experiment, run_experiment
         from kerasrun.rundir import create_run_dir
 
-        experiment = prepare_experiment(config)
+        experiment = prepare_experiment(config, runs_dir)
+        base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
-            runs_dir, progress = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), Progress.none
-        base = runs_dir or (Path(tempfile.mkdtemp(prefix="kerasrun-smoke-")) if smoke else Path(config.output.runs_dir))
-        run_dir = create_run_dir(base, config.name)
+            base, shown = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), Progress.none
+            scratch.append(base)
+        elif base is None and smoke:
+            base = Path(tempfile.mkdtemp(prefix="kerasrun-smoke-"))
+            scratch.append(base)
+        run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
+        set_run_dir(run_dir)
         typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
-        try:
-            result = run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]])
-        finally:
-            if not experiment.placement.is_chief:  # a worker's folder only held what the chief keeps
-                shutil.rmtree(base, ignore_errors=True)
-    except KeyboardInterrupt:
-        err_console().print("interrupted; the run folder is marked interrupted")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
-    except KerasrunError as exc:
-        fail(exc)
-        return
-    if result.metrics and progress != Progress.none:
-        print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == Progress.json)
+        return run_experiment(experiment, run_dir, shown.value, command=["kerasrun", *sys.argv[1:]])
+
+    try:
+        result = run_and_report(start, progress)
+    finally:
+        for folder in scratch:  # a smoke run's or a worker's folder only held what nobody keeps
+            shutil.rmtree(folder, ignore_errors=True)
+    typer.echo(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""))
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run folder to continue.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="train.epochs=N to train on past the planned epochs (also runtime.device, output.checkpoint)."),
+    ] = None,
+    trust: TrustOption = False,
+    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
+) -> None:
+    """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
+
+    def start(set_run_dir: Any) -> Any:
+        from kerasrun import checkpoint
+        from kerasrun.resume import load_for_resume
+
+        latest = checkpoint.latest(run_dir)
+        state = checkpoint.read(latest) if latest is not None else None
+        config = load_for_resume(run_dir, list(set_ or []), state.epoch if state else None, trust)
+        assert state is not None  # load_for_resume refuses a run without a checkpoint
+        from kerasrun.run import prepare_experiment, run_experiment
+
+        experiment = prepare_experiment(config, initial_weights=False)
+        set_run_dir(run_dir)
+        typer.echo(f"resuming {run_dir} after epoch {state.epoch} of {config.train.epochs}")
+        return run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]], resume=state)
+
+    result = run_and_report(start, progress)
     typer.echo(f"done: {result.run_dir}")
 
 
@@ -161,9 +239,14 @@ def launch(
         args = [str(config_path), "--progress", progress.value, *(arg for s in set_ or [] for arg in ("--set", s))]
         if runs_dir:
             args += ["--runs-dir", str(runs_dir)]
-        raise typer.Exit(launch_workers(args, workers, timeout))
+        code = launch_workers(args, workers, timeout)
+    except KeyboardInterrupt as exc:
+        interrupted = as_interrupted(exc)
+        err_console().print(f"interrupted ({interrupted.name}); passed it on to the workers, which have stopped", markup=False)
+        raise typer.Exit(interrupted.exit_code) from None
     except KerasrunError as exc:
         fail(exc)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -173,34 +256,65 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as one JSON object.")] = False,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where to look for runs of a CONFIG.")] = None,
     set_: SetOption = None,
+    trust: TrustOption = False,
 ) -> None:
-    """Score a saved model (loaded with Keras safe_mode) on its test or validation data."""
+    """Score a completed run's model (loaded with Keras safe_mode) on its test or validation data."""
     try:
-        from kerasrun.evaluate import evaluate_run, find_run_dir
+        from kerasrun.runs import find_run_dir
 
-        run_dir = find_run_dir(target, runs_dir, list(set_ or []))
-        metrics = evaluate_run(run_dir, split.value)
+        run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
+        warn_unreadable(unreadable)
+        from kerasrun.evaluate import evaluate_run
+
+        metrics = evaluate_run(run_dir, split.value, trust)
     except KerasrunError as exc:
         fail(exc)
-        return
     print_metrics(f"{split.value} metrics ({run_dir.name})", metrics, as_json)
+
+
+def warn_unreadable(unreadable: list[tuple[Path, str]]) -> None:
+    """Name the run.json files a search skipped because they can't be read."""
+    for path, why in unreadable:
+        err_console().print(f"warning: skipped {path}: {why}", markup=False)
 
 
 @app.command()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A finished run folder.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A completed run folder.")],
     input_path: Annotated[Path, typer.Option("--input", "-i", help="Features: .npy, .npz or .csv.")],
     output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions: .npy, .npz or .csv.")],
+    trust: TrustOption = False,
 ) -> None:
     """Predict with a run's saved model, applying the run's feature preprocessing."""
     try:
-        from kerasrun.evaluate import find_run_dir, predict_run
+        from kerasrun.runs import read_run_info
 
-        shape = predict_run(find_run_dir(run_dir), input_path, output_path)
+        read_run_info(run_dir)
+        from kerasrun.evaluate import predict_run
+
+        shape = predict_run(run_dir, input_path, output_path, trust)
     except KerasrunError as exc:
         fail(exc)
-        return
     typer.echo(f"wrote predictions {shape} to {output_path}")
+
+
+@app.command("trust")
+def trust_command(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to sign with your key.")],
+) -> None:
+    """Trust run folders from elsewhere: show the code their config names, then sign them with your key."""
+    from kerasrun.config import import_paths, load_config
+    from kerasrun.runs import read_run_info, sign_run
+
+    try:
+        for run_dir in run_dirs:
+            info = read_run_info(run_dir)
+            names = import_paths(load_config(run_dir / "config.yaml"))
+            sign_run(run_dir, info)
+            code = f"; it imports {', '.join(names)}" if names else "; it names no Python code"
+            typer.echo(f"trusted {run_dir}{code}")
+    except KerasrunError as exc:
+        fail(exc)
 
 
 @app.command()

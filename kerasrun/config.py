@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 import typing
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Union
 
 import yaml
@@ -15,6 +15,8 @@ from kerasrun.errors import Collector, ConfigError, Problem
 from kerasrun.yamlsource import SourceMap, format_key, parse_yaml, read_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# Callback arguments that name files; relative ones are placed inside the run folder.
+CALLBACK_PATH_KEYS = ("filepath", "filename", "log_dir", "backup_dir")
 
 
 def check_object_spec(value: Any) -> Any:
@@ -59,6 +61,34 @@ def check_layer_entry(entry: Any) -> Any:
     return entry
 
 
+def check_callback_entry(spec: Any) -> Any:
+    """A callback spec whose relative file arguments stay inside the run folder; no BackupAndRestore."""
+    check_object_spec(spec)
+    kwargs: dict[str, Any]
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    elif "class_name" in spec:
+        name, kwargs = str(spec["class_name"]), spec.get("config") or {}
+    else:
+        ((name, kwargs),) = spec.items()
+        kwargs = kwargs or {}
+    if name.rsplit(":", 1)[-1] == "BackupAndRestore":
+        raise ValueError(
+            "kerasrun checkpoints the run itself (output.checkpoint) and continues it with `kerasrun resume RUN_DIR`, "
+            "in the same folder and bit for bit; remove BackupAndRestore"
+        )
+    for key in CALLBACK_PATH_KEYS:
+        value = kwargs.get(key)
+        if isinstance(value, str) and not PurePath(value).is_absolute() and ".." in PurePath(value).parts:
+            raise ValueError(
+                f"`{key}: {value}` leaves the run folder; relative paths are placed inside it (use an absolute path to write elsewhere)"
+            )
+    return spec
+
+
+CallbackEntry = Annotated[
+    Any, AfterValidator(check_callback_entry), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})
+]
 LayerEntry = Annotated[Any, AfterValidator(check_layer_entry), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
 ImportPath = Annotated[str, Field(pattern=IMPORT_PATH.pattern, description="package.module:name")]
 DeviceName = Annotated[str, Field(pattern=r"^(auto|cpu|gpu|gpu:\d+)$")]
@@ -196,6 +226,27 @@ class ActivationMetric(Strict):
     name: str | None = Field(None, description="metric name; default <layer>_<statistic>")
 
 
+class InitFrom(Strict):
+    """Weights to start from: a run folder, a .keras model or a .weights.h5 file — or the newest run of a name."""
+
+    path: str | None = Field(None, description="a run folder, a .keras file or a .weights.h5 file (relative to the config file)")
+    run: str | None = Field(None, description="instead of path: the newest completed run of this name under the runs folder")
+    skip: list[str] = Field(default_factory=list, description="layers that keep their freshly built weights, e.g. a new head")
+
+    @model_validator(mode="before")
+    @classmethod
+    def accept_a_path(cls, value: Any) -> Any:
+        """`init_from: runs/base` is short for `init_from: {path: runs/base}`."""
+        return {"path": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def check_one_source(self) -> InitFrom:
+        """Exactly one of path and run."""
+        if (self.path is None) == (self.run is None):
+            raise ValueError("set `path` (a run folder, .keras or .weights.h5 file) or `run` (a run name), not both")
+        return self
+
+
 class ModelConfig(Strict):
     """Either `inputs` + `layers` (a functional chain) or a Python `factory`."""
 
@@ -210,6 +261,7 @@ class ModelConfig(Strict):
     activation_metrics: list[ActivationMetric] = Field(default_factory=list, description="statistics of layer outputs, logged every epoch")
     factory: ImportPath | None = Field(None, description="module:function returning a keras.Model")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
+    init_from: InitFrom | None = Field(None, description="load weights by layer name before training (transfer learning, fine-tuning)")
 
     @model_validator(mode="after")
     def check_kind(self) -> ModelConfig:
@@ -311,7 +363,9 @@ class TrainConfig(Strict):
     sample_weight: SampleWeightByClass | None = Field(
         None, description="a per-class rule, e.g. {by_class: {5: 2.0}}; multiplies class_weight and the source's weights"
     )
-    callbacks: list[ObjectSpec] = Field(default_factory=list)
+    callbacks: list[CallbackEntry] = Field(
+        default_factory=list, description="keras.callbacks classes or import paths; relative file arguments go into the run folder"
+    )
 
     @field_validator("class_weight", mode="before")
     @classmethod
@@ -330,12 +384,6 @@ class TrainConfig(Strict):
                 raise ValueError("class weights must be >= 0")
             return weights
         raise ValueError(f"expected `balanced` or a mapping {{label: weight}}, got {value!r}")
-
-    @field_validator("callbacks")
-    @classmethod
-    def check_callbacks(cls, values: list[Any]) -> list[Any]:
-        """Every callback is an object spec."""
-        return [check_object_spec(v) for v in values]
 
     @model_validator(mode="after")
     def check_validation(self) -> TrainConfig:
@@ -383,11 +431,21 @@ class RuntimeConfig(Strict):
     )
 
 
+class CheckpointConfig(Strict):
+    """How often the run folder gets a checkpoint to resume from."""
+
+    every: int = Field(1, ge=1, description="epochs between checkpoints; the last epoch and an interruption always write one")
+    keep: int = Field(1, ge=1, description="how many of the newest checkpoints to keep")
+
+
 class OutputConfig(Strict):
     """Where the run folder goes and what it keeps."""
 
     runs_dir: str = "runs"
     save_model: bool = True
+    checkpoint: CheckpointConfig | Literal[False] = Field(
+        default_factory=CheckpointConfig, description="`false` (or `off`): no checkpoints, so the run can't be resumed"
+    )
 
 
 class Config(Strict):
@@ -424,38 +482,46 @@ class Config(Strict):
 # --------------------------------------------------------------------------- loading
 
 
-def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMap) -> None:
-    """Apply `dotted.key=value` overrides (values parsed as YAML) to the raw config."""
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMap, values: dict[str, Any] | None = None) -> None:
+    """Apply `dotted.key=value` overrides (values parsed as YAML), then `values` (taken as they are)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(Problem(key=item, message="expected --set dotted.key=value", file="--set"))
         dotted, raw = item.split("=", 1)
-        parts: list[Any] = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
         try:
             value = yaml.safe_load(raw)
         except yaml.YAMLError as exc:
             raise ConfigError(Problem(key=dotted, message=f"value is not valid YAML: {exc}", file="--set")) from None
-        target: Any = data
-        for i, part in enumerate(parts[:-1]):
-            if isinstance(target, list) and isinstance(part, int) and part < len(target):
-                target = target[part]
-            elif isinstance(target, dict):
-                target = target.setdefault(part, {})
-            else:
-                raise ConfigError(
-                    Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set")
-                )
-        if (isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target)) or isinstance(target, dict):
-            target[parts[-1]] = value
+        set_dotted(data, dotted, value, source)
+    for dotted, value in (values or {}).items():
+        set_dotted(data, dotted, value, source)
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap) -> None:
+    """Set `a.b[2].c` in the raw config, creating mappings on the way; remember it came from the command line."""
+    parts: list[Any] = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+    target: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(target, list) and isinstance(part, int) and part < len(target):
+            target = target[part]
+        elif isinstance(target, dict):
+            target = target.setdefault(part, {})
         else:
-            raise ConfigError(Problem(key=dotted, message="cannot set a key inside a non-mapping", file="--set"))
-        source.overrides.add(tuple(str(p) for p in parts))
+            raise ConfigError(Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set"))
+    if (isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target)) or isinstance(target, dict):
+        target[parts[-1]] = value
+    else:
+        raise ConfigError(Problem(key=dotted, message="cannot set a key inside a non-mapping", file="--set"))
+    source.overrides.add(tuple(str(p) for p in parts))
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read, override and validate a config file; raise ConfigError listing every problem."""
+def load_config(path: str | Path, overrides: list[str] | None = None, values: dict[str, Any] | None = None) -> Config:
+    """Read, override and validate a config file; raise ConfigError listing every problem.
+
+    `values` are set as given, not parsed as YAML: `--name 2024` is the name "2024", not a number.
+    """
     data, source = read_yaml(path)
-    return validate_config(data, source, overrides or [], Path(path).resolve().parent)
+    return validate_config(data, source, overrides or [], Path(path).resolve().parent, values)
 
 
 def parse_config(text: str, overrides: list[str] | None = None, name: str = "<string>") -> Config:
@@ -464,16 +530,37 @@ def parse_config(text: str, overrides: list[str] | None = None, name: str = "<st
     return validate_config(data, source, overrides or [], Path.cwd())
 
 
-def validate_config(data: dict[str, Any], source: SourceMap, overrides: list[str], base_dir: Path) -> Config:
-    """Apply overrides and validate the raw mapping against the schema."""
-    apply_overrides(data, overrides, source)
+def validate_config(
+    data: dict[str, Any], source: SourceMap, overrides: list[str], base_dir: Path, values: dict[str, Any] | None = None
+) -> Config:
+    """Apply overrides and validate the raw mapping against the schema, then the rules that span sections."""
+    apply_overrides(data, overrides, source, values)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc, data, source)) from None
     config._source = source
     config._base_dir = base_dir
+    collector = Collector()
+    for problem in check_across_sections(config):
+        collector.add(problem)
+    collector.raise_if_any()
     return config
+
+
+def check_across_sections(config: Config) -> list[Problem]:
+    """Rules one section can't check alone."""
+    problems = []
+    if config.train.initial_epoch and config.model.init_from is None:
+        problems.append(
+            config.problem(
+                ("train", "initial_epoch"),
+                "initial_epoch without model.init_from would train a fresh model while numbering its epochs from there",
+                "to continue a run, `kerasrun resume RUN_DIR --set train.epochs=N`; "
+                "to start from a run's weights, set model.init_from (initial_epoch then numbers the epochs on)",
+            )
+        )
+    return problems
 
 
 def describe_validation_error(exc: ValidationError, data: dict[str, Any], source: SourceMap) -> list[Problem]:
@@ -579,6 +666,25 @@ def step_type(tp: Any, part: Any, node: Any) -> list[Any]:
     return out
 
 
+def import_paths(config: Config) -> list[str]:
+    """Every `module:name` a config names (what kerasrun would import from it), in order of appearance."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(key)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and IMPORT_PATH.match(value) and value not in found:
+            found.append(value)
+
+    walk(config.model_dump(mode="json"))
+    return found
+
+
 def config_to_yaml(config: Config, data_dir: Path | None = None) -> str:
     """The fully resolved config as YAML (defaults filled in, overrides applied, paths absolute)."""
     return yaml.safe_dump(resolved_dict(config, data_dir), sort_keys=False, allow_unicode=True)
@@ -605,4 +711,7 @@ def resolved_dict(config: Config, data_dir: Path | None = None) -> dict[str, Any
             data[key] = str(config.resolve_path(data[key]))
     if data.get("source") == "keras" and data_dir is not None:
         data["dir"] = str(Path(data_dir).resolve())
+    init_from = out["model"].get("init_from")
+    if init_from and init_from.get("path"):
+        init_from["path"] = str(config.resolve_path(init_from["path"]))
     return out

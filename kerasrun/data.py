@@ -15,6 +15,7 @@ import numpy as np
 
 from kerasrun import registry
 from kerasrun.config import Config, CsvData, KerasData, NpzData, PythonData, SklearnData, SyntheticData
+from kerasrun.epochs import EpochClock
 from kerasrun.errors import ConfigError, DataUnavailableError, Problem
 
 DATA_DIR_ENV = "KERASRUN_DATA_DIR"
@@ -94,6 +95,13 @@ class Data:
     validation: Any = None
     test: Any = None
     data_dir: Path | None = None  # where a keras dataset was read from, recorded in the run's config
+    # A tf.data training set is used as given, except the training part of a validation_split: its
+    # batches are kerasrun's to reshuffle every epoch (train.shuffle), as array data is.
+    shuffle_batches: bool = False
+
+    def shuffles_train(self, shuffle: bool) -> bool:
+        """Whether the training pipeline reshuffles every epoch, given train.shuffle."""
+        return shuffle and (isinstance(self.train, Split) or self.shuffle_batches)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -557,10 +565,8 @@ def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
         raise ConfigError(
             config.problem(loc, f"validation_split {config.train.validation_split} of {batches} batches leaves no training batch")
         )
-    train = dataset.take(batches - held)
-    if config.train.shuffle:
-        train = train.shuffle(batches - held, seed=config.seed, reshuffle_each_iteration=True)
-    return {"train": train, "validation": dataset.skip(batches - held)}
+    # With train.shuffle, make_dataset reshuffles the training batches every epoch (see Data.shuffle_batches).
+    return {"train": dataset.take(batches - held), "validation": dataset.skip(batches - held), "shuffle_batches": True}
 
 
 def class_weight_table(
@@ -704,32 +710,84 @@ def weight_dataset(dataset: Any, table: np.ndarray) -> Any:
 # --------------------------------------------------------------------------- tf.data
 
 
-def make_dataset(split: Any, batch_size: int, shuffle: bool, seed: int, outputs: list[str] | None = None) -> Any:
-    """A batched, prefetched tf.data pipeline; shuffling permutes indices with the seed every epoch.
+def make_dataset(
+    split: Any,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    outputs: list[str] | None = None,
+    clock: EpochClock | None = None,
+    steps_per_epoch: int | None = None,
+) -> Any:
+    """A batched, prefetched tf.data pipeline whose order is a pure function of (seed, epoch).
 
-    Per-output sample weights go to Keras as a tuple in the model's output order (`outputs`).
+    With `shuffle`, pass p over the data is in the order `stateless_shuffle(range(n), seed=(seed, p))`,
+    where p is the epoch `clock` holds when the pass starts. With `steps_per_epoch`, the data is an
+    endless stream of such passes and epoch e reads its batches e x steps_per_epoch onwards, whatever
+    the pass boundaries — so every epoch trains exactly that many steps and a resumed run reads
+    exactly what the uninterrupted run read. Per-output sample weights go to Keras as a tuple in the
+    model's output order (`outputs`).
     """
     from kerasrun._tf import tf
 
     if not isinstance(split, Split):
-        return split  # a tf.data.Dataset from a python source is used as given
+        return reshuffle_batches(split, clock or EpochClock()) if shuffle else split  # a tf.data.Dataset from a python source
     sample_weight: Arrays | tuple[np.ndarray, ...] | None = split.sample_weight
     if isinstance(sample_weight, dict):
         sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
     parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
     tensors = tf.nest.map_structure(share_with_tensorflow, parts)
-    index = tf.data.Dataset.range(len(split))
-    if shuffle:
-        index = index.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
+    index = index_batches(len(split), batch_size, shuffle, seed, clock, steps_per_epoch)
     # Gathering whole batches by index is far cheaper than slicing and batching single samples.
     # No AutoGraph: the function has no Python control flow, and converting it re-parses this file (~0.2 s).
     gather = tf.autograph.experimental.do_not_convert(lambda i: tf.nest.map_structure(lambda t: tf.gather(t, i), tensors))
-    batches = index.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    batches = index.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     # tf.data's static graph rewrites would serialize the captured arrays into the graph (a full copy of
     # the training data, 0.4 s for MNIST) and gain nothing: the pipeline is already parallel and prefetched.
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     return batches.with_options(options)
+
+
+def index_batches(n: int, batch_size: int, shuffle: bool, seed: int, clock: EpochClock | None, steps_per_epoch: int | None) -> Any:
+    """Batches of sample indices: one pass in order, one reshuffled pass per epoch, or an endless stream of passes."""
+    from kerasrun._tf import tf
+
+    if not shuffle and steps_per_epoch is None:
+        return tf.data.Dataset.range(n).batch(batch_size)
+    clock = clock or EpochClock()
+    per_pass = math.ceil(n / batch_size)
+
+    def one_pass(number: Any) -> Any:
+        order = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    if steps_per_epoch is None:  # one pass per epoch, in the epoch's order
+        index = tf.data.Dataset.range(1).flat_map(lambda _: one_pass(clock.read()))
+        return index.apply(tf.data.experimental.assert_cardinality(per_pass))
+
+    def stream_from_epoch(_: Any) -> Any:
+        start = clock.read() * steps_per_epoch  # the global batch this epoch starts at
+        passes = tf.data.Dataset.range(start // per_pass, tf.int64.max).flat_map(one_pass)
+        return passes.skip(start % per_pass)
+
+    index = tf.data.Dataset.range(1).flat_map(stream_from_epoch)
+    return index.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+
+
+def reshuffle_batches(dataset: Any, clock: EpochClock) -> Any:
+    """A finite tf.data dataset of batches, in a new order each epoch that depends only on the epoch.
+
+    tf.data draws a shuffle's order from the global seed (kerasrun sets it to the config's seed before
+    building the model) and this op seed; epoch + 1 because seeds (0, 0) would mean "random".
+    """
+    from kerasrun._tf import tf
+
+    batches = int(dataset.cardinality())
+    shuffled = tf.data.Dataset.range(1).flat_map(lambda _: dataset.shuffle(batches, seed=clock.read() + 1))
+    return shuffled.apply(tf.data.experimental.assert_cardinality(batches))
 
 
 def share_with_tensorflow(array: np.ndarray) -> Any:

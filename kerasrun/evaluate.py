@@ -10,66 +10,27 @@ import numpy as np
 
 from kerasrun import layers  # noqa: F401  (registers kerasrun's own layers for loading)
 from kerasrun._tf import keras
-from kerasrun.config import IMPORT_PATH, Config, load_config
+from kerasrun.config import Config, load_config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
 from kerasrun.models import build_training_state, input_names, output_names
-from kerasrun.registry import SpecError, import_object
-from kerasrun.rundir import RUN_FILE, read_json
+from kerasrun.registry import config_objects
+from kerasrun.runs import open_run, require_completed
 
 
-def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str] | None = None) -> Path:
-    """A run folder itself, or — given a config — the newest completed run of that config's name."""
-    target = Path(target)
-    if target.is_dir():
-        if not (target / RUN_FILE).is_file() or not (target / "config.yaml").is_file():
-            raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(target)))
-        return target
-    config = load_config(target, overrides)
-    base = Path(runs_dir or config.output.runs_dir)
-    candidates = sorted(p for p in base.glob(f"*-{config.name}*") if (p / RUN_FILE).is_file() and (p / "model.keras").is_file())
-    completed = [p for p in candidates if read_json(p / RUN_FILE).get("status") == "completed"]
-    if not completed:
-        raise ConfigError(
-            Problem(
-                key="name",
-                message=f"no completed run of `{config.name}` under {base}",
-                file=str(target),
-                hint="train it first: kerasrun train " + str(target),
-            )
-        )
-    return completed[-1]
+def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:
+    """A completed, trusted run's config and its saved model (Keras safe_mode; custom objects from the config's imports).
 
-
-def config_objects(config: Config) -> dict[str, Any]:
-    """Every `module:name` the config imports, by name: custom layers, losses and metrics a saved model needs."""
-    found: dict[str, Any] = {}
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                walk(key)
-                walk(item)
-        elif isinstance(value, list):
-            for item in value:
-                walk(item)
-        elif isinstance(value, str) and IMPORT_PATH.match(value):
-            try:
-                obj = import_object(value)
-            except SpecError:
-                return
-            found[getattr(obj, "__name__", value.split(":")[1])] = obj
-
-    walk(config.model_dump(mode="json"))
-    return found
-
-
-def load_run(run_dir: Path) -> tuple[Config, Any]:
-    """The run's resolved config and its saved model (Keras safe_mode; custom objects from the config's imports)."""
+    Nothing the folder names is imported before its signature is checked: a run folder handed over by
+    someone else can name any `module:name`.
+    """
+    run_dir = Path(run_dir)
+    info = open_run(run_dir, trust)
+    require_completed(run_dir, info)
     config = load_config(run_dir / "config.yaml")
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
-        raise ConfigError(Problem(key="", message="the run has no model.keras (did it finish?)", file=str(run_dir)))
+        raise ConfigError(Problem(key="", message="the run kept no model.keras (output.save_model was false)", file=str(run_dir)))
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, custom_objects=config_objects(config))
     except (TypeError, ValueError) as exc:
@@ -77,9 +38,9 @@ def load_run(run_dir: Path) -> tuple[Config, Any]:
     return config, model
 
 
-def evaluate_run(run_dir: Path, split: str = "test") -> dict[str, float]:
+def evaluate_run(run_dir: Path, split: str = "test", trust: bool = False) -> dict[str, float]:
     """Evaluate the run's model on its test split or on its validation data."""
-    config, model = load_run(run_dir)
+    config, model = load_run(run_dir, trust)
     data = name_lists(load_data(config), input_names(model), output_names(model))
     chosen = data.test if split == "test" else data.validation
     if chosen is None:
@@ -138,7 +99,7 @@ def write_output(path: Path, predictions: np.ndarray) -> None:
         )
 
 
-def predict_run(run_dir: Path, input_path: Path, output_path: Path) -> tuple[int, ...]:
+def predict_run(run_dir: Path, input_path: Path, output_path: Path, trust: bool = False) -> tuple[int, ...]:
     """Apply the run's feature preprocessing to a file, predict, and write the predictions; return their shape."""
     if output_path.suffix.lower() not in (".npy", ".npz", ".csv"):
         raise ConfigError(
@@ -149,7 +110,7 @@ def predict_run(run_dir: Path, input_path: Path, output_path: Path) -> tuple[int
                 hint="use .npy, .npz or .csv",
             )
         )
-    config, model = load_run(run_dir)
+    config, model = load_run(run_dir, trust)
     x = read_input(input_path)
     feature_steps = [s for s in config.data.preprocess if s.one_hot is None]
     features = preprocess(

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from kerasrun.errors import KerasrunError
+from kerasrun.signals import as_interrupted, signals_raise_interrupted
 
 POLL_SECONDS = 0.2
+STOP_SECONDS = 30.0  # how long stopped workers get to mark their runs interrupted before they are killed
 
 
 class LaunchError(KerasrunError):
@@ -58,38 +62,47 @@ def launch_workers(train_args: list[str], workers: int, timeout: float) -> int:
         processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=logs[index]))
     deadline = time.monotonic() + timeout
     try:
-        while True:
-            codes = [p.poll() for p in processes]
-            failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
-            if failed:
-                index = failed[0]
-                stop(processes)
-                raise LaunchError(f"worker {index} exited with code {codes[index]}; stopped the others.\n{tail(logs[index])}")
-            if all(code == 0 for code in codes):
-                sys.stderr.write(tail(logs[0]))
-                return 0
-            if time.monotonic() > deadline:
-                stop(processes)
-                raise LaunchError(f"the workers did not finish within {timeout:.0f} s; stopped them")
-            time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        stop(processes)
-        raise
+        with signals_raise_interrupted():
+            return wait_for(processes, logs, deadline, timeout)
+    except KeyboardInterrupt as exc:  # SIGINT, SIGTERM or SIGHUP: pass it on, so each worker marks its run and stops
+        interrupted = as_interrupted(exc)
+        stop(processes, interrupted.signum)
+        raise interrupted from None
     finally:
         for log in logs:
             log.close()
 
 
-def stop(processes: list[subprocess.Popen]) -> None:
-    """Terminate every process still running, then kill what doesn't stop."""
+def wait_for(processes: list[subprocess.Popen], logs: list[Any], deadline: float, timeout: float) -> int:
+    """Poll the workers until all succeed (0), one fails or the deadline passes (LaunchError)."""
+    while True:
+        codes = [p.poll() for p in processes]
+        failed = [i for i, code in enumerate(codes) if code not in (None, 0)]
+        if failed:
+            index = failed[0]
+            stop(processes)
+            raise LaunchError(f"worker {index} exited with code {codes[index]}; stopped the others.\n{tail(logs[index])}")
+        if all(code == 0 for code in codes):
+            sys.stderr.write(tail(logs[0]))
+            return 0
+        if time.monotonic() > deadline:
+            stop(processes)
+            raise LaunchError(f"the workers did not finish within {timeout:.0f} s; stopped them")
+        time.sleep(POLL_SECONDS)
+
+
+def stop(processes: list[subprocess.Popen], signum: int = signal.SIGTERM) -> None:
+    """Send `signum` to every worker still running and wait for them; kill what hasn't stopped after STOP_SECONDS."""
     for process in processes:
         if process.poll() is None:
-            process.terminate()
+            process.send_signal(signum)
+    deadline = time.monotonic() + STOP_SECONDS
     for process in processes:
         try:
-            process.wait(timeout=10)
+            process.wait(timeout=max(deadline - time.monotonic(), 0.1))
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
 
 
 def tail(log, lines: int = 15) -> str:

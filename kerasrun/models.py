@@ -147,17 +147,17 @@ def model_outputs(names: list[str] | None, previous: Any, tensors: dict[str, Any
 
 
 def effective_steps_per_execution(config: Config) -> int:
-    """compile.steps_per_execution, capped by steps_per_epoch and validation_steps (1 under mirrored strategies).
+    """compile.steps_per_execution, lowered to divide steps_per_epoch, validation_steps and evaluate.steps (1 under mirrored strategies).
 
-    Keras runs a whole execution even past those limits (fit would train or validate on more batches
-    than asked), so the cap keeps both honest.
+    Keras runs whole executions even past those limits (with 32 steps per call, steps_per_epoch: 50
+    trains 64 steps), so the largest count that divides every limit keeps them exact.
     """
     if config.runtime.strategy in ("mirrored", "multi_worker"):
         # Keras 3.15's multi-step loop fails under these strategies on TF 2.21 ("Detected at node
         # while/cond/Placeholder"), so distributed runs take one step per call.
         return 1
-    limits = [config.compile.steps_per_execution, config.train.steps_per_epoch, config.train.validation_steps]
-    return min(limit for limit in limits if limit)
+    limits = [limit for limit in (config.train.steps_per_epoch, config.train.validation_steps, config.evaluate.steps) if limit]
+    return next(n for n in range(config.compile.steps_per_execution, 0, -1) if all(limit % n == 0 for limit in limits))
 
 
 def with_float32_output(spec: Any) -> Any:

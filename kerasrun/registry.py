@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.config import IMPORT_PATH
+from kerasrun.config import CALLBACK_PATH_KEYS, IMPORT_PATH, import_paths
 from kerasrun.errors import Collector, Problem
 
 Loc = tuple[Any, ...]
@@ -23,8 +23,6 @@ NESTED_KINDS: dict[str, tuple[str, Any]] = {
     "_constraint": ("constraint", keras.constraints),
     "activation": ("activation", keras.activations),
 }
-# Callback arguments that name files; relative ones are placed inside the run folder.
-CALLBACK_PATH_KEYS = ("filepath", "filename", "log_dir", "backup_dir")
 
 
 class SpecError(Exception):
@@ -192,6 +190,18 @@ def resolve_callback(spec: Any, run_dir: Path | None = None) -> Any:
     if not isinstance(callback, keras.callbacks.Callback):
         raise SpecError(f"`{name}` is not a keras.callbacks.Callback")
     return callback
+
+
+def config_objects(config: Any) -> dict[str, Any]:
+    """Every `module:name` the config imports, by name: custom layers, losses and metrics a saved model needs."""
+    found: dict[str, Any] = {}
+    for path in import_paths(config):
+        try:
+            obj = import_object(path)
+        except SpecError:
+            continue
+        found[getattr(obj, "__name__", path.split(":")[1])] = obj
+    return found
 
 
 def resolve_each(specs: list[Any], loc: Loc, resolve: Callable[[Any], Any], config: Any, collector: Collector) -> list[Any]:

@@ -1,4 +1,8 @@
-"""run_experiment(config, run_dir): the whole pipeline from a validated config to a finished run folder."""
+"""prepare_experiment(config) + run_experiment(experiment, run_dir): from a validated config to a finished run folder.
+
+Training state goes through the `Trainer` interface (fit or custom loop alike), so checkpoints,
+resume and the run folder's records are written once, here.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerasrun import registry
+from kerasrun import checkpoint, registry
 from kerasrun._tf import keras, tf
-from kerasrun.callbacks import DivergenceGuard, HistoryWriter
+from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress
+from kerasrun.checkpoint import Checkpointer, TrainingState
 from kerasrun.config import Config, config_to_yaml
-from kerasrun.data import Data, input_sample_shape, load_data, make_dataset, name_lists
+from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.devices import Placement, select_placement
-from kerasrun.errors import Collector, ConfigError, DivergedError, RunFailedError
+from kerasrun.epochs import EpochClock
+from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError, RunFailedError
+from kerasrun.init_from import load_initial_weights
 from kerasrun.models import (
     build_model,
     build_training_state,
@@ -27,8 +34,10 @@ from kerasrun.models import (
 )
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
-from kerasrun.trainers.custom import CustomLoop, check_step_signature
-from kerasrun.trainers.fit import cap_steps, train_with_fit
+from kerasrun.signals import as_interrupted
+from kerasrun.trainers.base import Trainer
+from kerasrun.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
+from kerasrun.trainers.fit import FitTrainer
 
 
 @dataclass
@@ -39,8 +48,9 @@ class Experiment:
     model: Any
     data: Data
     placement: Placement
-    loop: CustomLoop | None = None  # the compiled custom loop, already traced, when train.loop is custom
+    trainer: Trainer  # fit or the compiled custom loop (already traced)
     timings: dict[str, float] = field(default_factory=dict)
+    init_from: dict[str, Any] | None = None  # what model.init_from loaded, for run.json
 
 
 @dataclass
@@ -53,10 +63,15 @@ class RunResult:
     metrics: dict[str, float] | None
 
 
-def prepare_experiment(config: Config) -> Experiment:
-    """Select the device, load data, build and compile the model, check callbacks — before any folder exists."""
+def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_weights: bool = True) -> Experiment:
+    """Select the device, load data, build and compile the model, load init_from weights, check callbacks — before any folder exists.
+
+    `runs_dir` is where `model.init_from: {run: NAME}` looks (default: output.runs_dir); a resumed
+    run skips init_from (`initial_weights=False`): its checkpoint holds the weights.
+    """
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)  # before any tf.data shuffle is built: it reads the global seed
     placement = select_placement(config)
     data = load_data(config)
     timings["data_s"] = time.perf_counter() - start
@@ -73,9 +88,20 @@ def prepare_experiment(config: Config) -> Experiment:
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()
-    loop = make_custom_loop(config, model, data, placement) if training_loop(config) == "custom" else None
+    init_report = None
+    if config.model.init_from is not None and initial_weights:
+        with placement.scope():
+            init_report = load_initial_weights(model, config, runs_dir)
+    trainer = make_trainer(config, model, data, placement)
     timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, placement, loop, timings)
+    return Experiment(config, model, data, placement, trainer, timings, init_report)
+
+
+def make_trainer(config: Config, model: Any, data: Data, placement: Placement) -> Trainer:
+    """The trainer for `train.loop` (the custom loop under multi-worker, where Keras's fit fails)."""
+    if training_loop(config) == "custom":
+        return CustomTrainer(model, config, placement, make_custom_loop(config, model, data, placement))
+    return FitTrainer(model, config, placement)
 
 
 def training_loop(config: Config) -> str:
@@ -109,63 +135,119 @@ def make_custom_loop(config: Config, model: Any, data: Data, placement: Placemen
     return loop
 
 
-def run_experiment(experiment: Experiment, run_dir: Path, progress: str = "auto", command: list[str] | None = None) -> RunResult:
-    """Train, save and evaluate into `run_dir`; the folder records failure, interruption or divergence too."""
-    config, model, data = experiment.config, experiment.model, experiment.data
+def run_experiment(
+    experiment: Experiment,
+    run_dir: Path,
+    progress: str = "auto",
+    command: list[str] | None = None,
+    resume: TrainingState | None = None,
+) -> RunResult:
+    """Train, save and evaluate into `run_dir` — a new folder, or with `resume` the run's own folder.
+
+    The folder records failure, interruption (with the signal) or divergence too; a checkpoint is
+    written after every epoch (output.checkpoint) and on interruption, so `kerasrun resume` continues
+    from the last completed epoch and ends with the uninterrupted run's bytes.
+    """
+    config, model, data, trainer = experiment.config, experiment.model, experiment.data, experiment.trainer
     run_dir = Path(run_dir)
-    record = RunRecord.start(
-        run_dir,
-        seed=config.seed,
-        device=experiment.placement.device,
-        command=command,
-        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-        placement=experiment.placement.describe(),
-        deterministic=config.runtime.deterministic,
-        precision=config.runtime.precision,
-        loop=training_loop(config),
-    )
-    write_text_atomic(run_dir / "config.yaml", config_to_yaml(config, data.data_dir))
+    if resume is None:
+        record = RunRecord.start(
+            run_dir,
+            name=config.name,
+            seed=config.seed,
+            device=experiment.placement.device,
+            command=command,
+            versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+            placement=experiment.placement.describe(),
+            deterministic=config.runtime.deterministic,
+            precision=config.runtime.precision,
+            loop=trainer.name,
+            init_from=experiment.init_from,
+        )
+    else:
+        checkpoint.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
+        record = RunRecord.reopen(run_dir, from_epoch=resume.epoch, command=command)
+    record.record_config(config_to_yaml(config, data.data_dir))
     write_text_atomic(run_dir / "summary.txt", summarize(model))
-    history = HistoryWriter(run_dir / "history.json")
+    record.start_heartbeat()
+    history = HistoryWriter(run_dir / "history.json", resume.history if resume else None)
+    if resume is not None:
+        history.save()  # epochs written after the checkpoint are trained again
     guard = DivergenceGuard()
     timings = dict(experiment.timings)
+    checkpointer: Checkpointer | None = None
+
+    def epochs_done() -> int:
+        return len(history.history["epoch"])
+
     try:
-        callbacks = [registry.resolve_callback(spec, run_dir) for spec in config.train.callbacks]
-        callbacks += [guard, history]
-        if (bar := make_progress(progress)) is not None:
-            callbacks.append(bar)
+        user_callbacks = [registry.resolve_callback(spec, run_dir) for spec in config.train.callbacks]
+        if resume is not None:
+            checkpoint.prepare_callbacks_for_resume(user_callbacks, resume.epoch)
+        clock = EpochClock()
         batch = config.train.batch_size
         start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
-        train_ds = make_dataset(data.train, batch, config.train.shuffle, config.seed, output_names(model))
+        # Array data with steps_per_epoch is an endless stream of passes: each epoch trains exactly that many steps.
+        stream = config.train.steps_per_epoch if isinstance(data.train, Split) else None
+        shuffle = data.shuffles_train(config.train.shuffle)
+        train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, stream)
         val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
         with experiment.placement.scope():
             build_training_state(model, train_ds)
-            if experiment.loop is not None:
-                steps = cap_steps(config.train.steps_per_epoch, train_ds)
-                experiment.loop.fit(train_ds, val_ds, config.train, callbacks, steps, cap_steps(config.train.validation_steps, val_ds))
-            else:
-                train_with_fit(model, train_ds, val_ds, config.train, callbacks)
+            if resume is not None:
+                trainer.build_state(train_ds)
+                checkpoint.restore_variables(trainer.state_variables(), resume)
+            callbacks = [*user_callbacks, clock.callback(), guard, history]
+            if config.output.checkpoint:
+                spec = config.output.checkpoint
+                checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep, resume)
+                callbacks.append(checkpointer)
+            callbacks.append(RecordProgress(record, epochs_done))
+            if (bar := make_progress(progress)) is not None:
+                callbacks.append(bar)
+            trainer.fit(train_ds, val_ds, callbacks, resume.epoch if resume else config.train.initial_epoch)
         timings["fit_s"] = time.perf_counter() - start
         if guard.diverged_at is not None:
-            record.finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=len(history.history["epoch"]))
-            raise DivergedError(
-                f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})"
-            )
+            note = record.try_finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=epochs_done())
+            message = f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})"
+            raise DivergedError(message + (f"; {note}" if note else ""))
         if config.output.save_model:
             save_model_atomic(model, run_dir / "model.keras")
         start = time.perf_counter()
-        metrics = evaluate_and_predict(model, data, config, run_dir, experiment.loop)
+        metrics = evaluate_and_predict(trainer, data, config, run_dir)
         timings["evaluate_s"] = time.perf_counter() - start
-    except KeyboardInterrupt:
-        record.finish("interrupted", timings=timings, epochs_completed=len(history.history["epoch"]))
+    except KeyboardInterrupt as exc:
+        interrupted = as_interrupted(exc)
+        saved = flush_quietly(checkpointer, interrupted.notes)
+        note = record.try_finish(
+            "interrupted", signal=interrupted.name, timings=timings, epochs_completed=epochs_done(), checkpoint_epoch=saved
+        )
+        interrupted.notes += [note] if note else []
+        raise interrupted from None
+    except DivergedError:
         raise
-    except (DivergedError, ConfigError):
+    except KerasrunError as exc:  # e.g. a ConfigError only training could find: the folder says so too
+        note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
+        if note:
+            raise RunFailedError(f"{exc}; {note}") from exc
         raise
     except Exception as exc:
-        record.finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=len(history.history["epoch"]))
-        raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed)") from exc
-    record.finish("completed", timings=timings, epochs_completed=len(history.history["epoch"]), metrics=metrics)
+        note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
+        also = f"; {note}" if note else ""
+        raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
+    record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     return RunResult(run_dir, "completed", history.history, metrics)
+
+
+def flush_quietly(checkpointer: Checkpointer | None, notes: list[str]) -> int | None:
+    """On interruption, write the last completed epoch's checkpoint if it is still pending; the newest checkpoint epoch."""
+    if checkpointer is None:
+        return None
+    try:
+        checkpointer.flush()
+    except (OSError, KeyboardInterrupt) as exc:
+        notes.append(f"could not write the checkpoint of the last completed epoch: {exc}")
+    return checkpointer.last_written
 
 
 def save_model_atomic(model: Any, path: Path) -> None:
@@ -178,18 +260,16 @@ def save_model_atomic(model: Any, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def evaluate_and_predict(model: Any, data: Data, config: Config, run_dir: Path, loop: CustomLoop | None = None) -> dict[str, float] | None:
+def evaluate_and_predict(trainer: Trainer, data: Data, config: Config, run_dir: Path) -> dict[str, float] | None:
     """Score the test split into metrics.json and save a few predictions, when there is test data."""
     if data.test is None:
         return None
     batch = config.evaluate.batch_size or config.train.batch_size
     test_ds = make_dataset(data.test, batch, False, config.seed)
-    if loop is not None and config.runtime.strategy == "multi_worker":
-        metrics = loop.evaluate(test_ds, config.evaluate.steps, keras.callbacks.CallbackList([], model=model))
-    else:
-        metrics = {k: float(v) for k, v in model.evaluate(test_ds, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
+    metrics = trainer.evaluate(test_ds, config.evaluate.steps)
     write_json_atomic(run_dir / "metrics.json", metrics)
-    if config.evaluate.predict_samples and hasattr(data.test, "x"):
+    if config.evaluate.predict_samples and isinstance(data.test, Split):
         first = data.test.take(slice(0, config.evaluate.predict_samples))
-        write_json_atomic(run_dir / "predictions.json", {"targets": first.y, "predictions": model.predict(first.x, verbose=0)})
+        predictions = trainer.model.predict(first.x, verbose=0)
+        write_json_atomic(run_dir / "predictions.json", {"targets": first.y, "predictions": predictions})
     return metrics

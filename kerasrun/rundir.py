@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -9,13 +10,18 @@ import platform
 import subprocess
 import sys
 import tempfile
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import kerasrun
+from kerasrun import trust
+from kerasrun.errors import KerasrunError
 
 RUN_FILE = "run.json"
+HEARTBEAT_SECONDS = 30.0  # how often a training process rewrites run.json's heartbeat, whatever the epoch length
+STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS  # a run on another host with an older heartbeat has crashed
 
 
 def to_jsonable(value: Any) -> Any:
@@ -97,26 +103,96 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+# --------------------------------------------------------------------------- liveness
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later process with its pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22 of proc(5); the name before ")" may hold spaces
+
+
+def process_identity() -> dict[str, Any]:
+    """pid, host and start time of this process, as run.json records them."""
+    return {"pid": os.getpid(), "host": platform.node(), "pid_started": process_start_ticks(os.getpid())}
+
+
+def process_alive(pid: int, started: int | None) -> bool:
+    """True when process `pid` on this host exists and is the same process that was recorded."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, but belongs to another user
+        pass
+    now = process_start_ticks(pid)
+    return started is None or now is None or now == started
+
+
+def seconds_since(timestamp: str | None) -> float | None:
+    """Seconds from an ISO 8601 time to now, or None when it can't be read."""
+    try:
+        then = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return None
+    return (datetime.now(timezone.utc) - then).total_seconds()
+
+
+def effective_status(info: dict[str, Any]) -> str:
+    """run.json's status, except that a `running` run whose process is gone is `crashed`.
+
+    On this host the recorded process is checked directly; a run on another host counts as crashed
+    when its heartbeat (rewritten every HEARTBEAT_SECONDS while it trains) is STALE_AFTER_SECONDS old.
+    """
+    status = str(info.get("status", "unknown"))
+    if status != "running" or "pid" not in info:
+        return status
+    if info.get("host") == platform.node():
+        return status if process_alive(int(info["pid"]), info.get("pid_started")) else "crashed"
+    age = seconds_since(info.get("heartbeat"))
+    return "crashed" if age is not None and age > STALE_AFTER_SECONDS else status
+
+
+# --------------------------------------------------------------------------- run.json
+
+
+class RunRecordError(KerasrunError):
+    """run.json could not be written (a full disk, a removed folder)."""
+
+
 class RunRecord:
-    """`run.json`: status and facts of one run, rewritten atomically on every change."""
+    """`run.json`: status and facts of one run, signed and rewritten atomically on every change.
+
+    While the run trains, a background thread rewrites its heartbeat every HEARTBEAT_SECONDS, so a
+    reader on another host can tell a live run from one whose machine died.
+    """
 
     def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
         self.run_dir = Path(run_dir)
         self.info = info
+        self.lock = threading.Lock()
+        self.stop_beating = threading.Event()
+        self.beater: threading.Thread | None = None
         self.save()
 
     @classmethod
     def start(
-        cls, run_dir: Path, *, seed: int, device: str, versions: dict[str, str], command: list[str] | None, **extra: Any
+        cls, run_dir: Path, *, name: str, seed: int, device: str, versions: dict[str, str], command: list[str] | None, **extra: Any
     ) -> RunRecord:
         """Create run.json with status `running`."""
         return cls(
             run_dir,
             {
+                "name": name,
                 "status": "running",
                 "started": now_iso(),
                 "ended": None,
                 "command": command if command is not None else sys.argv,
+                **process_identity(),
+                "heartbeat": now_iso(),
                 "seed": seed,
                 "device": device,
                 **extra,
@@ -124,15 +200,60 @@ class RunRecord:
             },
         )
 
+    @classmethod
+    def reopen(cls, run_dir: Path, *, from_epoch: int, command: list[str] | None) -> RunRecord:
+        """Take over an existing run.json to resume the run: `running` again, this process, the resume recorded."""
+        info = read_json(Path(run_dir) / RUN_FILE)
+        resume = {"time": now_iso(), "from_epoch": from_epoch, "previous_status": effective_status(info), "command": command or sys.argv}
+        info.update(status="running", ended=None, error=None, **process_identity(), heartbeat=now_iso())
+        info["resumes"] = [*info.get("resumes", []), resume]
+        return cls(run_dir, info)
+
+    def record_config(self, text: str) -> None:
+        """Write config.yaml and bind it to this record's signature."""
+        write_text_atomic(self.run_dir / "config.yaml", text)
+        self.update(config_sha256=trust.config_digest(text.encode("utf-8")))
+
     def update(self, **fields: Any) -> None:
         """Change fields and rewrite run.json."""
-        self.info.update(fields)
-        self.save()
+        with self.lock:
+            self.info.update(fields)
+            self.save()
+
+    def beat(self, **fields: Any) -> None:
+        """Refresh the heartbeat (and any progress fields)."""
+        self.update(heartbeat=now_iso(), **fields)
+
+    def start_heartbeat(self, seconds: float | None = None) -> None:
+        """Rewrite the heartbeat every `seconds` from a daemon thread until the run finishes."""
+        interval = HEARTBEAT_SECONDS if seconds is None else seconds
+
+        def beat_until_stopped() -> None:
+            while not self.stop_beating.wait(interval):
+                with contextlib.suppress(OSError):  # a full disk: the final status write reports it
+                    self.beat()
+
+        self.beater = threading.Thread(target=beat_until_stopped, name="kerasrun-heartbeat", daemon=True)
+        self.beater.start()
 
     def finish(self, status: str, **fields: Any) -> None:
-        """Record the final status and end time."""
-        self.update(status=status, ended=now_iso(), **fields)
+        """Record the final status and end time; raise RunRecordError when run.json can't be written."""
+        self.stop_beating.set()
+        try:
+            self.update(status=status, ended=now_iso(), **fields)
+        except OSError as exc:
+            raise RunRecordError(f"could not record status `{status}` in {self.run_dir / RUN_FILE}: {exc}") from exc
+
+    def try_finish(self, status: str, **fields: Any) -> str | None:
+        """finish(), for clean-up paths that are already reporting another error: the failure as text, or None."""
+        try:
+            self.finish(status, **fields)
+        except RunRecordError as exc:
+            return str(exc)
+        return None
 
     def save(self) -> None:
-        """Write run.json atomically."""
-        write_json_atomic(self.run_dir / RUN_FILE, self.info)
+        """Sign and write run.json atomically."""
+        plain = to_jsonable(self.info)  # what the file will hold is what the signature covers
+        plain[trust.SIGNATURE_FIELD] = trust.sign(plain)
+        write_json_atomic(self.run_dir / RUN_FILE, plain)

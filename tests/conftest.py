@@ -75,6 +75,14 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     return write
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kerasrun_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A signing key of the test session's own, not the user's ~/.config/kerasrun (subprocesses inherit it)."""
+    home = tmp_path_factory.mktemp("kerasrun-home")
+    os.environ["KERASRUN_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     """Typer's CLI runner."""

@@ -160,3 +160,27 @@ def blob_batches(n: int = 50, batch: int = 10):
     x, y = two_blobs(n)
     for start in range(0, len(y), batch):
         yield x[start : start + batch], y[start : start + batch]
+
+
+class PauseAtEpoch(keras.callbacks.Callback):
+    """At the start of `epoch`, touch `marker` and sleep (up to a minute) so a test can signal or kill the process there.
+
+    Once the marker exists it never pauses again, so the resumed run (and a reference run whose
+    marker was made beforehand) goes straight through.
+    """
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        super().__init__()
+        self.pause_epoch = epoch
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import os
+        import time
+
+        if epoch != self.pause_epoch or os.path.exists(self.marker):
+            return
+        with open(self.marker, "w") as f:
+            f.write(str(os.getpid()))
+        for _ in range(600):
+            time.sleep(0.1)

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 from conftest import only_run
 
+from kerasrun import checkpoint
 from kerasrun.cli import app
+from kerasrun.config import load_config
+from kerasrun.models import effective_steps_per_execution
 from kerasrun.rundir import read_json
 
 
@@ -92,7 +95,7 @@ def test_evaluate_errors(runner, write_config, tmp_path) -> None:
     result = runner.invoke(app, ["evaluate", str(tmp_path)])
     assert result.exit_code == 2 and "not a kerasrun run folder" in result.output
     result = runner.invoke(app, ["evaluate", str(write_config()), "--runs-dir", str(tmp_path)])
-    assert result.exit_code == 2 and "no completed run of `tiny`" in result.output
+    assert result.exit_code == 2 and "no completed run named `tiny`" in result.output
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz", ".csv"])
@@ -243,20 +246,29 @@ def test_json_progress(runner, write_config, runs_dir) -> None:
     assert [r["epoch"] for r in records[:3]] == [1, 2, 3] and "val_loss" in records[0]
 
 
-def test_smoke_uses_a_temp_folder(runner, write_config, monkeypatch, tmp_path) -> None:
+def test_smoke_uses_a_temp_folder_and_removes_it(runner, write_config, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["train", str(write_config({"train": {"epochs": 50}})), "--smoke", "--progress", "plain"])
     assert result.exit_code == 0, result.output
     assert "epoch 1/1" in result.output and not (tmp_path / "runs").exists()
     run = Path(next(line.split()[2] for line in result.output.splitlines() if line.startswith("run folder: ")))
-    assert read_json(run / "run.json")["status"] == "completed"
+    assert "(temporary folder removed)" in result.output and not run.parent.exists()
 
 
-def test_steps_per_epoch_beyond_the_data_is_capped_at_one_pass(runner, write_config, runs_dir) -> None:
-    # Keras alone would stop the whole training with "Your input ran out of data" after epoch 1.
-    result = train(runner, write_config({"train": {"epochs": 2, "steps_per_epoch": 1000, "validation_steps": 1000}}), runs_dir)
+@pytest.mark.parametrize(("steps_per_epoch", "per_call"), [(50, 25), (5, 5)])
+def test_steps_per_epoch_trains_exactly_that_many_steps_across_passes(runner, write_config, runs_dir, steps_per_epoch, per_call) -> None:
+    # 180 training samples in batches of 16 are 12 batches a pass: both counts cross pass boundaries,
+    # and 50 is no multiple of the default 32 steps per call (Keras alone would train 64 per epoch).
+    config = write_config({"train": {"epochs": 2, "steps_per_epoch": steps_per_epoch, "validation_steps": 1000}})
+    result = train(runner, config, runs_dir)
     assert result.exit_code == 0, result.output
-    assert read_json(only_run(runs_dir) / "history.json")["epoch"] == [1, 2]
+    run = only_run(runs_dir)
+    assert read_json(run / "history.json")["epoch"] == [1, 2]
+    latest = checkpoint.latest(run)
+    assert latest is not None
+    state = checkpoint.read(latest)
+    assert state.meta["optimizer"][0].endswith("iteration") and int(state.arrays["optimizer/00000"]) == 2 * steps_per_epoch
+    assert effective_steps_per_execution(load_config(run / "config.yaml")) == per_call
 
 
 def test_plot_model(runner, tmp_path) -> None:

@@ -160,7 +160,7 @@ def test_resolved_yaml_round_trips(write_config) -> None:
 
 
 def test_smoke_shrinks_the_run(write_config) -> None:
-    config = shrink_for_smoke(load_config(write_config({"train": {"epochs": 9, "initial_epoch": 3}})))
+    config = shrink_for_smoke(load_config(write_config({"train": {"epochs": 9, "initial_epoch": 3}, "model": {"init_from": "base.keras"}})))
     assert (config.train.epochs, config.train.initial_epoch, config.train.steps_per_epoch) == (1, 0, 2)
     assert config.runtime.device == "cpu" and config.evaluate.steps == 2
 

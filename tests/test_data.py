@@ -22,6 +22,7 @@ from kerasrun.data import (
     scale_aligned,
     share_with_tensorflow,
 )
+from kerasrun.epochs import EpochClock
 from kerasrun.errors import ConfigError, DataUnavailableError
 
 
@@ -289,10 +290,13 @@ def test_validation_split_of_a_dataset_is_seeded_take_skip(write_config) -> None
 
     x, _ = two_blobs(50)
     assert np.array_equal(np.concatenate([b[0].numpy() for b in data.validation]), x[70:])
-    epoch1, epoch2 = ([b[0].numpy()[0, 0] for b in data.train] for _ in range(2))
+    clock = EpochClock()
+    train = make_dataset(data.train, 10, data.shuffles_train(True), clock=clock)
+    epoch1, epoch2 = ([b[0].numpy()[0, 0] for b in read_epoch(train, clock, epoch)] for epoch in range(2))
     assert sorted(epoch1) == sorted(epoch2) == sorted(x[:70:10, 0]) and epoch1 != epoch2  # reshuffled, never mixed
     again = load(write_config, changes)
-    assert [b[0].numpy()[0, 0] for b in again.train] == epoch1  # the same seed, the same order
+    # The order is a function of the epoch alone: the same seed and epoch give the same batches.
+    assert [b[0].numpy()[0, 0] for b in make_dataset(again.train, 10, True, clock=EpochClock(0))] == epoch1
 
 
 def test_python_source_errors(write_config) -> None:
@@ -371,6 +375,12 @@ def test_real_mnist_from_data_dir(write_config, mnist_env) -> None:
     assert np.bincount(data.test.y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
+def read_epoch(dataset: Any, clock: EpochClock, epoch: int) -> list[Any]:
+    """The batches a pipeline gives in `epoch` (as the trainer's epoch callback sets it before reading)."""
+    clock.set(epoch)
+    return list(dataset)
+
+
 def test_dataset_batches_shuffles_with_seed_and_covers_everything() -> None:
     split = Split(np.arange(10, dtype=np.float32).reshape(10, 1), np.arange(10), np.ones(10, np.float32))
     first = [b[1].numpy().tolist() for b in make_dataset(split, 4, True, seed=3)]
@@ -380,9 +390,22 @@ def test_dataset_batches_shuffles_with_seed_and_covers_everything() -> None:
     assert sorted(flat) == list(range(10)) and flat != list(range(10))
     ordered = [b[1].numpy().tolist() for b in make_dataset(split, 4, False, seed=3)]
     assert [i for batch in ordered for i in batch] == list(range(10))
-    dataset = make_dataset(split, 4, True, seed=3)
-    epoch1, epoch2 = ([b[1].numpy().tolist() for b in dataset] for _ in range(2))
-    assert epoch1 != epoch2  # reshuffled every epoch
+    clock = EpochClock()
+    dataset = make_dataset(split, 4, True, seed=3, clock=clock)
+    epoch1, epoch2, back_to_1 = ([b[1].numpy().tolist() for b in read_epoch(dataset, clock, epoch)] for epoch in (0, 1, 0))
+    assert epoch1 == first and epoch2 != epoch1  # reshuffled every epoch
+    assert back_to_1 == epoch1  # the order is a function of (seed, epoch), not of how often the data was read
+
+
+def test_steps_per_epoch_streams_passes_from_the_epochs_first_batch() -> None:
+    split = Split(np.arange(10, dtype=np.float32).reshape(10, 1), np.arange(10))
+    clock = EpochClock()
+    passes = [make_dataset(split, 4, True, seed=3, clock=EpochClock(p)) for p in range(3)]
+    flat = [b[1].numpy().tolist() for p in passes for b in p]  # pass 0, 1, 2: 3 batches each
+    stream = make_dataset(split, 4, True, seed=3, clock=clock, steps_per_epoch=2)
+    assert [b[1].numpy().tolist() for b in stream.take(7)] == flat[:7]  # epochs continue across passes
+    clock.set(2)  # a run resumed at epoch 2 starts at global batch 4 (pass 1, its second batch)
+    assert [b[1].numpy().tolist() for b in stream.take(3)] == flat[4:7]
 
 
 def test_large_arrays_are_shared_with_tensorflow_not_copied() -> None:

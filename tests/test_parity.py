@@ -15,7 +15,6 @@ from kerasrun.data import load_data, make_dataset
 from kerasrun.models import build_training_state
 from kerasrun.run import prepare_experiment
 from kerasrun.rundir import read_json
-from kerasrun.trainers.fit import train_with_fit
 
 PARITY: dict[str, Any] = {
     "data": {"samples_per_class": 200, "test_fraction": None},
@@ -99,6 +98,6 @@ def test_train_and_test_steps_are_traced_once(write_config, prebuild) -> None:
     if prebuild:
         build_training_state(model, train_ds)
         assert model.optimizer.built
-    train_with_fit(model, train_ds, val_ds, config.train, [])
+    experiment.trainer.fit(train_ds, val_ds, [], initial_epoch=0)
     # Keras alone creates the optimizer and metric variables inside the first trace, and traces again.
     assert traces == (["train_step", "test_step"] if prebuild else ["train_step", "train_step", "test_step"])

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kerasrun._tf import keras, tf
-from kerasrun.config import TrainConfig
+from kerasrun.trainers.base import Trainer, cap_steps
 
 StepFn = Callable[..., Mapping[str, Any]]
 
@@ -241,19 +241,26 @@ class CustomLoop:
         return logs
 
     def fit(
-        self, train_ds: Any, val_ds: Any, spec: TrainConfig, callbacks: list[Any], steps_per_epoch: int | None, validation_steps: int | None
+        self,
+        train_ds: Any,
+        val_ds: Any,
+        epochs: int,
+        initial_epoch: int,
+        callbacks: list[Any],
+        steps_per_epoch: int | None,
+        validation_steps: int | None,
     ) -> Any:
         """Epochs of training and validation, with fit's callback order and `model.stop_training`."""
         model = self.model
         self.build(train_ds)
         batches = EpochBatches(self.distribute(train_ds), steps_per_epoch, int(train_ds.cardinality()))
         callback_list = keras.callbacks.CallbackList(
-            callbacks, add_history=True, add_progbar=False, verbose=0, epochs=spec.epochs, steps=batches.num_batches, model=model
+            callbacks, add_history=True, add_progbar=False, verbose=0, epochs=epochs, steps=batches.num_batches, model=model
         )
         model.stop_training = False
         callback_list.on_train_begin()
         epoch_logs: dict[str, float] = {}
-        for epoch in range(spec.initial_epoch, spec.epochs):
+        for epoch in range(initial_epoch, epochs):
             self.reset()
             callback_list.on_epoch_begin(epoch)
             for begin, chunk, iterator in batches.chunks(self.steps_per_execution):
@@ -315,3 +322,25 @@ class EpochBatches:
             yield step, per_call, self.iterator
         if self.pass_batches and self.seen >= self.pass_batches:
             self.iterator, self.seen = iter(self.dataset), 0
+
+
+class CustomTrainer(Trainer):
+    """`train.loop: custom`: the compiled GradientTape loop above (or a user step), with Keras callbacks."""
+
+    name = "custom"
+
+    def __init__(self, model: Any, config: Any, placement: Any, loop: CustomLoop) -> None:
+        super().__init__(model, config, placement)
+        self.loop = loop
+
+    def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int) -> None:
+        """Train with the compiled loop, steps capped as fit caps them."""
+        spec = self.config.train
+        steps = cap_steps(spec.steps_per_epoch, train_ds)
+        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, cap_steps(spec.validation_steps, val_ds))
+
+    def evaluate(self, dataset: Any, steps: int | None) -> dict[str, float]:
+        """The loop's own evaluation under multi-worker (Keras's fails there), else `model.evaluate` (the same numbers)."""
+        if self.config.runtime.strategy == "multi_worker":
+            return self.loop.evaluate(dataset, steps, keras.callbacks.CallbackList([], model=self.model))
+        return {k: float(v) for k, v in self.model.evaluate(dataset, steps=steps, return_dict=True, verbose=0).items()}

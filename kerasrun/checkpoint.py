@@ -1,0 +1,291 @@
+"""Checkpoints in the run folder: everything that decides the next epoch, so a resumed run continues bit for bit.
+
+A checkpoint is one `.npz` file (arrays only, read with `allow_pickle=False`: data, never code) written
+atomically after an epoch: the model's variables (weights and Dropout's seed generator states), the
+optimizer's (step count, learning rate, slots), Keras's global seed generator, Python's and NumPy's
+global random states, the state of every stateful callback (EarlyStopping's wait/best/best weights,
+ReduceLROnPlateau's cooldown, ModelCheckpoint's best value, ...), the epoch count and the history so
+far. The order of the training data needs no state: it is a pure function of (seed, epoch) — see
+`kerasrun.epochs`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import random
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasrun._tf import keras
+from kerasrun.callbacks import is_finite
+from kerasrun.errors import RunFailedError
+
+CHECKPOINT_DIR = "checkpoints"
+FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")
+META_KEY = "meta.json"  # the JSON half of a checkpoint, stored as bytes inside the .npz
+FORMAT = 1
+# Callback attributes that are wiring, not state: restoring them would point the callback elsewhere.
+NOT_STATE = {"model", "_model", "params", "validation_data", "csv_file", "writer"}
+
+
+@dataclass
+class TrainingState:
+    """A snapshot taken at the end of an epoch: `epoch` epochs are complete."""
+
+    epoch: int
+    history: dict[str, list[Any]]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- capture and restore
+
+
+def capture(variables: dict[str, list[Any]], callbacks: list[Any], history: dict[str, list[Any]], epoch: int) -> TrainingState:
+    """Copy everything a checkpoint holds out of TensorFlow and the callbacks, into NumPy and JSON values."""
+    state = TrainingState(epoch, json.loads(json.dumps(history)), meta={"format": FORMAT, "epoch": epoch})
+    for group, items in variables.items():
+        state.meta[group] = [variable_name(v) for v in items]
+        for index, variable in enumerate(items):
+            state.arrays[f"{group}/{index:05d}"] = np.asarray(variable.numpy())
+    seeds = global_seed_state()
+    if seeds is not None:
+        state.arrays["keras_global_seed"] = np.asarray(seeds.numpy())
+    state.meta["python_random"] = random.getstate()
+    kind, keys, position, has_gauss, cached = np.random.get_state(legacy=True)
+    state.arrays["numpy_random"] = np.asarray(keys)
+    state.meta["numpy_random"] = [kind, int(position), int(has_gauss), float(cached)]
+    state.meta["callbacks"] = [capture_callback(cb, index, state.arrays) for index, cb in enumerate(callbacks)]
+    return state
+
+
+def variable_name(variable: Any) -> str:
+    """A variable's path in the model (`dense/kernel`), to check a checkpoint against the model it is restored into."""
+    return str(getattr(variable, "path", None) or getattr(variable, "name", "?"))
+
+
+def global_seed_state() -> Any:
+    """The state variable of Keras's global SeedGenerator (used by keras.random calls without a seed), if one exists."""
+    try:
+        from keras.src.backend.common import global_state  # no public accessor; absent in other Keras versions
+    except ImportError:
+        return None
+    generator = global_state.get_global_attribute("global_seed_generator")
+    return getattr(generator, "state", None)
+
+
+def restore_variables(variables: dict[str, list[Any]], state: TrainingState) -> None:
+    """Assign the checkpoint's values to the model's and optimizer's variables, after checking they match."""
+    for group, items in variables.items():
+        saved = state.meta.get(group, [])
+        names = [variable_name(v) for v in items]
+        if len(saved) != len(names):
+            raise RunFailedError(
+                f"the checkpoint holds {len(saved)} {group} variables, the model has {len(names)}: was the config changed?"
+            )
+        for index, variable in enumerate(items):
+            value = state.arrays[f"{group}/{index:05d}"]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise RunFailedError(
+                    f"checkpoint variable {saved[index]} has shape {value.shape}, the model's {names[index]} {tuple(variable.shape)}"
+                )
+            variable.assign(value)
+    seeds = global_seed_state()
+    if seeds is not None and "keras_global_seed" in state.arrays:
+        seeds.assign(state.arrays["keras_global_seed"])
+    version, internal, gauss = state.meta["python_random"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, position, has_gauss, cached = state.meta["numpy_random"]
+    np.random.set_state((kind, state.arrays["numpy_random"], position, has_gauss, cached))
+
+
+def capture_callback(callback: Any, index: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    """A callback's state: `get_state()` when it has one, else its plain attributes (numbers, strings, arrays)."""
+    values: dict[str, Any] = {}
+    array_lists: dict[str, int] = {}
+    source = callback.get_state() if hasattr(callback, "get_state") else vars(callback)
+    for name, value in source.items():
+        if name in NOT_STATE:
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (bool, int, float, str, type(None))):
+            values[name] = value
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            arrays[f"callbacks/{index}/{name}"] = value
+            array_lists[name] = -1  # a single array, not a list
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) for v in value):
+            for j, item in enumerate(value):
+                arrays[f"callbacks/{index}/{name}/{j:05d}"] = item
+            array_lists[name] = len(value)
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, str, type(None))) for v in value):
+            values[name] = list(value)
+    return {"class": type(callback).__name__, "values": values, "arrays": array_lists}
+
+
+def restore_callbacks(callbacks: list[Any], state: TrainingState) -> None:
+    """Put each callback's saved state back (`set_state()` when it has one, else its attributes)."""
+    saved = state.meta.get("callbacks", [])
+    if [s["class"] for s in saved] != [type(cb).__name__ for cb in callbacks]:
+        raise RunFailedError("the checkpoint's callbacks differ from the config's: was train.callbacks changed?")
+    for index, (callback, entry) in enumerate(zip(callbacks, saved, strict=True)):
+        values = dict(entry["values"])
+        for name, count in entry["arrays"].items():
+            if count == -1:
+                values[name] = state.arrays[f"callbacks/{index}/{name}"]
+            else:
+                values[name] = [state.arrays[f"callbacks/{index}/{name}/{j:05d}"] for j in range(count)]
+        if hasattr(callback, "set_state"):
+            callback.set_state(values)
+        else:
+            for name, value in values.items():
+                setattr(callback, name, value)
+
+
+def prepare_callbacks_for_resume(callbacks: list[Any], epoch: int) -> None:
+    """Before training resumes at `epoch`: CSVLogger appends instead of starting its file afresh, without later rows."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.CSVLogger):
+            callback.append = True
+            trim_csv(Path(callback.filename), epoch, callback.sep)
+
+
+def trim_csv(path: Path, epoch: int, sep: str) -> None:
+    """Keep the header and the rows of epochs before `epoch` (rows written after the checkpoint are redone)."""
+    if not path.is_file():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f, delimiter=sep))
+    kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epoch]
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", newline="") as f:
+        csv.writer(f, delimiter=sep).writerows(kept)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- files
+
+
+def checkpoint_dir(run_dir: Path) -> Path:
+    """The run folder's checkpoints/ folder."""
+    return Path(run_dir) / CHECKPOINT_DIR
+
+
+def write(run_dir: Path, state: TrainingState, keep: int) -> Path:
+    """Write `epoch-NNNN.npz` atomically (temp file, fsync, rename), then drop all but the `keep` latest."""
+    folder = checkpoint_dir(run_dir)
+    folder.mkdir(exist_ok=True)
+    path = folder / f"epoch-{state.epoch:04d}.npz"
+    meta = dict(state.meta, history=state.history)
+    payload = dict(state.arrays)
+    payload[META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)  # JSON keeps inf (EarlyStopping's best)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, allow_pickle=False, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    for old in list_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoint files, oldest first (a temp file of an interrupted write never matches)."""
+    folder = checkpoint_dir(run_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := FILE_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def latest(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run, or None."""
+    found = list_checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def read(path: Path) -> TrainingState:
+    """Load a checkpoint file (arrays only: never unpickles)."""
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {key: npz[key] for key in npz.files}
+    meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
+    if meta.get("format") != FORMAT:
+        raise RunFailedError(f"{path} is a checkpoint format this kerasrun cannot read ({meta.get('format')})")
+    return TrainingState(int(meta["epoch"]), meta.pop("history"), arrays, meta)
+
+
+def remove_leftovers(run_dir: Path) -> list[Path]:
+    """Delete temp files of writes a killed process never finished (`.model.tmp*`, `.*.tmp`); return them."""
+    run_dir = Path(run_dir)
+    candidates = [*run_dir.glob(".*.tmp"), *run_dir.glob(".model.tmp*"), *checkpoint_dir(run_dir).glob(".*.tmp")]
+    for path in candidates:
+        with contextlib.suppress(OSError):
+            path.unlink()
+    return candidates
+
+
+# --------------------------------------------------------------------------- the callback
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Writes a checkpoint every `every` epochs and at the last one; restores callbacks' state on resume.
+
+    It must come after every callback whose state it saves (they update it in on_epoch_end) and after
+    the history writer; in on_train_begin, after the others have reset themselves, it puts back the
+    state of a resumed run.
+    """
+
+    def __init__(  # `variables` is called at each capture: a subclassed model's optimizer exists only after the first step
+        self,
+        run_dir: Path,
+        variables: Callable[[], dict[str, list[Any]]],
+        callbacks: list[Any],
+        history: Any,
+        every: int,
+        keep: int,
+        resume_from: TrainingState | None = None,
+    ) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.variables = variables
+        self.stateful = callbacks
+        self.history_writer = history
+        self.every = every
+        self.keep = keep
+        self.resume_from = resume_from
+        self.pending: TrainingState | None = None  # captured at the last epoch end but not yet written
+        self.last_written: int | None = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        if self.resume_from is not None:
+            restore_callbacks(self.stateful, self.resume_from)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not is_finite((logs or {}).get("loss", 0.0)):
+            return  # a diverged epoch is not worth resuming from
+        self.pending = capture(self.variables(), self.stateful, self.history_writer.history, epoch + 1)
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every == 0 or last or self.model.stop_training:
+            self.flush()
+
+    def flush(self) -> Path | None:
+        """Write the captured state if it hasn't been (also called when the run is interrupted)."""
+        if self.pending is None:
+            return None
+        path = write(self.run_dir, self.pending, self.keep)
+        self.last_written, self.pending = self.pending.epoch, None
+        return path

@@ -1,0 +1,45 @@
+"""The epoch the input pipelines are in: a TensorFlow variable they read when a pass over the data starts.
+
+tf.data's `shuffle(..., reshuffle_each_iteration=True)` draws each order from a hidden seed generator
+that advances whenever an iterator is made — state no checkpoint can hold, so a resumed run would read
+other batches than the uninterrupted run. kerasrun makes every shuffled order a pure function of
+(seed, pass number) instead, and tells the pipeline the epoch through this variable: a run resumed at
+epoch k reads exactly the batches the uninterrupted run read from epoch k on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kerasrun._tf import keras, tf
+
+
+class EpochClock:
+    """Holds the current epoch (0-based) where tf.data functions can read it."""
+
+    def __init__(self, epoch: int = 0) -> None:
+        with tf.device("/CPU:0"):  # tf.data runs on the host: a GPU variable would be out of its reach
+            self.variable = tf.Variable(epoch, dtype=tf.int64, trainable=False, name="kerasrun_epoch")
+
+    def set(self, epoch: int) -> None:
+        """Move to `epoch`: passes that start from now on take its order."""
+        self.variable.assign(epoch)
+
+    def read(self) -> Any:
+        """The epoch as an int64 scalar tensor (inside tf.data functions: read when the pass starts)."""
+        return self.variable.read_value()
+
+    def callback(self) -> keras.callbacks.Callback:
+        """A Keras callback that sets the clock at the start of every epoch, in fit and in the custom loop."""
+        return SetEpoch(self)
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """Sets an EpochClock in on_epoch_begin, before the epoch's first batch is read."""
+
+    def __init__(self, clock: EpochClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        self.clock.set(epoch)

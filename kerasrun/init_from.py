@@ -1,0 +1,126 @@
+"""`model.init_from`: start training from another run's weights (transfer learning, fine-tuning), by layer name.
+
+The rule: every layer of the new model that has weights either takes them from the source layer of
+the same name (same shapes), or is listed in `init_from.skip` and keeps its freshly built weights
+(e.g. a new head). Anything else is an error listing the layers. Source layers the new model doesn't
+have (an old head) are left out and named in run.json. Loading a `.keras` model uses Keras's
+`safe_mode` and only the current config's own `module:name` objects: no code from the source runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kerasrun import registry
+from kerasrun._tf import keras
+from kerasrun.config import Config
+from kerasrun.errors import ConfigError, Problem
+from kerasrun.models import first_line
+from kerasrun.rundir import RUN_FILE, effective_status, read_json
+from kerasrun.runs import newest_completed
+
+LOC = ("model", "init_from")
+
+
+def source_path(config: Config, runs_dir: Path | None) -> Path:
+    """The file or folder `model.init_from` names: its path (relative to the config), or the newest run of its name."""
+    spec = config.model.init_from
+    assert spec is not None
+    if spec.run is not None:
+        base = Path(runs_dir or config.output.runs_dir)
+        found, _ = newest_completed(base, spec.run)
+        if found is None:
+            raise ConfigError(config.problem(LOC + ("run",), f"no completed run named `{spec.run}` under {base}", "train it first"))
+        return found
+    assert spec.path is not None
+    path = config.resolve_path(spec.path)
+    if not path.exists():
+        raise ConfigError(config.problem(LOC + ("path",), f"no such file or folder: {path}"))
+    return path
+
+
+def model_file(config: Config, path: Path) -> Path:
+    """A run folder's model.keras (the run must have completed), or the file itself."""
+    if not path.is_dir():
+        return path
+    model = path / "model.keras"
+    if not model.is_file():
+        status = effective_status(read_json(path / RUN_FILE)) if (path / RUN_FILE).is_file() else "not a run folder"
+        raise ConfigError(
+            config.problem(LOC, f"{path} has no model.keras (run status: {status})", "use a completed run, or resume this one")
+        )
+    return model
+
+
+def load_initial_weights(model: Any, config: Config, runs_dir: Path | None = None) -> dict[str, Any]:
+    """Load `model.init_from` into the freshly built `model`; return what was loaded, skipped and left out."""
+    spec = config.model.init_from
+    assert spec is not None
+    path = model_file(config, source_path(config, runs_dir))
+    if path.name.endswith(".weights.h5"):
+        return load_weights_file(model, config, path)
+    try:
+        source = keras.saving.load_model(path, safe_mode=True, compile=False, custom_objects=registry.config_objects(config))
+    except (OSError, TypeError, ValueError) as exc:
+        raise ConfigError(config.problem(LOC, f"cannot load {path}: {first_line(exc)}")) from None
+    return copy_by_name(source, model, config, path)
+
+
+def copy_by_name(source: Any, model: Any, config: Config, path: Path) -> dict[str, Any]:
+    """Set each weighted layer of `model` from the same-named layer of `source`, or leave it as built if skipped."""
+    spec = config.model.init_from
+    assert spec is not None
+    targets = {layer.name: layer for layer in model.layers if layer.weights}
+    sources = {layer.name: layer for layer in source.layers if layer.weights}
+    problems: list[Problem] = []
+    for index, name in enumerate(spec.skip):
+        if name not in targets:
+            hint = registry.suggest(name, list(targets)) or f"layers with weights: {', '.join(targets)}"
+            problems.append(config.problem(LOC + ("skip", index), f"the model has no layer `{name}` with weights", hint))
+    missing = [name for name in targets if name not in sources and name not in spec.skip]
+    if missing:
+        problems.append(
+            config.problem(
+                LOC,
+                f"{path.name} has no layer named {', '.join(f'`{n}`' for n in missing)}",
+                f"to keep their freshly built weights (e.g. a new head), list them under model.init_from.skip; "
+                f"the source's layers: {', '.join(sources) or 'none with weights'}",
+            )
+        )
+    loaded = []
+    for name, layer in targets.items():
+        if name in spec.skip or name not in sources:
+            continue
+        ours, theirs = layer.get_weights(), sources[name].get_weights()
+        if [w.shape for w in ours] != [w.shape for w in theirs]:
+            shapes = f"{[tuple(w.shape) for w in theirs]} in the source, {[tuple(w.shape) for w in ours]} here"
+            problems.append(
+                config.problem(LOC, f"layer `{name}` has weights of other shapes: {shapes}", "list it under skip to rebuild it")
+            )
+            continue
+        loaded.append((layer, theirs))
+    if problems:
+        raise ConfigError(problems)
+    for layer, weights in loaded:
+        layer.set_weights(weights)
+    left_out = [name for name in sources if name not in targets]
+    return {"path": str(path), "loaded": [layer.name for layer, _ in loaded], "skipped": list(spec.skip), "left_out": left_out}
+
+
+def load_weights_file(model: Any, config: Config, path: Path) -> dict[str, Any]:
+    """A `.weights.h5` file holds weights by position, not by layer name: Keras loads it into the same architecture."""
+    spec = config.model.init_from
+    assert spec is not None
+    if spec.skip:
+        raise ConfigError(
+            config.problem(
+                LOC + ("skip",),
+                "skip needs a run folder or a .keras file: a .weights.h5 file stores weights by position, not by layer name",
+            )
+        )
+    try:
+        model.load_weights(path)
+    except (OSError, TypeError, ValueError) as exc:
+        raise ConfigError(config.problem(LOC, f"cannot load {path.name} into this model: {first_line(exc)}")) from None
+    return {"path": str(path), "loaded": [layer.name for layer in model.layers if layer.weights], "skipped": [], "left_out": []}

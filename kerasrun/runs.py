@@ -1,0 +1,100 @@
+"""Reading run folders — find one, check its status and its signature — without importing TensorFlow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kerasrun.config import load_config
+from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir import RUN_FILE, effective_status, read_json, write_json_atomic
+from kerasrun.trust import SIGNATURE_FIELD, config_digest, require_trusted, sign
+
+Unreadable = list[tuple[Path, str]]
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    """A run folder's run.json, or a ConfigError saying why the folder is not a readable run."""
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_FILE).is_file() or not (run_dir / "config.yaml").is_file():
+        raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(run_dir)))
+    try:
+        info = read_json(run_dir / RUN_FILE)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(Problem(key="", message=f"run.json cannot be read: {exc}", file=str(run_dir / RUN_FILE))) from None
+    if not isinstance(info, dict):
+        raise ConfigError(Problem(key="", message="run.json is not a JSON object", file=str(run_dir / RUN_FILE)))
+    return info
+
+
+def open_run(run_dir: Path, trust: bool = False) -> dict[str, Any]:
+    """run.json of a run folder this user's kerasrun signed (or that the user trusts); raise otherwise."""
+    info = read_run_info(run_dir)
+    require_trusted(Path(run_dir), info, trust)
+    return info
+
+
+def require_completed(run_dir: Path, info: dict[str, Any]) -> None:
+    """Refuse a run that did not complete: its model is missing or not the trained one."""
+    status = effective_status(info)
+    if status == "completed":
+        return
+    epochs = info.get("epochs_completed")
+    done = f" after {epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else ""
+    hint = f"continue it with `kerasrun resume {run_dir}`" if status in ("interrupted", "crashed", "failed") else None
+    if status == "running":
+        hint = f"it is still training (pid {info.get('pid')} on {info.get('host')})"
+    raise ConfigError(Problem(key="", message=f"the run is {status}{done}, not completed", file=str(run_dir), hint=hint))
+
+
+def runs_named(runs_dir: Path, name: str) -> tuple[list[tuple[Path, dict[str, Any]]], Unreadable]:
+    """Run folders under `runs_dir` whose run.json names exactly `name`, oldest first, and run.json files that can't be read."""
+    found: list[tuple[str, Path, dict[str, Any]]] = []
+    unreadable: Unreadable = []
+    base = Path(runs_dir)
+    for path in sorted(base.glob("*/" + RUN_FILE)) if base.is_dir() else []:
+        try:
+            info = read_json(path)
+        except (OSError, ValueError) as exc:
+            unreadable.append((path, str(exc)))
+            continue
+        if isinstance(info, dict) and info.get("name") == name:
+            found.append((str(info.get("started", "")), path.parent, info))
+    found.sort(key=lambda item: (item[0], item[1].name))
+    return [(run_dir, info) for _, run_dir, info in found], unreadable
+
+
+def newest_completed(runs_dir: Path, name: str) -> tuple[Path | None, Unreadable]:
+    """The newest completed run named `name` under `runs_dir` (None if there is none), and the unreadable run.json files."""
+    runs, unreadable = runs_named(runs_dir, name)
+    completed = [run_dir for run_dir, info in runs if effective_status(info) == "completed"]
+    return (completed[-1] if completed else None), unreadable
+
+
+def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str] | None = None) -> tuple[Path, Unreadable]:
+    """A run folder itself, or — given a config — the newest completed run of exactly that config's name."""
+    target = Path(target)
+    if target.is_dir():
+        read_run_info(target)
+        return target, []
+    config = load_config(target, overrides)
+    base = Path(runs_dir or config.output.runs_dir)
+    found, unreadable = newest_completed(base, config.name)
+    if found is None:
+        raise ConfigError(
+            Problem(
+                key="name",
+                message=f"no completed run named `{config.name}` under {base}",
+                file=str(target),
+                hint="train it first: kerasrun train " + str(target),
+            )
+        )
+    return found, unreadable
+
+
+def sign_run(run_dir: Path, info: dict[str, Any]) -> None:
+    """Adopt a run folder: bind its current config.yaml to its run.json and sign both with this user's key."""
+    run_dir = Path(run_dir)
+    signed = dict(info, config_sha256=config_digest((run_dir / "config.yaml").read_bytes()))
+    signed[SIGNATURE_FIELD] = sign(signed)
+    write_json_atomic(run_dir / RUN_FILE, signed)

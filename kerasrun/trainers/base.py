@@ -1,0 +1,57 @@
+"""The one interface both training loops implement: fit epochs, evaluate, and the state a checkpoint holds.
+
+`run.py` talks only to this interface, so checkpointing, resume and the run folder are written once.
+A new loop (e.g. gradient accumulation) is a subclass that implements `fit` and `evaluate`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+from kerasrun.config import Config
+from kerasrun.devices import Placement
+
+
+def cap_steps(steps: int | None, dataset: Any) -> int | None:
+    """Cap a step count at one pass over a finite dataset (Keras would stop training when the data runs out)."""
+    if steps is None or dataset is None:
+        return steps
+    batches = int(dataset.cardinality())
+    return min(steps, batches) if batches > 0 else steps
+
+
+class Trainer(ABC):
+    """Trains a compiled Keras model on prepared tf.data pipelines, driving Keras callbacks."""
+
+    name: str
+
+    def __init__(self, model: Any, config: Config, placement: Placement) -> None:
+        self.model = model
+        self.config = config
+        self.placement = placement
+
+    @abstractmethod
+    def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int) -> None:
+        """Train epochs `initial_epoch` .. train.epochs - 1, validating after each when `val_ds` is given."""
+
+    @abstractmethod
+    def evaluate(self, dataset: Any, steps: int | None) -> dict[str, float]:
+        """Score the model on `dataset` (at most `steps` batches): loss and compiled metrics by name."""
+
+    def build_state(self, dataset: Any) -> None:
+        """Create every variable a checkpoint holds (the model's, the optimizer's) before restoring into them.
+
+        A subclassed model has no weights until it is called: call it once, in inference mode (no
+        random state moves), on the first batch of `dataset`.
+        """
+        model = self.model
+        if not model.built:
+            x = next(iter(dataset))
+            model(x[0] if isinstance(x, tuple) else x, training=False)
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+
+    def state_variables(self) -> dict[str, list[Any]]:
+        """The variables that decide what the next epoch computes: weights, seed generator states, optimizer slots."""
+        return {"model": list(self.model.variables), "optimizer": list(self.model.optimizer.variables)}
