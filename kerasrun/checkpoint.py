@@ -33,8 +33,9 @@ CHECKPOINT_DIR = "checkpoints"
 FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")
 META_KEY = "meta.json"  # the JSON half of a checkpoint, stored as bytes inside the .npz
 FORMAT = 1
-# Callback attributes that are wiring, not state: restoring them would point the callback elsewhere.
-NOT_STATE = {"model", "_model", "params", "validation_data", "csv_file", "writer"}
+# Callback attributes that are wiring, not state: restoring them would point the callback elsewhere
+# (CSVLogger's file handling is decided afresh when training resumes: it appends, without a second header).
+NOT_STATE = {"model", "_model", "params", "validation_data", "csv_file", "writer", "append", "append_header"}
 
 
 @dataclass

@@ -11,6 +11,7 @@ from typing import Any
 from kerasrun._tf import tf
 from kerasrun.config import Config
 from kerasrun.errors import ConfigError
+from kerasrun.signals import reclaim_signals
 
 # Without GPUs, `mirrored` splits the CPU into this many logical devices (for trying data parallelism).
 DEFAULT_LOGICAL_CPUS = 2
@@ -112,6 +113,9 @@ def make_multi_worker(config: Config, kind: str) -> Placement:
     """MultiWorkerMirroredStrategy from TF_CONFIG; the chief is task `chief`, or worker 0 when there is none."""
     cluster = read_tf_config(config)
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    # Its coordination service installs TensorFlow's own SIGTERM notifier (tsl::SigtermNotifier), which
+    # would swallow the preemption signal: kerasrun's handler marks the run and checkpoints instead.
+    reclaim_signals()
     task = cluster["task"]
     is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in cluster["cluster"])
     return Placement(f"/{kind}:0", strategy, logical_names(kind), is_chief=is_chief)

@@ -62,7 +62,7 @@ def launch_workers(train_args: list[str], workers: int, timeout: float) -> int:
         processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=logs[index]))
     deadline = time.monotonic() + timeout
     try:
-        with signals_raise_interrupted():
+        with signals_raise_interrupted(force_exit=False):  # it waits for the workers, who have watchdogs of their own
             return wait_for(processes, logs, deadline, timeout)
     except KeyboardInterrupt as exc:  # SIGINT, SIGTERM or SIGHUP: pass it on, so each worker marks its run and stops
         interrupted = as_interrupted(exc)

@@ -7,6 +7,7 @@ resume and the run folder's records are written once, here.
 from __future__ import annotations
 
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ from kerasrun.models import (
 )
 from kerasrun.progress import make_progress
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
-from kerasrun.signals import as_interrupted
+from kerasrun.signals import as_interrupted, on_forced_exit
 from kerasrun.trainers.base import Trainer
 from kerasrun.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
 from kerasrun.trainers.fit import FitTrainer
@@ -180,63 +181,78 @@ def run_experiment(
     def epochs_done() -> int:
         return len(history.history["epoch"])
 
-    try:
-        user_callbacks = [registry.resolve_callback(spec, run_dir) for spec in config.train.callbacks]
-        if resume is not None:
-            checkpoint.prepare_callbacks_for_resume(user_callbacks, resume.epoch)
-        clock = EpochClock()
-        batch = config.train.batch_size
-        start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
-        # Array data with steps_per_epoch is an endless stream of passes: each epoch trains exactly that many steps.
-        stream = config.train.steps_per_epoch if isinstance(data.train, Split) else None
-        shuffle = data.shuffles_train(config.train.shuffle)
-        train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, stream)
-        val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
-        with experiment.placement.scope():
-            build_training_state(model, train_ds)
-            if resume is not None:
-                trainer.build_state(train_ds)
-                checkpoint.restore_variables(trainer.state_variables(), resume)
-            callbacks = [*user_callbacks, clock.callback(), guard, history]
-            if config.output.checkpoint:
-                spec = config.output.checkpoint
-                checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep, resume)
-                callbacks.append(checkpointer)
-            callbacks.append(RecordProgress(record, epochs_done))
-            if (bar := make_progress(progress)) is not None:
-                callbacks.append(bar)
-            trainer.fit(train_ds, val_ds, callbacks, resume.epoch if resume else config.train.initial_epoch)
-        timings["fit_s"] = time.perf_counter() - start
-        if guard.diverged_at is not None:
-            note = record.try_finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=epochs_done())
-            message = f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})"
-            raise DivergedError(message + (f"; {note}" if note else ""))
-        if config.output.save_model:
-            save_model_atomic(model, run_dir / "model.keras")
-        start = time.perf_counter()
-        metrics = evaluate_and_predict(trainer, data, config, run_dir)
-        timings["evaluate_s"] = time.perf_counter() - start
-    except KeyboardInterrupt as exc:
-        interrupted = as_interrupted(exc)
-        saved = flush_quietly(checkpointer, interrupted.notes)
-        note = record.try_finish(
-            "interrupted", signal=interrupted.name, timings=timings, epochs_completed=epochs_done(), checkpoint_epoch=saved
+    def mark_forced(signum: int) -> None:
+        """From the signal watchdog, when the main thread is stuck in TensorFlow: record the interruption."""
+        name = signal.Signals(signum).name
+        record.try_finish(
+            "interrupted", signal=name, forced=True, epochs_completed=epochs_done(), checkpoint_epoch=latest_epoch(checkpointer)
         )
-        interrupted.notes += [note] if note else []
-        raise interrupted from None
-    except DivergedError:
-        raise
-    except KerasrunError as exc:  # e.g. a ConfigError only training could find: the folder says so too
-        note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
-        if note:
-            raise RunFailedError(f"{exc}; {note}") from exc
-        raise
-    except Exception as exc:
-        note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
-        also = f"; {note}" if note else ""
-        raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
+
+    with on_forced_exit(mark_forced):
+        try:
+            user_callbacks = [registry.resolve_callback(spec, run_dir) for spec in config.train.callbacks]
+            if resume is not None:
+                checkpoint.prepare_callbacks_for_resume(user_callbacks, resume.epoch)
+            clock = EpochClock()
+            batch = config.train.batch_size
+            start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
+            # Array data with steps_per_epoch is an endless stream of passes: each epoch trains exactly that many steps.
+            stream = config.train.steps_per_epoch if isinstance(data.train, Split) else None
+            shuffle = data.shuffles_train(config.train.shuffle)
+            train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, stream)
+            val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
+            with experiment.placement.scope():
+                build_training_state(model, train_ds)
+                if resume is not None:
+                    trainer.build_state(train_ds)
+                    checkpoint.restore_variables(trainer.state_variables(), resume)
+                callbacks = [*user_callbacks, clock.callback(), guard, history]
+                if config.output.checkpoint:
+                    spec = config.output.checkpoint
+                    checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep, resume)
+                    callbacks.append(checkpointer)
+                callbacks.append(RecordProgress(record, epochs_done))
+                if (bar := make_progress(progress)) is not None:
+                    callbacks.append(bar)
+                trainer.fit(train_ds, val_ds, callbacks, resume.epoch if resume else config.train.initial_epoch)
+            timings["fit_s"] = time.perf_counter() - start
+            if guard.diverged_at is not None:
+                note = record.try_finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=epochs_done())
+                message = (
+                    f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})"
+                )
+                raise DivergedError(message + (f"; {note}" if note else ""))
+            if config.output.save_model:
+                save_model_atomic(model, run_dir / "model.keras")
+            start = time.perf_counter()
+            metrics = evaluate_and_predict(trainer, data, config, run_dir)
+            timings["evaluate_s"] = time.perf_counter() - start
+        except KeyboardInterrupt as exc:
+            interrupted = as_interrupted(exc)
+            saved = flush_quietly(checkpointer, interrupted.notes)
+            note = record.try_finish(
+                "interrupted", signal=interrupted.name, timings=timings, epochs_completed=epochs_done(), checkpoint_epoch=saved
+            )
+            interrupted.notes += [note] if note else []
+            raise interrupted from None
+        except DivergedError:
+            raise
+        except KerasrunError as exc:  # e.g. a ConfigError only training could find: the folder says so too
+            note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
+            if note:
+                raise RunFailedError(f"{exc}; {note}") from exc
+            raise
+        except Exception as exc:
+            note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
+            also = f"; {note}" if note else ""
+            raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
     record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     return RunResult(run_dir, "completed", history.history, metrics)
+
+
+def latest_epoch(checkpointer: Checkpointer | None) -> int | None:
+    """The epoch of the newest checkpoint this process wrote."""
+    return checkpointer.last_written if checkpointer is not None else None
 
 
 def flush_quietly(checkpointer: Checkpointer | None, notes: list[str]) -> int | None:

@@ -7,10 +7,11 @@ an exception instead lets the same clean-up path as Ctrl-C mark the run folder a
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -40,29 +41,95 @@ def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
     return exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT)
 
 
+# If the main thread has not finished within this many seconds of a signal (it can be blocked inside
+# TensorFlow, e.g. in a collective all-reduce whose peer has died, where Python's handler can't run),
+# a watchdog thread marks the run and ends the process: preemption grace periods are ~30 s.
+FORCE_EXIT_SECONDS = 15.0
+forced_exit_hooks: list[Callable[[int], None]] = []
+active_handlers: list[Callable[[int, FrameType | None], None]] = []  # the handlers of the enclosing blocks, innermost last
+
+
 @contextmanager
-def signals_raise_interrupted() -> Iterator[None]:
+def on_forced_exit(hook: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, `hook(signum)` runs from the watchdog before it ends a process that did not stop."""
+    forced_exit_hooks.append(hook)
+    try:
+        yield
+    finally:
+        forced_exit_hooks.remove(hook)
+
+
+def watch(read_fd: int, stopped: threading.Event) -> None:
+    """Wait for a signal byte from CPython's wakeup fd; if the process is still alive FORCE_EXIT_SECONDS later, end it."""
+    try:
+        data = os.read(read_fd, 1)
+    except OSError:
+        data = b""
+    if not data or stopped.wait(FORCE_EXIT_SECONDS):
+        os.close(read_fd)
+        return
+    signum = data[0]
+    for hook in list(forced_exit_hooks):
+        with suppress(Exception):
+            hook(signum)
+    os._exit(128 + signum)
+
+
+@contextmanager
+def signals_raise_interrupted(force_exit: bool = True) -> Iterator[None]:
     """Within the block, SIGINT/SIGTERM/SIGHUP raise `Interrupted` once; repeats are ignored during clean-up.
 
-    A second Ctrl-C while the run folder is being marked would otherwise abort the marking itself;
-    `kill -9` still stops a process that hangs. Outside the main thread (signals can't be caught
-    there) the block runs unchanged.
+    A second Ctrl-C while the run folder is being marked would otherwise abort the marking itself.
+    CPython runs signal handlers in the main thread between bytecodes; when that thread is stuck in a
+    TensorFlow op, a watchdog thread (woken through signal.set_wakeup_fd) marks the run and exits after
+    FORCE_EXIT_SECONDS (unless `force_exit` is false: a launcher waiting for its workers is never stuck).
+    Outside the main thread (signals can't be caught there) the block runs unchanged.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    raised = False
+    if not force_exit:
+        with raising_handlers():
+            yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    stopped = threading.Event()
+    previous_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    threading.Thread(target=watch, args=(read_fd, stopped), name="kerasrun-signal-watchdog", daemon=True).start()
+    try:
+        with raising_handlers() as raised:
+            yield
+    finally:
+        signal.set_wakeup_fd(previous_fd)
+        if not raised:  # no signal: release the watchdog; after one, it stays armed until the process exits
+            stopped.set()
+            os.close(write_fd)  # the watchdog's read returns empty and it ends
+
+
+@contextmanager
+def raising_handlers() -> Iterator[list[int]]:
+    """Install the handlers that raise Interrupted once; yields the list of signals received (at most one)."""
+    raised: list[int] = []
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        nonlocal raised
         if raised:
             return
-        raised = True
+        raised.append(signum)
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in HANDLED}
+    active_handlers.append(handler)
     try:
-        yield
+        yield raised
     finally:
+        active_handlers.remove(handler)
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+def reclaim_signals() -> None:
+    """Install the active block's handlers again, after a library replaced them at the C level."""
+    if active_handlers and threading.current_thread() is threading.main_thread():
+        for signum in HANDLED:
+            signal.signal(signum, active_handlers[-1])
