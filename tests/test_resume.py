@@ -106,7 +106,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, A
         folder = tmp_path_factory.mktemp(f"reference-{loop}")
         marker = folder / "marker"
         marker.touch()
-        code, stdout, err = finish(kerasrun("train", str(write_resumable(folder, loop, marker)), "--runs-dir", str(folder / "runs")))
+        code, _stdout, err = finish(kerasrun("train", str(write_resumable(folder, loop, marker)), "--runs-dir", str(folder / "runs")))
         assert code == 0, err
         out[loop] = outputs(only_run(folder / "runs"))
     return out
@@ -183,7 +183,7 @@ def test_kill_during_the_model_save_then_resume(reference, tmp_path) -> None:
     run = only_run(tmp_path / "runs")
     leftovers = [p.name for p in run.iterdir() if p.name.startswith(".model.tmp")]
     assert leftovers and not (run / "model.keras").exists()  # the half-written model never took model.keras's name
-    code, stdout, err = finish(kerasrun("resume", str(run)))
+    code, _stdout, err = finish(kerasrun("resume", str(run)))
     assert code == 0, err
     assert not [p for p in run.iterdir() if p.name.startswith(".")]  # the killed save's temp file is gone
     assert outputs(run) == reference["fit"]
@@ -198,7 +198,7 @@ def test_launch_passes_sigterm_to_its_workers_and_leaves_no_process(tmp_path) ->
     workers = children_of(launch.pid)
     assert len(workers) == 2
     launch.send_signal(signal.SIGTERM)
-    code, stdout, err = finish(launch)
+    code, _stdout, err = finish(launch)
     assert code == 143, err
     assert "passed it on to the workers" in err
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # every worker has exited
