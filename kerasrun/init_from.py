@@ -9,6 +9,7 @@ have (an old head) are left out and named in run.json. Loading a `.keras` model 
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
         found, _ = newest_completed(base, spec.run)
         if found is None:
             raise ConfigError(config.problem(LOC + ("run",), f"no completed run named `{spec.run}` under {base}", "train it first"))
-        return found
+        return found.resolve()
     assert spec.path is not None
     path = config.resolve_path(spec.path)
     if not path.exists():
@@ -120,7 +121,9 @@ def load_weights_file(model: Any, config: Config, path: Path) -> dict[str, Any]:
             )
         )
     try:
-        model.load_weights(path)
+        with warnings.catch_warnings():  # the file may hold optimizer state too: init_from starts a fresh optimizer
+            warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+            model.load_weights(path)
     except (OSError, TypeError, ValueError) as exc:
         raise ConfigError(config.problem(LOC, f"cannot load {path.name} into this model: {first_line(exc)}")) from None
     return {"path": str(path), "loaded": [layer.name for layer in model.layers if layer.weights], "skipped": [], "left_out": []}

@@ -184,3 +184,41 @@ class PauseAtEpoch(keras.callbacks.Callback):
             f.write(str(os.getpid()))
         for _ in range(600):
             time.sleep(0.1)
+
+
+def touch_marker(path: str):
+    """A python data source with a side effect: it leaves `path` behind (shows that code from a config ran)."""
+    with open(path, "w") as f:
+        f.write("ran")
+    return two_blobs()
+
+
+def interrupt_loading():
+    """A python data source that is interrupted while loading (Ctrl-C before any run folder exists)."""
+    raise KeyboardInterrupt
+
+
+class ConfigErrorAtTrainBegin(keras.callbacks.Callback):
+    """Raises a kerasrun ConfigError once training has begun (a config problem only training can find)."""
+
+    def on_train_begin(self, logs=None):
+        from kerasrun.errors import ConfigError
+
+        raise ConfigError("a problem found while training")
+
+
+class FillDiskAtTrainEnd(keras.callbacks.Callback):
+    """Fills the file system of `path` when training ends, as a full disk would be."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+
+    def on_train_end(self, logs=None):
+        try:
+            with open(self.path, "wb") as f:
+                while True:
+                    f.write(b"\0" * (1 << 16))
+                    f.flush()
+        except OSError:  # ENOSPC: the disk is full now
+            pass

@@ -51,7 +51,10 @@ def write_resumable(folder: Path, loop: str, marker: Path) -> Path:
     """The resumable config, pausing at PAUSE_EPOCH until `marker` exists (see helpers_custom.PauseAtEpoch)."""
     config = merge(TINY, RESUMABLE)
     config["train"] = dict(config["train"], loop=loop)
-    config["train"]["callbacks"] = [*RESUMABLE["train"]["callbacks"], {"helpers_custom:PauseAtEpoch": {"epoch": PAUSE_EPOCH, "marker": str(marker)}}]
+    config["train"]["callbacks"] = [
+        *RESUMABLE["train"]["callbacks"],
+        {"helpers_custom:PauseAtEpoch": {"epoch": PAUSE_EPOCH, "marker": str(marker)}},
+    ]
     path = folder / f"{loop}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -139,7 +142,9 @@ def test_interrupted_and_resumed_run_is_byte_identical(reference, tmp_path, loop
     assert f"resuming {run} after epoch {PAUSE_EPOCH}" in stdout
     info = read_json(run / "run.json")
     assert info["status"] == "completed"
-    assert [(r["from_epoch"], r["previous_status"]) for r in info["resumes"]] == [(PAUSE_EPOCH, "interrupted" if how == "SIGTERM" else "crashed")]
+    assert [(r["from_epoch"], r["previous_status"]) for r in info["resumes"]] == [
+        (PAUSE_EPOCH, "interrupted" if how == "SIGTERM" else "crashed")
+    ]
     assert outputs(run) == reference[loop]  # history, metrics, CSV log and final weights, byte for byte
 
 
@@ -178,7 +183,9 @@ def test_kill_during_the_model_save_then_resume(reference, tmp_path) -> None:
     marker.touch()
     config = write_resumable(tmp_path, "fit", marker)
     env = {**os.environ, "PYTHONPATH": str(TESTS)}
-    out = subprocess.run([PY, "-c", KILL_DURING_SAVE, "train", str(config), "--runs-dir", str(tmp_path / "runs")], env=env, capture_output=True)
+    out = subprocess.run(
+        [PY, "-c", KILL_DURING_SAVE, "train", str(config), "--runs-dir", str(tmp_path / "runs")], env=env, capture_output=True
+    )
     assert out.returncode == -signal.SIGKILL
     run = only_run(tmp_path / "runs")
     leftovers = [p.name for p in run.iterdir() if p.name.startswith(".model.tmp")]
@@ -217,4 +224,3 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
-

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HAS_MNIST, REPO, only_run
+from conftest import HAS_MNIST, REPO
+from typer.testing import CliRunner
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
@@ -19,13 +20,21 @@ def needs_network_data(path: Path) -> bool:
     return yaml.safe_load(path.read_text())["data"]["source"] == "keras"
 
 
+def smoke(runner: CliRunner, path: Path, runs_dir: Path) -> Path:
+    """`kerasrun train PATH --smoke` into runs_dir, after the config whose run it starts from (model.init_from.run)."""
+    init_from = yaml.safe_load(path.read_text())["model"].get("init_from")
+    if isinstance(init_from, dict) and init_from.get("run"):
+        smoke(runner, next(p for p in CONFIGS if yaml.safe_load(p.read_text())["name"] == init_from["run"]), runs_dir)
+    result = runner.invoke(app, ["train", str(path), "--smoke", "--runs-dir", str(runs_dir), "--progress", "plain"])
+    assert result.exit_code == 0, result.output
+    return Path(next(line.split()[1] for line in result.output.splitlines() if line.startswith("done: ")))
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
 def test_smoke(runner, runs_dir, mnist_env, path: Path) -> None:
     if needs_network_data(path) and not HAS_MNIST:
         pytest.skip("real MNIST not present")
-    result = runner.invoke(app, ["train", str(path), "--smoke", "--runs-dir", str(runs_dir), "--progress", "plain"])
-    assert result.exit_code == 0, result.output
-    run = only_run(runs_dir)
+    run = smoke(runner, path, runs_dir)
     assert read_json(run / "run.json")["status"] == "completed"
     assert read_json(run / "history.json")["epoch"] == [1]
     assert (run / "model.keras").is_file()

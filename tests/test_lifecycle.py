@@ -1,0 +1,307 @@
+"""The run lifecycle through the CLI: liveness, checkpoints, resume and continue, signed run folders, loose ends."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from conftest import only_run
+
+from kerasrun import checkpoint, trust
+from kerasrun.cli import app
+from kerasrun.rundir import RunRecord, effective_status, read_json
+
+TESTS = Path(__file__).resolve().parent
+NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}  # keys to drop from TINY
+
+
+def train(runner, config: Path, runs_dir: Path, *args: str):
+    """Invoke `kerasrun train` in-process."""
+    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "plain", *args])
+
+
+@pytest.fixture(scope="module")
+def completed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One trained run of the tiny config, shared (copy it before changing it)."""
+    from conftest import TINY
+    from typer.testing import CliRunner
+
+    folder = tmp_path_factory.mktemp("completed")
+    config = folder / "config.yaml"
+    config.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    result = train(CliRunner(), config, folder / "runs")
+    assert result.exit_code == 0, result.output
+    return only_run(folder / "runs")
+
+
+def copy_run(run: Path, tmp_path: Path) -> Path:
+    """A copy of a run folder to change."""
+    return Path(shutil.copytree(run, tmp_path / run.name))
+
+
+# --------------------------------------------------------------------------- liveness
+
+
+def test_run_json_records_the_process_and_a_signed_record(completed_run) -> None:
+    info = read_json(completed_run / "run.json")
+    assert info["name"] == "tiny" and info["pid"] > 0 and info["host"] == platform.node() and info["heartbeat"]
+    assert info["signature"].startswith("hmac-sha256:") and trust.verify_run(completed_run, info) is None
+    assert not (trust.kerasrun_home() / trust.KEY_FILE).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)  # the key is the owner's alone
+
+
+def test_a_running_run_whose_process_is_gone_is_crashed(tmp_path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    info = {"status": "running", "pid": int(dead), "host": platform.node(), "pid_started": None}
+    assert effective_status(info) == "crashed"
+    assert effective_status(dict(info, pid=os.getpid())) == "running"  # this process is alive
+    assert effective_status(dict(info, pid=os.getpid(), pid_started=1)) == "crashed"  # a later process took the pid
+    old = (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat()
+    elsewhere = {"status": "running", "pid": 1, "host": "another-host", "heartbeat": old}
+    assert effective_status(elsewhere) == "crashed"  # its heartbeat stopped
+    assert effective_status(dict(elsewhere, heartbeat=datetime.now(timezone.utc).isoformat())) == "running"
+    assert effective_status({"status": "completed", "pid": int(dead)}) == "completed"
+
+
+def test_the_heartbeat_thread_refreshes_run_json(tmp_path) -> None:
+    record = RunRecord.start(tmp_path, name="x", seed=0, device="/CPU:0", versions={}, command=["kerasrun"])
+    first = read_json(tmp_path / "run.json")
+    record.info["heartbeat"] = "2000-01-01T00:00:00+00:00"  # so a refresh is visible within a second
+    record.start_heartbeat(0.05)
+    deadline = time.monotonic() + 5
+    while read_json(tmp_path / "run.json")["heartbeat"] in (first["heartbeat"], "2000-01-01T00:00:00+00:00"):
+        assert time.monotonic() < deadline, "the heartbeat was not refreshed"
+        time.sleep(0.02)
+    record.finish("completed")
+    assert read_json(tmp_path / "run.json")["status"] == "completed"
+    assert record.beater is not None
+    record.beater.join(timeout=5)
+    assert not record.beater.is_alive()  # finishing stops the heartbeat
+
+
+# --------------------------------------------------------------------------- checkpoints, resume, continue
+
+
+def test_a_checkpoint_after_every_epoch_only_the_latest_kept(completed_run) -> None:
+    files = checkpoint.list_checkpoints(completed_run)
+    assert [p.name for p in files] == ["epoch-0003.npz"]
+    state = checkpoint.read(files[0])
+    assert state.epoch == 3 and state.history == read_json(completed_run / "history.json")
+    assert [name.split("/")[-1] for name in state.meta["model"]] == ["kernel", "bias", "kernel", "bias"]
+    assert state.meta["optimizer"][:2] == ["adam/iteration", "adam/learning_rate"] and len(state.meta["optimizer"]) == 10
+    with np.load(files[0], allow_pickle=False) as npz:  # arrays only: loading never unpickles
+        assert "meta.json" in npz.files
+
+
+def test_checkpoint_every_and_keep(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"epochs": 5}, "output": {"checkpoint": {"every": 2, "keep": 2}}}), runs_dir)
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in checkpoint.list_checkpoints(only_run(runs_dir))] == ["epoch-0004.npz", "epoch-0005.npz"]  # 2, 4 and the last
+
+
+def test_checkpoint_off_means_no_resume(runner, write_config, runs_dir) -> None:
+    callbacks = [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]
+    result = train(runner, write_config({"train": {"callbacks": callbacks}, "output": {"checkpoint": False}}), runs_dir)
+    assert result.exit_code == 130
+    run = only_run(runs_dir)
+    assert not (run / "checkpoints").exists()
+    result = runner.invoke(app, ["resume", str(run)])
+    assert result.exit_code == 2 and "no checkpoint to resume from: checkpoints were off" in result.output
+
+
+def test_continue_a_completed_run_equals_training_longer(runner, write_config, tmp_path) -> None:
+    config = write_config(
+        {
+            "model": {
+                "layers": [
+                    {"Dense": {"units": 8, "activation": "relu"}},
+                    {"Dropout": {"rate": 0.2}},
+                    {"Dense": {"units": 3, "activation": "softmax"}},
+                ]
+            }
+        }
+    )
+    assert train(runner, config, tmp_path / "five", "--set", "train.epochs=5").exit_code == 0
+    assert train(runner, config, tmp_path / "three").exit_code == 0
+    run = only_run(tmp_path / "three")
+    refused = runner.invoke(app, ["resume", str(run)])
+    assert refused.exit_code == 2 and "completed its 3 epochs" in refused.output and "--set train.epochs=" in refused.output
+    result = runner.invoke(app, ["resume", str(run), "--set", "train.epochs=5", "--progress", "plain"])
+    assert result.exit_code == 0, result.output
+    assert "epoch 4/5" in result.output and "epoch 1/5" not in result.output
+    five = only_run(tmp_path / "five")
+    assert (run / "history.json").read_bytes() == (five / "history.json").read_bytes()
+    assert (run / "metrics.json").read_bytes() == (five / "metrics.json").read_bytes()
+    info = read_json(run / "run.json")
+    assert info["epochs_completed"] == 5 and info["resumes"][0]["from_epoch"] == 3 and "epochs: 5" in (run / "config.yaml").read_text()
+
+
+def test_resume_refuses_to_change_the_experiment(runner, completed_run) -> None:
+    result = runner.invoke(app, ["resume", str(completed_run), "--set", "compile.optimizer=sgd", "--set", "seed=3"])
+    assert result.exit_code == 2
+    assert "compile.optimizer: cannot change on resume" in result.output and "seed: cannot change on resume" in result.output
+    assert "model.init_from" in result.output
+
+
+def test_evaluate_refuses_an_interrupted_run(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]}}), runs_dir)
+    assert result.exit_code == 130
+    run = only_run(runs_dir)
+    assert f"continue it with `kerasrun resume {run}`" in result.output
+    refused = runner.invoke(app, ["evaluate", str(run)])
+    assert refused.exit_code == 2 and "the run is interrupted after 2 epochs, not completed" in refused.output
+    assert f"kerasrun resume {run}" in refused.output
+
+
+# --------------------------------------------------------------------------- trust
+
+
+MARKER_CODE = "helpers_custom:touch_marker"
+
+
+def plant_code(run: Path, marker: Path) -> None:
+    """Edit a run's config to name code that leaves a marker file when it runs (as a forged folder would)."""
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    config["data"] = {"source": "python", "function": MARKER_CODE, "kwargs": {"path": str(marker)}}
+    (run / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "resume"])
+def test_an_edited_run_folder_runs_no_code(runner, completed_run, tmp_path, command) -> None:
+    run = copy_run(completed_run, tmp_path)
+    marker = tmp_path / "marker"
+    plant_code(run, marker)
+    args = {"evaluate": [], "predict": ["--input", str(tmp_path / "x.npy"), "--output", str(tmp_path / "y.npy")], "resume": []}[command]
+    np.save(tmp_path / "x.npy", np.zeros((2, 2), np.float32))
+    result = runner.invoke(app, [command, str(run), *args])
+    assert result.exit_code == 2, result.output
+    assert "not trusted: its config.yaml was edited" in result.output and f"kerasrun trust {run}" in result.output
+    assert not marker.exists()
+
+
+def test_a_folder_signed_by_someone_else_runs_no_code_until_trusted(runner, completed_run, tmp_path, monkeypatch) -> None:
+    run = copy_run(completed_run, tmp_path)
+    marker = tmp_path / "marker"
+    plant_code(run, marker)
+    monkeypatch.setenv(trust.HOME_ENV, str(tmp_path / "someone-else"))  # their key signs the forged folder
+    info = read_json(run / "run.json")
+    from kerasrun.runs import sign_run
+
+    sign_run(run, info)
+    monkeypatch.undo()
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 2 and "not signed with your key" in result.output and not marker.exists()
+    result = runner.invoke(app, ["evaluate", str(run), "--trust"])  # the user vouches for it: its code runs
+    assert marker.exists()
+    marker.unlink()
+    trusted = runner.invoke(app, ["trust", str(run)])
+    assert trusted.exit_code == 0 and f"it imports {MARKER_CODE}" in trusted.output
+    runner.invoke(app, ["evaluate", str(run)])
+    assert marker.exists()  # signed with the user's key now
+
+
+def test_an_unsigned_folder_is_refused(runner, completed_run, tmp_path) -> None:
+    run = copy_run(completed_run, tmp_path)
+    info = read_json(run / "run.json")
+    del info["signature"]
+    (run / "run.json").write_text(json.dumps(info))
+    result = runner.invoke(app, ["evaluate", str(run)])
+    assert result.exit_code == 2 and "carries no kerasrun signature" in result.output
+
+
+def test_evaluate_config_matches_the_name_exactly_and_names_unreadable_runs(runner, completed_run, write_config, tmp_path) -> None:
+    runs = tmp_path / "runs"
+    exact = copy_run(completed_run, runs)
+    longer = Path(shutil.copytree(completed_run, runs / "20990101-000000-tiny-longer"))
+    info = read_json(longer / "run.json")
+    from kerasrun.runs import sign_run
+
+    sign_run(longer, dict(info, name="tiny-longer"))
+    (runs / "20990102-000000-broken").mkdir()
+    (runs / "20990102-000000-broken" / "run.json").write_text("{not json")
+    result = runner.invoke(app, ["evaluate", str(write_config()), "--runs-dir", str(runs), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output.splitlines()[-1]) == read_json(exact / "metrics.json")
+    assert "skipped" in result.output and "20990102-000000-broken/run.json" in result.output
+
+
+# --------------------------------------------------------------------------- config rules and loose ends
+
+
+@pytest.mark.parametrize(
+    ("changes", "key", "message"),
+    [
+        ({"train": {"initial_epoch": 2}}, "train.initial_epoch", "initial_epoch without model.init_from"),
+        ({"train": {"callbacks": [{"CSVLogger": {"filename": "../outside.csv"}}]}}, "train.callbacks[0]", "leaves the run folder"),
+        ({"train": {"callbacks": [{"BackupAndRestore": {"backup_dir": "backup"}}]}}, "train.callbacks[0]", "kerasrun resume RUN_DIR"),
+        ({"model": {"init_from": {"path": "a", "run": "b"}}}, "model.init_from", "not both"),
+    ],
+)
+def test_lifecycle_config_rules(runner, write_config, runs_dir, changes, key, message) -> None:
+    result = train(runner, write_config(changes), runs_dir)
+    assert result.exit_code == 2 and f"{key}: " in result.output and message in result.output, result.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+
+
+def test_name_option_is_a_string(runner, write_config, runs_dir) -> None:
+    for name in ("2024", "yes"):
+        result = train(runner, write_config({"train": {"epochs": 1}}), runs_dir / name, "--name", name)
+        assert result.exit_code == 0, result.output
+        assert read_json(only_run(runs_dir / name) / "run.json")["name"] == name
+
+
+def test_ctrl_c_before_the_run_folder_exists(runner, write_config, runs_dir) -> None:
+    result = train(
+        runner, write_config({"data": {"source": "python", "function": "helpers_custom:interrupt_loading", **NOT_SYNTHETIC}}), runs_dir
+    )
+    assert result.exit_code == 130 and "before a run folder was created" in result.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+
+
+def test_a_config_error_found_during_training_marks_the_folder(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"callbacks": ["helpers_custom:ConfigErrorAtTrainBegin"]}}), runs_dir)
+    assert result.exit_code == 2 and "found while training" in result.output
+    info = read_json(only_run(runs_dir) / "run.json")
+    assert info["status"] == "failed" and "found while training" in info["error"]
+
+
+def test_checkpoint_off_in_yaml(write_config) -> None:
+    from kerasrun.config import load_config
+
+    path = write_config()
+    path.write_text(path.read_text() + "output:\n  checkpoint: off\n")
+    assert load_config(path).output.checkpoint is False
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):
+    """A 3 MB tmpfs, so that a run can really fill its disk (needs root; skipped where mounting is not allowed)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_a_full_disk_is_reported_not_swallowed(runner, write_config, small_disk) -> None:
+    filler = small_disk / "filler"
+    result = train(
+        runner, write_config({"train": {"callbacks": [{"helpers_custom:FillDiskAtTrainEnd": {"path": str(filler)}}]}}), small_disk / "runs"
+    )
+    assert result.exit_code == 1
+    assert "training failed" in result.output and "No space left on device" in result.output
+    assert "could not record status `failed`" in result.output  # the final status could not be written, and it says so
+    info = read_json(only_run(small_disk / "runs") / "run.json")
+    assert info["status"] == "running"  # what the disk kept; readers show it as crashed once the process is gone
