@@ -98,7 +98,8 @@ def test_a_checkpoint_after_every_epoch_only_the_latest_kept(completed_run) -> N
     state = checkpoint.read(files[0])
     assert state.epoch == 3 and state.history == read_json(completed_run / "history.json")
     assert [name.split("/")[-1] for name in state.meta["model"]] == ["kernel", "bias", "kernel", "bias"]
-    assert state.meta["optimizer"][:2] == ["adam/iteration", "adam/learning_rate"] and len(state.meta["optimizer"]) == 10
+    assert [name.split("/")[-1] for name in state.meta["optimizer"][:2]] == ["iteration", "learning_rate"]
+    assert len(state.meta["optimizer"]) == 10  # and a momentum and a velocity per weight
     with np.load(files[0], allow_pickle=False) as npz:  # arrays only: loading never unpickles
         assert "meta.json" in npz.files
 
