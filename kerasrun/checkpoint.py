@@ -18,6 +18,7 @@ import os
 import random
 import re
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -270,6 +271,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.resume_from = resume_from
         self.pending: TrainingState | None = None  # captured at the last epoch end but not yet written
         self.last_written: int | None = None
+        self.seconds = 0.0  # spent capturing and writing, for run.json's timings (checkpoint_s)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if self.resume_from is not None:
@@ -278,10 +280,12 @@ class Checkpointer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not is_finite((logs or {}).get("loss", 0.0)):
             return  # a diverged epoch is not worth resuming from
+        start = time.perf_counter()
         self.pending = capture(self.variables(), self.stateful, self.history_writer.history, epoch + 1)
         last = epoch + 1 == self.params.get("epochs")
         if (epoch + 1) % self.every == 0 or last or self.model.stop_training:
             self.flush()
+        self.seconds += time.perf_counter() - start
 
     def flush(self) -> Path | None:
         """Write the captured state if it hasn't been (also called when the run is interrupted)."""

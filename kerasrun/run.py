@@ -216,6 +216,8 @@ def run_experiment(
                     callbacks.append(bar)
                 trainer.fit(train_ds, val_ds, callbacks, resume.epoch if resume else config.train.initial_epoch)
             timings["fit_s"] = time.perf_counter() - start
+            if checkpointer is not None:
+                timings["checkpoint_s"] = checkpointer.seconds  # part of fit_s
             if guard.diverged_at is not None:
                 note = record.try_finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=epochs_done())
                 message = (

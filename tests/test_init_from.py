@@ -139,6 +139,6 @@ def test_transfer_learning_recipe_in_three_configs(runner, mnist_env, runs_dir) 
     head_accuracy = read_json(runs["transfer_2_head"] / "metrics.json")["sparse_categorical_accuracy"]
     tuned_accuracy = read_json(runs["transfer_3_finetune"] / "metrics.json")["sparse_categorical_accuracy"]
     # MNIST features carry over to clothes: far above chance (0.1) after 300 steps of the head alone
-    # (the configs' full 3 epochs reach 0.74 here, fine-tuning 0.78; see docs/transfer-learning.md).
+    # (the configs' full 3 epochs reach 0.74 here, fine-tuning 0.78; see docs/runs.md).
     assert head_accuracy > 0.4, head_accuracy
     assert tuned_accuracy >= head_accuracy - 0.01, (head_accuracy, tuned_accuracy)
