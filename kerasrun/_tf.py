@@ -5,6 +5,8 @@ import os
 import sys
 import tempfile
 
+from kerasrun import startup
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
@@ -57,6 +59,8 @@ def import_without_gc() -> tuple:
             gc.enable()
 
 
-keras, tf = import_without_gc()
+# The kerasrun command asks for the fast import (cli.main sets FAST_IMPORT); a program that imports kerasrun
+# as a library keeps its garbage collector exactly as it was.
+keras, tf = import_without_gc() if startup.FAST_IMPORT else import_quietly()
 
 __all__ = ["keras", "tf"]

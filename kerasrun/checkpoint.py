@@ -29,6 +29,7 @@ import numpy as np
 from kerasrun._tf import keras
 from kerasrun.callbacks import is_finite
 from kerasrun.errors import RunFailedError
+from kerasrun.keras_private import global_seed_state
 
 CHECKPOINT_DIR = "checkpoints"
 FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")
@@ -73,16 +74,6 @@ def capture(variables: dict[str, list[Any]], callbacks: list[Any], history: dict
 def variable_name(variable: Any) -> str:
     """A variable's path in the model (`dense/kernel`), to check a checkpoint against the model it is restored into."""
     return str(getattr(variable, "path", None) or getattr(variable, "name", "?"))
-
-
-def global_seed_state() -> Any:
-    """The state variable of Keras's global SeedGenerator (used by keras.random calls without a seed), if one exists."""
-    try:
-        from keras.src.backend.common import global_state  # no public accessor; absent in other Keras versions
-    except ImportError:
-        return None
-    generator = global_state.get_global_attribute("global_seed_generator")
-    return getattr(generator, "state", None)
 
 
 def restore_variables(variables: dict[str, list[Any]], state: TrainingState) -> None:

@@ -15,6 +15,7 @@ import typer
 
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
 from kerasrun.signals import Interrupted, as_interrupted
+from kerasrun.startup import configure_command_process
 
 EXIT_FAILED = 1
 
@@ -393,6 +394,7 @@ def schema() -> None:
 
 def main() -> None:
     """Console-script entry point: anything unexpected is one error line (the traceback with --debug)."""
+    configure_command_process()
     try:
         app()
     except Exception as exc:  # not a kerasrun error: a bug, or a library failing in a way we didn't foresee

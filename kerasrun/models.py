@@ -8,6 +8,7 @@ from kerasrun import registry
 from kerasrun._tf import keras
 from kerasrun.config import Config, split_layer_entry
 from kerasrun.errors import Collector, ConfigError, Problem
+from kerasrun.keras_private import symbolic_build
 from kerasrun.layers import ActivationStatistic
 
 
@@ -223,14 +224,8 @@ def build_training_state(model: keras.Model, dataset: Any) -> None:
     created variables is traced a second time: building them first (symbolically from the
     dataset's element spec, as Keras itself does under a strategy) halves the tracing of the train
     and test steps. The variables start at zeros either way, so the numbers are the same.
-    Unbuilt (subclassed) models keep Keras's lazy path: their weights are created on first call.
     """
-    symbolic_build = getattr(model, "_symbolic_build", None)  # Keras's own builder (keras/src/trainers/trainer.py)
-    spec = getattr(dataset, "element_spec", None)
-    flatten = getattr(model, "_flatten_layers", None)
-    if symbolic_build is None or flatten is None or spec is None or not model.built or not all(layer.built for layer in flatten()):
-        return
-    symbolic_build(data_batch=spec)
+    symbolic_build(model, getattr(dataset, "element_spec", None))
 
 
 def resolve_per_output(

@@ -5,8 +5,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -49,8 +47,6 @@ def import_object(path: str) -> Any:
     if not IMPORT_PATH.match(path):
         raise SpecError(f"expected an import path `package.module:name`, got {path!r}")
     module_name, attr_path = path.split(":", 1)
-    if os.getcwd() not in sys.path:  # like `python -m`: modules next to where kerasrun runs are importable
-        sys.path.append(os.getcwd())
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:

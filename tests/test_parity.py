@@ -101,3 +101,20 @@ def test_train_and_test_steps_are_traced_once(write_config, prebuild) -> None:
     experiment.trainer.fit(train_ds, val_ds, [], initial_epoch=0)
     # Keras alone creates the optimizer and metric variables inside the first trace, and traces again.
     assert traces == (["train_step", "test_step"] if prebuild else ["train_step", "train_step", "test_step"])
+
+
+def test_an_untested_keras_takes_the_public_fallback_with_the_same_numbers(runner, write_config, tmp_path, monkeypatch) -> None:
+    """On a Keras minor version kerasrun was not tested with, no private API is touched, and nothing changes but speed."""
+    from kerasrun import keras_private
+
+    assert keras_private.keras_minor("3.15.1") == (3, 15) and keras_private.keras_minor("3.16.0rc1") == (3, 16)
+    config = write_config({**PARITY, "train": {**PARITY["train"], "shuffle": True}})
+    histories = []
+    for tested in (keras_private.TESTED, set()):
+        monkeypatch.setattr(keras_private, "TESTED", tested)
+        runs = tmp_path / f"tested-{bool(tested)}"
+        result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--progress", "none"])
+        assert result.exit_code == 0, result.output
+        histories.append(read_json(only_run(runs) / "history.json"))
+    assert histories[0] == histories[1]
+    assert keras_private.global_seed_state() is None and not keras_private.private_api_ok()

@@ -47,11 +47,20 @@ def test_validate_and_show_do_not_import_tensorflow(tmp_path) -> None:
     assert not {"tensorflow", "keras"} & modules_loaded_by(code)
 
 
-def test_importing_tensorflow_leaves_the_collector_on_and_its_objects_frozen() -> None:
-    code = "import gc\nfrom kerasrun._tf import tf\nprint(gc.isenabled(), gc.get_freeze_count())"
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120)
-    enabled, frozen = out.stdout.split()
-    assert enabled == "True" and int(frozen) > 100_000  # TensorFlow's and Keras's import-time objects
+def gc_and_path_after_import(configure: bool) -> tuple[str, int, bool]:
+    """In a fresh interpreter: is the collector on, how many objects are frozen, is the cwd on sys.path."""
+    setup = "from kerasrun.startup import configure_command_process\nconfigure_command_process()\n" if configure else ""
+    code = setup + "import gc, os, sys\nfrom kerasrun._tf import tf\nprint(gc.isenabled(), gc.get_freeze_count(), os.getcwd() in sys.path)"
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent / "bench")
+    enabled, frozen, on_path = out.stdout.split()
+    return enabled, int(frozen), on_path == "True"
+
+
+def test_the_command_imports_tensorflow_with_its_objects_frozen_a_library_import_changes_nothing() -> None:
+    enabled, frozen, on_path = gc_and_path_after_import(configure=True)  # what cli.main() does first
+    assert enabled == "True" and frozen > 100_000 and on_path  # TensorFlow's and Keras's import-time objects
+    enabled, frozen, on_path = gc_and_path_after_import(configure=False)  # `import kerasrun...` from a program
+    assert enabled == "True" and frozen == 0 and not on_path
 
 
 def test_help_in_a_real_process() -> None:

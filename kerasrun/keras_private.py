@@ -1,0 +1,58 @@
+"""Every use of Keras's private API, in one place, each behind a version guard with a public fallback.
+
+kerasrun is tested with the Keras minor versions in TESTED (pyproject.toml bounds `keras` to them).
+On any other version these helpers take their fallback instead of reaching into Keras's internals:
+the numbers stay the same, only a speed-up or a checkpointed detail is lost, as each docstring says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kerasrun._tf import keras
+
+TESTED = {(3, 15)}  # Keras minor versions whose private API below was read and tested
+
+
+def keras_minor(version: str | None = None) -> tuple[int, int]:
+    """(major, minor) of a Keras version string, e.g. (3, 15) for "3.15.1"."""
+    parts = (version or keras.__version__).split(".")
+    return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+
+
+def private_api_ok() -> bool:
+    """True on a Keras version whose private API kerasrun was tested with."""
+    return keras_minor() in TESTED
+
+
+def symbolic_build(model: Any, element_spec: Any) -> bool:
+    """Create a built model's optimizer, loss and metric variables from the data's element spec; False if skipped.
+
+    `Trainer._symbolic_build` is what Keras itself runs under a tf.distribute strategy. Fallback:
+    nothing — Keras creates the variables while tracing the first step (same values, zeros), and a
+    tf.function that created variables is traced once more (~0.3 s here).
+    """
+    build = getattr(model, "_symbolic_build", None)
+    layers = getattr(model, "_flatten_layers", None)
+    if not private_api_ok() or build is None or layers is None or element_spec is None:
+        return False
+    if not model.built or not all(layer.built for layer in layers()):
+        return False  # a subclassed model builds its weights on the first call: keep Keras's lazy path
+    build(data_batch=element_spec)
+    return True
+
+
+def global_seed_state() -> Any:
+    """The state variable of Keras's global SeedGenerator (keras.random calls without a seed), or None.
+
+    Keras keeps it in its private global state. Fallback: None — checkpoints then don't hold it, and a
+    resumed run's unseeded keras.random calls start that generator afresh.
+    """
+    if not private_api_ok():
+        return None
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:
+        return None
+    generator = global_state.get_global_attribute("global_seed_generator")
+    return getattr(generator, "state", None)

@@ -1,0 +1,20 @@
+"""Process-wide set-up that only the `kerasrun` command does, never an import of kerasrun as a library."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+FAST_IMPORT = False  # import TensorFlow with the garbage collector paused, then freeze its objects (kerasrun._tf)
+
+
+def configure_command_process() -> None:
+    """For the command line: the fast TensorFlow import, and the current directory importable like `python -m`.
+
+    Import paths in a config (`module:name`) then find modules next to where kerasrun runs; a library
+    user's sys.path and garbage collector stay untouched.
+    """
+    global FAST_IMPORT
+    FAST_IMPORT = True
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
