@@ -74,7 +74,10 @@ def main() -> None:
             f"| {index} | {row['first']} | {row['fit_s_checkpoint']:.2f} s | {row['fit_s_none']:.2f} s | {row['fit_ratio']:.3f} "
             f"| {1000 * row['checkpoint_s']:.1f} ms | {100 * row['checkpoint_share']:.2f} % |"
         )
-    medians = {key: statistics.median(row[key] for row in rows) for key in ("fit_s_checkpoint", "fit_s_none", "fit_ratio", "checkpoint_s", "checkpoint_share")}
+    medians = {
+        key: statistics.median(row[key] for row in rows)
+        for key in ("fit_s_checkpoint", "fit_s_none", "fit_ratio", "checkpoint_s", "checkpoint_share")
+    }
     print(
         f"| median | | {medians['fit_s_checkpoint']:.2f} s | {medians['fit_s_none']:.2f} s | {medians['fit_ratio']:.3f} "
         f"| {1000 * medians['checkpoint_s']:.1f} ms | {100 * medians['checkpoint_share']:.2f} % |"

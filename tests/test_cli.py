@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import only_run
+import yaml
+from helpers import REPO, only_run, skip_if_a_gpu_is_visible, train
 
 from kerasrun import checkpoint
 from kerasrun.cli import app
@@ -16,13 +17,8 @@ from kerasrun.models import effective_steps_per_execution
 from kerasrun.rundir import read_json
 
 
-def train(runner, config: Path, runs_dir: Path, *args: str):
-    """Invoke `kerasrun train` in-process."""
-    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "plain", *args])
-
-
 def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> None:
-    result = train(runner, write_config(), runs_dir)
+    result = train(runner, write_config(), runs_dir, "--device", "cpu")  # the device recorded below
     assert result.exit_code == 0, result.output
     run = only_run(runs_dir)
     assert run.name.endswith("-tiny")
@@ -73,8 +69,10 @@ def test_resolved_config_applies_overrides_and_name(runner, write_config, runs_d
     assert result.exit_code == 0, result.output
     run = only_run(runs_dir)
     assert run.name.endswith("-renamed")
-    text = (run / "config.yaml").read_text()
-    assert "epochs: 1" in text and "steps_per_execution: 32" in text
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["name"] == "renamed" and resolved["train"]["epochs"] == 1  # the overrides
+    assert resolved["compile"]["steps_per_execution"] == 32 and resolved["output"]["checkpoint"] == {"every": 1, "keep": 1}  # defaults
+    assert resolved["data"]["generator"] == "blobs" and resolved["train"]["validation_split"] == 0.25  # the file's own keys
 
 
 def test_evaluate_matches_metrics_json(runner, write_config, runs_dir) -> None:
@@ -187,6 +185,8 @@ def test_show_and_schema(runner, write_config) -> None:
     ],
 )
 def test_bad_input_exits_2_without_a_run_folder(runner, write_config, runs_dir, changes, message) -> None:
+    if changes.get("runtime") == {"device": "gpu"}:
+        skip_if_a_gpu_is_visible()
     result = train(runner, write_config(changes), runs_dir)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
@@ -273,8 +273,6 @@ def test_steps_per_epoch_trains_exactly_that_many_steps_across_passes(runner, wr
 
 def test_plot_model(runner, tmp_path) -> None:
     import shutil
-
-    from conftest import REPO
 
     out = tmp_path / "model.png"
     result = runner.invoke(app, ["plot-model", str(REPO / "configs" / "multi_io.yaml"), "-o", str(out)])

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO, only_run
+from helpers import REPO, only_run, train
 
 from kerasrun._tf import keras
-from kerasrun.cli import app
 from kerasrun.rundir import read_json
 
 REGULARIZED: dict[str, Any] = {
@@ -48,17 +46,12 @@ PARITY_CASES = {
 }
 
 
-def run(runner, config: Path, runs: Path, *args: str):
-    """`kerasrun train` into runs; returns the CLI result."""
-    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs), "--progress", "plain", *args])
-
-
 @pytest.mark.parametrize("case", PARITY_CASES)
 def test_custom_loop_equals_fit_exactly(runner, write_config, tmp_path, case) -> None:
     config = write_config(PARITY_CASES[case])
     histories, weights = {}, {}
     for loop in ("fit", "custom"):
-        result = run(runner, config, tmp_path / loop, "--set", f"train.loop={loop}")
+        result = train(runner, config, tmp_path / loop, "--set", f"train.loop={loop}")
         assert result.exit_code == 0, result.output
         folder = only_run(tmp_path / loop)
         histories[loop] = read_json(folder / "history.json")
@@ -79,7 +72,7 @@ def test_custom_loop_drives_keras_callbacks(runner, write_config, tmp_path) -> N
     config = write_config({"train": {"epochs": 6, "callbacks": callbacks}})
     histories = {}
     for loop in ("fit", "custom"):
-        assert run(runner, config, tmp_path / loop, "--set", f"train.loop={loop}").exit_code == 0
+        assert train(runner, config, tmp_path / loop, "--set", f"train.loop={loop}").exit_code == 0
         folder = only_run(tmp_path / loop)
         histories[loop] = read_json(folder / "history.json")
         assert (folder / "log.csv").is_file() and (folder / "best.keras").is_file()
@@ -90,26 +83,26 @@ def test_custom_loop_divergence_exits_3(runner, write_config, runs_dir) -> None:
     config = write_config(
         {"compile": {"optimizer": {"SGD": {"learning_rate": 1e30}}, "steps_per_execution": 1}, "train": {"loop": "custom", "epochs": 3}}
     )
-    result = run(runner, config, runs_dir)
+    result = train(runner, config, runs_dir)
     assert result.exit_code == 3
     assert read_json(only_run(runs_dir) / "run.json")["status"] == "diverged"
 
 
 def test_user_step_example_trains(runner, runs_dir) -> None:
     config = REPO / "configs" / "digits_denoising_custom_step.yaml"
-    result = run(runner, config, runs_dir, "--set", "train.epochs=4")
+    result = train(runner, config, runs_dir, "--set", "train.epochs=4")
     assert result.exit_code == 0, result.output
     history = read_json(only_run(runs_dir) / "history.json")
     assert set(history) == {"epoch", "loss", "clean_mse", "val_loss", "val_clean_mse"}
     assert history["loss"][-1] < history["loss"][0] and history["clean_mse"][-1] < history["clean_mse"][0]
     again = tmp = runs_dir.parent / "again"
-    assert run(runner, config, tmp, "--set", "train.epochs=4").exit_code == 0
+    assert train(runner, config, tmp, "--set", "train.epochs=4").exit_code == 0
     assert read_json(only_run(again) / "history.json") == history  # seeded noise: reproducible
 
 
 @pytest.mark.parametrize("step", ["step_with_tensor_branch", "branching_partial", "branching_method", "branching_object"])
 def test_user_step_gets_autograph(runner, write_config, runs_dir, step) -> None:
-    result = run(runner, write_config({"train": {"loop": "custom", "step": f"helpers_custom:{step}"}}), runs_dir)
+    result = train(runner, write_config({"train": {"loop": "custom", "step": f"helpers_custom:{step}"}}), runs_dir)
     assert result.exit_code == 0, result.output
     history = read_json(only_run(runs_dir) / "history.json")
     assert all(value > 0 for value in history["positive_inputs"]) and history["loss"][-1] < history["loss"][0]
@@ -126,14 +119,14 @@ def test_user_step_gets_autograph(runner, write_config, runs_dir, step) -> None:
     ],
 )
 def test_bad_user_step_exits_2_without_a_run_folder(runner, write_config, runs_dir, step, message) -> None:
-    result = run(runner, write_config({"train": {"loop": "custom", "step": step}}), runs_dir)
+    result = train(runner, write_config({"train": {"loop": "custom", "step": step}}), runs_dir)
     assert result.exit_code == 2, result.output
     assert "train.step" in result.output and message in result.output
     assert list(runs_dir.iterdir()) == []
 
 
 def test_step_needs_the_custom_loop(runner, write_config, runs_dir) -> None:
-    result = run(runner, write_config({"train": {"step": "helpers_custom:step_returns_list"}}), runs_dir)
+    result = train(runner, write_config({"train": {"step": "helpers_custom:step_returns_list"}}), runs_dir)
     assert result.exit_code == 2 and "`step` needs `loop: custom`" in result.output
 
 
@@ -152,7 +145,7 @@ def test_linear_classifier_seed_with_the_custom_loop(runner, tmp_path) -> None:
     config = REPO / "configs" / "linear_classifier.yaml"
     histories = {}
     for loop in ("fit", "custom"):
-        assert run(runner, config, tmp_path / loop, "--set", f"train.loop={loop}").exit_code == 0
+        assert train(runner, config, tmp_path / loop, "--set", f"train.loop={loop}").exit_code == 0
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]
     assert histories["custom"]["binary_accuracy"][-1] >= 0.97

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import REPO, only_run
+from helpers import config_path, only_run, train
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
@@ -14,15 +14,12 @@ from kerasrun.examples.custom_objects import WeightedBinaryCrossEntropy
 from kerasrun.rundir import read_json
 
 
-def train(runner, name: str, runs, *args: str):
-    """Train configs/<name>.yaml; return the CLI result."""
-    return runner.invoke(app, ["train", str(REPO / "configs" / f"{name}.yaml"), "--runs-dir", str(runs), "--progress", "plain", *args])
-
-
 def test_custom_objects_train_in_both_loops_and_reload(runner, tmp_path) -> None:
     histories = {}
     for loop in ("fit", "custom"):
-        result = train(runner, "digits_custom_objects", tmp_path / loop, "--set", f"train.loop={loop}", "--set", "train.epochs=3")
+        result = train(
+            runner, config_path("digits_custom_objects"), tmp_path / loop, "--set", f"train.loop={loop}", "--set", "train.epochs=3"
+        )
         assert result.exit_code == 0, result.output
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]
@@ -37,7 +34,7 @@ def test_custom_objects_train_in_both_loops_and_reload(runner, tmp_path) -> None
 
 
 def test_loss_subclass_with_arguments(runner, tmp_path) -> None:
-    result = train(runner, "breast_cancer_weighted_bce", tmp_path, "--set", "train.epochs=10")
+    result = train(runner, config_path("breast_cancer_weighted_bce"), tmp_path, "--set", "train.epochs=10")
     assert result.exit_code == 0, result.output
     run = only_run(tmp_path)
     assert read_json(run / "metrics.json")["binary_accuracy"] > 0.85
@@ -59,7 +56,7 @@ def test_weighted_binary_cross_entropy_by_hand() -> None:
 def test_bad_custom_object_arguments_exit_2(runner, tmp_path) -> None:
     result = train(
         runner,
-        "breast_cancer_weighted_bce",
+        config_path("breast_cancer_weighted_bce"),
         tmp_path,
         "--set",
         "compile.loss={kerasrun.examples.custom_objects:WeightedBinaryCrossEntropy: {pos_wieght: 0.5}}",
@@ -69,7 +66,9 @@ def test_bad_custom_object_arguments_exit_2(runner, tmp_path) -> None:
 
 
 def test_activation_metric_needs_a_real_layer(runner, tmp_path) -> None:
-    result = train(runner, "digits_custom_objects", tmp_path, "--set", "model.activation_metrics=[{layer: dense1, statistic: std}]")
+    result = train(
+        runner, config_path("digits_custom_objects"), tmp_path, "--set", "model.activation_metrics=[{layer: dense1, statistic: std}]"
+    )
     assert result.exit_code == 2 and "model.activation_metrics[0].layer" in result.output and "did you mean `dense_1`" in result.output
 
 
@@ -87,7 +86,9 @@ def test_activation_statistic_values(tmp_path) -> None:
 def test_subclassed_model_and_custom_layer_from_a_factory(runner, tmp_path) -> None:
     histories = {}
     for loop in ("fit", "custom"):
-        result = train(runner, "digits_subclassed_model", tmp_path / loop, "--set", f"train.loop={loop}", "--set", "train.epochs=3")
+        result = train(
+            runner, config_path("digits_subclassed_model"), tmp_path / loop, "--set", f"train.loop={loop}", "--set", "train.epochs=3"
+        )
         assert result.exit_code == 0, result.output
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import HAS_MNIST, SHARED_DATA
+from helpers import HAS_MNIST, SHARED_DATA
 
 from kerasrun.config import load_config
 from kerasrun.data import (

@@ -6,13 +6,10 @@ processes (`python -m kerasrun`).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import only_run
+from helpers import kerasrun_process, only_run, skip_if_a_gpu_is_visible
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
@@ -23,15 +20,9 @@ TOLERANCE = 1e-4  # relative, per epoch and key; shuffling is off so every run s
 NO_SHUFFLE = ["--set", "train.shuffle=false", "--set", "train.epochs=3"]
 
 
-def kerasrun(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Run `python -m kerasrun ARGS` with tests/ importable."""
-    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "kerasrun", *args], capture_output=True, text=True, env=full_env, timeout=timeout)
-
-
-def train(config: Path, runs: Path, *args: str) -> dict:
+def train_process(config: Path, runs: Path, *args: str) -> dict:
     """Train in a subprocess; return the run's history and run.json."""
-    out = kerasrun(["train", str(config), "--runs-dir", str(runs), "--progress", "plain", *args])
+    out = kerasrun_process(["train", str(config), "--runs-dir", str(runs), "--progress", "plain", *args])
     assert out.returncode == 0, out.stderr[-3000:]
     run = only_run(runs)
     return {"history": read_json(run / "history.json"), "run": read_json(run / "run.json")}
@@ -48,9 +39,9 @@ def assert_close(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(write_config, tmp_path) -> None:
     config = write_config()
-    single = train(config, tmp_path / "one", *NO_SHUFFLE)
+    single = train_process(config, tmp_path / "one", *NO_SHUFFLE)
     for loop in ("fit", "custom"):
-        mirrored = train(config, tmp_path / loop, *NO_SHUFFLE, "--set", "runtime.strategy=mirrored", "--set", f"train.loop={loop}")
+        mirrored = train_process(config, tmp_path / loop, *NO_SHUFFLE, "--set", "runtime.strategy=mirrored", "--set", f"train.loop={loop}")
         placement = mirrored["run"]["placement"]
         assert placement["strategy"] == "MirroredStrategy" and placement["replicas"] == 2 and len(placement["devices"]) == 2
         assert_close(mirrored["history"], single["history"])
@@ -69,18 +60,18 @@ def test_custom_loop_equals_fit_under_mirrored(write_config, tmp_path) -> None:
             }
         }
     )
-    fit = train(config, tmp_path / "fit", "--set", "runtime.strategy=mirrored")
-    custom = train(config, tmp_path / "custom", "--set", "runtime.strategy=mirrored", "--set", "train.loop=custom")
+    fit = train_process(config, tmp_path / "fit", "--set", "runtime.strategy=mirrored")
+    custom = train_process(config, tmp_path / "custom", "--set", "runtime.strategy=mirrored", "--set", "train.loop=custom")
     assert custom["history"] == fit["history"]
 
 
 @pytest.mark.slow
 def test_launch_two_workers_matches_single_process(write_config, tmp_path) -> None:
     config = write_config()
-    single = train(config, tmp_path / "one", *NO_SHUFFLE)
+    single = train_process(config, tmp_path / "one", *NO_SHUFFLE)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    out = kerasrun(
+    out = kerasrun_process(
         ["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "launch"), "--progress", "plain", *NO_SHUFFLE],
         env={"TMPDIR": str(scratch)},
     )
@@ -96,7 +87,7 @@ def test_launch_two_workers_matches_single_process(write_config, tmp_path) -> No
 @pytest.mark.slow
 def test_a_dead_worker_fails_the_launch(write_config, tmp_path) -> None:
     config = write_config({"train": {"callbacks": [{"helpers_custom:FailOnWorker": {"index": 1}}]}})
-    out = kerasrun(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "runs"), "--timeout", "120"], timeout=200)
+    out = kerasrun_process(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "runs"), "--timeout", "120"], timeout=200)
     assert out.returncode == 1
     assert "worker 1 exited with code 1; stopped the others" in out.stderr and "worker 1 gives up" in out.stderr
 
@@ -117,7 +108,7 @@ def test_multi_worker_needs_tf_config(runner, write_config, runs_dir, monkeypatc
 
 
 def test_batch_must_split_over_replicas(write_config, tmp_path) -> None:
-    out = kerasrun(
+    out = kerasrun_process(
         [
             "train",
             str(write_config()),
@@ -134,6 +125,7 @@ def test_batch_must_split_over_replicas(write_config, tmp_path) -> None:
 
 
 def test_device_option_without_a_gpu(runner, write_config, runs_dir) -> None:
+    skip_if_a_gpu_is_visible()
     result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--device", "gpu:1"])
     assert result.exit_code == 2 and "visible devices: /physical_device:CPU:0" in result.output
     result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--device", "tpu"])

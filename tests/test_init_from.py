@@ -7,9 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import HAS_MNIST, REPO, only_run
+from helpers import HAS_MNIST, REPO, only_run, train
 
-from kerasrun.cli import app
 from kerasrun.rundir import read_json
 
 NAMED: dict[str, Any] = {
@@ -21,11 +20,6 @@ NAMED: dict[str, Any] = {
     },
     "train": {"epochs": 2},
 }
-
-
-def train(runner, config: Path, runs_dir: Path, *args: str):
-    """Invoke `kerasrun train` in-process."""
-    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "none", *args])
 
 
 def weights(run: Path) -> dict[str, list[np.ndarray]]:

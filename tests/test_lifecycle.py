@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import only_run
+from helpers import TINY, only_run, train
 
 from kerasrun import checkpoint, trust
 from kerasrun.cli import app
@@ -26,15 +26,9 @@ TESTS = Path(__file__).resolve().parent
 NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}  # keys to drop from TINY
 
 
-def train(runner, config: Path, runs_dir: Path, *args: str):
-    """Invoke `kerasrun train` in-process."""
-    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "plain", *args])
-
-
 @pytest.fixture(scope="module")
 def completed_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One trained run of the tiny config, shared (copy it before changing it)."""
-    from conftest import TINY
     from typer.testing import CliRunner
 
     folder = tmp_path_factory.mktemp("completed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from conftest import REPO, only_run
+from helpers import REPO, only_run, train
 
 from kerasrun.cli import app
 from kerasrun.rundir import read_json
@@ -18,11 +18,6 @@ def write(tmp_path, changes: dict) -> str:
     path = tmp_path / "multi_io.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return str(path)
-
-
-def train(runner, config: str, runs, *args: str):
-    """`kerasrun train` in-process."""
-    return runner.invoke(app, ["train", config, "--runs-dir", str(runs), "--progress", "plain", *args])
 
 
 def test_seed_graph_trains_with_both_loops_identically(runner, tmp_path) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import only_run
+from helpers import only_run
 
 from kerasrun._tf import keras
 from kerasrun.cli import app

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from conftest import TINY, merge, only_run
+from helpers import TINY, merge, only_run
 
 from kerasrun.rundir import effective_status, read_json
 

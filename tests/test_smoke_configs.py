@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import HAS_MNIST, REPO
+from helpers import HAS_MNIST, REPO
 from typer.testing import CliRunner
 
 from kerasrun.cli import app

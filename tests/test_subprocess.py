@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import only_run
+from helpers import only_run
 
 from kerasrun.rundir import read_json
 

@@ -1,0 +1,93 @@
+"""What tests share: paths, the tiny experiment, and one way to train a config (in-process or in a real process)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from kerasrun.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = REPO / "tests"
+SHARED_DATA = Path(os.environ.get("KERASRUN_TEST_DATA", REPO.parent / "shared" / "data"))
+HAS_MNIST = (SHARED_DATA / "mnist.npz").is_file()
+needs_mnist = pytest.mark.skipif(not HAS_MNIST, reason=f"real MNIST not found at {SHARED_DATA}/mnist.npz")
+
+# A tiny, fast experiment: 3 Gaussian classes, 2 features, one hidden layer.
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "seed": 7,
+    "data": {
+        "source": "synthetic",
+        "generator": "blobs",
+        "means": [[0, 0], [4, 0], [0, 4]],
+        "cov": [[1, 0], [0, 1]],
+        "samples_per_class": 100,
+        "test_fraction": 0.2,
+    },
+    "model": {
+        "inputs": {"x": [2]},
+        "layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}],
+    },
+    "compile": {
+        "optimizer": {"Adam": {"learning_rate": 0.01}},
+        "loss": "sparse_categorical_crossentropy",
+        "metrics": ["sparse_categorical_accuracy"],
+    },
+    # The blobs come sorted by class, so a last-fraction split would validate on one class only.
+    "train": {"epochs": 3, "batch_size": 16, "validation_split": 0.25, "stratify": True},
+}
+
+
+def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Merge `changes` into a copy of `base`, one level into each section (a None value deletes the key)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for key, value in changes.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            for sub_key, sub_value in value.items():
+                if sub_value is None:
+                    out[key].pop(sub_key, None)
+                else:
+                    out[key][sub_key] = sub_value
+        else:
+            out[key] = value
+    return out
+
+
+def config_path(name: str) -> Path:
+    """configs/<name>.yaml."""
+    return REPO / "configs" / f"{name}.yaml"
+
+
+def train(runner: CliRunner, config: Path | str, runs_dir: Path, *args: str, progress: str = "plain") -> Result:
+    """`kerasrun train CONFIG --runs-dir RUNS_DIR` in-process (Typer's CliRunner); the CLI result."""
+    return runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", progress, *args])
+
+
+def only_run(runs_dir: Path) -> Path:
+    """The single run folder under runs_dir."""
+    runs = [p for p in runs_dir.iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def kerasrun_process(args: list[str], env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m kerasrun ARGS` in a real process, with tests/ importable (for helpers_custom)."""
+    full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "kerasrun", *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def skip_if_a_gpu_is_visible() -> None:
+    """For tests of what happens without a GPU."""
+    from kerasrun._tf import tf
+
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: this test is about a machine without one")
