@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-import typing
 from pathlib import Path, PurePath
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from kerasrun.config_errors import describe_validation_error
 from kerasrun.errors import Collector, ConfigError, Problem
-from kerasrun.yamlsource import SourceMap, format_key, parse_yaml, read_yaml
+from kerasrun.yamlsource import SourceMap, format_key, read_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # Callback arguments that name files; relative ones are placed inside the run folder.
@@ -40,13 +39,6 @@ def split_layer_entry(entry: Any) -> tuple[Any, Any]:
     if isinstance(entry, dict) and "inputs" in entry and "class_name" not in entry:
         return {k: v for k, v in entry.items() if k != "inputs"}, entry["inputs"]
     return entry, None
-
-
-def check_import_path(value: str) -> str:
-    """Require `package.module:name`."""
-    if not IMPORT_PATH.match(value):
-        raise ValueError(f"expected an import path `package.module:name`, got {value!r}")
-    return value
 
 
 ObjectSpec = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
@@ -524,12 +516,6 @@ def load_config(path: str | Path, overrides: list[str] | None = None, values: di
     return validate_config(data, source, overrides or [], Path(path).resolve().parent, values)
 
 
-def parse_config(text: str, overrides: list[str] | None = None, name: str = "<string>") -> Config:
-    """Validate a config given as YAML text (used by tests and `show`)."""
-    data, source = parse_yaml(text, name)
-    return validate_config(data, source, overrides or [], Path.cwd())
-
-
 def validate_config(
     data: dict[str, Any], source: SourceMap, overrides: list[str], base_dir: Path, values: dict[str, Any] | None = None
 ) -> Config:
@@ -538,7 +524,7 @@ def validate_config(
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc, data, source)) from None
+        raise ConfigError(describe_validation_error(exc, data, source, Config)) from None
     config._source = source
     config._base_dir = base_dir
     collector = Collector()
@@ -561,109 +547,6 @@ def check_across_sections(config: Config) -> list[Problem]:
             )
         )
     return problems
-
-
-def describe_validation_error(exc: ValidationError, data: dict[str, Any], source: SourceMap) -> list[Problem]:
-    """Turn pydantic's errors into located, human problems (with did-you-mean)."""
-    collector = Collector()
-    seen: set[tuple[str, str]] = set()
-    for err in exc.errors(include_url=False):
-        loc = data_path(tuple(err["loc"]), source)
-        message = err["msg"].removeprefix("Value error, ")
-        hint = None
-        if err["type"] == "extra_forbidden":
-            allowed = sorted(allowed_keys(loc[:-1], data))
-            close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
-            message = "unknown key"
-            hint = (f"did you mean `{close[0]}`? " if close else "") + (f"Expected one of: {', '.join(allowed)}" if allowed else "")
-        elif err["type"] == "missing":
-            message = "required key is missing"
-        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            expected = err.get("ctx", {}).get("expected_tags", "")
-            message = f"`source` must be one of {expected}"
-            if err["type"] == "union_tag_invalid":
-                got = str(err.get("ctx", {}).get("tag", ""))
-                close = difflib.get_close_matches(got, [t.strip(" '") for t in str(expected).split(",")], n=1)
-                hint = f"did you mean `{close[0]}`?" if close else None
-            loc = loc + ("source",)
-            message = message.replace("`source` must", "must")
-        elif "input" in err and isinstance(err["input"], (str, int, float, bool)) and err["type"] != "value_error":
-            message += f" (got {err['input']!r})"
-        dedupe = (format_key(loc), message)
-        if dedupe in seen:
-            continue
-        seen.add(dedupe)
-        collector.add(source.problem(loc, message, hint))
-    return collector.problems
-
-
-def data_path(loc: tuple[Any, ...], source: SourceMap) -> tuple[Any, ...]:
-    """Drop pydantic's union tags from a loc, keeping only keys that exist in the YAML (and the last)."""
-    kept: list[Any] = []
-    for i, part in enumerate(loc):
-        if part == "[key]":
-            continue
-        candidate = tuple(str(p) for p in (*kept, part))
-        # Keys set by --set, and everything inside a value given by --set, exist though the file lacks them.
-        overridden = any(path[: len(candidate)] == candidate or candidate[: len(path)] == path for path in source.overrides)
-        if candidate in source.positions or overridden or i == len(loc) - 1:
-            kept.append(part)
-    return tuple(kept)
-
-
-def allowed_keys(loc: tuple[Any, ...], data: dict[str, Any]) -> set[str]:
-    """The field names the schema allows at `loc` (a mapping inside the config)."""
-    types: list[Any] = [Config]
-    node: Any = data
-    for part in loc:
-        next_types: list[Any] = []
-        for tp in types:
-            next_types.extend(step_type(tp, part, node))
-        types = next_types
-        node = (
-            node.get(part)
-            if isinstance(node, dict)
-            else (node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node) else None)
-        )
-    names: set[str] = set()
-    for tp in types:
-        for cls in flatten_type(tp):
-            if isinstance(cls, type) and issubclass(cls, BaseModel):
-                names.update(cls.model_fields)
-    return names
-
-
-def flatten_type(tp: Any) -> list[Any]:
-    """Unwrap Annotated/Optional/Union into concrete member types."""
-    origin = typing.get_origin(tp)
-    if origin is Annotated:
-        return flatten_type(typing.get_args(tp)[0])
-    if origin in (Union, getattr(__import__("types"), "UnionType", Union)):
-        return [t for arg in typing.get_args(tp) for t in flatten_type(arg)]
-    return [tp]
-
-
-def step_type(tp: Any, part: Any, node: Any) -> list[Any]:
-    """The type(s) found one key or index below `tp`."""
-    out: list[Any] = []
-    for cls in flatten_type(tp):
-        origin = typing.get_origin(cls)
-        if isinstance(cls, type) and issubclass(cls, BaseModel) and part in cls.model_fields:
-            field_type = cls.model_fields[part].annotation
-            members = flatten_type(field_type)
-            sub = node.get(part) if isinstance(node, dict) else None
-            # A discriminated union: keep only the member whose `source` matches the data.
-            tagged = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel) and "source" in m.model_fields]
-            if tagged and isinstance(sub, dict):
-                match = [m for m in tagged if sub.get("source") in typing.get_args(m.model_fields["source"].annotation)]
-                out.extend(match or tagged)
-            else:
-                out.append(field_type)
-        elif origin is list and isinstance(part, int):
-            out.append(typing.get_args(cls)[0])
-        elif origin is dict:
-            out.append(typing.get_args(cls)[1])
-    return out
 
 
 def import_paths(config: Config) -> list[str]:

@@ -10,8 +10,6 @@ from typing import Any, TextIO
 from kerasrun._tf import keras
 from kerasrun.rundir import to_jsonable
 
-MODES = ("auto", "rich", "plain", "json", "none")
-
 
 def format_logs(logs: dict[str, Any]) -> str:
     """`loss 0.2921  accuracy 0.9140` with four significant decimals."""
