@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
-import os
 import random
 import re
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,14 +29,22 @@ from kerasrun._tf import keras
 from kerasrun.callbacks import is_finite
 from kerasrun.errors import RunFailedError
 from kerasrun.keras_private import global_seed_state
+from kerasrun.rundir import write_atomic, write_text_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")
 META_KEY = "meta.json"  # the JSON half of a checkpoint, stored as bytes inside the .npz
 FORMAT = 1
-# Callback attributes that are wiring, not state: restoring them would point the callback elsewhere
-# (CSVLogger's file handling is decided afresh when training resumes: it appends, without a second header).
-NOT_STATE = {"model", "_model", "params", "validation_data", "csv_file", "writer", "append", "append_header"}
+# What Keras's stateful callbacks change while training (read in keras/src/callbacks of Keras 3.15).
+# Only these are saved: their settings come from the config again, and restoring settings would be
+# wrong (monitor callbacks flip min_delta's sign when they first pick their comparison) or unsafe
+# (ModelCheckpoint's filepath would point a moved or handed-over run folder elsewhere).
+KERAS_CALLBACK_STATE: dict[str, tuple[str, ...]] = {
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_weights", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
+    "ModelCheckpoint": ("best", "_batches_seen_since_last_saving", "_last_batch_seen", "_current_epoch"),
+    "TensorBoard": ("_global_train_batch", "_global_test_batch"),
+}
 
 
 @dataclass
@@ -101,32 +108,39 @@ def restore_variables(variables: dict[str, list[Any]], state: TrainingState) -> 
     np.random.set_state((kind, state.arrays["numpy_random"], position, has_gauss, cached))
 
 
+def state_attributes(callback: Any) -> tuple[str, ...]:
+    """The attributes of a Keras callback that change while it trains (none for callbacks without state)."""
+    for name, attributes in KERAS_CALLBACK_STATE.items():
+        if isinstance(callback, getattr(keras.callbacks, name)):
+            return attributes
+    return ()
+
+
 def capture_callback(callback: Any, index: int, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-    """A callback's state: `get_state()` when it has one, else its plain attributes (numbers, strings, arrays)."""
+    """A callback's state: its own `get_state()` (a callback of yours), or the attributes Keras's callbacks change."""
+    if hasattr(callback, "get_state"):
+        source = dict(callback.get_state())
+    else:
+        source = {name: getattr(callback, name, None) for name in state_attributes(callback)}
     values: dict[str, Any] = {}
     array_lists: dict[str, int] = {}
-    source = callback.get_state() if hasattr(callback, "get_state") else vars(callback)
     for name, value in source.items():
-        if name in NOT_STATE:
-            continue
         if isinstance(value, np.generic):
             value = value.item()
-        if isinstance(value, (bool, int, float, str, type(None))):
-            values[name] = value
-        elif isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+        if isinstance(value, np.ndarray):
             arrays[f"callbacks/{index}/{name}"] = value
             array_lists[name] = -1  # a single array, not a list
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) for v in value):
             for j, item in enumerate(value):
                 arrays[f"callbacks/{index}/{name}/{j:05d}"] = item
             array_lists[name] = len(value)
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float, str, type(None))) for v in value):
-            values[name] = list(value)
+        else:
+            values[name] = value  # a number, a string, None, or a list of them (JSON, with inf and NaN kept)
     return {"class": type(callback).__name__, "values": values, "arrays": array_lists}
 
 
 def restore_callbacks(callbacks: list[Any], state: TrainingState) -> None:
-    """Put each callback's saved state back (`set_state()` when it has one, else its attributes)."""
+    """Put each callback's saved state back: `set_state(dict)` when it has one, else the attributes it changes."""
     saved = state.meta.get("callbacks", [])
     if [s["class"] for s in saved] != [type(cb).__name__ for cb in callbacks]:
         raise RunFailedError("the checkpoint's callbacks differ from the config's: was train.callbacks changed?")
@@ -139,9 +153,23 @@ def restore_callbacks(callbacks: list[Any], state: TrainingState) -> None:
                 values[name] = [state.arrays[f"callbacks/{index}/{name}/{j:05d}"] for j in range(count)]
         if hasattr(callback, "set_state"):
             callback.set_state(values)
-        else:
-            for name, value in values.items():
+            continue
+        allowed = state_attributes(callback)
+        for name, value in values.items():
+            if name in allowed:  # a checkpoint file can set state, never a path or a setting
                 setattr(callback, name, value)
+
+
+class RestoreCallbackState(keras.callbacks.Callback):
+    """On resume: after every callback has reset itself in on_train_begin, put back their checkpointed state."""
+
+    def __init__(self, callbacks: list[Any], state: TrainingState) -> None:
+        super().__init__()
+        self.stateful = callbacks
+        self.state = state
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        restore_callbacks(self.stateful, self.state)
 
 
 def prepare_callbacks_for_resume(callbacks: list[Any], epoch: int) -> None:
@@ -159,10 +187,9 @@ def trim_csv(path: Path, epoch: int, sep: str) -> None:
     with path.open(newline="") as f:
         rows = list(csv.reader(f, delimiter=sep))
     kept = rows[:1] + [row for row in rows[1:] if row and row[0].isdigit() and int(row[0]) < epoch]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", newline="") as f:
-        csv.writer(f, delimiter=sep).writerows(kept)
-    os.replace(tmp, path)
+    text = io.StringIO(newline="")
+    csv.writer(text, delimiter=sep).writerows(kept)
+    write_text_atomic(path, text.getvalue())
 
 
 # --------------------------------------------------------------------------- files
@@ -181,16 +208,7 @@ def write(run_dir: Path, state: TrainingState, keep: int) -> Path:
     meta = dict(state.meta, history=state.history)
     payload = dict(state.arrays)
     payload[META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)  # JSON keeps inf (EarlyStopping's best)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, allow_pickle=False, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: np.savez(f, allow_pickle=False, **payload))
     for old in list_checkpoints(run_dir)[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -235,11 +253,10 @@ def remove_leftovers(run_dir: Path) -> list[Path]:
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Writes a checkpoint every `every` epochs and at the last one; restores callbacks' state on resume.
+    """Writes a checkpoint every `every` epochs, at the last one and when training stops early.
 
     It must come after every callback whose state it saves (they update it in on_epoch_end) and after
-    the history writer; in on_train_begin, after the others have reset themselves, it puts back the
-    state of a resumed run.
+    the history writer.
     """
 
     def __init__(  # `variables` is called at each capture: a subclassed model's optimizer exists only after the first step
@@ -250,7 +267,6 @@ class Checkpointer(keras.callbacks.Callback):
         history: Any,
         every: int,
         keep: int,
-        resume_from: TrainingState | None = None,
     ) -> None:
         super().__init__()
         self.run_dir = run_dir
@@ -259,20 +275,16 @@ class Checkpointer(keras.callbacks.Callback):
         self.history_writer = history
         self.every = every
         self.keep = keep
-        self.resume_from = resume_from
         self.pending: TrainingState | None = None  # captured at the last epoch end but not yet written
         self.last_written: int | None = None
         self.seconds = 0.0  # spent capturing and writing, for run.json's timings (checkpoint_s)
-
-    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-        if self.resume_from is not None:
-            restore_callbacks(self.stateful, self.resume_from)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if not is_finite((logs or {}).get("loss", 0.0)):
             return  # a diverged epoch is not worth resuming from
         start = time.perf_counter()
         self.pending = capture(self.variables(), self.stateful, self.history_writer.history, epoch + 1)
+        self.pending.meta["stopped"] = bool(self.model.stop_training)  # e.g. EarlyStopping: no epochs are left
         last = epoch + 1 == self.params.get("epochs")
         if (epoch + 1) % self.every == 0 or last or self.model.stop_training:
             self.flush()

@@ -111,6 +111,9 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
     console = err_console()
     for note in exc.notes:
         console.print(f"[bold red]error:[/] {note}", markup=True)
+    if run_dir is not None and not (run_dir / "run.json").exists():  # stopped while the new folder was being set up
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir = None
     if run_dir is None:
         console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
     else:
@@ -157,8 +160,9 @@ def train(
     from kerasrun.config import load_config, shrink_for_smoke
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
-    if init_from is not None:
-        values["model.init_from"] = str(init_from.resolve())
+    if init_from is not None:  # the path replaces path/run; the config's skip list stays
+        values["model.init_from.path"] = str(init_from.resolve())
+        values["model.init_from.run"] = None
     if device is not None:
         values["runtime.device"] = device
     scratch: list[Path] = []  # temporary folders to remove at the end
@@ -204,19 +208,15 @@ def resume(
     """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
 
     def start(set_run_dir: Any) -> Any:
-        from kerasrun import checkpoint
         from kerasrun.resume import load_for_resume
 
-        latest = checkpoint.latest(run_dir)
-        state = checkpoint.read(latest) if latest is not None else None
-        config = load_for_resume(run_dir, list(set_ or []), state.epoch if state else None, trust)
-        assert state is not None  # load_for_resume refuses a run without a checkpoint
+        plan = load_for_resume(run_dir, list(set_ or []), trust)
         from kerasrun.run import prepare_experiment, run_experiment
 
-        experiment = prepare_experiment(config, initial_weights=False)
+        experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
-        typer.echo(f"resuming {run_dir} after epoch {state.epoch} of {config.train.epochs}")
-        return run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]], resume=state)
+        typer.echo(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}")
+        return run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]], resume=plan)
 
     result = run_and_report(start, progress)
     typer.echo(f"done: {result.run_dir}")
@@ -270,6 +270,8 @@ def evaluate(
         metrics = evaluate_run(run_dir, split.value, trust)
     except KerasrunError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     print_metrics(f"{split.value} metrics ({run_dir.name})", metrics, as_json)
 
 
@@ -296,6 +298,8 @@ def predict(
         shape = predict_run(run_dir, input_path, output_path, trust)
     except KerasrunError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
     typer.echo(f"wrote predictions {shape} to {output_path}")
 
 
@@ -304,18 +308,20 @@ def trust_command(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to sign with your key.")],
 ) -> None:
     """Trust run folders from elsewhere: show the code their config names, then sign them with your key."""
-    from kerasrun.config import import_paths, load_config
-    from kerasrun.runs import read_run_info, sign_run
+    from kerasrun.config import import_paths
+    from kerasrun.runs import open_run, sign_run
 
     try:
         for run_dir in run_dirs:
-            info = read_run_info(run_dir)
-            names = import_paths(load_config(run_dir / "config.yaml"))
-            sign_run(run_dir, info)
-            code = f"; it imports {', '.join(names)}" if names else "; it names no Python code"
-            typer.echo(f"trusted {run_dir}{code}")
+            run = open_run(run_dir, trust=True)  # read once: what is shown is what gets signed
+            names = import_paths(run.config())
+            typer.echo(f"{run_dir}: " + (f"its config imports {', '.join(names)}" if names else "its config names no Python code"))
+            sign_run(run_dir, run.info, run.config_text.encode("utf-8"))
+            typer.echo(f"trusted {run_dir} (signed with your key)")
     except KerasrunError as exc:
         fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()

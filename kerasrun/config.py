@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, 
 
 from kerasrun.config_errors import describe_validation_error
 from kerasrun.errors import Collector, ConfigError, Problem
-from kerasrun.yamlsource import SourceMap, format_key, read_yaml
+from kerasrun.yamlsource import SourceMap, format_key, parse_yaml, read_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # Callback arguments that name files; relative ones are placed inside the run folder.
@@ -230,6 +230,12 @@ class InitFrom(Strict):
     def accept_a_path(cls, value: Any) -> Any:
         """`init_from: runs/base` is short for `init_from: {path: runs/base}`."""
         return {"path": value} if isinstance(value, str) else value
+
+    @field_validator("skip", mode="before")
+    @classmethod
+    def accept_no_list(cls, value: Any) -> Any:
+        """`skip:` left empty (null) is no layers."""
+        return [] if value is None else value
 
     @model_validator(mode="after")
     def check_one_source(self) -> InitFrom:
@@ -497,6 +503,8 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap)
         if isinstance(target, list) and isinstance(part, int) and part < len(target):
             target = target[part]
         elif isinstance(target, dict):
+            if isinstance(target.get(part), str) and tuple(parts[: i + 1]) == ("model", "init_from"):
+                target[part] = {"path": target[part]}  # the shorthand `init_from: PATH`, spelled out to set a key in it
             target = target.setdefault(part, {})
         else:
             raise ConfigError(Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set"))
@@ -514,6 +522,12 @@ def load_config(path: str | Path, overrides: list[str] | None = None, values: di
     """
     data, source = read_yaml(path)
     return validate_config(data, source, overrides or [], Path(path).resolve().parent, values)
+
+
+def load_config_text(text: str, path: Path, overrides: list[str] | None = None) -> Config:
+    """Validate config text already read (a run folder's, whose bytes were verified), located as `path`."""
+    data, source = parse_yaml(text, str(path))
+    return validate_config(data, source, overrides or [], Path(path).resolve().parent)
 
 
 def validate_config(

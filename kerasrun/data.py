@@ -721,17 +721,20 @@ def make_dataset(
 ) -> Any:
     """A batched, prefetched tf.data pipeline whose order is a pure function of (seed, epoch).
 
-    With `shuffle`, pass p over the data is in the order `stateless_shuffle(range(n), seed=(seed, p))`,
+    With `shuffle`, pass p over array data is in the order `stateless_shuffle(range(n), seed=(seed, p))`,
     where p is the epoch `clock` holds when the pass starts. With `steps_per_epoch`, the data is an
     endless stream of such passes and epoch e reads its batches e x steps_per_epoch onwards, whatever
     the pass boundaries — so every epoch trains exactly that many steps and a resumed run reads
-    exactly what the uninterrupted run read. Per-output sample weights go to Keras as a tuple in the
-    model's output order (`outputs`).
+    exactly what the uninterrupted run read. A tf.data source is streamed the same way; its own
+    order is kerasrun's to control only where kerasrun shuffles it (a validation_split's training
+    part). Per-output sample weights go to Keras as a tuple in the model's output order (`outputs`).
     """
     from kerasrun._tf import tf
 
-    if not isinstance(split, Split):
-        return reshuffle_batches(split, clock or EpochClock()) if shuffle else split  # a tf.data.Dataset from a python source
+    if not isinstance(split, Split):  # a tf.data.Dataset (or generator) from a python source
+        if steps_per_epoch is not None:
+            return stream_batches(split, clock or EpochClock(), steps_per_epoch, shuffle)
+        return reshuffle_batches(split, clock or EpochClock()) if shuffle else split
     sample_weight: Arrays | tuple[np.ndarray, ...] | None = split.sample_weight
     if isinstance(sample_weight, dict):
         sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
@@ -775,6 +778,29 @@ def index_batches(n: int, batch_size: int, shuffle: bool, seed: int, clock: Epoc
 
     index = tf.data.Dataset.range(1).flat_map(stream_from_epoch)
     return index.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+
+
+def stream_batches(dataset: Any, clock: EpochClock, steps_per_epoch: int, shuffle: bool) -> Any:
+    """A finite tf.data dataset of batches as an endless stream of passes, read from the clock's epoch x steps_per_epoch on.
+
+    Pass p is reshuffled with op seed p + 1 when `shuffle` (see reshuffle_batches). A dataset of
+    unknown length is simply repeated; on resume its stream is skipped to the epoch's first batch by reading.
+    """
+    from kerasrun._tf import tf
+
+    per_pass = int(dataset.cardinality())
+
+    def one_pass(number: Any) -> Any:
+        return dataset.shuffle(per_pass, seed=number + 1) if shuffle else dataset
+
+    def stream_from_epoch(_: Any) -> Any:
+        start = clock.read() * steps_per_epoch  # the global batch this epoch starts at
+        if per_pass <= 0:
+            return dataset.repeat().skip(start)
+        return tf.data.Dataset.range(start // per_pass, tf.int64.max).flat_map(one_pass).skip(start % per_pass)
+
+    stream = tf.data.Dataset.range(1).flat_map(stream_from_epoch)
+    return stream.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
 
 
 def reshuffle_batches(dataset: Any, clock: EpochClock) -> Any:

@@ -10,12 +10,13 @@ import numpy as np
 
 from kerasrun import layers  # noqa: F401  (registers kerasrun's own layers for loading)
 from kerasrun._tf import keras
-from kerasrun.config import Config, load_config
+from kerasrun.config import Config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
 from kerasrun.models import build_training_state, input_names, output_names
 from kerasrun.registry import config_objects
 from kerasrun.runs import open_run, require_completed
+from kerasrun.trainers.base import evaluate_model
 
 
 def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:
@@ -25,9 +26,9 @@ def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:
     someone else can name any `module:name`.
     """
     run_dir = Path(run_dir)
-    info = open_run(run_dir, trust)
-    require_completed(run_dir, info)
-    config = load_config(run_dir / "config.yaml")
+    run = open_run(run_dir, trust)
+    require_completed(run)
+    config = run.config()
     model_path = run_dir / "model.keras"
     if not model_path.is_file():
         raise ConfigError(Problem(key="", message="the run kept no model.keras (output.save_model was false)", file=str(run_dir)))
@@ -48,7 +49,7 @@ def evaluate_run(run_dir: Path, split: str = "test", trust: bool = False) -> dic
     batch = config.evaluate.batch_size or config.train.batch_size
     dataset = make_dataset(chosen, batch, False, config.seed)
     build_training_state(model, dataset)
-    return {k: float(v) for k, v in model.evaluate(dataset, steps=config.evaluate.steps, return_dict=True, verbose=0).items()}
+    return evaluate_model(model, dataset, config.evaluate.steps)
 
 
 def read_input(path: Path) -> np.ndarray:

@@ -47,7 +47,7 @@ def model_file(config: Config, path: Path) -> Path:
         return path
     model = path / "model.keras"
     if not model.is_file():
-        status = effective_status(read_json(path / RUN_FILE)) if (path / RUN_FILE).is_file() else "not a run folder"
+        status = effective_status(read_json(path / RUN_FILE), path) if (path / RUN_FILE).is_file() else "not a run folder"
         raise ConfigError(
             config.problem(LOC, f"{path} has no model.keras (run status: {status})", "use a completed run, or resume this one")
         )

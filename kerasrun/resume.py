@@ -7,11 +7,15 @@ when `train.epochs` is raised. Only keys that don't change the experiment may be
 
 from __future__ import annotations
 
+import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from kerasrun.config import Config, load_config
+from kerasrun import checkpoint
+from kerasrun.checkpoint import TrainingState
+from kerasrun.config import Config
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import effective_status
+from kerasrun.rundir import run_dir_locked
 from kerasrun.runs import open_run
 
 # What may differ on resume without changing the numbers of the epochs still to come.
@@ -36,16 +40,27 @@ def check_overrides(overrides: list[str]) -> None:
         raise ConfigError(problems)
 
 
-def load_for_resume(run_dir: Path, overrides: list[str], checkpoint_epoch: int | None, trust: bool = False) -> Config:
-    """The run's config (with allowed overrides) after checking the run can be resumed from `checkpoint_epoch`."""
+@dataclass
+class ResumePlan:
+    """What `kerasrun resume` continues: the run's config, its newest checkpoint, and the epoch training restarts at."""
+
+    config: Config
+    state: TrainingState
+    start_epoch: int  # the checkpoint's epoch; train.epochs when the run had already stopped early (nothing left to train)
+
+
+def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) -> ResumePlan:
+    """Check that the run can be resumed (signature, status, overrides, checkpoint) and plan it."""
     run_dir = Path(run_dir)
     check_overrides(overrides)
-    info = open_run(run_dir, trust)
-    status = effective_status(info)
+    run = open_run(run_dir, trust)  # before reading anything else in the folder
     where = str(run_dir)
-    if status == "running":
+    if run_dir_locked(run_dir):
+        raise ConfigError(Problem(key="", file=where, message="another kerasrun process is training in this run folder"))
+    if run.status == "running":
+        info = run.info
         raise ConfigError(Problem(key="", file=where, message=f"the run is still training (pid {info.get('pid')} on {info.get('host')})"))
-    if status == "diverged":
+    if run.status == "diverged":
         raise ConfigError(
             Problem(
                 key="",
@@ -54,26 +69,39 @@ def load_for_resume(run_dir: Path, overrides: list[str], checkpoint_epoch: int |
                 hint="start a new run from its weights with another learning rate (model.init_from)",
             )
         )
-    config = load_config(run_dir / "config.yaml", overrides)
+    config = run.config(overrides)
     if config.runtime.strategy == "multi_worker":
         raise ConfigError(Problem(key="runtime.strategy", file=where, message="resuming a multi-worker run is not supported yet"))
-    if checkpoint_epoch is None:
-        why = "checkpoints were off (output.checkpoint)" if not config.output.checkpoint else "it stopped before its first epoch ended"
-        raise ConfigError(Problem(key="", file=where, message=f"the run has no checkpoint to resume from: {why}", hint="train it again"))
+    state = read_newest_checkpoint(run_dir, config)
     more_epochs = any(item.split("=", 1)[0] == "train.epochs" for item in overrides)
-    if status == "completed" and (not more_epochs or config.train.epochs <= checkpoint_epoch):
+    if run.status == "completed" and (not more_epochs or config.train.epochs <= state.epoch):
         raise ConfigError(
             Problem(
                 key="train.epochs",
                 file=where,
-                message=f"the run completed its {checkpoint_epoch} epochs",
-                hint=f"to train on, raise the epoch count: --set train.epochs={checkpoint_epoch + 10}",
+                message=f"the run completed its {state.epoch} epochs",
+                hint=f"to train on, raise the epoch count: --set train.epochs={state.epoch + 10}",
             )
         )
-    if config.train.epochs < checkpoint_epoch:
+    if config.train.epochs < state.epoch:
         raise ConfigError(
-            Problem(
-                key="train.epochs", file="--set", message=f"the run already has {checkpoint_epoch} epochs; train.epochs can't go below that"
-            )
+            Problem(key="train.epochs", file="--set", message=f"the run already has {state.epoch} epochs; train.epochs can't go below that")
         )
-    return config
+    # A run that stopped early (EarlyStopping) and was cut off while saving or evaluating has no
+    # epochs left: train none (unless the user asked a completed run for more).
+    stopped = bool(state.meta.get("stopped")) and run.status != "completed"
+    return ResumePlan(config, state, config.train.epochs if stopped else state.epoch)
+
+
+def read_newest_checkpoint(run_dir: Path, config: Config) -> TrainingState:
+    """The run's newest checkpoint, or a ConfigError saying why there is none or why it can't be read."""
+    path = checkpoint.latest(run_dir)
+    if path is None:
+        why = "checkpoints were off (output.checkpoint)" if not config.output.checkpoint else "it stopped before its first epoch ended"
+        raise ConfigError(
+            Problem(key="", file=str(run_dir), message=f"the run has no checkpoint to resume from: {why}", hint="train it again")
+        )
+    try:
+        return checkpoint.read(path)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise ConfigError(Problem(key="", file=str(path), message=f"the checkpoint cannot be read: {exc}")) from None

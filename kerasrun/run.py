@@ -16,7 +16,7 @@ from typing import Any
 from kerasrun import checkpoint, registry
 from kerasrun._tf import keras, tf
 from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress
-from kerasrun.checkpoint import Checkpointer, TrainingState
+from kerasrun.checkpoint import Checkpointer, RestoreCallbackState
 from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.devices import Placement, select_placement
@@ -34,6 +34,7 @@ from kerasrun.models import (
     summarize,
 )
 from kerasrun.progress import make_progress
+from kerasrun.resume import ResumePlan
 from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
 from kerasrun.signals import as_interrupted, on_forced_exit
 from kerasrun.trainers.base import Trainer
@@ -141,7 +142,7 @@ def run_experiment(
     run_dir: Path,
     progress: str = "auto",
     command: list[str] | None = None,
-    resume: TrainingState | None = None,
+    resume: ResumePlan | None = None,
 ) -> RunResult:
     """Train, save and evaluate into `run_dir` — a new folder, or with `resume` the run's own folder.
 
@@ -151,75 +152,63 @@ def run_experiment(
     """
     config, model, data, trainer = experiment.config, experiment.model, experiment.data, experiment.trainer
     run_dir = Path(run_dir)
-    if resume is None:
-        record = RunRecord.start(
-            run_dir,
-            name=config.name,
-            seed=config.seed,
-            device=experiment.placement.device,
-            command=command,
-            versions={"tensorflow": tf.__version__, "keras": keras.__version__},
-            placement=experiment.placement.describe(),
-            deterministic=config.runtime.deterministic,
-            precision=config.runtime.precision,
-            loop=trainer.name,
-            init_from=experiment.init_from,
-        )
-    else:
-        checkpoint.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
-        record = RunRecord.reopen(run_dir, from_epoch=resume.epoch, command=command)
-    record.record_config(config_to_yaml(config, data.data_dir))
-    write_text_atomic(run_dir / "summary.txt", summarize(model))
-    record.start_heartbeat()
-    history = HistoryWriter(run_dir / "history.json", resume.history if resume else None)
-    if resume is not None:
-        history.save()  # epochs written after the checkpoint are trained again
+    state = resume.state if resume is not None else None
+    history = HistoryWriter(run_dir / "history.json", state.history if state is not None else None)
     guard = DivergenceGuard()
     timings = dict(experiment.timings)
+    record: RunRecord | None = None
     checkpointer: Checkpointer | None = None
 
     def epochs_done() -> int:
         return len(history.history["epoch"])
 
+    def finish_quietly(status: str, **fields: Any) -> str | None:
+        """Record the run's end if its record exists; the failure to do so, as text."""
+        return record.try_finish(status, timings=timings, epochs_completed=epochs_done(), **fields) if record is not None else None
+
     def mark_forced(signum: int) -> None:
         """From the signal watchdog, when the main thread is stuck in TensorFlow: record the interruption."""
-        name = signal.Signals(signum).name
-        record.try_finish(
-            "interrupted", signal=name, forced=True, epochs_completed=epochs_done(), checkpoint_epoch=latest_epoch(checkpointer)
-        )
+        finish_quietly("interrupted", signal=signal.Signals(signum).name, forced=True, checkpoint_epoch=latest_epoch(checkpointer))
 
     with on_forced_exit(mark_forced):
         try:
+            record = open_record(experiment, run_dir, command, resume)
+            record.record_config(config_to_yaml(config, data.data_dir))
+            write_text_atomic(run_dir / "summary.txt", summarize(model))
+            record.start_heartbeat()
+            if state is not None:
+                history.save()  # epochs written after the checkpoint are trained again
             user_callbacks = [registry.resolve_callback(spec, run_dir) for spec in config.train.callbacks]
-            if resume is not None:
-                checkpoint.prepare_callbacks_for_resume(user_callbacks, resume.epoch)
+            if state is not None:
+                checkpoint.prepare_callbacks_for_resume(user_callbacks, state.epoch)
             clock = EpochClock()
             batch = config.train.batch_size
             start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
-            # Array data with steps_per_epoch is an endless stream of passes: each epoch trains exactly that many steps.
-            stream = config.train.steps_per_epoch if isinstance(data.train, Split) else None
             shuffle = data.shuffles_train(config.train.shuffle)
-            train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, stream)
+            # With steps_per_epoch the training data is an endless stream of passes: each epoch trains exactly that many steps.
+            train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, config.train.steps_per_epoch)
             val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
             with experiment.placement.scope():
                 build_training_state(model, train_ds)
-                if resume is not None:
+                callbacks = [*user_callbacks]
+                if state is not None:
                     trainer.build_state(train_ds)
-                    checkpoint.restore_variables(trainer.state_variables(), resume)
-                callbacks = [*user_callbacks, clock.callback(), guard, history]
+                    checkpoint.restore_variables(trainer.state_variables(), state)
+                    callbacks.append(RestoreCallbackState(user_callbacks, state))  # after they reset themselves
+                callbacks += [clock.callback(), guard, history]
                 if config.output.checkpoint:
                     spec = config.output.checkpoint
-                    checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep, resume)
+                    checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep)
                     callbacks.append(checkpointer)
                 callbacks.append(RecordProgress(record, epochs_done))
                 if (bar := make_progress(progress)) is not None:
                     callbacks.append(bar)
-                trainer.fit(train_ds, val_ds, callbacks, resume.epoch if resume else config.train.initial_epoch)
+                trainer.fit(train_ds, val_ds, callbacks, resume.start_epoch if resume is not None else config.train.initial_epoch)
             timings["fit_s"] = time.perf_counter() - start
             if checkpointer is not None:
                 timings["checkpoint_s"] = checkpointer.seconds  # part of fit_s
             if guard.diverged_at is not None:
-                note = record.try_finish("diverged", diverged_at=guard.diverged_at, timings=timings, epochs_completed=epochs_done())
+                note = finish_quietly("diverged", diverged_at=guard.diverged_at)
                 message = (
                     f"the loss became NaN or inf at epoch {guard.diverged_at['epoch']}; history.json keeps the finite epochs ({run_dir})"
                 )
@@ -232,24 +221,43 @@ def run_experiment(
         except KeyboardInterrupt as exc:
             interrupted = as_interrupted(exc)
             saved = flush_quietly(checkpointer, interrupted.notes)
-            note = record.try_finish(
-                "interrupted", signal=interrupted.name, timings=timings, epochs_completed=epochs_done(), checkpoint_epoch=saved
-            )
+            note = finish_quietly("interrupted", signal=interrupted.name, checkpoint_epoch=saved)
             interrupted.notes += [note] if note else []
             raise interrupted from None
         except DivergedError:
             raise
         except KerasrunError as exc:  # e.g. a ConfigError only training could find: the folder says so too
-            note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
+            note = finish_quietly("failed", error=f"{type(exc).__name__}: {exc}")
             if note:
                 raise RunFailedError(f"{exc}; {note}") from exc
             raise
         except Exception as exc:
-            note = record.try_finish("failed", error=f"{type(exc).__name__}: {exc}", timings=timings, epochs_completed=epochs_done())
+            note = finish_quietly("failed", error=f"{type(exc).__name__}: {exc}")
             also = f"; {note}" if note else ""
             raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
     record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     return RunResult(run_dir, "completed", history.history, metrics)
+
+
+def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:
+    """run.json for a new run, or the resumed run's own, taken over by this process."""
+    if resume is not None:
+        checkpoint.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
+        return RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
+    config = experiment.config
+    return RunRecord.start(
+        run_dir,
+        name=config.name,
+        seed=config.seed,
+        device=experiment.placement.device,
+        command=command,
+        versions={"tensorflow": tf.__version__, "keras": keras.__version__},
+        placement=experiment.placement.describe(),
+        deterministic=config.runtime.deterministic,
+        precision=config.runtime.precision,
+        loop=experiment.trainer.name,
+        init_from=experiment.init_from,
+    )
 
 
 def latest_epoch(checkpointer: Checkpointer | None) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -11,15 +12,19 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import kerasrun
 from kerasrun import trust
 from kerasrun.errors import KerasrunError
 
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"  # held (flock) by the process training in the folder
+# Fields that describe how a process ended; a resumed run starts without them.
+OUTCOME_FIELDS = ("error", "signal", "forced", "checkpoint_epoch", "diverged_at", "metrics", "timings", "epochs_completed")
 HEARTBEAT_SECONDS = 30.0  # how often a training process rewrites run.json's heartbeat, whatever the epoch length
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS  # a run on another host with an older heartbeat has crashed
 
@@ -37,13 +42,13 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, then rename, so readers never see half a file."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file via a temp file in the same folder (fsync'd), then rename: readers never see half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -52,9 +57,21 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text atomically."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON atomically (NaN/inf as null)."""
     write_text_atomic(path, json.dumps(to_jsonable(value), indent=2, allow_nan=False) + "\n")
+
+
+def write_signed(path: Path, info: dict[str, Any]) -> None:
+    """Write a run.json record atomically, signed with this user's key (the signature covers what the file holds)."""
+    plain = to_jsonable(info)
+    plain[trust.SIGNATURE_FIELD] = trust.sign(plain)
+    write_json_atomic(path, plain)
 
 
 def read_json(path: Path) -> Any:
@@ -141,16 +158,50 @@ def seconds_since(timestamp: str | None) -> float | None:
     return (datetime.now(timezone.utc) - then).total_seconds()
 
 
-def effective_status(info: dict[str, Any]) -> str:
+def lock_run_dir(run_dir: Path) -> int:
+    """Hold the run folder's lock for as long as this process trains in it (the kernel releases it when the process dies).
+
+    Raises RunRecordError when another process holds it: two processes never train into one folder.
+    """
+    fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunRecordError(f"another kerasrun process is training in {run_dir}") from None
+    return fd
+
+
+def run_dir_locked(run_dir: Path) -> bool | None:
+    """Whether a process holds the run folder's lock; None when the folder has no lock file (kerasrun before 0.2)."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases the shared lock just taken
+    return False
+
+
+def effective_status(info: dict[str, Any], run_dir: Path | None = None) -> str:
     """run.json's status, except that a `running` run whose process is gone is `crashed`.
 
-    On this host the recorded process is checked directly; a run on another host counts as crashed
-    when its heartbeat (rewritten every HEARTBEAT_SECONDS while it trains) is STALE_AFTER_SECONDS old.
+    On the host that trains it, the run folder's lock tells (the kernel drops it with the process,
+    whatever its pid namespace), else the recorded process is checked; a run on another host counts
+    as crashed when its heartbeat (rewritten every HEARTBEAT_SECONDS while it trains) is
+    STALE_AFTER_SECONDS old.
     """
     status = str(info.get("status", "unknown"))
     if status != "running" or "pid" not in info:
         return status
     if info.get("host") == platform.node():
+        locked = run_dir_locked(run_dir) if run_dir is not None else None
+        if locked is not None:
+            return status if locked else "crashed"
         return status if process_alive(int(info["pid"]), info.get("pid_started")) else "crashed"
     age = seconds_since(info.get("heartbeat"))
     return "crashed" if age is not None and age > STALE_AFTER_SECONDS else status
@@ -172,11 +223,16 @@ class RunRecord:
 
     def __init__(self, run_dir: Path, info: dict[str, Any]) -> None:
         self.run_dir = Path(run_dir)
+        self.folder_lock: int | None = lock_run_dir(self.run_dir)
         self.info = info
         self.lock = threading.Lock()
         self.stop_beating = threading.Event()
         self.beater: threading.Thread | None = None
-        self.save()
+        try:
+            self.save()
+        except BaseException:
+            self.release()
+            raise
 
     @classmethod
     def start(
@@ -204,8 +260,16 @@ class RunRecord:
     def reopen(cls, run_dir: Path, *, from_epoch: int, command: list[str] | None) -> RunRecord:
         """Take over an existing run.json to resume the run: `running` again, this process, the resume recorded."""
         info = read_json(Path(run_dir) / RUN_FILE)
-        resume = {"time": now_iso(), "from_epoch": from_epoch, "previous_status": effective_status(info), "command": command or sys.argv}
-        info.update(status="running", ended=None, error=None, **process_identity(), heartbeat=now_iso())
+        resume = {
+            "time": now_iso(),
+            "from_epoch": from_epoch,
+            "previous_status": effective_status(info, run_dir),
+            "previous_timings": info.get("timings"),
+            "command": command or sys.argv,
+        }
+        for stale in OUTCOME_FIELDS:  # what the previous process ended with; this one writes its own
+            info.pop(stale, None)
+        info.update(status="running", ended=None, **process_identity(), heartbeat=now_iso())
         info["resumes"] = [*info.get("resumes", []), resume]
         return cls(run_dir, info)
 
@@ -243,6 +307,16 @@ class RunRecord:
             self.update(status=status, ended=now_iso(), **fields)
         except OSError as exc:
             raise RunRecordError(f"could not record status `{status}` in {self.run_dir / RUN_FILE}: {exc}") from exc
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Let go of the run folder's lock (another process may resume the run now)."""
+        if self.folder_lock is not None:
+            with contextlib.suppress(OSError):
+                (self.run_dir / LOCK_FILE).unlink()  # a finished run leaves no lock file behind
+            os.close(self.folder_lock)
+            self.folder_lock = None
 
     def try_finish(self, status: str, **fields: Any) -> str | None:
         """finish(), for clean-up paths that are already reporting another error: the failure as text, or None."""
@@ -254,6 +328,4 @@ class RunRecord:
 
     def save(self) -> None:
         """Sign and write run.json atomically."""
-        plain = to_jsonable(self.info)  # what the file will hold is what the signature covers
-        plain[trust.SIGNATURE_FIELD] = trust.sign(plain)
-        write_json_atomic(self.run_dir / RUN_FILE, plain)
+        write_signed(self.run_dir / RUN_FILE, self.info)

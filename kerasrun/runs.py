@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasrun.config import load_config
+from kerasrun.config import Config, load_config, load_config_text
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import RUN_FILE, effective_status, read_json, write_json_atomic
-from kerasrun.trust import SIGNATURE_FIELD, config_digest, require_trusted, sign
+from kerasrun.rundir import RUN_FILE, effective_status, read_json, write_signed
+from kerasrun.trust import config_digest, require_trusted
 
 Unreadable = list[tuple[Path, str]]
 
@@ -27,16 +28,40 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     return info
 
 
-def open_run(run_dir: Path, trust: bool = False) -> dict[str, Any]:
-    """run.json of a run folder this user's kerasrun signed (or that the user trusts); raise otherwise."""
+@dataclass
+class OpenedRun:
+    """A run folder whose run.json and config.yaml were read once and checked together."""
+
+    run_dir: Path
+    info: dict[str, Any]
+    status: str  # run.json's status, `crashed` for a `running` run whose process is gone
+
+    config_text: str
+
+    def config(self, overrides: list[str] | None = None) -> Config:
+        """The config from the very bytes that were verified (not a second read a swapped file could change)."""
+        return load_config_text(self.config_text, self.run_dir / "config.yaml", overrides)
+
+
+def open_run(run_dir: Path, trust: bool = False) -> OpenedRun:
+    """A run folder this user's kerasrun signed (or that the user trusts); UntrustedRunError otherwise."""
+    run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    require_trusted(Path(run_dir), info, trust)
-    return info
+    try:
+        raw = (run_dir / "config.yaml").read_bytes()
+    except OSError as exc:
+        raise ConfigError(Problem(key="", message=f"config.yaml cannot be read: {exc.strerror}", file=str(run_dir))) from None
+    require_trusted(run_dir, info, raw, trust)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(Problem(key="", message=f"config.yaml is not UTF-8 text: {exc}", file=str(run_dir))) from None
+    return OpenedRun(run_dir, info, effective_status(info, run_dir), text)
 
 
-def require_completed(run_dir: Path, info: dict[str, Any]) -> None:
+def require_completed(run: OpenedRun) -> None:
     """Refuse a run that did not complete: its model is missing or not the trained one."""
-    status = effective_status(info)
+    run_dir, info, status = run.run_dir, run.info, run.status
     if status == "completed":
         return
     epochs = info.get("epochs_completed")
@@ -67,7 +92,7 @@ def runs_named(runs_dir: Path, name: str) -> tuple[list[tuple[Path, dict[str, An
 def newest_completed(runs_dir: Path, name: str) -> tuple[Path | None, Unreadable]:
     """The newest completed run named `name` under `runs_dir` (None if there is none), and the unreadable run.json files."""
     runs, unreadable = runs_named(runs_dir, name)
-    completed = [run_dir for run_dir, info in runs if effective_status(info) == "completed"]
+    completed = [run_dir for run_dir, info in runs if effective_status(info, run_dir) == "completed"]
     return (completed[-1] if completed else None), unreadable
 
 
@@ -92,9 +117,6 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
     return found, unreadable
 
 
-def sign_run(run_dir: Path, info: dict[str, Any]) -> None:
-    """Adopt a run folder: bind its current config.yaml to its run.json and sign both with this user's key."""
-    run_dir = Path(run_dir)
-    signed = dict(info, config_sha256=config_digest((run_dir / "config.yaml").read_bytes()))
-    signed[SIGNATURE_FIELD] = sign(signed)
-    write_json_atomic(run_dir / RUN_FILE, signed)
+def sign_run(run_dir: Path, info: dict[str, Any], config_text: bytes) -> None:
+    """Adopt a run folder: bind `config_text` (its config.yaml as shown to the user) to its run.json, signed with this user's key."""
+    write_signed(Path(run_dir) / RUN_FILE, dict(info, config_sha256=config_digest(config_text)))

@@ -44,7 +44,8 @@ def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
 # If the main thread has not finished within this many seconds of a signal (it can be blocked inside
 # TensorFlow, e.g. in a collective all-reduce whose peer has died, where Python's handler can't run),
 # a watchdog thread marks the run and ends the process: preemption grace periods are ~30 s.
-FORCE_EXIT_SECONDS = 15.0
+FORCE_EXIT_SECONDS = float(os.environ.get("KERASRUN_STOP_GRACE_SECONDS", "15"))  # shorter where the scheduler's grace is
+HOOK_SECONDS = 5.0  # how long the forced-exit hooks (marking run.json) may take
 forced_exit_hooks: list[Callable[[int], None]] = []
 active_handlers: list[Callable[[int, FrameType | None], None]] = []  # the handlers of the enclosing blocks, innermost last
 
@@ -60,19 +61,35 @@ def on_forced_exit(hook: Callable[[int], None]) -> Iterator[None]:
 
 
 def watch(read_fd: int, stopped: threading.Event) -> None:
-    """Wait for a signal byte from CPython's wakeup fd; if the process is still alive FORCE_EXIT_SECONDS later, end it."""
-    try:
-        data = os.read(read_fd, 1)
-    except OSError:
-        data = b""
-    if not data or stopped.wait(FORCE_EXIT_SECONDS):
-        os.close(read_fd)
+    """Wait for SIGINT/SIGTERM/SIGHUP on CPython's wakeup fd; if the process still lives FORCE_EXIT_SECONDS later, end it.
+
+    The fd carries a byte for every signal with a Python handler (a callback's own SIGUSR1 handler
+    too): only the three that stop a run count.
+    """
+    while True:
+        try:
+            data = os.read(read_fd, 1)
+        except OSError:
+            data = b""
+        if not data:  # the block ended without a signal
+            os.close(read_fd)
+            return
+        if data[0] in HANDLED:
+            break
+    if stopped.wait(FORCE_EXIT_SECONDS):
         return
     signum = data[0]
+    hooks = threading.Thread(target=run_hooks, args=(signum,), daemon=True)
+    hooks.start()
+    hooks.join(HOOK_SECONDS)  # a hook blocked on a hung file system must not keep the process alive
+    os._exit(128 + signum)
+
+
+def run_hooks(signum: int) -> None:
+    """Call every forced-exit hook, whatever each of them raises."""
     for hook in list(forced_exit_hooks):
         with suppress(Exception):
             hook(signum)
-    os._exit(128 + signum)
 
 
 @contextmanager

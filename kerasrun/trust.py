@@ -10,19 +10,22 @@ user says they trust it (`kerasrun trust RUN_DIR`, which signs it with their key
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from kerasrun.errors import ConfigError, Problem
+from kerasrun.errors import ConfigError, KerasrunError, Problem
 
 HOME_ENV = "KERASRUN_HOME"
 KEY_FILE = "secret.key"
 SIGNATURE_FIELD = "signature"
+KEY_BYTES = 32
 ALGORITHM = "hmac-sha256"
 
 
@@ -39,21 +42,43 @@ def kerasrun_home() -> Path:
 
 
 def secret_key() -> bytes:
-    """This user's signing key, created on first use (32 random bytes, a file only its owner can read)."""
+    """This user's signing key, created on first use: 32 random bytes in a file only its owner can read.
+
+    It is written to a temp file first and linked into place, so a concurrent process never reads a
+    half-written (or empty) key.
+    """
     path = kerasrun_home() / KEY_FILE
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secret.", suffix=".tmp")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_bytes(KEY_BYTES).hex() + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+            with contextlib.suppress(FileExistsError):  # another process linked its key first: use that one
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
     try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others, not even briefly
-    except FileExistsError:  # another kerasrun process created it first: use theirs
-        return bytes.fromhex(path.read_text().strip())
-    with os.fdopen(fd, "w") as f:
-        f.write(key.hex() + "\n")
+        key = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise SigningKeyError(path, str(exc)) from None
+    if len(key) != KEY_BYTES:
+        raise SigningKeyError(path, f"it holds {len(key)} bytes, not {KEY_BYTES}")
     return key
+
+
+class SigningKeyError(KerasrunError):
+    """The signing key file is unreadable or damaged: nothing can be verified with it."""
+
+    exit_code = 2
+
+    def __init__(self, path: Path, why: str) -> None:
+        super().__init__(
+            f"the signing key {path} is unusable ({why}); delete it to make a new one "
+            "(run folders signed with the old key will then need `kerasrun trust`)"
+        )
 
 
 def config_digest(config_text: bytes) -> str:
@@ -73,27 +98,27 @@ def sign(info: dict[str, Any], key: bytes | None = None) -> str:
     return f"{ALGORITHM}:{digest}"
 
 
-def verify_run(run_dir: Path, info: dict[str, Any]) -> str | None:
-    """None when run.json's signature is this user's and config.yaml is the one it signed; else why not."""
+def verify_run(info: dict[str, Any], config_text: bytes) -> str | None:
+    """None when run.json's signature is this user's and `config_text` is the config.yaml it signed; else why not."""
     signature = info.get(SIGNATURE_FIELD)
     if not isinstance(signature, str):
         return "it carries no kerasrun signature (made by another tool, or by a kerasrun before 0.2)"
-    if not hmac.compare_digest(signature, sign(info)):
-        return "its run.json was not signed with your key (made by someone else, or edited)"
     try:
-        text = (Path(run_dir) / "config.yaml").read_bytes()
-    except OSError as exc:
-        return f"its config.yaml cannot be read ({exc.strerror})"
-    if info.get("config_sha256") != config_digest(text):
+        expected = sign(info)
+    except (TypeError, ValueError):  # NaN or values JSON can't hold: not a record kerasrun wrote
+        return "its run.json holds values kerasrun never writes"
+    if not hmac.compare_digest(signature, expected):
+        return "its run.json was not signed with your key (made by someone else, or edited)"
+    if info.get("config_sha256") != config_digest(config_text):
         return "its config.yaml was edited after kerasrun wrote it"
     return None
 
 
-def require_trusted(run_dir: Path, info: dict[str, Any], trust: bool = False) -> None:
-    """Raise UntrustedRunError unless the folder verifies or the user said `--trust`."""
+def require_trusted(run_dir: Path, info: dict[str, Any], config_text: bytes, trust: bool = False) -> None:
+    """Raise UntrustedRunError unless the folder verifies (with these exact config bytes) or the user said `--trust`."""
     if trust:
         return
-    reason = verify_run(run_dir, info)
+    reason = verify_run(info, config_text)
     if reason is not None:
         raise UntrustedRunError(
             Problem(

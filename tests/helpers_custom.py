@@ -222,3 +222,82 @@ class FillDiskAtTrainEnd(keras.callbacks.Callback):
                     f.flush()
         except OSError:  # ENOSPC: the disk is full now
             pass
+
+
+class InterruptOnce(keras.callbacks.Callback):
+    """Raises KeyboardInterrupt (Ctrl-C) once: at the start of `epoch`, or at the end of training; `marker` remembers it did."""
+
+    def __init__(self, marker: str, epoch: int = -1) -> None:
+        super().__init__()
+        self.marker = marker
+        self.interrupt_epoch = epoch  # -1: in on_train_end instead
+
+    def interrupt(self) -> None:
+        import os
+
+        if not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise KeyboardInterrupt
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.interrupt_epoch:
+            self.interrupt()
+
+    def on_train_end(self, logs=None):
+        if self.interrupt_epoch == -1:
+            self.interrupt()
+
+
+class CountingCallback(keras.callbacks.Callback):
+    """A callback of the user's with state, kept through a resume by get_state/set_state."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.epochs_seen = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epochs_seen += 1
+        logs["epochs_seen"] = float(self.epochs_seen)  # into history.json: a resumed run must count on
+
+    def get_state(self):
+        return {"epochs_seen": self.epochs_seen}
+
+    def set_state(self, state):
+        self.epochs_seen = state["epochs_seen"]
+
+
+class OtherSignalAtEpoch(keras.callbacks.Callback):
+    """Installs a harmless SIGUSR1 handler (as a Slurm pre-timeout hook would) and signals itself at `epoch`, then waits."""
+
+    def __init__(self, epoch: int, seconds: float) -> None:
+        super().__init__()
+        self.signal_epoch = epoch
+        self.seconds = seconds
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import os
+        import signal
+        import time
+
+        if epoch == self.signal_epoch:
+            signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(self.seconds)  # longer than the stop grace period: a watchdog misled by SIGUSR1 would end the process
+
+
+class StuckAtEpoch(keras.callbacks.Callback):
+    """At `epoch`, blocks SIGTERM in the main thread and sleeps, like a main thread stuck inside a TensorFlow op."""
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        super().__init__()
+        self.stuck_epoch = epoch
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import signal
+        import time
+
+        if epoch == self.stuck_epoch:
+            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # the signal goes to another thread; Python can't act here
+            open(self.marker, "w").close()
+            time.sleep(120)

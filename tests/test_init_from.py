@@ -136,3 +136,11 @@ def test_transfer_learning_recipe_in_three_configs(runner, mnist_env, runs_dir) 
     # (the configs' full 3 epochs reach 0.74 here, fine-tuning 0.78; see docs/runs.md).
     assert head_accuracy > 0.4, head_accuracy
     assert tuned_accuracy >= head_accuracy - 0.01, (head_accuracy, tuned_accuracy)
+
+
+def test_the_init_from_option_keeps_the_configs_skip_list(runner, write_config, base, runs_dir) -> None:
+    config = write_config(with_head("new_head", run="not-this-one", skip=["new_head"]))
+    result = train(runner, config, runs_dir, "--init-from", str(base))
+    assert result.exit_code == 0, result.output
+    info = read_json(only_run(runs_dir) / "run.json")["init_from"]
+    assert (info["path"], info["skipped"]) == (str(base / "model.keras"), ["new_head"])

@@ -12,17 +12,17 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
-from helpers import TINY, only_run, train
+from helpers import TESTS, TINY, kerasrun_process, only_run, train
 
 from kerasrun import checkpoint, trust
 from kerasrun.cli import app
 from kerasrun.rundir import RunRecord, effective_status, read_json
 
-TESTS = Path(__file__).resolve().parent
 NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}  # keys to drop from TINY
 
 
@@ -50,7 +50,7 @@ def copy_run(run: Path, tmp_path: Path) -> Path:
 def test_run_json_records_the_process_and_a_signed_record(completed_run) -> None:
     info = read_json(completed_run / "run.json")
     assert info["name"] == "tiny" and info["pid"] > 0 and info["host"] == platform.node() and info["heartbeat"]
-    assert info["signature"].startswith("hmac-sha256:") and trust.verify_run(completed_run, info) is None
+    assert info["signature"].startswith("hmac-sha256:") and trust.verify_run(info, (completed_run / "config.yaml").read_bytes()) is None
     assert not (trust.kerasrun_home() / trust.KEY_FILE).stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO)  # the key is the owner's alone
 
 
@@ -192,7 +192,7 @@ def test_a_folder_signed_by_someone_else_runs_no_code_until_trusted(runner, comp
     info = read_json(run / "run.json")
     from kerasrun.runs import sign_run
 
-    sign_run(run, info)
+    sign_run(run, info, (run / "config.yaml").read_bytes())
     monkeypatch.undo()
     result = runner.invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 2 and "not signed with your key" in result.output and not marker.exists()
@@ -200,7 +200,7 @@ def test_a_folder_signed_by_someone_else_runs_no_code_until_trusted(runner, comp
     assert marker.exists()
     marker.unlink()
     trusted = runner.invoke(app, ["trust", str(run)])
-    assert trusted.exit_code == 0 and f"it imports {MARKER_CODE}" in trusted.output
+    assert trusted.exit_code == 0 and f"its config imports {MARKER_CODE}" in trusted.output
     runner.invoke(app, ["evaluate", str(run)])
     assert marker.exists()  # signed with the user's key now
 
@@ -221,7 +221,7 @@ def test_evaluate_config_matches_the_name_exactly_and_names_unreadable_runs(runn
     info = read_json(longer / "run.json")
     from kerasrun.runs import sign_run
 
-    sign_run(longer, dict(info, name="tiny-longer"))
+    sign_run(longer, dict(info, name="tiny-longer"), (longer / "config.yaml").read_bytes())
     (runs / "20990102-000000-broken").mkdir()
     (runs / "20990102-000000-broken" / "run.json").write_text("{not json")
     result = runner.invoke(app, ["evaluate", str(write_config()), "--runs-dir", str(runs), "--json"])
@@ -300,3 +300,171 @@ def test_a_full_disk_is_reported_not_swallowed(runner, write_config, small_disk)
     assert "could not record status `failed`" in result.output  # the final status could not be written, and it says so
     info = read_json(only_run(small_disk / "runs") / "run.json")
     assert info["status"] == "running"  # what the disk kept; readers show it as crashed once the process is gone
+
+
+# --------------------------------------------------------------------------- resume, case by case (in-process Ctrl-C)
+
+NOT_SYNTHETIC_SPLIT = {**NOT_SYNTHETIC, "source": "python", "function": "helpers_custom:blob_dataset"}
+RESUME_CASES: dict[str, dict[str, Any]] = {
+    # Keras's monitor callbacks flip min_delta's sign when they first pick their comparison: only state is restored.
+    "min_delta": {
+        "train": {
+            "epochs": 8,
+            "callbacks": [
+                {"EarlyStopping": {"monitor": "val_loss", "patience": 2, "min_delta": 0.05}},
+                {"ReduceLROnPlateau": {"monitor": "loss", "patience": 3, "min_delta": 100.0}},
+                "helpers_custom:CountingCallback",
+            ],
+        }
+    },
+    # Stopped early, then cut off after training ended (while saving): nothing is left to train.
+    "early_stop_cut_at_the_end": {
+        "train": {"epochs": 8, "callbacks": [{"EarlyStopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}}]}
+    },
+    # A tf.data source with steps_per_epoch crossing passes, and a reshuffled validation split of it.
+    "tf_data_steps_per_epoch": {
+        "data": NOT_SYNTHETIC_SPLIT,
+        "model": {"inputs": {"x": [2]}},
+        "compile": {"loss": "sparse_categorical_crossentropy"},
+        "train": {"epochs": 5, "steps_per_epoch": 4, "validation_split": 0.3, "stratify": False},
+    },
+}
+
+
+@pytest.mark.parametrize("case", RESUME_CASES)
+def test_resume_equals_the_uninterrupted_run(runner, write_config, tmp_path, case) -> None:
+    changes = RESUME_CASES[case]
+    at_end = case == "early_stop_cut_at_the_end"
+    marker = tmp_path / "interrupted"
+    interrupt = {"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": -1 if at_end else 3}}
+    train_section = dict(changes["train"], callbacks=[*changes["train"].get("callbacks", []), interrupt])
+    config = write_config({**changes, "train": train_section})
+    marker.touch()  # the reference run is not interrupted
+    assert train(runner, config, tmp_path / "reference").exit_code == 0
+    marker.unlink()
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 130, result.output
+    run = only_run(tmp_path / "runs")
+    resumed = runner.invoke(app, ["resume", str(run), "--progress", "plain"])
+    assert resumed.exit_code == 0, resumed.output
+    reference = only_run(tmp_path / "reference")
+    for name in ("history.json", "metrics.json"):
+        if (reference / name).exists():  # a tf.data source has no test split, so no metrics.json
+            assert (run / name).read_bytes() == (reference / name).read_bytes(), name
+        else:
+            assert not (run / name).exists()
+    if at_end:  # stopped early: resume trained nothing more, it saved and evaluated
+        assert not [line for line in resumed.output.splitlines() if line.startswith("epoch ")]
+    info = read_json(run / "run.json")
+    assert info["status"] == "completed" and "signal" not in info and "checkpoint_epoch" not in info  # no leftovers of the interruption
+    assert info["resumes"][0]["previous_timings"] is not None
+
+
+def test_resume_without_checkpoints_keeps_callback_state(runner, write_config, tmp_path) -> None:
+    case = RESUME_CASES["min_delta"]
+    marker = tmp_path / "interrupted"
+    config = write_config(
+        {
+            "train": dict(
+                case["train"],
+                callbacks=[*case["train"]["callbacks"], {"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 3}}],
+            )
+        }
+    )
+    marker.touch()
+    assert train(runner, config, tmp_path / "reference").exit_code == 0
+    marker.unlink()
+    assert train(runner, config, tmp_path / "runs").exit_code == 130
+    run = only_run(tmp_path / "runs")
+    assert runner.invoke(app, ["resume", str(run), "--set", "output.checkpoint=false"]).exit_code == 0
+    assert (run / "history.json").read_bytes() == (only_run(tmp_path / "reference") / "history.json").read_bytes()
+
+
+def test_a_moved_run_folder_resumes_into_itself(runner, write_config, tmp_path) -> None:
+    marker = tmp_path / "interrupted"
+    callbacks = [
+        {"ModelCheckpoint": {"filepath": "best-{epoch}.keras", "monitor": "val_loss", "save_best_only": True}},
+        {"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 2}},
+    ]
+    assert train(runner, write_config({"train": {"epochs": 4, "callbacks": callbacks}}), tmp_path / "runs").exit_code == 130
+    old = only_run(tmp_path / "runs")
+    moved = Path(shutil.move(str(old), str(tmp_path / "moved")))
+    result = runner.invoke(app, ["resume", str(moved)])
+    assert result.exit_code == 0, result.output
+    assert not old.exists()  # the checkpoint holds the callback's state, not its paths
+    assert any(p.name.startswith("best-") for p in moved.iterdir())
+
+
+def test_a_run_folder_in_use_is_not_resumed(runner, write_config, tmp_path) -> None:
+    from kerasrun.rundir import lock_run_dir
+
+    marker = tmp_path / "interrupted"
+    config = write_config({"train": {"callbacks": [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 2}}]}})
+    assert train(runner, config, tmp_path / "runs").exit_code == 130
+    run = only_run(tmp_path / "runs")
+    held = lock_run_dir(run)  # as another process resuming it right now would
+    try:
+        result = runner.invoke(app, ["resume", str(run)])
+        assert result.exit_code == 2 and "another kerasrun process is training in this run folder" in result.output
+    finally:
+        os.close(held)
+
+
+def test_interrupted_while_the_folder_is_set_up(runner, write_config, runs_dir, monkeypatch) -> None:
+    from kerasrun.rundir import RunRecord
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunRecord, "start", classmethod(interrupted))
+    result = train(runner, write_config(), runs_dir)
+    assert result.exit_code == 130 and "before a run folder was created" in result.output
+    assert list(runs_dir.iterdir()) == []  # the half-made folder was removed, not left as a run
+
+
+# --------------------------------------------------------------------------- the signing key
+
+
+def test_the_signing_key_is_made_once_even_by_concurrent_processes(tmp_path) -> None:
+    code = "from kerasrun import trust; print(trust.secret_key().hex())"
+    env = {**os.environ, trust.HOME_ENV: str(tmp_path / "home")}
+    processes = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    keys = {p.communicate()[0].strip() for p in processes}
+    assert len(keys) == 1 and len(bytes.fromhex(keys.pop())) == 32
+    assert [p.name for p in (tmp_path / "home").iterdir()] == ["secret.key"]  # no temp files left
+
+
+def test_a_damaged_key_is_a_clear_error(runner, completed_run, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv(trust.HOME_ENV, str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "secret.key").write_text("")  # e.g. a process killed while making it, by an older kerasrun
+    result = runner.invoke(app, ["evaluate", str(completed_run)])
+    assert result.exit_code == 2 and "secret.key is unusable (it holds 0 bytes, not 32); delete it" in result.output
+
+
+# --------------------------------------------------------------------------- the watchdog, in real processes
+
+
+def test_another_signal_does_not_trigger_the_watchdog(write_config, tmp_path) -> None:
+    config = write_config({"train": {"callbacks": [{"helpers_custom:OtherSignalAtEpoch": {"epoch": 1, "seconds": 2.5}}]}})
+    out = kerasrun_process(["train", str(config), "--runs-dir", str(tmp_path / "runs")], env={"KERASRUN_STOP_GRACE_SECONDS": "1"})
+    assert out.returncode == 0, out.stderr
+    assert read_json(only_run(tmp_path / "runs") / "run.json")["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_a_stuck_main_thread_is_marked_and_ended_by_the_watchdog(write_config, tmp_path) -> None:
+    marker = tmp_path / "stuck"
+    config = write_config({"train": {"callbacks": [{"helpers_custom:StuckAtEpoch": {"epoch": 1, "marker": str(marker)}}]}})
+    env = {**os.environ, "KERASRUN_STOP_GRACE_SECONDS": "2", "PYTHONPATH": str(TESTS)}
+    process = subprocess.Popen([sys.executable, "-m", "kerasrun", "train", str(config), "--runs-dir", str(tmp_path / "runs")], env=env)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    started = time.monotonic()
+    process.terminate()
+    assert process.wait(timeout=30) == 143
+    assert time.monotonic() - started < 10  # the grace period (2 s), not the callback's 120 s sleep
+    info = read_json(only_run(tmp_path / "runs") / "run.json")
+    assert (info["status"], info["signal"], info["forced"], info["epochs_completed"]) == ("interrupted", "SIGTERM", True, 1)

@@ -21,6 +21,11 @@ def cap_steps(steps: int | None, dataset: Any) -> int | None:
     return min(steps, batches) if batches > 0 else steps
 
 
+def evaluate_model(model: Any, dataset: Any, steps: int | None) -> dict[str, float]:
+    """Keras's `model.evaluate` as a dict of floats."""
+    return {k: float(v) for k, v in model.evaluate(dataset, steps=steps, return_dict=True, verbose=0).items()}
+
+
 class Trainer(ABC):
     """Trains a compiled Keras model on prepared tf.data pipelines, driving Keras callbacks."""
 

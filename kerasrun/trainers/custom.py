@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kerasrun._tf import keras, tf
-from kerasrun.trainers.base import Trainer, cap_steps
+from kerasrun.trainers.base import Trainer, cap_steps, evaluate_model
 
 StepFn = Callable[..., Mapping[str, Any]]
 
@@ -284,44 +284,34 @@ class CustomLoop:
 
 
 class EpochBatches:
-    """Which iterator each chunk of an epoch reads from, following Keras's EpochIterator to the letter.
+    """Which iterator each chunk of an epoch reads from, as Keras's EpochIterator does with kerasrun's pipelines.
 
-    The iterator pattern matters for exact parity: every `iter()` over a dataset that reshuffles each
-    iteration draws a new order. Keras starts a fresh iterator at each epoch (without steps_per_epoch)
-    and also right after a whole pass has been consumed, so fit skips one order per epoch; this does too.
-    With steps_per_epoch the iterator carries over between epochs until a pass is used up.
+    Without steps_per_epoch, every epoch starts a fresh iterator (kerasrun's pipelines read the epoch
+    when a pass starts); with it, the training pipeline is an endless stream and one iterator
+    serves the whole run.
     """
 
     def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int) -> None:
         self.dataset = dataset
         self.steps_per_epoch = steps_per_epoch
-        self.pass_batches = cardinality if cardinality > 0 else None
-        self.num_batches = steps_per_epoch or self.pass_batches
+        self.num_batches = steps_per_epoch or (cardinality if cardinality > 0 else None)
         self.iterator: Any = None
-        self.seen = 0
 
     def exhausted(self) -> None:
         """The data ran out mid-epoch: the next epoch starts a new pass."""
         self.iterator = None
-        self.seen = 0
 
     def chunks(self, per_call: int) -> Any:
         """Yield (first step, steps for this call, iterator) for one epoch."""
-        total = self.steps_per_epoch or self.pass_batches
-        if total is None:  # unknown length: read until the data runs out
-            iterator, step = iter(self.dataset), 0
-            while True:
-                yield step, per_call, iterator
-                step += per_call
         if self.iterator is None or self.steps_per_epoch is None:
-            self.iterator, self.seen = iter(self.dataset), 0
-        for step in range(0, total, per_call):
-            if self.pass_batches and self.seen >= self.pass_batches:
-                break
-            self.seen += per_call
+            self.iterator = iter(self.dataset)
+        if self.num_batches is None:  # unknown length: read until the data runs out
+            step = 0
+            while True:
+                yield step, per_call, self.iterator
+                step += per_call
+        for step in range(0, self.num_batches, per_call):
             yield step, per_call, self.iterator
-        if self.pass_batches and self.seen >= self.pass_batches:
-            self.iterator, self.seen = iter(self.dataset), 0
 
 
 class CustomTrainer(Trainer):
@@ -343,4 +333,4 @@ class CustomTrainer(Trainer):
         """The loop's own evaluation under multi-worker (Keras's fails there), else `model.evaluate` (the same numbers)."""
         if self.config.runtime.strategy == "multi_worker":
             return self.loop.evaluate(dataset, steps, keras.callbacks.CallbackList([], model=self.model))
-        return {k: float(v) for k, v in self.model.evaluate(dataset, steps=steps, return_dict=True, verbose=0).items()}
+        return evaluate_model(self.model, dataset, steps)

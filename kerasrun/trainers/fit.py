@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kerasrun.trainers.base import Trainer, cap_steps
+from kerasrun.trainers.base import Trainer, cap_steps, evaluate_model
 
 
 class FitTrainer(Trainer):
@@ -29,4 +29,4 @@ class FitTrainer(Trainer):
 
     def evaluate(self, dataset: Any, steps: int | None) -> dict[str, float]:
         """`model.evaluate`, as a dict of floats."""
-        return {k: float(v) for k, v in self.model.evaluate(dataset, steps=steps, return_dict=True, verbose=0).items()}
+        return evaluate_model(self.model, dataset, steps)
