@@ -243,7 +243,14 @@ def test_json_progress(runner, write_config, runs_dir) -> None:
     result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--progress", "json"])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert [r["epoch"] for r in records[:3]] == [1, 2, 3] and "val_loss" in records[0]
+    epochs, final = records[:-1], records[-1]
+    run = only_run(runs_dir)
+    history = read_json(run / "history.json")
+    assert [r["epoch"] for r in epochs] == history["epoch"] == [1, 2, 3]
+    for key in ("loss", "val_loss", "sparse_categorical_accuracy", "val_sparse_categorical_accuracy"):
+        assert [r[key] for r in epochs] == history[key], key  # the same numbers as the run folder, per epoch
+    assert all(r["seconds"] >= 0 for r in epochs)
+    assert final == read_json(run / "metrics.json")  # the last line: the test metrics
 
 
 def test_smoke_uses_a_temp_folder_and_removes_it(runner, write_config, monkeypatch, tmp_path) -> None:

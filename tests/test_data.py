@@ -31,39 +31,25 @@ def load(write_config, changes, overrides=None):
     return load_data(load_config(write_config(changes), overrides))
 
 
+IRIS = {
+    "data": {
+        "source": "sklearn",
+        "name": "iris",
+        "test_fraction": 0.2,
+        "means": None,
+        "cov": None,
+        "samples_per_class": None,
+        "generator": None,
+    },
+    "train": {"validation_split": None, "stratify": False},
+}
+
+
 def test_sklearn_source_is_seeded_and_stratified(write_config) -> None:
-    data = load(
-        write_config,
-        {
-            "data": {
-                "source": "sklearn",
-                "name": "iris",
-                "test_fraction": 0.2,
-                "means": None,
-                "cov": None,
-                "samples_per_class": None,
-                "generator": None,
-            },
-            "train": {"validation_split": None, "stratify": False},
-        },
-    )
+    data = load(write_config, IRIS)
     assert len(data.train) == 120 and len(data.test) == 30
     assert np.bincount(data.test.y).tolist() == [10, 10, 10]
-    again = load(
-        write_config,
-        {
-            "data": {
-                "source": "sklearn",
-                "name": "iris",
-                "test_fraction": 0.2,
-                "means": None,
-                "cov": None,
-                "samples_per_class": None,
-                "generator": None,
-            },
-            "train": {"validation_split": None, "stratify": False},
-        },
-    )
+    again = load(write_config, IRIS)
     assert np.array_equal(data.test.x, again.test.x)
 
 
