@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from kerasrun.config_errors import describe_validation_error
+from kerasrun.config_errors import SCIENTIFIC, describe_validation_error
 from kerasrun.errors import Collector, ConfigError, Problem
-from kerasrun.yamlsource import SourceMap, format_key, parse_yaml, read_yaml
+from kerasrun.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml, read_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # Callback arguments that name files; relative ones are placed inside the run folder.
@@ -24,14 +35,33 @@ def check_object_spec(value: Any) -> Any:
         return value
     if isinstance(value, dict):
         if "class_name" in value:
+            check_numbers_are_numbers(value.get("config"))
             return value
         if len(value) == 1:
             ((name, kwargs),) = value.items()
             if isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict)):
+                check_numbers_are_numbers(kwargs)
                 return value
     raise ValueError(
         "expected a name (`adam`), an import path (`pkg.module:Name`), `{Name: {kwargs}}` or Keras's `{class_name: ..., config: {...}}`"
     )
+
+
+def object_kwargs(spec: Any) -> dict[str, Any]:
+    """The keyword arguments of an object spec (`{Name: {kwargs}}` or Keras's `{class_name:, config:}`); {} for a bare name."""
+    if not isinstance(spec, dict):
+        return {}
+    kwargs = spec.get("config") if "class_name" in spec else next(iter(spec.values()), None)
+    return kwargs if isinstance(kwargs, dict) else {}
+
+
+def check_numbers_are_numbers(kwargs: Any) -> None:
+    """`learning_rate: 1e-3` is the text "1e-3" to YAML 1.1: say so here, not as a TypeError inside Keras."""
+    for key, value in kwargs.items() if isinstance(kwargs, dict) else ():
+        if isinstance(value, str) and SCIENTIFIC.match(value.strip()):
+            raise ValueError(
+                f"`{key}: {value}` is text to YAML, not a number: write it with a dot and a signed exponent, e.g. {float(value):.1e}"
+            )
 
 
 def split_layer_entry(entry: Any) -> tuple[Any, Any]:
@@ -43,11 +73,51 @@ def split_layer_entry(entry: Any) -> tuple[Any, Any]:
 
 ObjectSpec = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
 
+# Upper bounds where a larger value can only be a mistake (each message names its bound).
+MAX_EPOCHS = 1_000_000
+MAX_BATCH = 1 << 24
+MAX_STEPS = 1 << 31
+MAX_SAMPLES = 1 << 31
+MAX_CLASSES = 1_000_000
+MAX_LAYERS = 1000  # Keras traces a 1,000-layer chain in ~3 minutes and 3.5 GB here; larger graphs belong in a factory
+# Optimizer arguments that can't be negative (Keras accepts them all the same).
+NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")
+# Names Keras and TensorFlow accept for layers and inputs (TensorFlow's scope names, without Keras's forbidden `/`).
+LAYER_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.>-]*$")
+
+
+def not_a_boolean(value: Any) -> Any:
+    """YAML reads true/false/yes/no/on/off as booleans: never let one pass as a number."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got the boolean {str(value).lower()} (YAML reads true/false/yes/no/on/off as booleans)")
+    return value
+
+
+def check_layer_name(value: Any) -> Any:
+    """A name Keras and TensorFlow accept for a layer or an input."""
+    if not isinstance(value, str) or not LAYER_NAME.match(value) or len(value) > 200:
+        raise ValueError(
+            f"{value!r} is not a usable layer name: letters, digits and _ . > - only, starting with a letter, digit or `.`, "
+            "at most 200 characters (TensorFlow's scope names; Keras forbids `/`)"
+        )
+    return value
+
+
+Real = Annotated[float, BeforeValidator(not_a_boolean)]
+Finite = Annotated[float, BeforeValidator(not_a_boolean), Field(allow_inf_nan=False)]
+Fraction = Annotated[float, BeforeValidator(not_a_boolean), Field(gt=0, lt=1, allow_inf_nan=False)]
+Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES, strict=True)]
+Dimension = Annotated[int, Field(ge=-1, le=MAX_SAMPLES, strict=True)]  # -1: inferred (reshape)
+LayerName = Annotated[str, AfterValidator(check_layer_name)]
+
 
 def check_layer_entry(entry: Any) -> Any:
-    """A layer entry has an object shape, plus an optional `inputs` naming what it takes."""
+    """A layer entry has an object shape (and a usable `name`), plus an optional `inputs` naming what it takes."""
     spec, refs = split_layer_entry(entry)
     check_object_spec(spec)
+    kwargs = object_kwargs(spec)
+    if "name" in kwargs:
+        check_layer_name(kwargs["name"])
     if refs is not None and not (isinstance(refs, str) or (isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs))):
         raise ValueError("`inputs` of a layer must be a name or a list of names (model inputs or earlier layers)")
     return entry
@@ -98,10 +168,12 @@ class Strict(BaseModel):
 class PreprocessStep(Strict):
     """One preprocessing step; exactly one key is set."""
 
-    reshape: list[int] | None = Field(None, description="new per-sample shape of the features, -1 allowed")
-    scale: float | None = Field(None, description="divide the features by this number", gt=0)
+    reshape: list[Dimension] | None = Field(None, description="new per-sample shape of the features, -1 allowed")
+    scale: Real | None = Field(None, description="divide the features by this number", gt=0, allow_inf_nan=False)
     cast: str | None = Field(None, description="cast the features to this dtype, e.g. float32")
-    one_hot: int | None = Field(None, description="one-hot encode the integer targets into this many classes", ge=2)
+    one_hot: int | None = Field(
+        None, description="one-hot encode the integer targets into this many classes", ge=2, le=MAX_CLASSES, strict=True
+    )
 
     @model_validator(mode="after")
     def check_one_key(self) -> PreprocessStep:
@@ -150,7 +222,7 @@ class CsvData(DataCommon):
         None, description="feature columns (default: every other column); {input name: columns} for several inputs"
     )
     test_path: str | None = None
-    test_fraction: float | None = Field(None, gt=0, lt=1)
+    test_fraction: Fraction | None = None
     delimiter: str = ","
 
 
@@ -159,7 +231,7 @@ class SklearnData(DataCommon):
 
     source: Literal["sklearn"]
     name: Literal["digits", "iris", "breast_cancer", "wine"]
-    test_fraction: float = Field(0.2, gt=0, lt=1)
+    test_fraction: Fraction = 0.2
     stratify: bool = True
 
 
@@ -168,9 +240,9 @@ class SyntheticData(DataCommon):
 
     source: Literal["synthetic"]
     generator: Literal["blobs", "random"]
-    means: list[list[float]] | None = Field(None, description="blobs: one mean vector per class")
-    cov: list[list[float]] | None = Field(None, description="blobs: shared covariance matrix")
-    samples_per_class: int | None = Field(None, ge=1, description="blobs: points per class")
+    means: list[list[Finite]] | None = Field(None, description="blobs: one mean vector per class", max_length=MAX_CLASSES)
+    cov: list[list[Finite]] | None = Field(None, description="blobs: shared covariance matrix")
+    samples_per_class: int | None = Field(None, ge=1, le=MAX_SAMPLES, strict=True, description="blobs: points per class")
     x_shape: list[int] | dict[str, list[int]] | None = Field(
         None, description="random: per-sample feature shape; {input: shape} for several inputs"
     )
@@ -180,8 +252,8 @@ class SyntheticData(DataCommon):
     y_shape: list[int] | dict[str, list[int]] | None = Field(
         None, description="random: per-sample float target shape; {output: shape} for float outputs"
     )
-    samples: int | None = Field(None, ge=1, description="random: number of training samples")
-    test_fraction: float | None = Field(None, gt=0, lt=1)
+    samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, strict=True, description="random: number of training samples")
+    test_fraction: Fraction | None = None
 
     @model_validator(mode="after")
     def check_generator_keys(self) -> SyntheticData:
@@ -215,7 +287,7 @@ class ActivationMetric(Strict):
 
     layer: str = Field(description="name of a layer in model.layers")
     statistic: Literal["mean", "std", "min", "max", "zero_fraction", "mean_abs"] = "std"
-    name: str | None = Field(None, description="metric name; default <layer>_<statistic>")
+    name: LayerName | None = Field(None, description="metric name; default <layer>_<statistic>")
 
 
 class InitFrom(Strict):
@@ -248,10 +320,12 @@ class InitFrom(Strict):
 class ModelConfig(Strict):
     """Either `inputs` + `layers` (a functional chain) or a Python `factory`."""
 
-    name: str | None = None
-    inputs: dict[str, list[int | None]] | None = Field(None, description="input name -> per-sample shape")
+    name: LayerName | None = None
+    inputs: dict[LayerName, list[Size | None]] | None = Field(None, description="input name -> per-sample shape")
     layers: list[LayerEntry] = Field(
-        default_factory=list, description="layers applied in order; an entry may add `inputs: name` or `inputs: [a, b]`"
+        default_factory=list,
+        max_length=MAX_LAYERS,
+        description=f"layers applied in order (at most {MAX_LAYERS}; a bigger graph belongs in a factory); an entry may add `inputs: name` or `inputs: [a, b]`",
     )
     outputs: list[str] | None = Field(
         None, description="names of the layers whose outputs are the model's outputs (default: the last layer)"
@@ -282,17 +356,29 @@ class CompileConfig(Strict):
         default_factory=list, description="a list; per output: a list of lists or {output_name: [...]}"
     )
     weighted_metrics: list[Any] | dict[str, Any] = Field(default_factory=list)
-    loss_weights: list[float] | dict[str, float] | None = None
+    loss_weights: list[Finite] | dict[str, Finite] | None = None
     steps_per_execution: int = Field(
-        32, ge=1, description="train steps per tf.function call; 32 measured 2.2x faster than 1 with identical numbers"
+        32,
+        ge=1,
+        le=MAX_STEPS,
+        strict=True,
+        description="train steps per tf.function call; 32 measured 2.2x faster than 1 with identical numbers",
     )
     jit_compile: bool | Literal["auto"] = "auto"
 
     @field_validator("optimizer")
     @classmethod
     def check_spec(cls, value: Any) -> Any:
-        """The optimizer is an object spec."""
-        return check_object_spec(value)
+        """The optimizer is an object spec whose numbers Keras would take but can only be mistakes are refused."""
+        check_object_spec(value)
+        for key, number in object_kwargs(value).items():
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue  # schedules, names, nested specs: Keras checks those
+            if not math.isfinite(number):
+                raise ValueError(f"`{key}: {number}` is not a finite number")
+            if key in NON_NEGATIVE_OPTIMIZER_ARGS and number < 0:
+                raise ValueError(f"`{key}: {number}` is negative: a negative {key.replace('_', ' ')} would climb the loss")
+        return value
 
     @field_validator("loss")
     @classmethod
@@ -343,18 +429,16 @@ class TrainConfig(Strict):
     step: ImportPath | None = Field(
         None, description="custom loop only: module:function(model, x, y, sample_weight, training) -> {name: scalar}"
     )
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1)
-    validation_steps: int | None = Field(None, ge=1)
-    validation_split: float | None = Field(
-        None, gt=0, lt=1, description="hold out the last fraction of the training arrays (Keras semantics)"
-    )
+    epochs: int = Field(1, ge=1, le=MAX_EPOCHS, strict=True)
+    batch_size: int = Field(32, ge=1, le=MAX_BATCH, strict=True)
+    steps_per_epoch: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
+    validation_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
+    validation_split: Fraction | None = Field(None, description="hold out the last fraction of the training arrays (Keras semantics)")
     stratify: bool = Field(False, description="make the validation split stratified (seeded) instead of the last fraction")
     validation_from: Literal["last", "first"] = Field("last", description="hold out the last fraction (Keras) or the first")
     validation_data: Literal["test"] | None = Field(None, description="`test`: validate on the source's test split")
     shuffle: bool = True
-    initial_epoch: int = Field(0, ge=0)
+    initial_epoch: int = Field(0, ge=0, le=MAX_EPOCHS, strict=True)
     class_weight: dict[int, float] | Literal["balanced"] | dict[str, dict[int, float] | Literal["balanced"]] | None = Field(
         None, description="{label: weight} or `balanced`; for several outputs {output_name: {label: weight} or balanced}"
     )
@@ -400,9 +484,9 @@ class TrainConfig(Strict):
 class EvaluateConfig(Strict):
     """How the trained model is scored on the test split."""
 
-    batch_size: int | None = Field(None, ge=1, description="default: train.batch_size")
-    steps: int | None = Field(None, ge=1)
-    predict_samples: int = Field(0, ge=0, description="also save predictions for the first N test samples")
+    batch_size: int | None = Field(None, ge=1, le=MAX_BATCH, strict=True, description="default: train.batch_size")
+    steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
+    predict_samples: int = Field(0, ge=0, le=MAX_SAMPLES, strict=True, description="also save predictions for the first N test samples")
 
 
 class RuntimeConfig(Strict):
@@ -412,7 +496,9 @@ class RuntimeConfig(Strict):
     strategy: Literal["none", "one_device", "mirrored", "multi_worker"] = Field(
         "none", description="tf.distribute strategy; batch_size is the global batch"
     )
-    logical_cpus: int | None = Field(None, ge=1, le=64, description="split the CPU into N logical devices (mirrored on CPU defaults to 2)")
+    logical_cpus: int | None = Field(
+        None, ge=1, le=64, strict=True, description="split the CPU into N logical devices (mirrored on CPU defaults to 2)"
+    )
     deterministic: bool = Field(False, description="TensorFlow op determinism (slower, bit-reproducible)")
 
     @field_validator("device", mode="before")
@@ -432,8 +518,10 @@ class RuntimeConfig(Strict):
 class CheckpointConfig(Strict):
     """How often the run folder gets a checkpoint to resume from."""
 
-    every: int = Field(1, ge=1, description="epochs between checkpoints; the last epoch and an interruption always write one")
-    keep: int = Field(1, ge=1, description="how many of the newest checkpoints to keep")
+    every: int = Field(
+        1, ge=1, le=MAX_EPOCHS, strict=True, description="epochs between checkpoints; the last epoch and an interruption always write one"
+    )
+    keep: int = Field(1, ge=1, le=1000, strict=True, description="how many of the newest checkpoints to keep")
 
 
 class OutputConfig(Strict):
@@ -449,8 +537,8 @@ class OutputConfig(Strict):
 class Config(Strict):
     """A whole kerasrun experiment."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="run name, used in the run folder name")
-    seed: int = Field(42, ge=0)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100, description="run name, used in the run folder name")
+    seed: int = Field(42, ge=0, le=2**32 - 1, strict=True, description="NumPy's and Keras's seeds take at most 32 bits")
     data: DataConfig
     model: ModelConfig
     compile: CompileConfig
@@ -487,9 +575,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
             raise ConfigError(Problem(key=item, message="expected --set dotted.key=value", file="--set"))
         dotted, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
-        except yaml.YAMLError as exc:
-            raise ConfigError(Problem(key=dotted, message=f"value is not valid YAML: {exc}", file="--set")) from None
+            value, _, duplicates = load_yaml_value(raw, "--set")
+        except ConfigError as exc:
+            raise ConfigError(
+                [Problem(key=dotted, message=f"value is not valid YAML: {p.message}", file="--set") for p in exc.problems]
+            ) from None
+        if duplicates:
+            raise ConfigError(
+                [Problem(key=dotted, message=p.message.split(" (first")[0] + f" `{p.key}`", file="--set") for p in duplicates]
+            )
         set_dotted(data, dotted, value, source)
     for dotted, value in (values or {}).items():
         set_dotted(data, dotted, value, source)

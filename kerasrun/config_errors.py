@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from typing import Annotated, Any, Union
 
@@ -10,6 +11,9 @@ from pydantic import BaseModel, ValidationError
 
 from kerasrun.errors import Collector, Problem
 from kerasrun.yamlsource import SourceMap, format_key
+
+# Numbers YAML 1.1 reads as strings: `1e-3`, `1.0e30` (its floats need a dot and a signed exponent).
+SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def describe_validation_error(exc: ValidationError, data: dict[str, Any], source: SourceMap, root: type[BaseModel]) -> list[Problem]:
@@ -38,12 +42,22 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
             message = message.replace("`source` must", "must")
         elif "input" in err and isinstance(err["input"], (str, int, float, bool)) and err["type"] != "value_error":
             message += f" (got {err['input']!r})"
+            hint = yaml_hint(err["input"])
         dedupe = (format_key(loc), message)
         if dedupe in seen:
             continue
         seen.add(dedupe)
         collector.add(source.problem(loc, message, hint))
     return collector.problems
+
+
+def yaml_hint(value: Any) -> str | None:
+    """What YAML did to a value that was meant as a number, when that explains the error."""
+    if isinstance(value, bool):
+        return "YAML reads true/false/yes/no/on/off as booleans"
+    if isinstance(value, str) and SCIENTIFIC.match(value.strip()):
+        return f"YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {float(value):.1e}"
+    return None
 
 
 def data_path(loc: tuple[Any, ...], source: SourceMap) -> tuple[Any, ...]:

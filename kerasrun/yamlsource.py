@@ -1,4 +1,12 @@
-"""Read YAML with `safe_load` and remember where every key and value came from."""
+"""Read YAML safely and within bounds, and remember where every key and value came from.
+
+The text is composed into a node graph first (libyaml's C parser when present; no Python objects
+yet), and the graph is checked before anything is built from it: its depth, its size with every
+alias expanded (a "billion laughs" file is a few KB of text and billions of nodes), recursive
+aliases and duplicate keys. Only then does YAML's safe constructor build the data — so a hostile or
+broken file costs milliseconds and a clear message, never memory, a RecursionError or a silent
+last-key-wins.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +16,20 @@ from typing import Any
 
 import yaml
 
+try:  # libyaml's C parser, 10-50x faster than the pure-Python one
+    from yaml import CSafeLoader as Loader
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as Loader  # type: ignore[assignment]
+
 from kerasrun.errors import ConfigError, Problem
 
 Loc = tuple[Any, ...]
+Position = tuple[int, int]
+
+MAX_BYTES = 2_000_000  # a config is a page of YAML; megabytes of it can only be a mistake (or data inlined)
+MAX_DEPTH = 64  # nesting levels; kerasrun's own configs use about 8
+MAX_NODES = 200_000  # values after expanding every alias; a 2,000-layer model is ~20,000
+MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 @dataclass
@@ -50,22 +69,114 @@ def format_key(loc: Loc) -> str:
     return out
 
 
-def record_positions(node: yaml.Node, path: tuple[str, ...], positions: dict[tuple[str, ...], tuple[int, int]]) -> None:
-    """Walk a composed YAML node tree and note where each key or item starts."""
+class YamlLimitError(Exception):
+    """The node graph breaks a limit; carries the message and where."""
+
+    def __init__(self, message: str, node: yaml.Node) -> None:
+        super().__init__(message)
+        self.node = node
+
+
+def position(node: yaml.Node) -> Position:
+    """1-based (line, column) where a node starts."""
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def children(node: yaml.Node) -> list[yaml.Node]:
+    """A node's child nodes: a mapping's keys and values, a sequence's items."""
     if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = path + (str(key_node.value),)
-            positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            record_positions(value_node, child, positions)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            child = path + (str(index),)
-            positions[child] = (item.start_mark.line + 1, item.start_mark.column + 1)
-            record_positions(item, child, positions)
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def check_graph(root: yaml.Node) -> None:
+    """Refuse a node graph that is recursive, too deep, or too big once its aliases are expanded.
+
+    One post-order pass over the graph as composed — each shared (aliased) node is visited once and
+    its expanded size and height are memoised — so the cost is that of the text, not of the expansion.
+    """
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = children(node)
+            size[key] = 1 + sum(size[id(kid)] for kid in kids)
+            height[key] = 1 + max((height[id(kid)] for kid in kids), default=0)
+            if height[key] > MAX_DEPTH:
+                raise YamlLimitError(f"nested more than {MAX_DEPTH} levels deep (limit: nesting depth {MAX_DEPTH})", node)
+            if size[key] > MAX_NODES:
+                raise YamlLimitError(
+                    f"expands to more than {MAX_NODES:,} values once its aliases are expanded "
+                    f"(limit: {MAX_NODES:,} values; an alias bomb?)",
+                    node,
+                )
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise YamlLimitError("an alias refers to a node that contains it (a recursive alias)", node)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in children(node) if id(kid) not in size)
+        if len(on_path) > MAX_DEPTH:
+            raise YamlLimitError(f"nested more than {MAX_DEPTH} levels deep (limit: nesting depth {MAX_DEPTH})", node)
+
+
+def map_positions(root: yaml.Node, name: str) -> tuple[dict[tuple[str, ...], Position], list[Problem]]:
+    """Where each key and item starts, by path, and every duplicate key — without expanding aliases.
+
+    A node reached again through an alias is not walked again: errors inside it are located at the
+    alias, the nearest position known.
+    """
+    positions: dict[tuple[str, ...], Position] = {(): position(root)}
+    duplicates: list[Problem] = []
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, Position] = {}
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                if key_node.tag != MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
+                    where = position(key_node)
+                    if key_node.value in first:
+                        line, column = where
+                        earlier = first[key_node.value][0]
+                        duplicates.append(
+                            Problem(
+                                key=format_key(child),
+                                message=f"duplicate key (first at line {earlier}); YAML allows each key once per mapping",
+                                file=name,
+                                line=line,
+                                column=column,
+                                hint="remove one of them",
+                            )
+                        )
+                        continue
+                    first[key_node.value] = where
+                positions.setdefault(child, position(key_node))
+                stack.append((value_node, child))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                child = (*path, str(index))
+                positions.setdefault(child, position(item))
+                stack.append((item, child))
+    return positions, duplicates
 
 
 def read_yaml(path: str | Path) -> tuple[Any, SourceMap]:
-    """Load a YAML file with safe_load; return its data and a SourceMap, or raise ConfigError."""
+    """Load a YAML config file safely and within bounds; return its data and a SourceMap, or raise ConfigError."""
     path = Path(path)
     name = str(path)
     if not path.exists():
@@ -73,32 +184,54 @@ def read_yaml(path: str | Path) -> tuple[Any, SourceMap]:
     if path.is_dir():
         raise ConfigError(Problem(key="", message="is a directory, expected a YAML config file", file=name))
     try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:  # before reading it: a 40 MB "config" is refused without being parsed
+            raise ConfigError(Problem(key="", message=too_big(size), file=name))
         text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(Problem(key="", message=f"cannot read file: {exc}", file=name)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(Problem(key="", message=f"not UTF-8 text: {exc.reason} at byte {exc.start}", file=name)) from None
+    except OSError as exc:
+        raise ConfigError(Problem(key="", message=f"cannot read file: {exc.strerror or exc}", file=name)) from None
     return parse_yaml(text, name)
 
 
-def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
-    """Parse YAML text (safe_load) and map its positions."""
-    source = SourceMap(file=name)
+def too_big(size: int) -> str:
+    """The message for a file over MAX_BYTES."""
+    return f"the file is {size / 1e6:.1f} MB; a config may be at most {MAX_BYTES / 1e6:.0f} MB (limit: file size)"
+
+
+def load_yaml_value(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], Position], list[Problem]]:
+    """Any YAML document, bounded as configs are: (data, positions, duplicate-key problems); raises ConfigError."""
+    if len(text) > MAX_BYTES:
+        raise ConfigError(Problem(key="", message=too_big(len(text)), file=name))
+    loader = Loader(text)
     try:
-        data = yaml.safe_load(text)
-        # compose() builds nodes only (no Python objects), so it is as safe as safe_load.
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = loader.get_single_node()  # nodes only: no Python object is built yet
+        if root is None:
+            return None, {}, []
+        check_graph(root)
+        positions, duplicates = map_positions(root, name)
+        return loader.construct_document(root), positions, duplicates
+    except YamlLimitError as exc:
+        line, column = position(exc.node)
+        raise ConfigError(Problem(key="", message=str(exc), file=name, line=line, column=column)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
-        column = mark.column + 1 if mark else None
-        message = f"YAML syntax error: {exc.problem or exc}"
-        if exc.context:
-            message += f" ({exc.context})"
-        raise ConfigError(Problem(key="", message=message, file=name, line=line, column=column)) from None
+        message = f"YAML syntax error: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else "")
+        raise ConfigError(
+            Problem(key="", message=message, file=name, line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None)
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(Problem(key="", message=f"YAML error: {exc}", file=name)) from None
-    if root is not None:
-        source.positions[()] = (root.start_mark.line + 1, root.start_mark.column + 1)
-        record_positions(root, (), source.positions)
+    finally:
+        loader.dispose()
+
+
+def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
+    """Parse config text (bounded, safe constructors only) and map its positions; every duplicate key is an error."""
+    data, positions, duplicates = load_yaml_value(text, name)
+    if duplicates:
+        raise ConfigError(duplicates)
     if data is None:
         raise ConfigError(
             Problem(
@@ -109,4 +242,4 @@ def parse_yaml(text: str, name: str) -> tuple[Any, SourceMap]:
         raise ConfigError(
             Problem(key="", message=f"the top level must be a mapping of sections, got {type(data).__name__}", file=name, line=1, column=1)
         )
-    return data, source
+    return data, SourceMap(file=name, positions=positions)
