@@ -223,7 +223,8 @@ class CsvData(DataCommon):
     )
     test_path: str | None = None
     test_fraction: Fraction | None = None
-    delimiter: str = ","
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
 
 
 class SklearnData(DataCommon):

@@ -7,6 +7,9 @@ import gzip
 import inspect
 import math
 import os
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, TypeAlias, TypeGuard, cast
@@ -110,6 +113,7 @@ class Data:
 def load_data(config: Config) -> Data:
     """Read the config's data source and prepare train/validation/test; raise ConfigError on bad data."""
     data = read_source(config)
+    check_arrays(data, config)
     if isinstance(data.train, Split):
         data = replace(data, train=preprocess(data.train, config, "train"), test=data.test and preprocess(data.test, config, "test"))
         check_finite(data, config)
@@ -151,7 +155,7 @@ def read_keras(config: Config) -> Data:
     if data_dir is not None:
         npz = data_dir / f"{spec.name}.npz"
         if npz.is_file():
-            with np.load(npz, allow_pickle=False) as arrays:
+            with open_npz(npz, config, ("data", "name")) as arrays:
                 missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
                 if missing:
                     raise ConfigError(config.problem(("data", "name"), f"{npz} lacks arrays {missing}; it has {sorted(arrays.keys())}"))
@@ -196,7 +200,7 @@ def read_npz(config: Config) -> Data:
     path = config.resolve_path(spec.path)
     if not path.is_file():
         raise ConfigError(config.problem(("data", "path"), f"no such file: {path}"))
-    with np.load(path, allow_pickle=False) as arrays:
+    with open_npz(path, config, ("data", "path")) as arrays:
         keys = sorted(arrays.keys())
 
         def get(field: str, required: bool) -> Any:
@@ -225,15 +229,61 @@ def read_npz(config: Config) -> Data:
     return Data(Split(x, y, sw), test=test)
 
 
+@contextmanager
+def open_npz(path: Path, config: Config, loc: tuple[Any, ...]) -> Iterator[Any]:
+    """np.load of an .npz (arrays only, never pickles); a file that can't be read is a located problem naming the cause.
+
+    Arrays are read lazily, so errors of a truncated member surface while they are used: the whole
+    block is covered.
+    """
+    with path.open("rb") as f:
+        start = f.read(4)
+    if start != b"PK\x03\x04":  # every .npz is a zip archive; anything else np.load would try to unpickle
+        raise ConfigError(config.problem(loc, f"cannot read {path.name}: it is not a NumPy .npz file (not a zip archive)"))
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            yield arrays
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            why = "it holds pickled Python objects; kerasrun reads plain numeric arrays only (np.savez of NumPy arrays)"
+        else:
+            why = f"it is not a NumPy .npz file ({exc})"
+        raise ConfigError(config.problem(loc, f"cannot read {path.name}: {why}")) from None
+    except (OSError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ConfigError(
+            config.problem(loc, f"cannot read {path.name}: not a complete .npz file (truncated, or not a zip archive: {exc})")
+        ) from None
+
+
 def read_csv_table(path: Path, spec: CsvData, config: Config, loc: tuple[Any, ...]) -> Split:
     """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs."""
     if not path.is_file():
         raise ConfigError(config.problem(loc, f"no such file: {path}"))
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f, delimiter=spec.delimiter))
+    try:
+        with path.open(newline="", encoding=spec.encoding) as f:
+            rows = list(csv.reader(f, delimiter=spec.delimiter))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            config.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", "set data.encoding, e.g. encoding: latin-1")
+        ) from None
+    except LookupError:
+        raise ConfigError(
+            config.problem(("data", "encoding"), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, cp1252")
+        ) from None
+    except (OSError, csv.Error) as exc:
+        raise ConfigError(config.problem(loc, f"cannot read {path.name}: {exc}")) from None
     if not rows:
-        raise ConfigError(config.problem(loc, f"{path} is empty"))
-    header, body = rows[0], rows[1:]
+        raise ConfigError(config.problem(loc, f"{path.name} is empty"))
+    header = rows[0]
+    numbered = [(number, row) for number, row in enumerate(rows[1:], start=2) if row]  # (line, row); blank lines are no rows
+    body = [row for _, row in numbered]
+    problems = check_csv_shape(path, header, rows, config, loc)
+    if not problems and not body:
+        problems.append(config.problem(loc, f"{path.name} has a header but no rows"))
+    if problems:
+        raise ConfigError(problems)
     targets = spec.target if isinstance(spec.target, dict) else {None: spec.target}
     features = (
         spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
@@ -257,11 +307,45 @@ def read_csv_table(path: Path, spec: CsvData, config: Config, loc: tuple[Any, ..
             group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
             for group, columns in features.items()
         }
-    except ValueError as exc:
-        raise ConfigError(config.problem(("data", "features"), f"{path.name}: a feature value is not a number ({exc})")) from None
+    except ValueError:
+        raise ConfigError(first_non_number(path, header, numbered, features, config)) from None
     y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
     # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
     return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)))
+
+
+def check_csv_shape(path: Path, header: list[str], rows: list[list[str]], config: Config, loc: tuple[Any, ...]) -> list[Problem]:
+    """Distinct column names, and as many fields in every row as in the header."""
+    problems = []
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        problems.append(config.problem(loc, f"{path.name} names columns more than once: {', '.join(duplicated)}"))
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(header):
+            problems.append(
+                config.problem(
+                    loc, f"{path.name} line {number} has {len(row)} fields, the header {len(header)}", "check the delimiter and quoting"
+                )
+            )
+            break  # the first ragged row is enough to find the cause
+    return problems
+
+
+def first_non_number(
+    path: Path, header: list[str], numbered: list[tuple[int, list[str]]], features: dict[Any, list[str]], config: Config
+) -> Problem:
+    """Where the first feature value that is not a number is: line and column."""
+    index = {name: i for i, name in enumerate(header)}
+    for number, row in numbered:
+        for columns in features.values():
+            for column in columns:
+                try:
+                    float(row[index[column]])
+                except ValueError:
+                    return config.problem(
+                        ("data", "features"), f"{path.name} line {number}, column `{column}`: {row[index[column]]!r} is not a number"
+                    )
+    return config.problem(("data", "features"), f"{path.name}: a feature value is not a number")
 
 
 def column_values(raw: list[str]) -> np.ndarray:
@@ -465,6 +549,68 @@ def cast_aligned(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     out = empty_aligned(x.shape, dtype)
     out[...] = x
     return out
+
+
+# What each array of a split is called in the config, by source (for the located message).
+ARRAY_KEYS = {
+    "npz": {
+        ("train", "x"): "x",
+        ("train", "y"): "y",
+        ("train", "sample_weight"): "sample_weight",
+        ("test", "x"): "x_test",
+        ("test", "y"): "y_test",
+    },
+    "csv": {("train", "x"): "features", ("train", "y"): "target", ("test", "x"): "features", ("test", "y"): "target"},
+}
+KINDS = {"O": "Python objects", "U": "text", "S": "bytes", "c": "complex numbers", "V": "records", "M": "dates", "m": "time spans"}
+
+
+def array_loc(config: Config, split_name: str, array_name: str) -> tuple[Any, ...]:
+    """The config key an array comes from: `data.x_test` for an npz file's test features, else `data`."""
+    key = ARRAY_KEYS.get(config.data.source, {}).get((split_name, array_name.split("[")[0]))
+    return ("data", key) if key else ("data",)
+
+
+def data_file(config: Config) -> str:
+    """`mnist.npz: ` — the data file a message is about, when the source reads one."""
+    path = getattr(config.data, "path", None)
+    return f"{Path(path).name}: " if path else ""
+
+
+def check_arrays(data: Data, config: Config) -> None:
+    """The arrays of every split: numbers, one row per sample in each, and at least one row — every problem at once."""
+    problems: list[Problem] = []
+    for split_name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
+        if not isinstance(split, Split):
+            continue
+        named = (
+            leaves(split.x, "x")
+            + leaves(split.y, "y")
+            + (leaves(split.sample_weight, "sample_weight") if split.sample_weight is not None else [])
+        )
+        lengths: dict[str, int] = {}
+        for array_name, array in named:
+            loc, label = array_loc(config, split_name, array_name), f"{data_file(config)}{array_name} of the {split_name} split"
+            if array.ndim == 0:
+                problems.append(config.problem(loc, f"{label} is a single value, not an array with one row per sample"))
+            elif array.dtype.kind not in "biuf":
+                kind = KINDS.get(array.dtype.kind, "values")
+                problems.append(
+                    config.problem(loc, f"{label} holds {kind} (dtype {array.dtype}); features, targets and weights must be numbers")
+                )
+            else:
+                lengths[array_name] = len(array)
+        if len(set(lengths.values())) > 1:
+            sizes = ", ".join(f"{name} {n}" for name, n in lengths.items())
+            problems.append(
+                config.problem(
+                    ("data",), f"{data_file(config)}the {split_name} split's arrays differ in length ({sizes}): one row per sample in each"
+                )
+            )
+        elif lengths and 0 in lengths.values():
+            problems.append(config.problem(("data",), f"{data_file(config)}the {split_name} split has no rows"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def check_finite(data: Data, config: Config) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from kerasrun import registry
 from kerasrun._tf import keras
 from kerasrun.config import Config, split_layer_entry
@@ -274,6 +276,99 @@ def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Conf
             hint="add a `reshape` step under data.preprocess, or change the input shape",
         )
     return None
+
+
+# Losses whose targets have a known form (names normalised: lower case, no underscores).
+SPARSE_LOSSES = {"sparsecategoricalcrossentropy"}
+ONE_HOT_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
+BINARY_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+
+
+def loss_names(config: Config, outputs: list[str]) -> dict[str, str]:
+    """The normalised loss name of each output that has one given by name (import paths and objects are not checked)."""
+    loss = config.compile.loss
+    if isinstance(loss, list):
+        per_output = dict(zip(outputs, loss, strict=False))
+    elif isinstance(loss, dict) and "class_name" not in loss and set(loss) <= set(outputs) and outputs:
+        per_output = dict(loss)
+    else:
+        per_output = dict.fromkeys(outputs, loss)
+    names = {}
+    for output, spec in per_output.items():
+        name = (
+            spec
+            if isinstance(spec, str)
+            else spec.get("class_name")
+            if isinstance(spec, dict) and "class_name" in spec
+            else next(iter(spec), None)
+            if isinstance(spec, dict)
+            else None
+        )
+        if isinstance(name, str) and ":" not in name:
+            names[output] = name.lower().replace("_", "")
+    return names
+
+
+def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem]:
+    """Targets must be what each output's loss expects: labels in [0, units) for sparse categorical losses,
+    one-hot rows as wide as the output for categorical ones, values in [0, 1] for binary ones."""
+    outputs = output_names(model)
+    if not outputs or not getattr(model, "outputs", None):
+        return []  # a subclassed model declares no outputs: Keras checks at the first step
+    units = {name: tensor.shape[-1] for name, tensor in zip(outputs, model.outputs, strict=True)}
+    losses = loss_names(config, outputs)
+    problems = []
+    for split_name in ("train", "validation", "test"):
+        split = getattr(data, split_name)
+        if not hasattr(split, "y"):
+            continue  # a tf.data dataset: its batches are checked by Keras as they come
+        targets = (
+            split.y
+            if isinstance(split.y, dict)
+            else dict(zip(outputs, split.y, strict=False))
+            if isinstance(split.y, list)
+            else {outputs[0]: split.y}
+        )
+        for output, y in targets.items():
+            problem = target_problem(losses.get(output), units.get(output), np.asarray(y))
+            if problem:
+                where = f"`{output}` " if len(outputs) > 1 else ""
+                problems.append(config.problem(("compile", "loss"), f"{split_name} targets for output {where}{problem}"))
+    return problems
+
+
+def target_problem(loss: str | None, units: int | None, y: np.ndarray) -> str | None:
+    """What is wrong with targets `y` for an output of `units` units trained with `loss`, or None."""
+    if loss is None or units is None or y.size == 0 or y.dtype.kind not in "biuf":
+        return None
+    if loss in SPARSE_LOSSES:
+        if y.ndim >= 2 and y.shape[-1] > 1:
+            return f"are one-hot rows of width {y.shape[-1]}, but {loss_label(loss)} wants integer labels (use categorical_crossentropy, or drop one_hot)"
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
+            bad = y[~(np.isfinite(y) & (y == np.round(y)))].flat[0]
+            return f"hold non-integer labels such as {bad} ({loss_label(loss)} wants class numbers)"
+        low, high = int(y.min()), int(y.max())
+        if low < 0 or high >= units:
+            return f"range over {low}..{high}, but the output has {units} units: {loss_label(loss)} wants labels in [0, {units})"
+    elif loss in ONE_HOT_LOSSES:
+        width = y.shape[-1] if y.ndim >= 2 else 1
+        if width != units:
+            return f"are {width} wide, but the output has {units} units: {loss_label(loss)} wants one-hot rows as wide as the output (integer labels: use sparse_categorical_crossentropy, or add a one_hot step)"
+    elif loss in BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
+        return f"range over {y.min():g}..{y.max():g}, but {loss_label(loss)} wants values in [0, 1]"
+    return None
+
+
+def loss_label(normalised: str) -> str:
+    """A normalised loss name back in Keras's snake case."""
+    return {
+        "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
+        "categoricalcrossentropy": "categorical_crossentropy",
+        "categoricalfocalcrossentropy": "categorical_focal_crossentropy",
+        "categoricalhinge": "categorical_hinge",
+        "binarycrossentropy": "binary_crossentropy",
+        "binaryfocalcrossentropy": "binary_focal_crossentropy",
+    }.get(normalised, normalised)
 
 
 def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Problem]:

@@ -28,6 +28,7 @@ from kerasrun.models import (
     build_training_state,
     check_data_names,
     check_input_shape,
+    check_targets,
     compile_model,
     input_names,
     output_names,
@@ -86,7 +87,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     shape = input_sample_shape(data.train)
     if shape is not None and (problem := check_input_shape(model, shape, config)):
         collector.add(problem)
-    for problem in check_data_names(model, data, config):
+    for problem in [*check_data_names(model, data, config), *check_targets(model, data, config)]:
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()

@@ -1,0 +1,174 @@
+"""The data contract, checked before any folder exists: broken files, wrong dtypes, lengths, empty splits, labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import only_run, train
+
+from kerasrun.cli import app
+
+NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(60, 2)).astype(np.float32)
+Y = RNG.integers(0, 3, size=60)
+
+
+def npz_config(
+    write_config: Any, tmp_path: Path, arrays: dict[str, Any] | None = None, raw: bytes | None = None, changes: dict[str, Any] | None = None
+) -> Path:
+    """TINY reading data.npz written from `arrays` (or the raw bytes of a broken file)."""
+    path = tmp_path / "data.npz"
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        np.savez(path, **(arrays if arrays is not None else {"x_train": X, "y_train": Y, "x_test": X[:10], "y_test": Y[:10]}))
+    return write_config({"data": {"source": "npz", "path": str(path), **NOT_SYNTHETIC}, **(changes or {})})
+
+
+def refused(runner: Any, config: Path, runs_dir: Path) -> str:
+    """Train, expecting exit 2 with no traceback and no run folder; the output."""
+    result = train(runner, config, runs_dir)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and not list(runs_dir.iterdir())
+    return result.output
+
+
+def test_well_formed_npz_trains(runner, write_config, tmp_path, runs_dir) -> None:
+    assert train(runner, npz_config(write_config, tmp_path), runs_dir).exit_code == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"not a zip at all", "data.path: cannot read data.npz: it is not a NumPy .npz file (not a zip archive)"),
+        (None, "data.path: cannot read data.npz: not a complete .npz file"),  # truncated, below
+    ],
+)
+def test_unreadable_npz_files(runner, write_config, tmp_path, runs_dir, raw, message) -> None:
+    if raw is None:
+        np.savez(tmp_path / "whole.npz", x_train=X, y_train=Y)
+        raw = (tmp_path / "whole.npz").read_bytes()[:300]
+    assert message in refused(runner, npz_config(write_config, tmp_path, raw=raw), runs_dir)
+
+
+def test_pickled_objects_are_refused(runner, write_config, tmp_path, runs_dir) -> None:
+    objects = np.empty(60, dtype=object)
+    objects[:] = [{"a": i} for i in range(60)]
+    output = refused(runner, npz_config(write_config, tmp_path, {"x_train": objects, "y_train": Y}), runs_dir)
+    assert "holds pickled Python objects; kerasrun reads plain numeric arrays only" in output
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": X.astype(str), "y_train": Y}, "data.x: data.npz: x of the train split holds text (dtype <U"),
+        ({"x_train": X.astype(np.complex64), "y_train": Y}, "holds complex numbers"),
+        ({"x_train": X, "y_train": Y[:50]}, "the train split's arrays differ in length (x 60, y 50)"),
+        ({"x_train": X[:0], "y_train": Y[:0]}, "the train split has no rows"),
+        ({"x_train": X, "y_train": Y, "x_test": X[:0], "y_test": Y[:0]}, "the test split has no rows"),
+    ],
+)
+def test_arrays_that_cannot_train(runner, write_config, tmp_path, runs_dir, arrays, message) -> None:
+    assert message in refused(runner, npz_config(write_config, tmp_path, arrays), runs_dir)
+
+
+@pytest.mark.parametrize(
+    ("y", "loss", "message"),
+    [
+        (np.where(Y == 2, 12, Y), None, "train targets for output range over 0..12, but the output has 3 units"),
+        (
+            np.where(Y == 2, -1, Y),
+            None,
+            "range over -1..1, but the output has 3 units: sparse_categorical_crossentropy wants labels in [0, 3)",
+        ),
+        (Y + 0.5, None, "hold non-integer labels such as 0.5"),
+        (np.eye(4)[Y], "categorical_crossentropy", "are 4 wide, but the output has 3 units"),
+        (Y, "categorical_crossentropy", "are 1 wide, but the output has 3 units"),
+        (np.eye(3)[Y], None, "are one-hot rows of width 3, but sparse_categorical_crossentropy wants integer labels"),
+        (Y, "binary_crossentropy", "range over 0..2, but binary_crossentropy wants values in [0, 1]"),
+    ],
+)
+def test_targets_must_fit_the_output_and_its_loss(runner, write_config, tmp_path, runs_dir, y, loss, message) -> None:
+    changes = {"compile": {"loss": loss}} if loss else {}
+    config = npz_config(write_config, tmp_path, {"x_train": X, "y_train": y}, changes=changes)
+    output = refused(runner, config, runs_dir)
+    assert "compile.loss: " in output and message in output
+
+
+def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    """A CSV file with the given text."""
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def csv_config(write_config: Any, path: Path, **data: Any) -> Path:
+    """TINY reading a CSV file with features a, b and target label."""
+    return write_config(
+        {
+            "data": {"source": "csv", "path": str(path), "target": "label", **NOT_SYNTHETIC, **data},
+            "train": {"validation_split": None, "stratify": False},
+        }
+    )
+
+
+GOOD_ROWS = "".join(f"{a:.3f},{b:.3f},{label}\n" for (a, b), label in zip(X, Y, strict=True))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a,b,label\n", "data.path: t.csv has a header but no rows"),
+        ("a,b,label\n1,2,0\n1,2\n", "t.csv line 3 has 2 fields, the header 3"),
+        ("a,a,label\n1,2,0\n", "t.csv names columns more than once: a"),
+        ("a,b,label\n1,2,0\n1,x,1\n", "t.csv line 3, column `b`: 'x' is not a number"),
+    ],
+)
+def test_broken_csv_files(runner, write_config, tmp_path, runs_dir, text, message) -> None:
+    assert message in refused(runner, csv_config(write_config, write_csv(tmp_path / "t.csv", text)), runs_dir)
+
+
+def test_csv_encoding(runner, write_config, tmp_path, runs_dir) -> None:
+    path = write_csv(
+        tmp_path / "t.csv", "a,b,label\n" + GOOD_ROWS.replace("0\n", "café\n").replace("1\n", "thé\n").replace("2\n", "eau\n"), "latin-1"
+    )
+    output = refused(runner, csv_config(write_config, path), runs_dir)
+    assert "t.csv is not utf-8 text" in output and "set data.encoding, e.g. encoding: latin-1" in output
+    assert train(runner, csv_config(write_config, path, encoding="latin-1"), runs_dir).exit_code == 0
+
+
+# --------------------------------------------------------------------------- predict
+
+
+@pytest.fixture
+def run(runner, write_config, tmp_path) -> Path:
+    """A trained tiny run."""
+    assert train(runner, write_config({"train": {"epochs": 1}}), tmp_path / "runs").exit_code == 0
+    return only_run(tmp_path / "runs")
+
+
+@pytest.mark.parametrize(
+    ("features", "message"),
+    [
+        (np.zeros((0, 2), np.float32), "--input: holds no samples"),
+        (np.array([[1.0, np.nan]], np.float32), "--input: holds NaN or inf at index (0, 1)"),
+        (np.zeros((3, 5), np.float32), "its samples have shape (5,) after the run's preprocessing, but the model takes (2,)"),
+        (np.array([["a", "b"]]), "holds <U1 values; features must be numbers"),
+    ],
+)
+def test_predict_checks_its_input(runner, run, tmp_path, features, message) -> None:
+    np.save(tmp_path / "in.npy", features)
+    result = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "out.npy")])
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output, result.output
+    assert not (tmp_path / "out.npy").exists()
+
+
+def test_predict_never_overwrites_its_input(runner, run, tmp_path) -> None:
+    np.save(tmp_path / "in.npy", X[:3])
+    before = (tmp_path / "in.npy").read_bytes()
+    result = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "." / "in.npy")])
+    assert result.exit_code == 2 and "is the --input file" in result.output
+    assert (tmp_path / "in.npy").read_bytes() == before
