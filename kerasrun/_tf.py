@@ -31,7 +31,7 @@ def import_quietly() -> tuple:
             import tensorflow as tf
 
             tf.config.list_physical_devices()  # device discovery logs too
-        except BaseException:
+        except Exception:  # a failed import: its start-up lines may say why (not on Ctrl-C or SIGTERM: nothing to explain)
             os.dup2(saved, 2)
             parked.seek(0)
             sys.stderr.write(parked.read().decode(errors="replace"))

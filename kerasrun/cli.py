@@ -116,6 +116,8 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
         run_dir = None
     if run_dir is None:
         console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
+    elif exc.not_resumable:
+        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
     else:
         console.print(
             f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
@@ -185,6 +187,13 @@ def train(
         run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
         set_run_dir(run_dir)
         typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
+        if experiment.init_from:
+            loaded = experiment.init_from
+            parts = [f"loaded {', '.join(loaded['loaded']) or 'nothing'}"]
+            parts += [
+                f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
+            ]
+            typer.echo(f"weights from {loaded['path']}: " + "; ".join(parts))
         return run_experiment(experiment, run_dir, shown.value, command=["kerasrun", *sys.argv[1:]])
 
     try:
@@ -216,6 +225,13 @@ def resume(
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
         typer.echo(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}")
+        if plan.retrained:
+            epochs = (
+                f"epoch {plan.state.epoch + 1}"
+                if plan.retrained == 1
+                else f"epochs {plan.state.epoch + 1}-{plan.state.epoch + plan.retrained}"
+            )
+            err_console().print(f"note: {epochs} ran after the newest checkpoint and will be trained again", markup=False)
         return run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]], resume=plan)
 
     result = run_and_report(start, progress)

@@ -82,6 +82,7 @@ MAX_CLASSES = 1_000_000
 MAX_LAYERS = 1000  # Keras traces a 1,000-layer chain in ~3 minutes and 3.5 GB here; larger graphs belong in a factory
 # Optimizer arguments that can't be negative (Keras accepts them all the same).
 NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Names Keras and TensorFlow accept for layers and inputs (TensorFlow's scope names, without Keras's forbidden `/`).
 LAYER_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.>-]*$")
 
@@ -90,6 +91,13 @@ def not_a_boolean(value: Any) -> Any:
     """YAML reads true/false/yes/no/on/off as booleans: never let one pass as a number."""
     if isinstance(value, bool):
         raise ValueError(f"expected a number, got the boolean {str(value).lower()} (YAML reads true/false/yes/no/on/off as booleans)")
+    return value
+
+
+def check_run_name(value: str) -> str:
+    """A run name becomes part of a folder name: letters, digits and _ . - only."""
+    if not RUN_NAME.match(value):
+        raise ValueError(f"{value!r} can't name a run folder: letters, digits and _ . - only, starting with a letter or digit")
     return value
 
 
@@ -516,6 +524,11 @@ class RuntimeConfig(Strict):
     )
 
 
+def checkpoints_off(value: Any) -> Any:
+    """`checkpoint: off` (YAML reads off as false) and `checkpoint: false` mean no checkpoints."""
+    return None if value is False else value
+
+
 class CheckpointConfig(Strict):
     """How often the run folder gets a checkpoint to resume from."""
 
@@ -530,15 +543,15 @@ class OutputConfig(Strict):
 
     runs_dir: str = "runs"
     save_model: bool = True
-    checkpoint: CheckpointConfig | Literal[False] = Field(
-        default_factory=CheckpointConfig, description="`false` (or `off`): no checkpoints, so the run can't be resumed"
+    checkpoint: Annotated[CheckpointConfig | None, BeforeValidator(checkpoints_off)] = Field(
+        default_factory=CheckpointConfig, description="`off` (or false): no checkpoints, so the run can't be resumed"
     )
 
 
 class Config(Strict):
     """A whole kerasrun experiment."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100, description="run name, used in the run folder name")
+    name: Annotated[str, AfterValidator(check_run_name)] = Field(max_length=100, description="run name, used in the run folder name")
     seed: int = Field(42, ge=0, le=2**32 - 1, strict=True, description="NumPy's and Keras's seeds take at most 32 bits")
     data: DataConfig
     model: ModelConfig

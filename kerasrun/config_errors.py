@@ -42,7 +42,7 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
             message = message.replace("`source` must", "must")
         elif "input" in err and isinstance(err["input"], (str, int, float, bool)) and err["type"] != "value_error":
             message += f" (got {err['input']!r})"
-            hint = yaml_hint(err["input"])
+            hint = yaml_hint(err["input"], err["type"])
         dedupe = (format_key(loc), message)
         if dedupe in seen:
             continue
@@ -51,8 +51,10 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
     return collector.problems
 
 
-def yaml_hint(value: Any) -> str | None:
-    """What YAML did to a value that was meant as a number, when that explains the error."""
+def yaml_hint(value: Any, error_type: str = "") -> str | None:
+    """What YAML did to a value that was meant as a number (or as text), when that explains the error."""
+    if error_type == "string_type" and isinstance(value, (bool, int, float)):
+        return f"YAML reads {value!r} as a {'boolean' if isinstance(value, bool) else 'number'}: quote it to make it text, e.g. '{value}'"
     if isinstance(value, bool):
         return "YAML reads true/false/yes/no/on/off as booleans"
     if isinstance(value, str) and SCIENTIFIC.match(value.strip()):

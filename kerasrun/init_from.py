@@ -10,16 +10,21 @@ have (an old head) are left out and named in run.json. Loading a `.keras` model 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasrun import registry
+import numpy as np
+
+from kerasrun import checkpoint, registry
 from kerasrun._tf import keras
+from kerasrun.checkpoint import variable_name
 from kerasrun.config import Config
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.models import first_line
 from kerasrun.rundir import RUN_FILE, effective_status, read_json
-from kerasrun.runs import newest_completed
+from kerasrun.runs import newest_completed, run_names
 
 LOC = ("model", "init_from")
 
@@ -32,7 +37,8 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
         base = Path(runs_dir or config.output.runs_dir)
         found, _ = newest_completed(base, spec.run)
         if found is None:
-            raise ConfigError(config.problem(LOC + ("run",), f"no completed run named `{spec.run}` under {base}", "train it first"))
+            hint = registry.suggest(spec.run, run_names(base)) or "train it first"
+            raise ConfigError(config.problem(LOC + ("run",), f"no completed run named `{spec.run}` under {base}", hint))
         return found.resolve()
     assert spec.path is not None
     path = config.resolve_path(spec.path)
@@ -41,72 +47,94 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
     return path
 
 
-def model_file(config: Config, path: Path) -> Path:
-    """A run folder's model.keras (the run must have completed), or the file itself."""
-    if not path.is_dir():
-        return path
-    model = path / "model.keras"
-    if not model.is_file():
-        status = effective_status(read_json(path / RUN_FILE), path) if (path / RUN_FILE).is_file() else "not a run folder"
-        raise ConfigError(
-            config.problem(LOC, f"{path} has no model.keras (run status: {status})", "use a completed run, or resume this one")
-        )
-    return model
-
-
 def load_initial_weights(model: Any, config: Config, runs_dir: Path | None = None) -> dict[str, Any]:
-    """Load `model.init_from` into the freshly built `model`; return what was loaded, skipped and left out."""
-    spec = config.model.init_from
-    assert spec is not None
-    path = model_file(config, source_path(config, runs_dir))
+    """Load `model.init_from` into the freshly built `model`; return what was loaded, skipped and left out.
+
+    A run folder gives its model.keras, or — for a run that did not complete (interrupted, crashed,
+    diverged) — the weights of its newest checkpoint.
+    """
+    path = source_path(config, runs_dir)
+    if path.is_dir() and not (path / "model.keras").is_file():
+        return copy_by_name(checkpoint_source(config, path), model, config)
+    if path.is_dir():
+        path = path / "model.keras"
     if path.name.endswith(".weights.h5"):
         return load_weights_file(model, config, path)
     try:
         source = keras.saving.load_model(path, safe_mode=True, compile=False, custom_objects=registry.config_objects(config))
     except (OSError, TypeError, ValueError) as exc:
         raise ConfigError(config.problem(LOC, f"cannot load {path}: {first_line(exc)}")) from None
-    return copy_by_name(source, model, config, path)
+    layers = {layer.name: layer for layer in source.layers if layer.weights}
+    return copy_by_name(
+        Source(path, list(layers), lambda target: layers[target.name].get_weights() if target.name in layers else None), model, config
+    )
 
 
-def copy_by_name(source: Any, model: Any, config: Config, path: Path) -> dict[str, Any]:
+@dataclass
+class Source:
+    """Where init_from weights come from: its layer names, and the weights it has for a layer of the new model."""
+
+    path: Path
+    layers: list[str]
+    weights_for: Callable[[Any], list[np.ndarray] | None]  # None: no layer of that name
+
+
+def checkpoint_source(config: Config, run_dir: Path) -> Source:
+    """The newest checkpoint of a run folder without model.keras, its variables found by path (`conv_1/kernel`)."""
+    latest = checkpoint.latest(run_dir)
+    if latest is None:
+        status = effective_status(read_json(run_dir / RUN_FILE), run_dir) if (run_dir / RUN_FILE).is_file() else "not a run folder"
+        raise ConfigError(config.problem(LOC, f"{run_dir} has neither model.keras nor a checkpoint (run status: {status})"))
+    state = checkpoint.read(latest)
+    by_path = {name: state.arrays[f"model/{index:05d}"] for index, name in enumerate(state.meta["model"])}
+
+    def weights_for(layer: Any) -> list[np.ndarray] | None:
+        found = [by_path.get(variable_name(weight)) for weight in layer.weights]
+        return None if any(w is None for w in found) else [w for w in found if w is not None]
+
+    layers = list(dict.fromkeys(name.split("/")[0] for name in by_path if "/" in name))
+    return Source(latest, layers, weights_for)
+
+
+def copy_by_name(source: Source, model: Any, config: Config) -> dict[str, Any]:
     """Set each weighted layer of `model` from the same-named layer of `source`, or leave it as built if skipped."""
     spec = config.model.init_from
     assert spec is not None
     targets = {layer.name: layer for layer in model.layers if layer.weights}
-    sources = {layer.name: layer for layer in source.layers if layer.weights}
     problems: list[Problem] = []
     for index, name in enumerate(spec.skip):
         if name not in targets:
             hint = registry.suggest(name, list(targets)) or f"layers with weights: {', '.join(targets)}"
             problems.append(config.problem(LOC + ("skip", index), f"the model has no layer `{name}` with weights", hint))
-    missing = [name for name in targets if name not in sources and name not in spec.skip]
+    found = {name: source.weights_for(layer) for name, layer in targets.items() if name not in spec.skip}
+    missing = [name for name, weights in found.items() if weights is None]
     if missing:
         problems.append(
             config.problem(
                 LOC,
-                f"{path.name} has no layer named {', '.join(f'`{n}`' for n in missing)}",
+                f"{source.path.name} has no layer named {', '.join(f'`{n}`' for n in missing)}",
                 f"to keep their freshly built weights (e.g. a new head), list them under model.init_from.skip; "
-                f"the source's layers: {', '.join(sources) or 'none with weights'}",
+                f"the source's layers: {', '.join(source.layers) or 'none with weights'}",
             )
         )
     loaded = []
-    for name, layer in targets.items():
-        if name in spec.skip or name not in sources:
+    for name, theirs in found.items():
+        if theirs is None:
             continue
-        ours, theirs = layer.get_weights(), sources[name].get_weights()
+        ours = targets[name].get_weights()
         if [w.shape for w in ours] != [w.shape for w in theirs]:
             shapes = f"{[tuple(w.shape) for w in theirs]} in the source, {[tuple(w.shape) for w in ours]} here"
             problems.append(
                 config.problem(LOC, f"layer `{name}` has weights of other shapes: {shapes}", "list it under skip to rebuild it")
             )
             continue
-        loaded.append((layer, theirs))
+        loaded.append((targets[name], theirs))
     if problems:
         raise ConfigError(problems)
     for layer, weights in loaded:
         layer.set_weights(weights)
-    left_out = [name for name in sources if name not in targets]
-    return {"path": str(path), "loaded": [layer.name for layer, _ in loaded], "skipped": list(spec.skip), "left_out": left_out}
+    left_out = [name for name in source.layers if name not in targets]
+    return {"path": str(source.path), "loaded": [layer.name for layer, _ in loaded], "skipped": list(spec.skip), "left_out": left_out}
 
 
 def load_weights_file(model: Any, config: Config, path: Path) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ from kerasrun.errors import KerasrunError
 from kerasrun.signals import as_interrupted, signals_raise_interrupted
 
 POLL_SECONDS = 0.2
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_SECONDS = 30.0  # how long stopped workers get to mark their runs interrupted before they are killed
 
 
@@ -39,6 +41,18 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def terminate_with_parent() -> None:
+    """In a worker, before it starts: SIGTERM when the launcher dies, even by `kill -9` (Linux's PR_SET_PDEATHSIG).
+
+    The worker then marks its run interrupted and stops, instead of training on with no launcher.
+    Elsewhere this does nothing: the launcher still stops its workers on every signal it can catch.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def tf_config(ports: list[int], index: int) -> str:
     """TF_CONFIG for worker `index` of a local cluster."""
     return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]}, "task": {"type": "worker", "index": index}})
@@ -59,7 +73,7 @@ def launch_workers(train_args: list[str], workers: int, timeout: float) -> int:
         if index > 0:
             command += ["--progress", "none"]
         out = None if index == 0 else logs[index]
-        processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=logs[index]))
+        processes.append(subprocess.Popen(command, env=env, stdout=out, stderr=logs[index], preexec_fn=terminate_with_parent))
     deadline = time.monotonic() + timeout
     try:
         with signals_raise_interrupted(force_exit=False):  # it waits for the workers, who have watchdogs of their own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any, TextIO
@@ -21,8 +22,19 @@ class PlainProgress(keras.callbacks.Callback):
 
     def __init__(self, stream: TextIO | None = None) -> None:
         super().__init__()
-        self.stream = stream or sys.stdout
+        self.stream: TextIO | None = stream or sys.stdout
         self.started = 0.0
+
+    def emit(self, line: str) -> None:
+        """Print a line; if the reader has gone (`kerasrun train ... | head`), training goes on without progress."""
+        if self.stream is None:
+            return
+        try:
+            print(line, file=self.stream, flush=True)
+        except BrokenPipeError:
+            if self.stream is sys.stdout:  # later output (and the interpreter's last flush) must not fail either
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self.stream = None
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.started = time.perf_counter()
@@ -30,7 +42,7 @@ class PlainProgress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         seconds = time.perf_counter() - self.started
         epochs = self.params.get("epochs", "?")
-        print(f"epoch {epoch + 1}/{epochs}  {format_logs(logs or {})}  ({seconds:.1f}s)", file=self.stream, flush=True)
+        self.emit(f"epoch {epoch + 1}/{epochs}  {format_logs(logs or {})}  ({seconds:.1f}s)")
 
 
 class JsonProgress(PlainProgress):
@@ -42,7 +54,7 @@ class JsonProgress(PlainProgress):
             **{k: float(v) for k, v in (logs or {}).items()},
             "seconds": round(time.perf_counter() - self.started, 3),
         }
-        print(json.dumps(to_jsonable(record)), file=self.stream, flush=True)
+        self.emit(json.dumps(to_jsonable(record)))
 
 
 class RichProgress(keras.callbacks.Callback):
@@ -103,8 +115,13 @@ class RichProgress(keras.callbacks.Callback):
         self.progress.console.print(line, highlight=False, markup=False)
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """End the live display (also when training was interrupted, so later messages start on a line of their own)."""
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
 
 def make_progress(mode: str) -> keras.callbacks.Callback | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from kerasrun._tf import keras
 from kerasrun.config import CALLBACK_PATH_KEYS, IMPORT_PATH, import_paths
-from kerasrun.errors import Collector, Problem
+from kerasrun.errors import Collector, ConfigError, Problem
 
 Loc = tuple[Any, ...]
 # Keys in layer kwargs whose values are themselves Keras objects, and the Keras namespace that resolves each.
@@ -191,12 +191,22 @@ def resolve_callback(spec: Any, run_dir: Path | None = None) -> Any:
 def config_objects(config: Any) -> dict[str, Any]:
     """Every `module:name` the config imports, by name: custom layers, losses and metrics a saved model needs."""
     found: dict[str, Any] = {}
+    problems = []
     for path in import_paths(config):
         try:
             obj = import_object(path)
-        except SpecError:
+        except SpecError as exc:
+            problems.append(
+                config.problem(
+                    (),
+                    f"`{path}` (named in the config) cannot be imported: {exc}",
+                    "run kerasrun from the folder it was trained in, or put the module on PYTHONPATH",
+                )
+            )
             continue
         found[getattr(obj, "__name__", path.split(":")[1])] = obj
+    if problems:
+        raise ConfigError(problems)
     return found
 
 

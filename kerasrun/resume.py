@@ -47,6 +47,7 @@ class ResumePlan:
     config: Config
     state: TrainingState
     start_epoch: int  # the checkpoint's epoch; train.epochs when the run had already stopped early (nothing left to train)
+    retrained: int = 0  # epochs the run completed after its newest checkpoint (e.g. with checkpoints off): trained again
 
 
 def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) -> ResumePlan:
@@ -56,7 +57,8 @@ def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) ->
     run = open_run(run_dir, trust)  # before reading anything else in the folder
     where = str(run_dir)
     if run_dir_locked(run_dir):
-        raise ConfigError(Problem(key="", file=where, message="another kerasrun process is training in this run folder"))
+        pid = run.info.get("pid")
+        raise ConfigError(Problem(key="", file=where, message=f"another kerasrun process (pid {pid}) is training in this run folder"))
     if run.status == "running":
         info = run.info
         raise ConfigError(Problem(key="", file=where, message=f"the run is still training (pid {info.get('pid')} on {info.get('host')})"))
@@ -71,9 +73,25 @@ def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) ->
         )
     config = run.config(overrides)
     if config.runtime.strategy == "multi_worker":
-        raise ConfigError(Problem(key="runtime.strategy", file=where, message="resuming a multi-worker run is not supported yet"))
-    state = read_newest_checkpoint(run_dir, config)
+        raise ConfigError(
+            Problem(
+                key="runtime.strategy",
+                file=where,
+                message="resuming a multi-worker run is not supported yet",
+                hint="its weights can start a new run: model.init_from: {path: RUN_DIR}",
+            )
+        )
+    state = read_newest_checkpoint(run_dir, run.config())  # why there is none: the run's own settings, not the overrides
     more_epochs = any(item.split("=", 1)[0] == "train.epochs" for item in overrides)
+    if run.status == "completed" and state.meta.get("stopped"):
+        raise ConfigError(
+            Problem(
+                key="train.epochs",
+                file=where,
+                message=f"a callback (e.g. EarlyStopping) stopped the run after epoch {state.epoch}: planned longer, it would have stopped there too",
+                hint="to train on anyway, start a new run from its weights (model.init_from)",
+            )
+        )
     if run.status == "completed" and (not more_epochs or config.train.epochs <= state.epoch):
         raise ConfigError(
             Problem(
@@ -90,7 +108,9 @@ def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) ->
     # A run that stopped early (EarlyStopping) and was cut off while saving or evaluating has no
     # epochs left: train none (unless the user asked a completed run for more).
     stopped = bool(state.meta.get("stopped")) and run.status != "completed"
-    return ResumePlan(config, state, config.train.epochs if stopped else state.epoch)
+    done = run.info.get("epochs_completed")
+    retrained = done - state.epoch if isinstance(done, int) and done > state.epoch else 0
+    return ResumePlan(config, state, config.train.epochs if stopped else state.epoch, retrained)
 
 
 def read_newest_checkpoint(run_dir: Path, config: Config) -> TrainingState:

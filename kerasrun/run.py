@@ -36,7 +36,7 @@ from kerasrun.models import (
 )
 from kerasrun.progress import make_progress
 from kerasrun.resume import ResumePlan
-from kerasrun.rundir import RunRecord, write_json_atomic, write_text_atomic
+from kerasrun.rundir import RunRecord, resume_blocker, write_json_atomic, write_text_atomic
 from kerasrun.signals import as_interrupted, on_forced_exit
 from kerasrun.trainers.base import Trainer
 from kerasrun.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
@@ -159,6 +159,7 @@ def run_experiment(
     timings = dict(experiment.timings)
     record: RunRecord | None = None
     checkpointer: Checkpointer | None = None
+    bar: Any = None
 
     def epochs_done() -> int:
         return len(history.history["epoch"])
@@ -202,7 +203,8 @@ def run_experiment(
                     checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep)
                     callbacks.append(checkpointer)
                 callbacks.append(RecordProgress(record, epochs_done))
-                if (bar := make_progress(progress)) is not None:
+                bar = make_progress(progress)
+                if bar is not None:
                     callbacks.append(bar)
                 trainer.fit(train_ds, val_ds, callbacks, resume.start_epoch if resume is not None else config.train.initial_epoch)
             timings["fit_s"] = time.perf_counter() - start
@@ -220,10 +222,13 @@ def run_experiment(
             metrics = evaluate_and_predict(trainer, data, config, run_dir)
             timings["evaluate_s"] = time.perf_counter() - start
         except KeyboardInterrupt as exc:
+            if hasattr(bar, "stop"):
+                bar.stop()  # a live display ends its line before the interruption is reported
             interrupted = as_interrupted(exc)
             saved = flush_quietly(checkpointer, interrupted.notes)
             note = finish_quietly("interrupted", signal=interrupted.name, checkpoint_epoch=saved)
             interrupted.notes += [note] if note else []
+            interrupted.not_resumable = resume_blocker(run_dir, record.info) if record is not None else None
             raise interrupted from None
         except DivergedError:
             raise
@@ -235,6 +240,8 @@ def run_experiment(
         except Exception as exc:
             note = finish_quietly("failed", error=f"{type(exc).__name__}: {exc}")
             also = f"; {note}" if note else ""
+            if record is not None and resume_blocker(run_dir, record.info) is None:
+                also += f"; after fixing the cause, `kerasrun resume {run_dir}` continues from its last checkpoint"
             raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
     record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     return RunResult(run_dir, "completed", history.history, metrics)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import json
 import math
 import os
@@ -50,11 +51,24 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), file_mode())  # mkstemp's 0600 would make a shared run folder unreadable to others
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@functools.cache
+def file_mode() -> int:
+    """The mode a plain `open()` would give a new file: 0o666 less the process's umask."""
+    try:  # Linux shows the umask without changing it
+        status = Path("/proc/self/status").read_text()
+        umask = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration, ValueError):
+        umask = os.umask(0o022)
+        os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -205,6 +219,29 @@ def effective_status(info: dict[str, Any], run_dir: Path | None = None) -> str:
         return status if process_alive(int(info["pid"]), info.get("pid_started")) else "crashed"
     age = seconds_since(info.get("heartbeat"))
     return "crashed" if age is not None and age > STALE_AFTER_SECONDS else status
+
+
+def resume_blocker(run_dir: Path, info: dict[str, Any]) -> str | None:
+    """Why `kerasrun resume` could not continue this run (no checkpoint, multi-worker), or None when it can."""
+    if info.get("placement", {}).get("strategy") == "MultiWorkerMirroredStrategy":
+        return "multi-worker runs can't be resumed yet (its weights can start a new run: model.init_from)"
+    if not any((Path(run_dir) / "checkpoints").glob("epoch-*.npz")):
+        return "it has no checkpoint (output.checkpoint was off, or it stopped before its first epoch ended)"
+    return None
+
+
+STATUS_PHRASES = {
+    "crashed": "crashed",
+    "failed": "failed",
+    "interrupted": "was interrupted",
+    "diverged": "diverged",
+    "running": "is still running",
+}
+
+
+def status_phrase(status: str) -> str:
+    """`the run crashed`, `the run was interrupted`, ... (a status read as English)."""
+    return STATUS_PHRASES.get(status, f"is {status}")
 
 
 # --------------------------------------------------------------------------- run.json

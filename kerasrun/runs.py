@@ -8,7 +8,7 @@ from typing import Any
 
 from kerasrun.config import Config, load_config, load_config_text
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import RUN_FILE, effective_status, read_json, write_signed
+from kerasrun.rundir import RUN_FILE, effective_status, read_json, resume_blocker, status_phrase, write_signed
 from kerasrun.trust import config_digest, require_trusted
 
 Unreadable = list[tuple[Path, str]]
@@ -17,6 +17,11 @@ Unreadable = list[tuple[Path, str]]
 def read_run_info(run_dir: Path) -> dict[str, Any]:
     """A run folder's run.json, or a ConfigError saying why the folder is not a readable run."""
     run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise ConfigError(Problem(key="", message="no such folder", file=str(run_dir)))
+    if run_dir.is_file():
+        hint = f"to train it: kerasrun train {run_dir}" if run_dir.suffix in (".yaml", ".yml") else None
+        raise ConfigError(Problem(key="", message="is a file; a run folder is expected", file=str(run_dir), hint=hint))
     if not (run_dir / RUN_FILE).is_file() or not (run_dir / "config.yaml").is_file():
         raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(run_dir)))
     try:
@@ -66,10 +71,15 @@ def require_completed(run: OpenedRun) -> None:
         return
     epochs = info.get("epochs_completed")
     done = f" after {epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else ""
-    hint = f"continue it with `kerasrun resume {run_dir}`" if status in ("interrupted", "crashed", "failed") else None
+    hint = None
+    if status in ("interrupted", "crashed", "failed"):
+        blocker = resume_blocker(run_dir, info)
+        hint = f"continue it with `kerasrun resume {run_dir}`" if blocker is None else f"it can't be resumed: {blocker}"
     if status == "running":
         hint = f"it is still training (pid {info.get('pid')} on {info.get('host')})"
-    raise ConfigError(Problem(key="", message=f"the run is {status}{done}, not completed", file=str(run_dir), hint=hint))
+    raise ConfigError(
+        Problem(key="", message=f"the run {status_phrase(status)}{done}; only a completed run has its model", file=str(run_dir), hint=hint)
+    )
 
 
 def runs_named(runs_dir: Path, name: str) -> tuple[list[tuple[Path, dict[str, Any]]], Unreadable]:
@@ -89,6 +99,19 @@ def runs_named(runs_dir: Path, name: str) -> tuple[list[tuple[Path, dict[str, An
     return [(run_dir, info) for _, run_dir, info in found], unreadable
 
 
+def run_names(runs_dir: Path) -> list[str]:
+    """The names of the runs under `runs_dir` (for a "did you mean")."""
+    names = set()
+    for path in Path(runs_dir).glob("*/" + RUN_FILE) if Path(runs_dir).is_dir() else []:
+        try:
+            info = read_json(path)
+        except (OSError, ValueError):
+            continue
+        if isinstance(info, dict) and isinstance(info.get("name"), str):
+            names.add(info["name"])
+    return sorted(names)
+
+
 def newest_completed(runs_dir: Path, name: str) -> tuple[Path | None, Unreadable]:
     """The newest completed run named `name` under `runs_dir` (None if there is none), and the unreadable run.json files."""
     runs, unreadable = runs_named(runs_dir, name)
@@ -100,21 +123,26 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
     """A run folder itself, or — given a config — the newest completed run of exactly that config's name."""
     target = Path(target)
     if target.is_dir():
+        if overrides or runs_dir:
+            raise ConfigError(
+                Problem(key="--set/--runs-dir", message="apply to a CONFIG; a run folder is evaluated as it was trained", file=str(target))
+            )
         read_run_info(target)
         return target, []
     config = load_config(target, overrides)
     base = Path(runs_dir or config.output.runs_dir)
-    found, unreadable = newest_completed(base, config.name)
-    if found is None:
-        raise ConfigError(
-            Problem(
-                key="name",
-                message=f"no completed run named `{config.name}` under {base}",
-                file=str(target),
-                hint="train it first: kerasrun train " + str(target),
+    runs, unreadable = runs_named(base, config.name)
+    completed = [run_dir for run_dir, info in runs if effective_status(info, run_dir) == "completed"]
+    if not completed:
+        hint = "train it first: kerasrun train " + str(target)
+        if runs:  # runs of that name exist, none completed: the newest may be resumable
+            newest, info = runs[-1]
+            blocker = resume_blocker(newest, info)
+            hint = f"the newest, {newest}, {status_phrase(effective_status(info, newest))}" + (
+                f": `kerasrun resume {newest}` continues it" if blocker is None else f" and can't be resumed ({blocker})"
             )
-        )
-    return found, unreadable
+        raise ConfigError(Problem(key="name", message=f"no completed run named `{config.name}` under {base}", file=str(target), hint=hint))
+    return completed[-1], unreadable
 
 
 def sign_run(run_dir: Path, info: dict[str, Any], config_text: bytes) -> None:

@@ -24,6 +24,7 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
         self.notes: list[str] = []  # what clean-up could not do (e.g. run.json unwritable), for the CLI to print
+        self.not_resumable: str | None = None  # why `kerasrun resume` couldn't continue the run, when it can't
 
     @property
     def name(self) -> str:

@@ -154,7 +154,7 @@ def test_evaluate_refuses_an_interrupted_run(runner, write_config, runs_dir) -> 
     run = only_run(runs_dir)
     assert f"continue it with `kerasrun resume {run}`" in result.output
     refused = runner.invoke(app, ["evaluate", str(run)])
-    assert refused.exit_code == 2 and "the run is interrupted after 2 epochs, not completed" in refused.output
+    assert refused.exit_code == 2 and "the run was interrupted after 2 epochs; only a completed run has its model" in refused.output
     assert f"kerasrun resume {run}" in refused.output
 
 
@@ -275,7 +275,7 @@ def test_checkpoint_off_in_yaml(write_config) -> None:
 
     path = write_config()
     path.write_text(path.read_text() + "output:\n  checkpoint: off\n")
-    assert load_config(path).output.checkpoint is False
+    assert load_config(path).output.checkpoint is None
 
 
 @pytest.fixture
@@ -405,7 +405,7 @@ def test_a_run_folder_in_use_is_not_resumed(runner, write_config, tmp_path) -> N
     held = lock_run_dir(run)  # as another process resuming it right now would
     try:
         result = runner.invoke(app, ["resume", str(run)])
-        assert result.exit_code == 2 and "another kerasrun process is training in this run folder" in result.output
+        assert result.exit_code == 2 and "is training in this run folder" in result.output
     finally:
         os.close(held)
 
@@ -468,3 +468,109 @@ def test_a_stuck_main_thread_is_marked_and_ended_by_the_watchdog(write_config, t
     assert time.monotonic() - started < 10  # the grace period (2 s), not the callback's 120 s sleep
     info = read_json(only_run(tmp_path / "runs") / "run.json")
     assert (info["status"], info["signal"], info["forced"], info["epochs_completed"]) == ("interrupted", "SIGTERM", True, 1)
+
+
+# --------------------------------------------------------------------------- found by trying it as a new user
+
+
+def test_a_run_stopped_early_is_not_continued_by_more_epochs(runner, write_config, tmp_path) -> None:
+    stop_at_2 = [{"EarlyStopping": {"monitor": "val_loss", "patience": 0, "min_delta": 10.0}}]
+    assert train(runner, write_config({"train": {"epochs": 8, "callbacks": stop_at_2}}), tmp_path / "runs").exit_code == 0
+    run = only_run(tmp_path / "runs")
+    result = runner.invoke(app, ["resume", str(run), "--set", "train.epochs=20"])
+    assert result.exit_code == 2 and "stopped the run after epoch 2: planned longer, it would have stopped there too" in result.output
+
+
+def test_init_from_a_run_that_did_not_complete_takes_its_checkpoint(runner, write_config, tmp_path) -> None:
+    marker = tmp_path / "interrupted"
+    named = {
+        "model": {
+            "layers": [
+                {"Dense": {"units": 8, "activation": "relu", "name": "hidden"}},
+                {"Dense": {"units": 3, "activation": "softmax", "name": "head"}},
+            ]
+        }
+    }
+    callbacks = [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 2}}]
+    assert train(runner, write_config({**named, "train": {"callbacks": callbacks}}), tmp_path / "base").exit_code == 130
+    base = only_run(tmp_path / "base")
+    result = train(runner, write_config({**named, "train": {"epochs": 1}}, "next.yaml"), tmp_path / "next", "--init-from", str(base))
+    assert result.exit_code == 0, result.output
+    assert "weights from" in result.output and "epoch-0002.npz: loaded hidden, head" in result.output
+    assert read_json(only_run(tmp_path / "next") / "run.json")["init_from"]["loaded"] == ["hidden", "head"]
+
+
+def test_evaluate_says_which_run_to_resume_and_refuses_set_on_a_folder(runner, write_config, tmp_path) -> None:
+    marker = tmp_path / "interrupted"
+    config = write_config({"train": {"callbacks": [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 2}}]}})
+    assert train(runner, config, tmp_path / "runs").exit_code == 130
+    run = only_run(tmp_path / "runs")
+    result = runner.invoke(app, ["evaluate", str(config), "--runs-dir", str(tmp_path / "runs")])
+    assert result.exit_code == 2 and f"the newest, {run}, was interrupted: `kerasrun resume {run}` continues it" in result.output
+    result = runner.invoke(app, ["evaluate", str(run), "--set", "data.name=iris"])
+    assert result.exit_code == 2 and "apply to a CONFIG; a run folder is evaluated as it was trained" in result.output
+
+
+def test_without_checkpoints_the_interruption_says_it_cannot_be_resumed(runner, write_config, runs_dir) -> None:
+    callbacks = [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]
+    result = train(runner, write_config({"train": {"callbacks": callbacks}, "output": {"checkpoint": False}}), runs_dir)
+    assert result.exit_code == 130 and "it can't be resumed: it has no checkpoint" in result.output
+    assert "kerasrun resume" not in result.output
+
+
+def test_run_folder_files_follow_the_umask(completed_run) -> None:
+    for name in ("run.json", "config.yaml", "history.json", "metrics.json"):
+        assert (completed_run / name).stat().st_mode & 0o777 == 0o666 & ~current_umask(), name  # readable by a colleague
+
+
+def current_umask() -> int:
+    """This process's umask."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def test_a_closed_pipe_does_not_fail_the_run(write_config, tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kerasrun",
+            "train",
+            str(write_config({"train": {"epochs": 6}})),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--progress",
+            "plain",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # `| head -1`: read the first line, then go away
+    process.stdout.close()
+    assert process.wait(timeout=120) == 0, process.stderr.read() if process.stderr else ""
+    assert read_json(only_run(tmp_path / "runs") / "run.json")["status"] == "completed"
+
+
+def test_a_module_the_run_needs_that_cannot_be_imported_is_named(runner, write_config, tmp_path, monkeypatch) -> None:
+    (tmp_path / "mymodule_for_test.py").write_text(
+        "import keras\n\ndef half_mse(y_true, y_pred):\n    return 0.5 * keras.ops.mean(keras.ops.square(y_true - y_pred), axis=-1)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    layers = [{"Dense": {"units": 3, "activation": "softmax"}}]
+    config = write_config(
+        {
+            "model": {"layers": layers},
+            "compile": {"loss": "mymodule_for_test:half_mse", "metrics": []},
+            "data": {"preprocess": [{"one_hot": 3}]},
+        }
+    )
+    assert train(runner, config, tmp_path / "runs", "--set", "train.epochs=1").exit_code == 0
+    monkeypatch.undo()
+    sys.modules.pop("mymodule_for_test", None)
+    result = runner.invoke(app, ["evaluate", str(only_run(tmp_path / "runs"))])
+    assert result.exit_code == 2 and "`mymodule_for_test:half_mse` (named in the config) cannot be imported" in result.output
+    assert "run kerasrun from the folder it was trained in" in result.output

@@ -208,7 +208,7 @@ def test_launch_passes_sigterm_to_its_workers_and_leaves_no_process(tmp_path) ->
     code, _stdout, err = finish(launch)
     assert code == 143, err
     assert "passed it on to the workers" in err
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]  # every worker has exited
+    assert not [pid for pid in workers if alive(pid)]  # every worker has exited
     info = read_json(only_run(tmp_path / "runs") / "run.json")  # the chief's folder
     assert info["status"] == "interrupted" and info["signal"] == "SIGTERM"
 
@@ -224,3 +224,28 @@ def children_of(pid: int) -> list[int]:
         if int(fields[1]) == pid:
             found.append(int(stat.parent.name))
     return found
+
+
+@pytest.mark.slow
+def test_workers_stop_when_the_launcher_is_killed(tmp_path) -> None:
+    marker = tmp_path / "marker"
+    launch = kerasrun("launch", "--workers", "2", str(write_resumable(tmp_path, "fit", marker)), "--runs-dir", str(tmp_path / "runs"))
+    wait_for(marker, launch, timeout=240)
+    workers = children_of(launch.pid)
+    assert len(workers) == 2
+    launch.kill()  # kill -9: the launcher can pass nothing on
+    launch.wait()
+    deadline = time.monotonic() + 60
+    while [pid for pid in workers if alive(pid)]:
+        assert time.monotonic() < deadline, "a worker kept running without its launcher"
+        time.sleep(0.2)
+    info = read_json(only_run(tmp_path / "runs") / "run.json")
+    assert info["status"] == "interrupted" and info["signal"] == "SIGTERM"  # the kernel's SIGTERM (PR_SET_PDEATHSIG)
+
+
+def alive(pid: int) -> bool:
+    """True while process `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
