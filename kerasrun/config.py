@@ -80,6 +80,8 @@ MAX_STEPS = 1 << 31
 MAX_SAMPLES = 1 << 31
 MAX_CLASSES = 1_000_000
 MAX_LAYERS = 1000  # Keras traces a 1,000-layer chain in ~3 minutes and 3.5 GB here; larger graphs belong in a factory
+# Layer arguments whose values are Keras objects themselves (resolved by registry.resolve_nested).
+NESTED_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint", "activation")
 # Optimizer arguments that can't be negative (Keras accepts them all the same).
 NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -126,6 +128,12 @@ def check_layer_entry(entry: Any) -> Any:
     kwargs = object_kwargs(spec)
     if "name" in kwargs:
         check_layer_name(kwargs["name"])
+    for key, value in kwargs.items():
+        if key.endswith(NESTED_OBJECT_SUFFIXES) and isinstance(value, (dict, list)):
+            try:
+                check_object_spec(value)
+            except ValueError:
+                raise ValueError(f"`{key}` must be a name or {{Name: {{kwargs}}}}, got {value!r}") from None
     if refs is not None and not (isinstance(refs, str) or (isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs))):
         raise ValueError("`inputs` of a layer must be a name or a list of names (model inputs or earlier layers)")
     return entry
@@ -275,6 +283,12 @@ class SyntheticData(DataCommon):
                 missing.append("classes or y_shape")
         if missing:
             raise ValueError(f"generator {self.generator} needs {', '.join(missing)}")
+        if self.generator == "blobs" and self.means is not None and self.cov is not None:
+            width = len(self.means[0]) if self.means else 0
+            if not self.means or any(len(mean) != width for mean in self.means) or width == 0:
+                raise ValueError("means must be a list of mean vectors of one length (one per class)")
+            if len(self.cov) != width or any(len(row) != width for row in self.cov):
+                raise ValueError(f"cov must be {width}x{width}, matching the means")
         return self
 
 

@@ -428,6 +428,23 @@ def map_shapes(shapes: Any, make: Any) -> Any:
     return {name: make(shape) for name, shape in shapes.items()} if isinstance(shapes, dict) else make(shapes)
 
 
+def check_call(function: Any, kwargs: dict[str, Any]) -> str | None:
+    """None when `function(**kwargs)` binds; else why not (an unknown or a missing argument)."""
+    try:
+        inspect.signature(function).bind(**kwargs)
+    except TypeError as exc:
+        return f"cannot be called with these kwargs: {exc}"
+    except ValueError:  # builtins without a signature: let the call tell
+        return None
+    return None
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception message."""
+    text = str(exc).strip()
+    return next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
 def read_python(config: Config) -> Data:
     """Call `data.function(**kwargs)`: arrays (x, y), ((x, y), (x_test, y_test)), a dict of arrays, or datasets."""
     from kerasrun._tf import tf
@@ -439,7 +456,12 @@ def read_python(config: Config) -> Data:
         function = registry.import_object(spec.function)
     except registry.SpecError as exc:
         raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
-    result = function(**spec.kwargs)
+    if (problem := check_call(function, spec.kwargs)) is not None:
+        raise ConfigError(config.problem(("data", "kwargs") if spec.kwargs else loc, problem))
+    try:
+        result = function(**spec.kwargs)
+    except Exception as exc:  # the user's loader failed: say where, before any folder exists
+        raise ConfigError(config.problem(loc, f"{spec.function} raised {type(exc).__name__}: {first_line(exc)}")) from None
     if inspect.isgenerator(result):
         return Data(generator_dataset(lambda: function(**spec.kwargs), result))
     if isinstance(result, tf.data.Dataset):

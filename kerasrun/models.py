@@ -9,6 +9,7 @@ import numpy as np
 from kerasrun import registry
 from kerasrun._tf import keras
 from kerasrun.config import Config, split_layer_entry
+from kerasrun.data import Split
 from kerasrun.errors import Collector, ConfigError, Problem
 from kerasrun.keras_private import symbolic_build
 from kerasrun.layers import ActivationStatistic
@@ -369,6 +370,31 @@ def loss_label(normalised: str) -> str:
         "binarycrossentropy": "binary_crossentropy",
         "binaryfocalcrossentropy": "binary_focal_crossentropy",
     }.get(normalised, normalised)
+
+
+def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem | None:
+    """Put the first training batch through the model and its loss, eagerly, before any folder exists.
+
+    What the static checks can't see — a custom loss that wants other shapes or dtypes, a layer that
+    can't take these values — then fails here as one located line instead of in the first step of
+    training, after the run folder was made. Inference mode: no random state moves, and the loss and
+    metric trackers it touches are reset at the start of every epoch.
+    """
+    split = data.train
+    if config.train.step is not None or not isinstance(split, Split) or config.runtime.strategy != "none":
+        return None  # a user step computes its own loss; a tf.data source is checked by Keras; strategies trace on replicas
+    batch = split.take(slice(0, min(config.train.batch_size, len(split))))
+    sample_weight: Any = batch.sample_weight
+    if isinstance(sample_weight, dict):  # per output, as make_dataset passes them
+        sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    try:
+        y_pred = model(batch.x, training=False)
+        model.compute_loss(x=batch.x, y=batch.y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+    except Exception as exc:  # Keras and TensorFlow raise many kinds; the first line says what
+        return config.problem(
+            ("compile", "loss"), f"the first training batch does not go through the model and its loss: {first_line(exc)}"
+        )
+    return None
 
 
 def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Problem]:

@@ -27,6 +27,7 @@ from kerasrun.models import (
     build_model,
     build_training_state,
     check_data_names,
+    check_first_batch,
     check_input_shape,
     check_targets,
     compile_model,
@@ -91,6 +92,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         collector.add(problem)
     registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     collector.raise_if_any()
+    if (problem := check_first_batch(model, data, config)) is not None:
+        raise ConfigError(problem)
     init_report = None
     if config.model.init_from is not None and initial_weights:
         with placement.scope():
