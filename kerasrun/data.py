@@ -49,6 +49,11 @@ class Split:
     def __len__(self) -> int:
         return len(leaves(self.x)[0][1])
 
+    def named_arrays(self) -> list[tuple[str, np.ndarray]]:
+        """(name, array) of every array: `x`, `y[out]`, `sample_weight`, ..."""
+        weights = leaves(self.sample_weight, "sample_weight") if self.sample_weight is not None else []
+        return leaves(self.x, "x") + leaves(self.y, "y") + weights
+
     def take(self, index: np.ndarray | slice) -> Split:
         """The rows at `index` (of every array, for models with several inputs or outputs)."""
         sw = None if self.sample_weight is None else map_arrays(lambda a: a[index], self.sample_weight)
@@ -605,11 +610,7 @@ def check_arrays(data: Data, config: Config) -> None:
     for split_name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         if not isinstance(split, Split):
             continue
-        named = (
-            leaves(split.x, "x")
-            + leaves(split.y, "y")
-            + (leaves(split.sample_weight, "sample_weight") if split.sample_weight is not None else [])
-        )
+        named = split.named_arrays()
         lengths: dict[str, int] = {}
         for array_name, array in named:
             loc, label = array_loc(config, split_name, array_name), f"{data_file(config)}{array_name} of the {split_name} split"
@@ -642,11 +643,7 @@ def check_finite(data: Data, config: Config) -> None:
     for split_name, split in (("train", data.train), ("test", data.test)):
         if not isinstance(split, Split):
             continue
-        named = (
-            leaves(split.x, "x")
-            + leaves(split.y, "y")
-            + (leaves(split.sample_weight, "sample_weight") if split.sample_weight is not None else [])
-        )
+        named = split.named_arrays()
         for array_name, array in named:
             if array is None or not np.issubdtype(array.dtype, np.floating):
                 continue
