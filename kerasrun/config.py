@@ -86,7 +86,7 @@ NESTED_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint", "activa
 NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Names Keras and TensorFlow accept for layers and inputs (TensorFlow's scope names, without Keras's forbidden `/`).
-LAYER_NAME = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.>-]*$")
+LAYER_NAME = re.compile(r"^[A-Za-z0-9_.>-]+$")
 
 
 def not_a_boolean(value: Any) -> Any:
@@ -107,8 +107,8 @@ def check_layer_name(value: Any) -> Any:
     """A name Keras and TensorFlow accept for a layer or an input."""
     if not isinstance(value, str) or not LAYER_NAME.match(value) or len(value) > 200:
         raise ValueError(
-            f"{value!r} is not a usable layer name: letters, digits and _ . > - only, starting with a letter, digit or `.`, "
-            "at most 200 characters (TensorFlow's scope names; Keras forbids `/`)"
+            f"{value!r} is not a usable layer name: letters, digits and _ . > - only, at most 200 characters "
+            "(TensorFlow's scope names; Keras forbids `/`)"
         )
     return value
 
@@ -437,10 +437,24 @@ class CompileConfig(Strict):
 # --------------------------------------------------------------------------- train / evaluate / runtime / output
 
 
+def check_label_weights(value: dict[Any, Any]) -> dict[int, float]:
+    """{integer label: finite weight >= 0}: no float or boolean labels, no boolean, negative or NaN weights."""
+    weights = {}
+    for label, weight in value.items():
+        if isinstance(label, str) and re.fullmatch(r"-?\d+", label.strip()):
+            label = int(label)  # JSON keys are strings: a resolved config.yaml writes {"1": 2.0}
+        if isinstance(label, bool) or not isinstance(label, int):
+            raise ValueError(f"label {label!r} is not an integer class label")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"the weight of label {label} must be a finite number >= 0, got {weight!r}")
+        weights[label] = float(weight)
+    return weights
+
+
 class SampleWeightByClass(Strict):
     """A per-class sample-weight rule: samples of these classes get these weights, others 1."""
 
-    by_class: dict[int, float]
+    by_class: Annotated[dict[Any, Any], AfterValidator(check_label_weights)]
 
 
 class TrainConfig(Strict):
@@ -481,13 +495,7 @@ class TrainConfig(Strict):
         if isinstance(value, dict) and value and all(isinstance(v, (dict, str)) for v in value.values()):
             return {str(output): cls.check_class_weight(rule) for output, rule in value.items()}  # per output
         if isinstance(value, dict):
-            try:
-                weights = {int(k): float(w) for k, w in value.items()}
-            except (TypeError, ValueError):
-                raise ValueError("expected a mapping {integer label: weight}, or {output name: {label: weight}}") from None
-            if any(w < 0 for w in weights.values()):
-                raise ValueError("class weights must be >= 0")
-            return weights
+            return check_label_weights(value)
         raise ValueError(f"expected `balanced` or a mapping {{label: weight}}, got {value!r}")
 
     @model_validator(mode="after")
@@ -599,18 +607,18 @@ class Config(Strict):
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMap, values: dict[str, Any] | None = None) -> None:
     """Apply `dotted.key=value` overrides (values parsed as YAML), then `values` (taken as they are)."""
     for item in overrides:
-        if "=" not in item:
+        dotted, _, raw = item.partition("=")
+        if "=" not in item or not dotted.strip(".[] "):
             raise ConfigError(Problem(key=item, message="expected --set dotted.key=value", file="--set"))
-        dotted, raw = item.split("=", 1)
         try:
             value, _, duplicates = load_yaml_value(raw, "--set")
         except ConfigError as exc:
             raise ConfigError(
                 [Problem(key=dotted, message=f"value is not valid YAML: {p.message}", file="--set") for p in exc.problems]
             ) from None
-        if duplicates:
+        if duplicates:  # duplicate keys, or numbers in a surprising base, inside the value
             raise ConfigError(
-                [Problem(key=dotted, message=p.message.split(" (first")[0] + f" `{p.key}`", file="--set") for p in duplicates]
+                [Problem(key=".".join(x for x in (dotted, p.key) if x), message=p.message, file="--set", hint=p.hint) for p in duplicates]
             )
         set_dotted(data, dotted, value, source)
     for dotted, value in (values or {}).items():

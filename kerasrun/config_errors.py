@@ -58,7 +58,10 @@ def yaml_hint(value: Any, error_type: str = "") -> str | None:
     if isinstance(value, bool):
         return "YAML reads true/false/yes/no/on/off as booleans"
     if isinstance(value, str) and SCIENTIFIC.match(value.strip()):
-        return f"YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {float(value):.1e}"
+        number = float(value)
+        if error_type.startswith("int") and number.is_integer() and abs(number) < 1e18:
+            return f"YAML reads {value} as text: write the integer, {int(number)}"
+        return f"YAML reads {value} as text: write it with a dot and a signed exponent, e.g. {number:.1e}"
     return None
 
 

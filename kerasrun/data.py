@@ -225,7 +225,11 @@ def read_npz(config: Config) -> Data:
                         ]
                     )
                 return None
-            return {name: arrays[k] for name, k in named.items()} if isinstance(key, dict) else arrays[key]
+            found = {name: arrays[k] for name, k in named.items()}
+            for name, k in named.items():
+                if not isinstance(found[name], np.ndarray):  # a member that isn't a .npy comes back as raw bytes
+                    raise ConfigError(config.problem(("data", field), f"{path.name}: `{k}` is not a NumPy array"))
+            return found if isinstance(key, dict) else found[None]
 
         x, y = get("x", True), get("y", True)
         sw = get("sample_weight", True)
@@ -260,6 +264,8 @@ def open_npz(path: Path, config: Config, loc: tuple[Any, ...]) -> Iterator[Any]:
         raise ConfigError(
             config.problem(loc, f"cannot read {path.name}: not a complete .npz file (truncated, or not a zip archive: {exc})")
         ) from None
+    except MemoryError:
+        raise ConfigError(config.problem(loc, f"cannot read {path.name}: it declares an array too large to load")) from None
 
 
 def read_csv_table(path: Path, spec: CsvData, config: Config, loc: tuple[Any, ...]) -> Split:
@@ -371,7 +377,7 @@ def read_csv(config: Config) -> Data:
     if spec.test_path:
         return Data(train, test=read_csv_table(config.resolve_path(spec.test_path), spec, config, ("data", "test_path")))
     if spec.test_fraction:
-        return split_test(train, spec.test_fraction, config.seed, stratify=False)
+        return split_test(train, spec.test_fraction, config.seed, stratify=False, config=config)
     return Data(train)
 
 
@@ -383,7 +389,7 @@ def read_sklearn(config: Config) -> Data:
     assert isinstance(spec, SklearnData)  # read_source dispatched on data.source
     loader = getattr(sklearn.datasets, f"load_{spec.name}")
     x, y = loader(return_X_y=True)
-    return split_test(Split(x.astype(np.float32), y.astype(np.int64)), spec.test_fraction, config.seed, spec.stratify)
+    return split_test(Split(x.astype(np.float32), y.astype(np.int64)), spec.test_fraction, config.seed, spec.stratify, config)
 
 
 def read_synthetic(config: Config) -> Data:
@@ -424,7 +430,7 @@ def read_synthetic(config: Config) -> Data:
             assert spec.y_shape is not None  # check_generator_keys requires classes or y_shape
             y = rng.standard_normal((spec.samples, *spec.y_shape)).astype(np.float32)
     if spec.test_fraction:
-        return split_test(Split(x, y), spec.test_fraction, config.seed, stratify=False)
+        return split_test(Split(x, y), spec.test_fraction, config.seed, stratify=False, config=config)
     return Data(Split(x, y))
 
 
@@ -452,8 +458,6 @@ def first_line(exc: BaseException) -> str:
 
 def read_python(config: Config) -> Data:
     """Call `data.function(**kwargs)`: arrays (x, y), ((x, y), (x_test, y_test)), a dict of arrays, or datasets."""
-    from kerasrun._tf import tf
-
     spec = config.data
     assert isinstance(spec, PythonData)  # read_source dispatched on data.source
     loc = ("data", "function")
@@ -467,12 +471,31 @@ def read_python(config: Config) -> Data:
         result = function(**spec.kwargs)
     except Exception as exc:  # the user's loader failed: say where, before any folder exists
         raise ConfigError(config.problem(loc, f"{spec.function} raised {type(exc).__name__}: {first_line(exc)}")) from None
+    try:
+        return data_of(result, lambda: function(**spec.kwargs))
+    except NotData as exc:  # a value of the wrong kind altogether
+        raise ConfigError(config.problem(loc, f"{spec.function} returned {exc}")) from None
+    except Exception as exc:  # a wrong shape of result, or the user's generator failing while it is read
+        raise ConfigError(
+            config.problem(loc, f"{spec.function} returned data kerasrun can't read: {type(exc).__name__}: {first_line(exc)}")
+        ) from None
+
+
+class NotData(TypeError):
+    """A python source returned something that is not data in any shape kerasrun reads."""
+
+
+def data_of(result: Any, call_again: Any) -> Data:
+    """A python source's return value as Data: arrays, a dict of them, datasets, or a generator of batches."""
+    from kerasrun._tf import tf
+
     if inspect.isgenerator(result):
-        return Data(generator_dataset(lambda: function(**spec.kwargs), result))
+        return Data(generator_dataset(call_again, result))
     if isinstance(result, tf.data.Dataset):
         return Data(result)
     if isinstance(result, dict) and "train" in result:
-        return Data(result["train"], validation=result.get("validation"), test=result.get("test"))
+        train, validation, test = (split_or_dataset(result.get(key)) for key in ("train", "validation", "test"))
+        return Data(train, validation=validation, test=test)
     if isinstance(result, dict) and "x_train" in result:
         test = Split(as_arrays(result["x_test"]), as_arrays(result["y_test"])) if "x_test" in result else None
         sw = result.get("sample_weight")
@@ -483,12 +506,20 @@ def read_python(config: Config) -> Data:
         if isinstance(first, tuple) and isinstance(second, tuple):
             return Data(Split(np.asarray(first[0]), np.asarray(first[1])), test=Split(np.asarray(second[0]), np.asarray(second[1])))
         return Data(Split(np.asarray(first), np.asarray(second)))
-    raise ConfigError(
-        config.problem(
-            loc,
-            f"returned {type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset",
-        )
+    raise NotData(
+        f"{type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset"
     )
+
+
+def split_or_dataset(value: Any) -> Any:
+    """One entry of a {train:, validation:, test:} result: a tf.data.Dataset, or (x, y[, sample_weight]) arrays."""
+    from kerasrun._tf import tf
+
+    if value is None or isinstance(value, tf.data.Dataset):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        return Split(as_arrays(value[0]), as_arrays(value[1]), np.asarray(value[2]) if len(value) == 3 else None)
+    raise NotData(f"{type(value).__name__} in the dict; expected a tf.data.Dataset or (x, y)")
 
 
 def generator_dataset(make: Any, probe: Any) -> Any:
@@ -499,7 +530,9 @@ def generator_dataset(make: Any, probe: Any) -> Any:
     """
     from kerasrun._tf import tf
 
-    first = next(probe)
+    first = next(probe, None)
+    if first is None:
+        raise ValueError("the generator yielded no batches")
     count = 1 + sum(1 for _ in probe)
 
     def spec_of(value: Any) -> Any:
@@ -511,12 +544,17 @@ def generator_dataset(make: Any, probe: Any) -> Any:
     return dataset.apply(tf.data.experimental.assert_cardinality(count))
 
 
-def split_test(split: Split, fraction: float, seed: int, stratify: bool) -> Data:
+def split_test(split: Split, fraction: float, seed: int, stratify: bool, config: Config) -> Data:
     """Hold out a seeded test fraction (stratified by label when asked)."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(split))
-    train_index, test_index = train_test_split(index, test_size=fraction, random_state=seed, stratify=split.y if stratify else None)
+    try:
+        train_index, test_index = train_test_split(index, test_size=fraction, random_state=seed, stratify=split.y if stratify else None)
+    except ValueError as exc:  # too few samples (or of one class) for this fraction
+        raise ConfigError(
+            config.problem(("data", "test_fraction"), f"cannot hold out a test fraction of {fraction} from {len(split)} samples: {exc}")
+        ) from None
     return Data(split.take(np.sort(train_index)), test=split.take(np.sort(test_index)))
 
 

@@ -66,8 +66,10 @@ def input_problem(path: Path, message: str, hint: str | None = None) -> ConfigEr
 def read_input(path: Path) -> np.ndarray:
     """Features from .npy, .npz (key `x`, `x_test`, or its only array) or .csv (numbers, optional header)."""
     suffix = path.suffix.lower()
-    if not path.is_file():
+    if not path.exists():
         raise input_problem(path, "no such file")
+    if not path.is_file():  # a FIFO or a device would block or never end
+        raise input_problem(path, "is not a regular file")
     if suffix not in (".npy", ".npz", ".csv"):
         raise input_problem(path, f"unsupported file type `{suffix}`", "use .npy, .npz or .csv")
     with path.open("rb") as f:
@@ -84,7 +86,10 @@ def read_input(path: Path) -> np.ndarray:
             key = next((k for k in ("x", "x_test", "inputs") if k in arrays), keys[0] if len(keys) == 1 else None)
             if key is None:
                 raise input_problem(path, f"cannot tell which array holds the features: {keys}", "name it `x`")
-            return arrays[key]
+            array = arrays[key]
+            if not isinstance(array, np.ndarray):  # a member that isn't a .npy comes back as raw bytes
+                raise input_problem(path, f"its member `{key}` is not a NumPy array")
+            return array
     except ConfigError:
         raise
     except ValueError as exc:
@@ -92,6 +97,8 @@ def read_input(path: Path) -> np.ndarray:
         raise input_problem(path, f"cannot read it: {why}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise input_problem(path, f"cannot read it: not a complete {suffix} file ({exc})") from None
+    except MemoryError:
+        raise input_problem(path, "it declares an array too large to load") from None
 
 
 def read_csv_input(path: Path) -> np.ndarray:
@@ -101,7 +108,7 @@ def read_csv_input(path: Path) -> np.ndarray:
             rows = [(number, row) for number, row in enumerate(csv.reader(f), start=1) if row]
     except UnicodeDecodeError as exc:
         raise input_problem(path, f"not UTF-8 text (byte {exc.start})") from None
-    if rows and not all(is_number(v) for v in rows[0][1]):
+    if rows and not any(is_number(v) for v in rows[0][1]):  # a header has no numbers; a data row with a typo keeps its line
         rows = rows[1:]  # a header row
     widths = {len(row) for _, row in rows}
     if len(widths) > 1:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -285,8 +287,16 @@ ONE_HOT_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "ca
 BINARY_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
 
 
-def loss_names(config: Config, outputs: list[str]) -> dict[str, str]:
-    """The normalised loss name of each output that has one given by name (import paths and objects are not checked)."""
+@dataclass
+class LossKind:
+    """What kerasrun knows of an output's loss: its normalised name, and a label Keras ignores (`ignore_class`)."""
+
+    name: str
+    ignore_class: int | None = None
+
+
+def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
+    """The loss of each output that is given by Keras name (import paths and objects are not checked)."""
     loss = config.compile.loss
     if isinstance(loss, list):
         per_output = dict(zip(outputs, loss, strict=False))
@@ -294,20 +304,13 @@ def loss_names(config: Config, outputs: list[str]) -> dict[str, str]:
         per_output = dict(loss)
     else:
         per_output = dict.fromkeys(outputs, loss)
-    names = {}
+    kinds = {}
     for output, spec in per_output.items():
-        name = (
-            spec
-            if isinstance(spec, str)
-            else spec.get("class_name")
-            if isinstance(spec, dict) and "class_name" in spec
-            else next(iter(spec), None)
-            if isinstance(spec, dict)
-            else None
-        )
+        name, kwargs, _ = registry.split_spec(spec) if isinstance(spec, (str, dict)) and spec else (None, {}, None)
         if isinstance(name, str) and ":" not in name:
-            names[output] = name.lower().replace("_", "")
-    return names
+            ignore = kwargs.get("ignore_class")
+            kinds[output] = LossKind(name.lower().replace("_", ""), ignore if isinstance(ignore, int) else None)
+    return kinds
 
 
 def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem]:
@@ -316,8 +319,8 @@ def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem
     outputs = output_names(model)
     if not outputs or not getattr(model, "outputs", None):
         return []  # a subclassed model declares no outputs: Keras checks at the first step
-    units = {name: tensor.shape[-1] for name, tensor in zip(outputs, model.outputs, strict=True)}
-    losses = loss_names(config, outputs)
+    shapes = {name: tuple(tensor.shape) for name, tensor in zip(outputs, model.outputs, strict=True)}
+    losses = loss_kinds(config, outputs)
     problems = []
     for split_name in ("train", "validation", "test"):
         split = getattr(data, split_name)
@@ -331,32 +334,38 @@ def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem
             else {outputs[0]: split.y}
         )
         for output, y in targets.items():
-            problem = target_problem(losses.get(output), units.get(output), np.asarray(y))
+            problem = target_problem(losses.get(output), shapes.get(output), np.asarray(y))
             if problem:
                 where = f"`{output}` " if len(outputs) > 1 else ""
                 problems.append(config.problem(("compile", "loss"), f"{split_name} targets for output {where}{problem}"))
     return problems
 
 
-def target_problem(loss: str | None, units: int | None, y: np.ndarray) -> str | None:
-    """What is wrong with targets `y` for an output of `units` units trained with `loss`, or None."""
-    if loss is None or units is None or y.size == 0 or y.dtype.kind not in "biuf":
+def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.ndarray) -> str | None:
+    """What is wrong with targets `y` for an output of `shape` (batch first) trained with `loss`, or None."""
+    if loss is None or not shape or shape[-1] is None or y.size == 0 or y.dtype.kind not in "biuf":
         return None
-    if loss in SPARSE_LOSSES:
-        if y.ndim >= 2 and y.shape[-1] > 1:
-            return f"are one-hot rows of width {y.shape[-1]}, but {loss_label(loss)} wants integer labels (use categorical_crossentropy, or drop one_hot)"
-        if y.dtype.kind == "f" and not np.all(np.isfinite(y) & (y == np.round(y))):
-            bad = y[~(np.isfinite(y) & (y == np.round(y)))].flat[0]
-            return f"hold non-integer labels such as {bad} ({loss_label(loss)} wants class numbers)"
-        low, high = int(y.min()), int(y.max())
+    units, label = shape[-1], loss_label(loss.name)
+    if loss.name in SPARSE_LOSSES:
+        # One-hot rows look like the output itself; labels of sequences, (n, T), have one dimension less.
+        if y.ndim == len(shape) and y.shape[-1] == units and units > 1:
+            return f"are one-hot rows of width {units}, but {label} wants integer labels (use categorical_crossentropy, or drop one_hot)"
+        labels = y if loss.ignore_class is None else y[y != loss.ignore_class]
+        if labels.size == 0:
+            return None
+        if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))].flat[0]
+            return f"hold non-integer labels such as {bad} ({label} wants class numbers)"
+        low, high = int(labels.min()), int(labels.max())
         if low < 0 or high >= units:
-            return f"range over {low}..{high}, but the output has {units} units: {loss_label(loss)} wants labels in [0, {units})"
-    elif loss in ONE_HOT_LOSSES:
+            ignored = f" (besides ignore_class {loss.ignore_class})" if loss.ignore_class is not None else ""
+            return f"range over {low}..{high}{ignored}, but the output has {units} units: {label} wants labels in [0, {units})"
+    elif loss.name in ONE_HOT_LOSSES:
         width = y.shape[-1] if y.ndim >= 2 else 1
         if width != units:
-            return f"are {width} wide, but the output has {units} units: {loss_label(loss)} wants one-hot rows as wide as the output (integer labels: use sparse_categorical_crossentropy, or add a one_hot step)"
-    elif loss in BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
-        return f"range over {y.min():g}..{y.max():g}, but {loss_label(loss)} wants values in [0, 1]"
+            return f"are {width} wide, but the output has {units} units: {label} wants one-hot rows as wide as the output (integer labels: use sparse_categorical_crossentropy, or add a one_hot step)"
+    elif loss.name in BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
+        return f"range over {y.min():g}..{y.max():g}, but {label} wants values in [0, 1]"
     return None
 
 
@@ -377,8 +386,8 @@ def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem 
 
     What the static checks can't see — a custom loss that wants other shapes or dtypes, a layer that
     can't take these values — then fails here as one located line instead of in the first step of
-    training, after the run folder was made. Inference mode: no random state moves, and the loss and
-    metric trackers it touches are reset at the start of every epoch.
+    training, after the run folder was made. It runs in inference mode inside a StatelessScope: no
+    variable changes (a stateful RNN keeps its state, metric trackers their counts).
     """
     split = data.train
     if config.train.step is not None or not isinstance(split, Split) or config.runtime.strategy != "none":
@@ -387,9 +396,14 @@ def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem 
     sample_weight: Any = batch.sample_weight
     if isinstance(sample_weight, dict):  # per output, as make_dataset passes them
         sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    # A model may override compute_loss without `training` (Keras allows it): pass it only if taken.
+    extra = {"training": False} if "training" in inspect.signature(model.compute_loss).parameters else {}
     try:
-        y_pred = model(batch.x, training=False)
-        model.compute_loss(x=batch.x, y=batch.y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        # Reads see every variable's value; writes stay in the scope (a stateful RNN keeps its state).
+        state = [(variable, variable.value) for variable in [*model.variables, *model.metrics_variables]]
+        with keras.StatelessScope(state_mapping=state, collect_losses=True):  # add_loss terms are gathered in the scope
+            y_pred = model(batch.x, training=False)
+            model.compute_loss(x=batch.x, y=batch.y, y_pred=y_pred, sample_weight=sample_weight, **extra)
     except Exception as exc:  # Keras and TensorFlow raise many kinds; the first line says what
         return config.problem(
             ("compile", "loss"), f"the first training batch does not go through the model and its loss: {first_line(exc)}"

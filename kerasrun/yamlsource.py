@@ -10,6 +10,7 @@ last-key-wins.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ MAX_BYTES = 2_000_000  # a config is a page of YAML; megabytes of it can only be
 MAX_DEPTH = 64  # nesting levels; kerasrun's own configs use about 8
 MAX_NODES = 200_000  # values after expanding every alias; a 2,000-layer model is ~20,000
 MERGE_TAG = "tag:yaml.org,2002:merge"
+BOOL_TAG, NULL_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
+INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
 
 
 @dataclass
@@ -55,6 +59,9 @@ class SourceMap:
         if any(key[:n] in self.overrides for n in range(1, len(key) + 1)):
             return Problem(key=format_key(loc), message=message, file="--set", hint=hint)
         line, column = self.locate(loc)
+        deeper = sorted(path for path in self.overrides if path[: len(key)] == key)  # --set inside what is reported
+        if deeper:
+            message += f" (with --set {format_key(tuple(int(p) if p.isdigit() else p for p in deeper[0]))})"
         return Problem(key=format_key(loc), message=message, file=self.file, line=line, column=column, hint=hint)
 
 
@@ -70,16 +77,17 @@ def format_key(loc: Loc) -> str:
 
 
 class YamlLimitError(Exception):
-    """The node graph breaks a limit; carries the message and where."""
+    """The node graph breaks a limit; carries the message and where (a node or a parser event: both have a start mark)."""
 
-    def __init__(self, message: str, node: yaml.Node) -> None:
+    def __init__(self, message: str, node: yaml.Node | yaml.Event) -> None:
         super().__init__(message)
         self.node = node
 
 
-def position(node: yaml.Node) -> Position:
+def position(node: yaml.Node | yaml.Event) -> Position:
     """1-based (line, column) where a node starts."""
-    return node.start_mark.line + 1, node.start_mark.column + 1
+    mark = node.start_mark
+    return (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
 
 
 def children(node: yaml.Node) -> list[yaml.Node]:
@@ -130,13 +138,14 @@ def check_graph(root: yaml.Node) -> None:
 
 
 def map_positions(root: yaml.Node, name: str) -> tuple[dict[tuple[str, ...], Position], list[Problem]]:
-    """Where each key and item starts, by path, and every duplicate key — without expanding aliases.
+    """Where each key and item starts, by path, and the problems a walk finds — without expanding aliases.
 
-    A node reached again through an alias is not walked again: errors inside it are located at the
-    alias, the nearest position known.
+    The walk is in document order, so a node shared through an alias is reached first where its
+    anchor stands, and not walked again: errors inside it are located there. Problems: duplicate
+    keys (both places named) and numbers YAML 1.1 reads in a surprising base.
     """
     positions: dict[tuple[str, ...], Position] = {(): position(root)}
-    duplicates: list[Problem] = []
+    problems: list[Problem] = []
     seen: set[int] = set()
     stack: list[tuple[yaml.Node, tuple[str, ...]]] = [(root, ())]
     while stack:
@@ -144,19 +153,21 @@ def map_positions(root: yaml.Node, name: str) -> tuple[dict[tuple[str, ...], Pos
         if id(node) in seen:
             continue
         seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode) and (problem := yaml11_number(node, path, name)):
+            problems.append(problem)
+        children: list[tuple[yaml.Node, tuple[str, ...]]] = []
         if isinstance(node, yaml.MappingNode):
-            first: dict[str, Position] = {}
+            first: dict[Any, Position] = {}
             for key_node, value_node in node.value:
                 child = (*path, str(key_node.value))
                 if key_node.tag != MERGE_TAG and isinstance(key_node, yaml.ScalarNode):
-                    where = position(key_node)
-                    if key_node.value in first:
-                        line, column = where
-                        earlier = first[key_node.value][0]
-                        duplicates.append(
+                    identity = key_identity(key_node)
+                    if identity in first:
+                        line, column = position(key_node)
+                        problems.append(
                             Problem(
                                 key=format_key(child),
-                                message=f"duplicate key (first at line {earlier}); YAML allows each key once per mapping",
+                                message=f"duplicate key (first at line {first[identity][0]}); YAML allows each key once per mapping",
                                 file=name,
                                 line=line,
                                 column=column,
@@ -164,15 +175,45 @@ def map_positions(root: yaml.Node, name: str) -> tuple[dict[tuple[str, ...], Pos
                             )
                         )
                         continue
-                    first[key_node.value] = where
+                    first[identity] = position(key_node)
                 positions.setdefault(child, position(key_node))
-                stack.append((value_node, child))
+                children.append((value_node, child))
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 child = (*path, str(index))
                 positions.setdefault(child, position(item))
-                stack.append((item, child))
-    return positions, duplicates
+                children.append((item, child))
+        stack.extend(reversed(children))  # popped first to last: document order
+    return positions, problems
+
+
+def key_identity(node: yaml.ScalarNode) -> Any:
+    """What a key means, so `true` and `True` (or `null` and `~`) count as the same key."""
+    text = str(node.value)
+    if node.tag == BOOL_TAG:
+        return ("bool", text.lower() in ("yes", "y", "true", "on"))
+    if node.tag == NULL_TAG:
+        return ("null",)
+    return (node.tag, text)
+
+
+def yaml11_number(node: yaml.ScalarNode, path: tuple[str, ...], name: str) -> Problem | None:
+    """A plain number YAML 1.1 reads in base 8 (`017` is 15) or base 60 (`10:30` is 630): almost always a surprise."""
+    text = str(node.value)
+    if node.style or node.tag not in (INT_TAG, FLOAT_TAG):
+        return None  # quoted: text as written
+    if OCTAL.match(text) or ":" in text:
+        base = "octal (base 8)" if OCTAL.match(text) else "base 60 (hours:minutes)"
+        line, column = position(node)
+        return Problem(
+            key=format_key(path),
+            message=f"YAML 1.1 reads {text} as a number in {base}",
+            file=name,
+            line=line,
+            column=column,
+            hint=f"write the number without {'the leading 0' if OCTAL.match(text) else 'the colon'}, or quote it for text: '{text}'",
+        )
+    return None
 
 
 def read_yaml(path: str | Path) -> tuple[Any, SourceMap]:
@@ -183,6 +224,8 @@ def read_yaml(path: str | Path) -> tuple[Any, SourceMap]:
         raise ConfigError(Problem(key="", message="no such file", file=name))
     if path.is_dir():
         raise ConfigError(Problem(key="", message="is a directory, expected a YAML config file", file=name))
+    if not path.is_file():  # a FIFO would block the read, a device (/dev/zero) never end it
+        raise ConfigError(Problem(key="", message="is not a regular file, expected a YAML config file", file=name))
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:  # before reading it: a 40 MB "config" is refused without being parsed
@@ -200,21 +243,31 @@ def too_big(size: int) -> str:
     return f"the file is {size / 1e6:.1f} MB; a config may be at most {MAX_BYTES / 1e6:.0f} MB (limit: file size)"
 
 
+def count_events(text: str) -> None:
+    """Parse events only (libyaml, no nodes) and stop at the first one past the limit."""
+    for number, event in enumerate(yaml.parse(text, Loader=Loader)):
+        if number > 2 * MAX_NODES:  # a value is one event, a collection two
+            raise YamlLimitError(f"holds more than {MAX_NODES:,} values (limit: {MAX_NODES:,} values)", event)
+
+
 def load_yaml_value(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], Position], list[Problem]]:
     """Any YAML document, bounded as configs are: (data, positions, duplicate-key problems); raises ConfigError."""
     if len(text) > MAX_BYTES:
         raise ConfigError(Problem(key="", message=too_big(len(text)), file=name))
     loader = Loader(text)
     try:
+        count_events(text)  # a flat list of a million values is refused after 400,000 events, not composed
         root = loader.get_single_node()  # nodes only: no Python object is built yet
         if root is None:
             return None, {}, []
         check_graph(root)
-        positions, duplicates = map_positions(root, name)
-        return loader.construct_document(root), positions, duplicates
+        positions, problems = map_positions(root, name)
+        return loader.construct_document(root), positions, problems
     except YamlLimitError as exc:
         line, column = position(exc.node)
         raise ConfigError(Problem(key="", message=str(exc), file=name, line=line, column=column)) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits (Python's int conversion limit)
+        raise ConfigError(Problem(key="", message=f"a value YAML can't turn into Python: {exc}", file=name)) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"YAML syntax error: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else "")

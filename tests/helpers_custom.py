@@ -301,3 +301,57 @@ class StuckAtEpoch(keras.callbacks.Callback):
             signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # the signal goes to another thread; Python can't act here
             open(self.marker, "w").close()
             time.sleep(120)
+
+
+def ragged_lists():
+    """A python source returning lists of different lengths: not arrays."""
+    return [[1.0, 2.0], [3.0]], [0, 1]
+
+
+def only_features():
+    """A python source's dict without y_train."""
+    x, _ = two_blobs()
+    return {"x_train": x}
+
+
+def no_batches():
+    """A generator source that yields nothing."""
+    yield from ()
+
+
+def tuples_by_split():
+    """{train: (x, y), test: (x, y)}: arrays per split."""
+    x, y = two_blobs()
+    return {"train": (x[::2], y[::2]), "test": (x[1::2], y[1::2])}
+
+
+def sequence_model():
+    """Tokens -> per-token classes: labels of shape (n, 10), logits of shape (n, 10, 5)."""
+    inputs = keras.Input((10,), name="tokens")
+    hidden = keras.layers.Embedding(20, 8)(inputs)
+    return keras.Model(inputs, keras.layers.Dense(5, name="tags")(hidden))
+
+
+def sequence_data():
+    """Integer token sequences and a tag per token."""
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 20, size=(64, 10)), rng.integers(0, 5, size=(64, 10))
+
+
+class LossWithoutTraining(keras.Model):
+    """A model overriding compute_loss in the older signature, without `training` (Keras supports it)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x):
+        return self.dense(x)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, allow_empty=False):
+        return keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, y_pred))
+
+
+def loss_without_training():
+    """Factory for LossWithoutTraining."""
+    return LossWithoutTraining()

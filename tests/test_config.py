@@ -135,7 +135,7 @@ def test_class_weight_forms(write_config) -> None:
     assert load_config(write_config({"train": {"class_weight": {1: 2}}})).train.class_weight == {1: 2.0}
     assert load_config(write_config({"train": {"class_weight": "balanced"}})).train.class_weight == "balanced"
     [problem] = problems_of(write_config({"train": {"class_weight": {"five": 2}}}))
-    assert "train.class_weight: expected a mapping {integer label: weight}" in problem
+    assert "train.class_weight: label 'five' is not an integer class label" in problem
 
 
 def test_object_spec_shape_is_checked(write_config) -> None:

@@ -172,3 +172,90 @@ def test_predict_never_overwrites_its_input(runner, run, tmp_path) -> None:
     result = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "in.npy"), "--output", str(tmp_path / "." / "in.npy")])
     assert result.exit_code == 2 and "is the --input file" in result.output
     assert (tmp_path / "in.npy").read_bytes() == before
+
+
+# --------------------------------------------------------------------------- found by review: valid setups stay valid
+
+
+PYTHON = {"source": "python", **NOT_SYNTHETIC}
+
+
+def test_sequence_labels_and_ignore_class_are_not_refused(runner, write_config, tmp_path) -> None:
+    sequences = {
+        "data": {**PYTHON, "function": "helpers_custom:sequence_data"},
+        "model": {"inputs": None, "layers": None, "factory": "helpers_custom:sequence_model"},
+        "compile": {"loss": {"SparseCategoricalCrossentropy": {"from_logits": True}}, "metrics": []},
+        "train": {"validation_split": None, "stratify": False, "epochs": 1},
+    }
+    assert train(runner, write_config(sequences), tmp_path / "a").exit_code == 0  # labels (n, 10) for logits (n, 10, 5)
+    ignoring = {"compile": {"loss": {"SparseCategoricalCrossentropy": {"ignore_class": -1}}}, "train": {"epochs": 1}}
+    config = npz_config(write_config, tmp_path, {"x_train": X, "y_train": np.where(Y == 2, -1, Y)}, changes=ignoring)
+    assert train(runner, config, tmp_path / "b").exit_code == 0
+
+
+def test_a_compute_loss_without_training_and_names_with_underscores(runner, write_config, tmp_path) -> None:
+    model = {"inputs": None, "layers": None, "factory": "helpers_custom:loss_without_training"}
+    assert train(runner, write_config({"model": model, "train": {"epochs": 1}}), tmp_path / "a").exit_code == 0
+    layers = [{"Dense": {"units": 8, "name": "_hidden"}}, {"Dense": {"units": 3, "activation": "softmax", "name": "-out"}}]
+    assert train(runner, write_config({"model": {"layers": layers}, "train": {"epochs": 1}}), tmp_path / "b").exit_code == 0
+
+
+def test_the_first_batch_changes_no_state(write_config) -> None:
+    from kerasrun._tf import keras
+    from kerasrun.config import load_config
+    from kerasrun.data import Data, Split
+    from kerasrun.models import check_first_batch
+
+    inputs = keras.Input((5, 2), batch_size=4)
+    model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.LSTM(4, stateful=True)(inputs)))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model(np.zeros((4, 5, 2), np.float32))  # built; its state is zeros
+    before = [np.array(v) for v in [*model.variables, *model.metrics_variables]]
+    data = Data(Split(RNG.normal(size=(8, 5, 2)).astype(np.float32), Y[:8]))
+    assert check_first_batch(model, data, load_config(write_config({"train": {"batch_size": 4}}))) is None
+    after = [np.array(v) for v in [*model.variables, *model.metrics_variables]]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))  # the LSTM's state and the trackers included
+
+
+# --------------------------------------------------------------------------- found by review: mistakes that slipped through
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"train": {"class_weight": {0: float("nan")}}}, "the weight of label 0 must be a finite number >= 0"),
+        ({"train": {"sample_weight": {"by_class": {1: -3.0}}}}, "the weight of label 1 must be a finite number >= 0, got -3.0"),
+        ({"train": {"class_weight": {0.5: 2.0}}}, "label 0.5 is not an integer class label"),
+        ({"train": {"class_weight": {0: True}}}, "the weight of label 0 must be a finite number >= 0, got True"),
+        ({"data": {"test_fraction": 0.999}}, "data.test_fraction: cannot hold out a test fraction of 0.999 from 300 samples"),
+        ({"data": {**PYTHON, "function": "helpers_custom:ragged_lists"}}, "returned data kerasrun can't read: ValueError"),
+        ({"data": {**PYTHON, "function": "helpers_custom:only_features"}}, "returned data kerasrun can't read: KeyError: 'y_train'"),
+        ({"data": {**PYTHON, "function": "helpers_custom:no_batches"}}, "the generator yielded no batches"),
+    ],
+)
+def test_more_mistakes_are_refused_before_training(runner, write_config, runs_dir, changes, message) -> None:
+    assert message in refused(runner, write_config(changes), runs_dir)
+
+
+def test_arrays_per_split_from_a_python_source(runner, write_config, runs_dir) -> None:
+    changes = {"data": {**PYTHON, "function": "helpers_custom:tuples_by_split"}, "train": {"validation_split": None, "stratify": False}}
+    assert train(runner, write_config(changes), runs_dir).exit_code == 0
+
+
+def test_npz_members_that_are_not_arrays(runner, write_config, tmp_path, runs_dir) -> None:
+    import zipfile
+
+    path = tmp_path / "odd.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x_train.npy", X.tobytes())  # raw bytes, no .npy header
+        np.save(tmp_path / "y.npy", Y)
+        archive.write(tmp_path / "y.npy", "y_train.npy")
+    config = write_config({"data": {"source": "npz", "path": str(path), **NOT_SYNTHETIC}})
+    output = refused(runner, config, runs_dir)
+    assert "cannot read odd.npz" in output or "`x_train` is not a NumPy array" in output
+
+
+def test_predict_keeps_a_first_row_with_a_typo(runner, run, tmp_path) -> None:
+    (tmp_path / "in.csv").write_text("1.0,x\n0.5,0.5\n")
+    result = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.npy")])
+    assert result.exit_code == 2 and "line 1: 'x' is not a number" in result.output  # not silently taken for a header

@@ -72,7 +72,7 @@ def test_a_huge_file_is_refused_before_it_is_read(runner, tmp_path: Path) -> Non
 def test_set_values_are_read_the_same_way(write_config) -> None:
     with pytest.raises(ConfigError, match="an alias refers to a node that contains it"):
         load_config(write_config(), ["train.callbacks=&c [*c]"])
-    with pytest.raises(ConfigError, match=r"duplicate key `Dense\.units`"):
+    with pytest.raises(ConfigError, match=r"duplicate key \(first"):
         load_config(write_config(), ["model.layers[0]={Dense: {units: 3, units: 4}}"])
 
 
@@ -101,3 +101,27 @@ def test_values_yaml_or_keras_would_take_but_can_only_be_mistakes(runner, write_
     assert result.exit_code == 2, result.output
     assert f"{key}: " in result.output and message in result.output, result.output
     assert "Traceback" not in result.output and list(runs_dir.iterdir()) == []
+
+
+def test_yaml_11_surprises_and_limits_found_by_review(runner, write_config, tmp_path: Path) -> None:
+    assert problems_of("name: x\nseed: 017\n") == ["2:7: seed: YAML 1.1 reads 017 as a number in octal (base 8)"]
+    assert "base 60" in problems_of("name: x\nseed: 10:30\n")[0]
+    assert "duplicate key" in problems_of("name: x\ntrue: 1\nTrue: 2\n")[0]
+    assert "a value YAML can't turn into Python" in problems_of("name: x\nseed: " + "9" * 5000 + "\n")[0]
+    start = time.perf_counter()
+    (problem,) = problems_of("name: x\nlist: [" + ",".join(["1"] * 600_000) + "]\n")
+    assert "more than 200,000 values" in problem and time.perf_counter() - start < 1.5  # refused while parsing, never composed
+    anchored = problems_of("name: x\ntrain: &t\n  epochs: 1\n  epochs: 2\nevaluate:\n  <<: *t\n")
+    assert anchored == ["4:3: train.epochs: duplicate key (first at line 3); YAML allows each key once per mapping"]  # where it is written
+    fifo = tmp_path / "fifo.yaml"
+    import os
+
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["validate", str(fifo)])
+    assert result.exit_code == 2 and "is not a regular file" in result.output  # instead of waiting forever
+    result = runner.invoke(app, ["validate", str(write_config()), "--set", "=5"])
+    assert result.exit_code == 2 and "expected --set dotted.key=value" in result.output
+    result = runner.invoke(app, ["validate", str(write_config()), "--set", "train.epochs=1e3"])
+    assert "YAML reads 1e3 as text: write the integer, 1000" in result.output
+    result = runner.invoke(app, ["validate", str(write_config()), "--set", "model.layers[0].Dense.units=-3", "--build"])
+    assert "(with --set model.layers[0].Dense.units)" in result.output
