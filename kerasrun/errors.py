@@ -88,3 +88,9 @@ def format_problem(problem: Problem) -> str:
     if problem.hint:
         text += f"\n    {problem.hint}"
     return text
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception message (Keras and TensorFlow messages can be long)."""
+    text = str(exc).strip()
+    return next((line for line in text.splitlines() if line.strip()), type(exc).__name__)

@@ -12,7 +12,7 @@ from kerasrun import registry
 from kerasrun._tf import keras
 from kerasrun.config import Config, split_layer_entry
 from kerasrun.data import Split
-from kerasrun.errors import Collector, ConfigError, Problem
+from kerasrun.errors import Collector, ConfigError, Problem, first_line
 from kerasrun.keras_private import symbolic_build
 from kerasrun.layers import ActivationStatistic
 
@@ -437,12 +437,6 @@ def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Prob
                     )
                 )
     return problems
-
-
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message (Keras messages can be long)."""
-    text = str(exc).strip()
-    return next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
 
 
 def summarize(model: keras.Model) -> str:

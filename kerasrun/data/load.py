@@ -1,0 +1,28 @@
+"""The data flow's entry point: source → contract checks → preprocessing → validation split → weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from kerasrun.config import Config
+from kerasrun.data.arrays import Data, Split
+from kerasrun.data.checks import check_arrays, check_finite
+from kerasrun.data.preprocess import preprocess
+from kerasrun.data.sources import read_source
+from kerasrun.data.sources.base import Where
+from kerasrun.data.splits import split_validation
+from kerasrun.data.weights import weight_training
+from kerasrun.errors import ConfigError
+
+
+def load_data(config: Config) -> Data:
+    """Read the config's data source and prepare train/validation/test; raise ConfigError on bad data."""
+    data = read_source(config.data, Where.of(config))
+    check_arrays(data, config)
+    if isinstance(data.train, Split):
+        data = replace(data, train=preprocess(data.train, config, "train"), test=data.test and preprocess(data.test, config, "test"))
+        check_finite(data, config)
+    elif config.data.preprocess:
+        raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))
+    data = split_validation(data, config)
+    return replace(data, train=weight_training(data.train, config))

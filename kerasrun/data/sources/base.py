@@ -1,0 +1,52 @@
+"""What every reader gets besides its own config section, and what several readers share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasrun.config import Config
+from kerasrun.data.arrays import Data, Split
+from kerasrun.errors import ConfigError, Problem
+
+
+@dataclass(frozen=True)
+class Where:
+    """A reader's view of the rest of the config: where its keys are, how its paths resolve, and the seed."""
+
+    locate: Callable[[tuple[Any, ...], str, str | None], Problem]
+    resolve: Callable[[str], Path]
+    seed: int
+
+    @classmethod
+    def of(cls, config: Config) -> Where:
+        """The view of `config`'s data section."""
+        return cls(locate=config.problem, resolve=config.resolve_path, seed=config.seed)
+
+    def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> Problem:
+        """A problem at `data.<loc>` in the config file."""
+        return self.locate(("data", *loc), message, hint)
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the data section, relative to the config file's folder."""
+        return self.resolve(value)
+
+
+def split_test(split: Split, fraction: float, stratify: bool, where: Where) -> Data:
+    """Hold out a seeded test fraction (stratified by label when asked)."""
+    from sklearn.model_selection import train_test_split
+
+    index = np.arange(len(split))
+    try:
+        train_index, test_index = train_test_split(
+            index, test_size=fraction, random_state=where.seed, stratify=split.y if stratify else None
+        )
+    except ValueError as exc:  # too few samples (or of one class) for this fraction
+        raise ConfigError(
+            where.problem(("test_fraction",), f"cannot hold out a test fraction of {fraction} from {len(split)} samples: {exc}")
+        ) from None
+    return Data(split.take(np.sort(train_index)), test=split.take(np.sort(test_index)))

@@ -1,0 +1,124 @@
+"""`source: csv`: a CSV table read into memory, with a test file or a seeded test fraction."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from kerasrun import registry
+from kerasrun.config import CsvData
+from kerasrun.data.arrays import Arrays, Data, Split
+from kerasrun.data.sources.base import Where, split_test
+from kerasrun.errors import ConfigError, Problem
+
+
+def read_csv_table(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]) -> Split:
+    """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs."""
+    if not path.is_file():
+        raise ConfigError(where.problem(loc, f"no such file: {path}"))
+    try:
+        with path.open(newline="", encoding=spec.encoding) as f:
+            rows = list(csv.reader(f, delimiter=spec.delimiter))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", "set data.encoding, e.g. encoding: latin-1")
+        ) from None
+    except LookupError:
+        raise ConfigError(where.problem(("encoding",), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, cp1252")) from None
+    except (OSError, csv.Error) as exc:
+        raise ConfigError(where.problem(loc, f"cannot read {path.name}: {exc}")) from None
+    if not rows:
+        raise ConfigError(where.problem(loc, f"{path.name} is empty"))
+    header = rows[0]
+    numbered = [(number, row) for number, row in enumerate(rows[1:], start=2) if row]  # (line, row); blank lines are no rows
+    body = [row for _, row in numbered]
+    problems = check_csv_shape(path, header, rows, where, loc)
+    if not problems and not body:
+        problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
+    if problems:
+        raise ConfigError(problems)
+    targets = spec.target if isinstance(spec.target, dict) else {None: spec.target}
+    features = (
+        spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
+    )
+    problems = [
+        where.problem(
+            (key,) + ((group,) if group else ()),
+            f"{path.name} has no column `{name}`",
+            registry.suggest(name, header) or f"columns: {', '.join(header)}",
+        )
+        for key, groups in (("target", {g: [c] for g, c in targets.items()}), ("features", features))
+        for group, names in groups.items()
+        for name in names
+        if name not in header
+    ]
+    if problems:
+        raise ConfigError(problems)
+    index = {name: i for i, name in enumerate(header)}
+    try:
+        x = {
+            group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
+            for group, columns in features.items()
+        }
+    except ValueError:
+        raise ConfigError(first_non_number(path, header, numbered, features, where)) from None
+    y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
+    # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
+    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)))
+
+
+def check_csv_shape(path: Path, header: list[str], rows: list[list[str]], where: Where, loc: tuple[Any, ...]) -> list[Problem]:
+    """Distinct column names, and as many fields in every row as in the header."""
+    problems = []
+    duplicated = sorted({name for name in header if header.count(name) > 1})
+    if duplicated:
+        problems.append(where.problem(loc, f"{path.name} names columns more than once: {', '.join(duplicated)}"))
+    for number, row in enumerate(rows[1:], start=2):
+        if row and len(row) != len(header):
+            problems.append(
+                where.problem(
+                    loc, f"{path.name} line {number} has {len(row)} fields, the header {len(header)}", "check the delimiter and quoting"
+                )
+            )
+            break  # the first ragged row is enough to find the cause
+    return problems
+
+
+def first_non_number(
+    path: Path, header: list[str], numbered: list[tuple[int, list[str]]], features: dict[Any, list[str]], where: Where
+) -> Problem:
+    """Where the first feature value that is not a number is: line and column."""
+    index = {name: i for i, name in enumerate(header)}
+    for number, row in numbered:
+        for columns in features.values():
+            for column in columns:
+                try:
+                    float(row[index[column]])
+                except ValueError:
+                    return where.problem(
+                        ("features",), f"{path.name} line {number}, column `{column}`: {row[index[column]]!r} is not a number"
+                    )
+    return where.problem(("features",), f"{path.name}: a feature value is not a number")
+
+
+def column_values(raw: list[str]) -> np.ndarray:
+    """A target column: numbers (integers when whole), or text labels as integer classes in sorted order."""
+    try:
+        values = np.array([float(v) for v in raw], dtype=np.float32)
+    except ValueError:
+        classes = sorted(set(raw))
+        return np.array([classes.index(v) for v in raw], dtype=np.int64)
+    return values.astype(np.int64) if np.all(values == np.round(values)) else values
+
+
+def read(spec: CsvData, where: Where) -> Data:
+    """A CSV table, with an optional test file or seeded test fraction."""
+    train = read_csv_table(where.resolve_path(spec.path), spec, where, ("path",))
+    if spec.test_path:
+        return Data(train, test=read_csv_table(where.resolve_path(spec.test_path), spec, where, ("test_path",)))
+    if spec.test_fraction:
+        return split_test(train, spec.test_fraction, stratify=False, where=where)
+    return Data(train)
