@@ -187,6 +187,8 @@ def train(
         run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
         set_run_dir(run_dir)
         typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
+        for note in experiment.data.notes:
+            typer.echo(f"note: {note}", err=True)
         if experiment.init_from:
             loaded = experiment.init_from
             parts = [f"loaded {', '.join(loaded['loaded']) or 'nothing'}"]

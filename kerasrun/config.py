@@ -292,6 +292,40 @@ class SyntheticData(DataCommon):
         return self
 
 
+IMAGE_SIZE_MAX = 8192  # pixels per side; more is a typo (or a picture no model input takes whole)
+
+
+class ImageFolderData(DataCommon):
+    """A folder of images, one subfolder per class, read with keras.utils.image_dataset_from_directory."""
+
+    source: Literal["image_folder"]
+    path: str = Field(description="folder with one subfolder of images per class; labels follow the sorted subfolder names")
+    test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
+    test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
+    image_size: list[Annotated[int, Field(ge=1, le=IMAGE_SIZE_MAX, strict=True)]] = Field(
+        min_length=2, max_length=2, description="[height, width] every image is resized to"
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="channels of the decoded images: 1, 3 or 4")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"] = "bilinear"
+    crop_to_aspect_ratio: bool = Field(False, description="crop to the target aspect ratio before resizing (no distortion)")
+    pad_to_aspect_ratio: bool = Field(False, description="pad to the target aspect ratio before resizing (no distortion)")
+    bad_images: Literal["refuse", "skip"] = Field(
+        "refuse", description="an image that cannot be decoded: refuse the data (naming it), or skip it and count it"
+    )
+    memory_limit_mb: int = Field(
+        2048, ge=1, le=1 << 22, strict=True, description="decoded images are held in memory (float32) up to this size"
+    )
+
+    @model_validator(mode="after")
+    def check_image_keys(self) -> ImageFolderData:
+        """One way to make a test split; one aspect-ratio rule."""
+        if self.test_path is not None and self.test_fraction is not None:
+            raise ValueError("give test_path or test_fraction, not both")
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ValueError("crop_to_aspect_ratio and pad_to_aspect_ratio can't both be true")
+        return self
+
+
 class PythonData(DataCommon):
     """A Python function `module:function` returning arrays or a tf.data.Dataset."""
 
@@ -300,7 +334,9 @@ class PythonData(DataCommon):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-DataConfig = Annotated[KerasData | NpzData | CsvData | SklearnData | SyntheticData | PythonData, Field(discriminator="source")]
+DataConfig = Annotated[
+    KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | PythonData, Field(discriminator="source")
+]
 
 # --------------------------------------------------------------------------- model / compile
 

@@ -179,6 +179,8 @@ def run_experiment(
         try:
             record = open_record(experiment, run_dir, command, resume)
             record.record_config(config_to_yaml(config, data.data_dir))
+            if data.class_names is not None:  # what each label stands for: predictions are indices into this list
+                write_json_atomic(run_dir / "classes.json", data.class_names)
             write_text_atomic(run_dir / "summary.txt", summarize(model))
             record.start_heartbeat()
             if state is not None:

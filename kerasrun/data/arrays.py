@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -80,6 +80,8 @@ class Data:
     # A tf.data training set is used as given, except the training part of a validation_split: its
     # batches are kerasrun's to reshuffle every epoch (train.shuffle), as array data is.
     shuffle_batches: bool = False
+    class_names: list[str] | None = None  # what each integer label stands for, when the source names classes
+    notes: list[str] = field(default_factory=list)  # what the reader did that the user should hear of (e.g. skipped files)
 
     def shuffles_train(self, shuffle: bool) -> bool:
         """Whether the training pipeline reshuffles every epoch, given train.shuffle."""

@@ -1,0 +1,166 @@
+"""`source: image_folder`: one subfolder of images per class, decoded by Keras's image_dataset_from_directory into memory.
+
+Keras lists the files and decodes and resizes them (the same tf.data ops a plain Keras script runs);
+kerasrun reads that dataset once, in file order, into one float32 array. From there an image folder
+is array data like any other: seeded per-epoch shuffling, exact `steps_per_epoch`, stratified
+splits, class weights and byte-identical resume all work as they do for an `.npz` file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasrun.config import ImageFolderData
+from kerasrun.data.arrays import Data, Split
+from kerasrun.data.memory import empty_aligned
+from kerasrun.data.sources.base import Where, split_test
+from kerasrun.errors import ConfigError, Problem
+
+# The files image_dataset_from_directory reads (its ALLOWLIST_FORMATS), by lower-cased extension.
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
+CHANNELS = {"grayscale": 1, "rgb": 3, "rgba": 4}
+SHOWN_BAD = 5  # bad files named in a message; the rest are counted
+READ_BATCH = 256  # images per tensor copied out of tf.data (one copy per batch, not per image)
+
+
+def read(spec: ImageFolderData, where: Where) -> Data:
+    """The training folder (and a test folder or a stratified test fraction) as labelled float32 images."""
+    notes: list[str] = []
+    train, classes = read_folder(spec, where, ("path",), None, notes)
+    if spec.test_path is not None:
+        test, _ = read_folder(spec, where, ("test_path",), classes, notes)
+        return Data(train, test=test, class_names=classes, notes=notes)
+    if spec.test_fraction is not None:
+        data = split_test(train, spec.test_fraction, stratify=True, where=where)
+        data.class_names, data.notes = classes, notes
+        return data
+    return Data(train, class_names=classes, notes=notes)
+
+
+def read_folder(
+    spec: ImageFolderData, where: Where, loc: tuple[Any, ...], classes: list[str] | None, notes: list[str]
+) -> tuple[Split, list[str]]:
+    """One folder of class subfolders → Split(images, labels) and the class names (the training folder's, for a test folder)."""
+    from kerasrun._tf import keras, tf
+
+    root = where.resolve_path(getattr(spec, loc[0]))
+    found = class_folders(root, where, loc, classes)
+    channels = CHANNELS[spec.color_mode]
+    height, width = spec.image_size
+    count = sum(found.values())
+    needed_mb = count * height * width * channels * 4 / 2**20
+    if needed_mb > spec.memory_limit_mb:
+        raise ConfigError(
+            where.problem(
+                ("memory_limit_mb",),
+                f"{count} images of {height}x{width}x{channels} take {needed_mb:.0f} MB decoded, over memory_limit_mb {spec.memory_limit_mb}",
+                "raise memory_limit_mb if the machine has the memory, or make image_size smaller",
+            )
+        )
+    names = list(found)
+
+    def dataset() -> Any:
+        """Keras's own loader: files listed in sorted class order, decoded and resized in parallel, not shuffled."""
+        return keras.utils.image_dataset_from_directory(
+            str(root),
+            labels="inferred",
+            label_mode="int",
+            class_names=names,
+            color_mode=spec.color_mode,
+            batch_size=None,
+            image_size=(height, width),
+            shuffle=False,
+            interpolation=spec.interpolation,
+            crop_to_aspect_ratio=spec.crop_to_aspect_ratio,
+            pad_to_aspect_ratio=spec.pad_to_aspect_ratio,
+            verbose=False,
+        )
+
+    try:
+        source = dataset()
+    except ValueError as exc:  # e.g. no images at all; class_folders catches the usual causes first
+        raise ConfigError(where.problem(loc, f"Keras cannot read {root}: {exc}")) from None
+    paths: list[str] = list(source.file_paths)
+    try:
+        return decode_all(source, len(paths), (height, width, channels)), names
+    except tf.errors.OpError:
+        pass  # a file that can't be decoded: find every one, by name
+    bad = undecodable(paths, channels)
+    if not bad:  # the failure was not about one file (e.g. a file vanished mid-read): report it as it is
+        raise ConfigError(where.problem(loc, f"reading the images of {root} failed; read it again or check the files"))
+    shown = ", ".join(str(Path(p).relative_to(root)) for p in bad[:SHOWN_BAD]) + (
+        f" and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else ""
+    )
+    if spec.bad_images == "refuse":
+        raise ConfigError(
+            where.problem(
+                loc,
+                f"{len(bad)} of {len(paths)} images in {root} cannot be decoded: {shown}",
+                "fix or delete them, or set data.bad_images: skip",
+            )
+        )
+    kept = len(paths) - len(bad)
+    split = decode_all(source.ignore_errors(), kept, (height, width, channels))
+    notes.append(f"skipped {len(bad)} image(s) of {root} that cannot be decoded: {shown}")
+    return split, names
+
+
+def class_folders(root: Path, where: Where, loc: tuple[Any, ...], expected: list[str] | None) -> dict[str, int]:
+    """{class name: image count} of root's sorted subfolders; every problem (no folder, empty class, other classes) at once."""
+    if not root.is_dir():
+        raise ConfigError(where.problem(loc, f"no such folder: {root}"))
+    names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    if not names:
+        raise ConfigError(where.problem(loc, f"{root} has no class subfolders", "put the images of each class in a subfolder of their own"))
+    problems: list[Problem] = []
+    if expected is not None and names != expected:
+        missing, extra = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
+        detail = "; ".join(part for part in (missing and f"missing {missing}", extra and f"not in training {extra}") if part)
+        problems.append(where.problem(loc, f"{root} must have the training folder's classes: {detail}"))
+    counts = {name: count_images(root / name) for name in names}
+    problems += [
+        where.problem(loc, f"class folder {root / name} has no images", f"files ending in {', '.join(IMAGE_EXTENSIONS)}")
+        for name, count in counts.items()
+        if count == 0
+    ]
+    if problems:
+        raise ConfigError(problems)
+    return counts
+
+
+def count_images(folder: Path) -> int:
+    """Image files under folder, recursively (image_dataset_from_directory reads subfolders of a class too)."""
+    return sum(name.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(folder) for name in files)
+
+
+def decode_all(dataset: Any, count: int, shape: tuple[int, int, int]) -> Split:
+    """Read (image, label) pairs into one aligned float32 array and an int64 label vector."""
+    x = empty_aligned((count, *shape), np.float32)
+    y = np.empty(count, np.int64)
+    filled = 0
+    for images, labels in dataset.batch(READ_BATCH).as_numpy_iterator():
+        x[filled : filled + len(images)] = images
+        y[filled : filled + len(labels)] = labels
+        filled += len(images)
+    if filled != count:  # Keras listed one number of files and decoded another: never train on a partial read
+        raise RuntimeError(f"read {filled} images, expected {count}")
+    return Split(x, y)
+
+
+def undecodable(paths: list[str], channels: int) -> list[str]:
+    """The files TensorFlow's image decoder (the one Keras uses) rejects, in file order."""
+    from kerasrun._tf import tf
+
+    files = tf.constant(paths)
+
+    def decode(index: Any) -> Any:
+        image = tf.image.decode_image(tf.io.read_file(files[index]), channels=channels, expand_animations=False)
+        return index, tf.size(image)
+
+    decoded = tf.data.Dataset.range(len(paths)).map(decode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    good = {int(index) for index, _ in decoded.as_numpy_iterator()}
+    return [path for index, path in enumerate(paths) if index not in good]

@@ -1,0 +1,176 @@
+"""`source: image_folder` against the same images as in-memory arrays, Keras's own loader, and broken folders."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from helpers import SHARED_DATA, merge, needs_mnist, only_run, train
+from helpers_images import mnist_sample, write_image_folder
+from typer.testing import CliRunner
+
+from kerasrun.config import load_config
+from kerasrun.data import load_data
+
+pytestmark = needs_mnist
+PER_CLASS = 30  # 300 training images: enough to learn something, seconds to write and read
+
+BASE: dict[str, Any] = {
+    "name": "pngs",
+    "seed": 3,
+    "data": {"source": "image_folder", "path": "train", "image_size": [28, 28], "color_mode": "grayscale", "preprocess": [{"scale": 255}]},
+    "model": {
+        "inputs": {"image": [28, 28, 1]},
+        "layers": [{"Flatten": {}}, {"Dropout": {"rate": 0.2}}, {"Dense": {"units": 10, "activation": "softmax"}}],
+    },
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+    "train": {"epochs": 2, "batch_size": 32, "validation_split": 0.2, "stratify": True},
+}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """train/ and test/ PNG folders from the first images of each MNIST digit, plus the arrays they came from."""
+    root = tmp_path_factory.mktemp("images")
+    x, y = mnist_sample(SHARED_DATA / "mnist.npz", PER_CLASS)
+    write_image_folder(x, y, root / "train")
+    x_test, y_test = mnist_sample(SHARED_DATA / "mnist.npz", 5, "test")
+    write_image_folder(x_test, y_test, root / "test")
+    # The order Keras lists the files in: class folders sorted, files by name (the index) within each.
+    order, order_test = np.argsort(y, kind="stable"), np.argsort(y_test, kind="stable")
+    np.savez(
+        root / "same.npz", x_train=x[order][..., None], y_train=y[order], x_test=x_test[order_test][..., None], y_test=y_test[order_test]
+    )
+    return root
+
+
+def write(folder: Path, name: str, changes: dict[str, Any]) -> Path:
+    """A config in `folder` (paths in it are relative to the config's folder)."""
+    path = folder / name
+    path.write_text(yaml.safe_dump(merge(BASE, changes), sort_keys=False))
+    return path
+
+
+def test_pixels_and_labels_are_the_arrays_written(folders: Path) -> None:
+    data = load_data(
+        load_config(
+            write(
+                folders, "a.yaml", {"data": {"preprocess": [], "test_path": "test"}, "train": {"validation_split": None, "stratify": False}}
+            )
+        )
+    )
+    with np.load(folders / "same.npz") as same:
+        assert data.train.x.dtype == np.float32 and data.train.x.shape == (10 * PER_CLASS, 28, 28, 1)
+        np.testing.assert_array_equal(data.train.x, same["x_train"])
+        np.testing.assert_array_equal(data.train.y, same["y_train"])
+        np.testing.assert_array_equal(data.test.x, same["x_test"])
+    assert data.class_names == [str(d) for d in range(10)]
+
+
+def test_same_values_as_keras_loader_for_rgb_jpeg_resized_and_cropped(tmp_path: Path) -> None:
+    from kerasrun._tf import keras
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 20, 30, 3), dtype=np.uint8)
+    write_image_folder(images, np.array([0, 1, 2, 0, 1, 2]), tmp_path / "jpgs", fmt="jpg")
+    changes = {"data": {"path": "jpgs", "image_size": [16, 16], "color_mode": "rgb", "crop_to_aspect_ratio": True, "preprocess": []}}
+    data = load_data(load_config(write(tmp_path, "c.yaml", merge(changes, {"train": {"validation_split": None, "stratify": False}}))))
+    expected = keras.utils.image_dataset_from_directory(
+        str(tmp_path / "jpgs"), batch_size=None, image_size=(16, 16), shuffle=False, crop_to_aspect_ratio=True, verbose=False
+    )
+    pixels, labels = zip(*expected.as_numpy_iterator(), strict=True)
+    np.testing.assert_array_equal(data.train.x, np.stack(pixels))
+    np.testing.assert_array_equal(data.train.y, np.array(labels))
+
+
+def test_trains_exactly_like_the_same_arrays_in_an_npz(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    images = write(folders, "images.yaml", {"data": {"test_path": "test"}})
+    npz = {"source": "npz", "path": "same.npz", "image_size": None, "color_mode": None}
+    arrays = write(folders, "arrays.yaml", {"data": npz})
+    histories = []
+    for config in (images, arrays):
+        runs = tmp_path / config.stem
+        result = train(runner, config, runs)
+        assert result.exit_code == 0, result.output
+        run = only_run(runs)
+        histories.append(((run / "history.json").read_bytes(), (run / "metrics.json").read_bytes()))
+    assert histories[0] == histories[1]
+    assert json.loads((only_run(tmp_path / "images") / "classes.json").read_text()) == [str(d) for d in range(10)]
+
+
+def test_test_fraction_is_stratified(folders: Path) -> None:
+    config = write(folders, "f.yaml", {"data": {"test_fraction": 0.2}, "train": {"validation_split": None, "stratify": False}})
+    data = load_data(load_config(config))
+    assert len(data.test) == 2 * PER_CLASS and np.bincount(data.test.y).tolist() == [6] * 10
+
+
+def broken_copy(folders: Path, tmp_path: Path) -> Path:
+    """A copy of the training folder with two corrupt PNGs (one truncated, one not an image at all)."""
+    root = tmp_path / "broken"
+    shutil.copytree(folders / "train", root / "train")
+    first = sorted((root / "train" / "3").iterdir())[0]
+    first.write_bytes(first.read_bytes()[:40])
+    (root / "train" / "7" / "zz.png").write_text("not a png")
+    return root
+
+
+def test_corrupt_images_are_refused_by_name_before_any_folder(folders: Path, tmp_path: Path, runner: CliRunner) -> None:
+    root = broken_copy(folders, tmp_path)
+    result = train(runner, write(root, "b.yaml", {}), tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "2 of 301 images" in result.output and re.search(r"cannot be decoded: 3/\d{5}\.png, 7/zz\.png", result.output)
+    assert "bad_images: skip" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_corrupt_images_are_skipped_and_counted_when_asked(folders: Path, tmp_path: Path, runner: CliRunner) -> None:
+    root = broken_copy(folders, tmp_path)
+    config = write(root, "s.yaml", {"data": {"bad_images": "skip"}, "train": {"epochs": 1}})
+    data = load_data(load_config(config))
+    assert len(data.train) + len(data.validation) == 10 * PER_CLASS - 1  # 301 files, 2 skipped
+    assert data.notes and "skipped 2 image(s)" in data.notes[0]
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    assert "note: skipped 2 image(s)" in result.output
+
+
+def test_folder_problems_are_located_all_at_once(folders: Path, tmp_path: Path, runner: CliRunner) -> None:
+    root = tmp_path / "odd"
+    shutil.copytree(folders / "train", root / "train")
+    shutil.copytree(folders / "test", root / "test")
+    for name in ("1", "5"):
+        shutil.rmtree(root / "train" / name)
+        (root / "train" / name).mkdir()
+    (root / "train" / "5" / "notes.txt").write_text("not an image")
+    shutil.rmtree(root / "test" / "9")
+    result = train(runner, write(root, "o.yaml", {"data": {"test_path": "test"}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "2 problems" in result.output, result.output
+    assert "train/1 has no images" in result.output and "train/5 has no images" in result.output
+    shutil.copytree(folders / "train", root / "train2")
+    result = train(runner, write(root, "p.yaml", {"data": {"path": "train2", "test_path": "test"}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "missing ['9']" in result.output and "data.test_path" in result.output, result.output
+    result = train(
+        runner, write(root, "m.yaml", {"data": {"path": "train2", "image_size": [64, 64], "memory_limit_mb": 1}}), tmp_path / "runs"
+    )
+    assert result.exit_code == 2 and "over memory_limit_mb 1" in result.output, result.output
+    result = train(runner, write(root, "n.yaml", {"data": {"path": "nowhere"}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "no such folder" in result.output, result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_schema_rules(tmp_path: Path, runner: CliRunner) -> None:
+    from kerasrun.cli import app
+
+    config = write(tmp_path, "v.yaml", {"data": {"test_path": "t", "test_fraction": 0.2, "image_size": [28, 0], "color_mode": "grey"}})
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2, result.output
+    assert "data.image_size[1]" in result.output and "data.color_mode" in result.output and "'grayscale'" in result.output
+    config = write(tmp_path, "w.yaml", {"data": {"test_path": "t", "test_fraction": 0.2, "crop_to_aspect_ratio": True}})
+    result = runner.invoke(app, ["validate", str(config)])
+    assert result.exit_code == 2 and "test_path or test_fraction, not both" in result.output, result.output
