@@ -174,3 +174,21 @@ def test_schema_rules(tmp_path: Path, runner: CliRunner) -> None:
     config = write(tmp_path, "w.yaml", {"data": {"test_path": "t", "test_fraction": 0.2, "crop_to_aspect_ratio": True}})
     result = runner.invoke(app, ["validate", str(config)])
     assert result.exit_code == 2 and "test_path or test_fraction, not both" in result.output, result.output
+
+
+def test_data_command_reports_splits_classes_and_throughput(folders: Path, runner: CliRunner) -> None:
+    from kerasrun.cli import app
+
+    config = write(folders, "d.yaml", {"data": {"test_path": "test"}})
+    result = runner.invoke(app, ["data", str(config), "--json", "--seconds", "0.5"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["train"]["rows"] + report["validation"]["rows"] == 10 * PER_CLASS and report["test"]["rows"] == 50
+    assert report["train"]["arrays"]["x"] == {"shape": [240, 28, 28, 1], "dtype": "float32"}
+    assert report["test"]["classes"] == {str(d): 5 for d in range(10)} and report["class_names"] == [str(d) for d in range(10)]
+    speed = report["throughput"]
+    assert speed["batches"] > 0 and speed["samples"] >= speed["batches"] and speed["samples_per_s"] > 0
+    table = runner.invoke(app, ["data", str(config), "--seconds", "0"])
+    assert table.exit_code == 0 and "samples per class" in table.output and "x (240, 28, 28, 1) float32" in table.output, table.output
+    bad = runner.invoke(app, ["data", str(write(folders, "e.yaml", {"data": {"path": "nowhere"}}))])
+    assert bad.exit_code == 2 and "no such folder" in bad.output

@@ -1,0 +1,90 @@
+"""What each split holds (rows, shapes, dtypes, counts per class) and how fast the training pipeline delivers it."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from kerasrun.config import Config
+from kerasrun.data.arrays import Data, Split
+from kerasrun.data.pipeline import make_dataset
+from kerasrun.data.splits import class_labels
+from kerasrun.epochs import EpochClock
+
+MAX_CLASSES_LISTED = 100  # more distinct integer labels than this are a regression target, not classes
+
+
+def describe_data(data: Data) -> dict[str, Any]:
+    """{split: {rows, arrays: {name: {shape, dtype}}, classes: {label: count}}} for array splits; datasets by their element spec."""
+    splits = {name: split for name, split in (("train", data.train), ("validation", data.validation), ("test", data.test))}
+    out: dict[str, Any] = {name: describe_split(split) for name, split in splits.items() if split is not None}
+    if data.class_names is not None:
+        out["class_names"] = data.class_names
+    return out
+
+
+def describe_split(split: Any) -> dict[str, Any]:
+    """One split: array shapes and dtypes and the label counts, or a tf.data dataset's batches and element spec."""
+    if not isinstance(split, Split):
+        batches = int(split.cardinality())
+        spec = [f"{'/'.join(str(k) for k in path)}: {s.shape} {s.dtype.name}" for path, s in flat_specs(split.element_spec)]
+        return {"batches": batches if batches >= 0 else None, "element": spec}
+    arrays = {name: {"shape": list(array.shape), "dtype": str(array.dtype)} for name, array in split.named_arrays()}
+    out: dict[str, Any] = {"rows": len(split), "arrays": arrays}
+    counts = label_counts(split.y)
+    if counts is not None:
+        out["classes"] = counts
+    return out
+
+
+def flat_specs(spec: Any, path: tuple[Any, ...] = ()) -> list[tuple[tuple[Any, ...], Any]]:
+    """(path, TensorSpec) of every leaf of a dataset's element spec."""
+    if isinstance(spec, dict):
+        return [item for key, value in spec.items() for item in flat_specs(value, (*path, key))]
+    if isinstance(spec, (tuple, list)):
+        return [item for index, value in enumerate(spec) for item in flat_specs(value, (*path, index))]
+    return [(path or ("x",), spec)]
+
+
+def label_counts(y: Any) -> dict[str, int] | None:
+    """{label: count} for integer (or one-hot) class targets of one output; None for float or several targets."""
+    if isinstance(y, (dict, list)):
+        return None
+    array = np.asarray(y)
+    one_hot = array.ndim >= 2 and array.shape[-1] > 1
+    if not one_hot and not np.issubdtype(array.dtype, np.integer):
+        return None
+    labels = class_labels(array)
+    values, counts = np.unique(labels, return_counts=True)
+    if len(values) > MAX_CLASSES_LISTED:
+        return None
+    return {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def measure_throughput(data: Data, config: Config, seconds: float) -> dict[str, float]:
+    """Read the training pipeline (as training builds it, shuffled, batched, prefetched) for about `seconds`: samples and batches per second."""
+    from kerasrun._tf import tf
+
+    shuffle = data.shuffles_train(config.train.shuffle)
+    batch = config.train.batch_size
+    dataset = make_dataset(data.train, batch, shuffle, config.seed, None, EpochClock(), config.train.steps_per_epoch)
+    samples = batches = 0
+    start = time.perf_counter()
+    deadline = start + seconds
+    while time.perf_counter() < deadline:  # whole passes (or, for an endless stream, until the deadline)
+        for element in dataset:
+            first = tf.nest.flatten(element)[0]
+            samples += int(first.shape[0])
+            batches += 1
+            if time.perf_counter() >= deadline:
+                break
+    elapsed = time.perf_counter() - start
+    return {
+        "seconds": elapsed,
+        "batches": batches,
+        "samples": samples,
+        "samples_per_s": samples / elapsed,
+        "batches_per_s": batches / elapsed,
+    }
