@@ -241,6 +241,11 @@ class CsvData(DataCommon):
     test_fraction: Fraction | None = None
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
+    stream: bool = Field(False, description="read with tf.data while training instead of loading the file into memory")
+    column_types: dict[str, Literal["float32", "int64", "string"]] = Field(
+        default_factory=dict, description="stream: a target column's type (default: inferred from the first rows)"
+    )
+    shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="stream: rows the training shuffle holds at once")
 
 
 class SklearnData(DataCommon):

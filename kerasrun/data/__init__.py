@@ -11,12 +11,14 @@ from kerasrun.data.load import load_data
 from kerasrun.data.memory import TENSOR_ALIGNMENT, cast_aligned, empty_aligned, share_with_tensorflow
 from kerasrun.data.pipeline import make_dataset
 from kerasrun.data.preprocess import preprocess, scale_aligned
+from kerasrun.data.stream import Stream
 
 __all__ = [
     "TENSOR_ALIGNMENT",
     "Arrays",
     "Data",
     "Split",
+    "Stream",
     "as_arrays",
     "cast_aligned",
     "empty_aligned",

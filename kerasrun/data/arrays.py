@@ -85,11 +85,18 @@ class Data:
 
     def shuffles_train(self, shuffle: bool) -> bool:
         """Whether the training pipeline reshuffles every epoch, given train.shuffle."""
-        return shuffle and (isinstance(self.train, Split) or self.shuffle_batches)
+        from kerasrun.data.stream import Stream
+
+        return shuffle and (isinstance(self.train, (Split, Stream)) or self.shuffle_batches)
 
 
 def input_sample_shape(split: Any) -> tuple[int, ...] | None:
     """Per-sample feature shape of array data (None for datasets)."""
+    from kerasrun.data.stream import Stream
+
+    if isinstance(split, Stream):
+        spec = split.make().element_spec[0]
+        return None if isinstance(spec, dict) else tuple(spec.shape)
     if not isinstance(split, Split) or isinstance(split.x, dict):
         return None
     # A list of arrays (e.g. a single input given as [x]) has no .shape and raises AttributeError here; kept as is.

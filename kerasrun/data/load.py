@@ -11,6 +11,7 @@ from kerasrun.data.preprocess import preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
 from kerasrun.data.splits import split_validation
+from kerasrun.data.stream import Stream
 from kerasrun.data.weights import weight_training
 from kerasrun.errors import ConfigError
 
@@ -22,7 +23,7 @@ def load_data(config: Config) -> Data:
     if isinstance(data.train, Split):
         data = replace(data, train=preprocess(data.train, config, "train"), test=data.test and preprocess(data.test, config, "test"))
         check_finite(data, config)
-    elif config.data.preprocess:
+    elif config.data.preprocess and not isinstance(data.train, Stream):  # a Stream's reader applies them row by row
         raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))
     data = split_validation(data, config)
     return replace(data, train=weight_training(data.train, config))

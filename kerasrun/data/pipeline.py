@@ -9,6 +9,7 @@ import numpy as np
 
 from kerasrun.data.arrays import Arrays, Split
 from kerasrun.data.memory import share_with_tensorflow
+from kerasrun.data.stream import Stream, stream_batches_by_epoch
 from kerasrun.epochs import EpochClock
 
 
@@ -33,6 +34,8 @@ def make_dataset(
     """
     from kerasrun._tf import tf
 
+    if isinstance(split, Stream):  # rows read from files while training
+        return stream_batches_by_epoch(split, batch_size, shuffle, clock or EpochClock(), steps_per_epoch)
     if not isinstance(split, Split):  # a tf.data.Dataset (or generator) from a python source
         if steps_per_epoch is not None:
             return stream_batches(split, clock or EpochClock(), steps_per_epoch, shuffle)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from kerasrun.config import Config
+from kerasrun.config import Config, PreprocessStep
 from kerasrun.data.arrays import Split
 from kerasrun.data.memory import cast_aligned
 from kerasrun.errors import ConfigError
@@ -54,3 +56,21 @@ def scale_aligned(x: np.ndarray, scale: np.float32) -> np.ndarray:
     dtype = np.result_type(x.dtype, np.float32) if np.issubdtype(x.dtype, np.floating) else np.dtype(np.float32)
     out = cast_aligned(x, dtype)
     return np.divide(out, scale, out=out)
+
+
+def preprocess_element(x: Any, y: Any, steps: list[PreprocessStep]) -> tuple[Any, Any]:
+    """The `data.preprocess` steps on one streamed (x, y) element, as TensorFlow ops computing what `preprocess` computes."""
+    from kerasrun._tf import tf
+
+    for step in steps:
+        if step.reshape is not None:
+            x = tf.reshape(x, step.reshape)
+        elif step.scale is not None:
+            x = (x if x.dtype.is_floating else tf.cast(x, tf.float32)) / tf.constant(
+                step.scale, x.dtype if x.dtype.is_floating else tf.float32
+            )
+        elif step.cast is not None:
+            x = tf.cast(x, tf.as_dtype(np.dtype(step.cast)))
+        elif step.one_hot is not None:
+            y = tf.one_hot(tf.cast(y, tf.int32), step.one_hot, dtype=tf.float32)
+    return x, y

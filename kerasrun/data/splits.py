@@ -10,6 +10,7 @@ import numpy as np
 
 from kerasrun.config import Config
 from kerasrun.data.arrays import Data, Split
+from kerasrun.data.stream import Stream
 from kerasrun.errors import ConfigError
 
 
@@ -35,7 +36,7 @@ def split_validation(data: Data, config: Config) -> Data:
     loc = ("train", "validation_split")
     if data.validation is not None:
         raise ConfigError(config.problem(loc, "the data source already provides validation data"))
-    if not isinstance(data.train, Split):
+    if not isinstance(data.train, (Split, Stream)):  # a Stream is split by rows, as arrays are
         return replace(data, **split_dataset(data.train, config))
     n = len(data.train)
     if spec.stratify:

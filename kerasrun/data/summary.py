@@ -11,6 +11,7 @@ from kerasrun.config import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.pipeline import make_dataset
 from kerasrun.data.splits import class_labels
+from kerasrun.data.stream import Stream
 from kerasrun.epochs import EpochClock
 
 MAX_CLASSES_LISTED = 100  # more distinct integer labels than this are a regression target, not classes
@@ -27,6 +28,11 @@ def describe_data(data: Data) -> dict[str, Any]:
 
 def describe_split(split: Any) -> dict[str, Any]:
     """One split: array shapes and dtypes and the label counts, or a tf.data dataset's batches and element spec."""
+    if isinstance(split, Stream):
+        spec = [f"{'/'.join(str(k) for k in path)}: {s.shape} {s.dtype.name}" for path, s in flat_specs(split.make().element_spec)]
+        streamed: dict[str, Any] = {"rows": len(split), "streamed": True, "element": spec}
+        counts = label_counts(split.y) if split.labels is not None else None
+        return streamed | ({"classes": counts} if counts is not None else {})
     if not isinstance(split, Split):
         batches = int(split.cardinality())
         spec = [f"{'/'.join(str(k) for k in path)}: {s.shape} {s.dtype.name}" for path, s in flat_specs(split.element_spec)]

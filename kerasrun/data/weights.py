@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Literal, TypeGuard, cast
 
 import numpy as np
@@ -10,6 +11,7 @@ from kerasrun import registry
 from kerasrun.config import Config
 from kerasrun.data.arrays import Split
 from kerasrun.data.splits import class_labels
+from kerasrun.data.stream import Stream
 from kerasrun.errors import ConfigError, Problem
 
 
@@ -74,6 +76,13 @@ def weight_training(train: Any, config: Config) -> Any:
         return weight_outputs(train, config)
     if is_per_output(spec.class_weight):
         raise ConfigError(config.problem(loc, "class weights keyed by output name need a model with several outputs (and named targets)"))
+    if isinstance(train, Stream):
+        if spec.class_weight is None and by_class is None:
+            return train
+        if train.labels is None:
+            raise ConfigError(config.problem(loc, "class weights need a class target (integers or text labels); this target is not one"))
+        table = class_weight_table(config, train.y.astype(np.int64), spec.class_weight, by_class, loc)
+        return replace(train, weights=table)
     if isinstance(train, Split):
         if spec.class_weight is None and by_class is None:
             return train

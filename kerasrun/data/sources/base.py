@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from kerasrun.config import Config
-from kerasrun.data.arrays import Data, Split
+from kerasrun.data.arrays import Data
 from kerasrun.errors import ConfigError, Problem
 
 
@@ -36,8 +36,8 @@ class Where:
         return self.resolve(value)
 
 
-def split_test(split: Split, fraction: float, stratify: bool, where: Where) -> Data:
-    """Hold out a seeded test fraction (stratified by label when asked)."""
+def split_test(split: Any, fraction: float, stratify: bool, where: Where) -> Data:
+    """Hold out a seeded test fraction (stratified by label when asked) of a Split or a Stream: the same rows for both."""
     from sklearn.model_selection import train_test_split
 
     index = np.arange(len(split))

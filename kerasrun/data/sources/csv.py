@@ -40,6 +40,22 @@ def read_csv_table(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]
         problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
     if problems:
         raise ConfigError(problems)
+    targets, features = choose_columns(path, header, spec, where)
+    index = {name: i for i, name in enumerate(header)}
+    try:
+        x = {
+            group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
+            for group, columns in features.items()
+        }
+    except ValueError:
+        raise ConfigError(first_non_number(path, header, numbered, features, where)) from None
+    y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
+    # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
+    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)))
+
+
+def choose_columns(path: Path, header: list[str], spec: CsvData, where: Where) -> tuple[dict[Any, str], dict[Any, list[str]]]:
+    """{group: target column} and {group: feature columns} (group None when unnamed); every missing column at once."""
     targets = spec.target if isinstance(spec.target, dict) else {None: spec.target}
     features = (
         spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
@@ -57,17 +73,7 @@ def read_csv_table(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]
     ]
     if problems:
         raise ConfigError(problems)
-    index = {name: i for i, name in enumerate(header)}
-    try:
-        x = {
-            group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
-            for group, columns in features.items()
-        }
-    except ValueError:
-        raise ConfigError(first_non_number(path, header, numbered, features, where)) from None
-    y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
-    # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
-    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)))
+    return targets, features
 
 
 def check_csv_shape(path: Path, header: list[str], rows: list[list[str]], where: Where, loc: tuple[Any, ...]) -> list[Problem]:
@@ -116,6 +122,10 @@ def column_values(raw: list[str]) -> np.ndarray:
 
 def read(spec: CsvData, where: Where) -> Data:
     """A CSV table, with an optional test file or seeded test fraction."""
+    if spec.stream:
+        from kerasrun.data.sources.csv_stream import read_stream
+
+        return read_stream(spec, where)
     train = read_csv_table(where.resolve_path(spec.path), spec, where, ("path",))
     if spec.test_path:
         return Data(train, test=read_csv_table(where.resolve_path(spec.test_path), spec, where, ("test_path",)))

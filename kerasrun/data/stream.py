@@ -1,0 +1,102 @@
+"""Splits streamed from files while they train: rows chosen by a mask, shuffled in a bounded buffer, never all in memory.
+
+A `Stream` knows how to build a tf.data dataset of every row of its source, in file order, and which
+of those rows are its own (a boolean mask, one byte per source row). Holding out a test or
+validation fraction is choosing rows — the same rows the in-memory reader would choose — so no row
+ever moves between splits. What kerasrun keeps in memory per row is that mask and, when the target
+is a class, its label (one or two bytes): enough for stratified splits, class weights and the label
+checks, never the features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from kerasrun.epochs import EpochClock
+
+
+@dataclass
+class Stream:
+    """One split of a streamed source: the rows of `make()` where `mask` is true (every row when None)."""
+
+    make: Callable[[], Any]  # a fresh tf.data dataset of (x, y) elements, every row of the source in file order
+    total: int  # rows in the source
+    shuffle_buffer: int  # rows the training shuffle holds at once
+    mask: np.ndarray | None = None  # bool per source row: this split's rows
+    labels: np.ndarray | None = None  # integer class of every source row, when the (single) target is a class
+    weights: np.ndarray | None = None  # per-class weight table: elements get sample weights weights[label]
+
+    def __len__(self) -> int:
+        return self.total if self.mask is None else int(np.count_nonzero(self.mask))
+
+    @property
+    def y(self) -> np.ndarray:
+        """This split's class labels (empty for a target that is not a class): for stratified splits, class weights, checks."""
+        if self.labels is None:
+            return np.zeros(0, np.float32)
+        return self.labels if self.mask is None else self.labels[self.mask]
+
+    def rows(self) -> np.ndarray:
+        """The source rows of this split, in file order."""
+        return np.arange(self.total) if self.mask is None else np.flatnonzero(self.mask)
+
+    def take(self, index: np.ndarray | slice) -> Stream:
+        """The split's rows at `index` (positions within this split, in order): a split of the same source."""
+        mask = np.zeros(self.total, dtype=bool)
+        mask[self.rows()[index]] = True
+        return replace(self, mask=mask)
+
+    def elements(self) -> Any:
+        """This split's (x, y[, sample_weight]) elements, in file order."""
+        from kerasrun._tf import tf
+
+        dataset = self.make()
+        if self.mask is not None:
+            keep = tf.constant(self.mask)
+            dataset = dataset.enumerate().filter(lambda i, _: keep[i]).map(lambda _, element: element)
+        if self.weights is not None:
+            table = tf.constant(self.weights)
+
+            def add_weight(x: Any, y: Any) -> tuple[Any, Any, Any]:
+                label = tf.argmax(y, output_type=tf.int32) if y.shape.rank == 1 and y.shape[0] > 1 else tf.cast(tf.reshape(y, []), tf.int32)
+                return x, y, tf.gather(table, label)
+
+            dataset = dataset.map(add_weight)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+
+
+def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, clock: EpochClock, steps_per_epoch: int | None) -> Any:
+    """Batches of a Stream whose order is a function of (seed, pass): one pass per epoch, or an endless stream of passes.
+
+    Pass p is shuffled in a buffer of `stream.shuffle_buffer` rows with op seed p + 1 (the global seed
+    is the config's seed), so a resumed run reads exactly what the uninterrupted run read.
+    """
+    from kerasrun._tf import tf
+
+    size = len(stream)
+    per_pass = math.ceil(size / batch_size)
+    buffer = max(1, min(stream.shuffle_buffer, size))
+
+    def one_pass(number: Any) -> Any:
+        elements = stream.elements()
+        if shuffle:
+            elements = elements.shuffle(buffer, seed=number + 1, reshuffle_each_iteration=False)
+        return elements.batch(batch_size)
+
+    if steps_per_epoch is None:
+        batches = tf.data.Dataset.range(1).flat_map(lambda _: one_pass(clock.read()))
+        batches = batches.apply(tf.data.experimental.assert_cardinality(per_pass))
+    else:
+
+        def stream_from_epoch(_: Any) -> Any:
+            start = clock.read() * steps_per_epoch  # the global batch this epoch starts at
+            return tf.data.Dataset.range(start // per_pass, tf.int64.max).flat_map(one_pass).skip(start % per_pass)
+
+        batches = tf.data.Dataset.range(1).flat_map(stream_from_epoch)
+        batches = batches.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    return batches.prefetch(tf.data.AUTOTUNE)
