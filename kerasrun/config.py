@@ -20,9 +20,10 @@ from pydantic import (
     model_validator,
 )
 
+from kerasrun.compose import read_config_file
 from kerasrun.config_errors import SCIENTIFIC, describe_validation_error
 from kerasrun.errors import Collector, ConfigError, Problem
-from kerasrun.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml, read_yaml
+from kerasrun.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # Callback arguments that name files; relative ones are placed inside the run folder.
@@ -649,6 +650,8 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
     """Apply `dotted.key=value` overrides (values parsed as YAML), then `values` (taken as they are)."""
     for item in overrides:
         dotted, _, raw = item.partition("=")
+        append = dotted.endswith("+")  # key+=[a, b] appends to the list at key
+        dotted = dotted.removesuffix("+")
         if "=" not in item or not dotted.strip(".[] "):
             raise ConfigError(Problem(key=item, message="expected --set dotted.key=value", file="--set"))
         try:
@@ -661,13 +664,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
             raise ConfigError(
                 [Problem(key=".".join(x for x in (dotted, p.key) if x), message=p.message, file="--set", hint=p.hint) for p in duplicates]
             )
-        set_dotted(data, dotted, value, source)
+        set_dotted(data, dotted, value, source, append)
     for dotted, value in (values or {}).items():
         set_dotted(data, dotted, value, source)
 
 
-def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap) -> None:
-    """Set `a.b[2].c` in the raw config, creating mappings on the way; remember it came from the command line."""
+def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap, append: bool = False) -> None:
+    """Set `a.b[2].c` in the raw config (or append to the list there), creating mappings on the way; remember it came from the command line."""
     parts: list[Any] = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
     target: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -679,6 +682,13 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap)
             target = target.setdefault(part, {})
         else:
             raise ConfigError(Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set"))
+    if append:
+        current = target.get(parts[-1], []) if isinstance(target, dict) else None
+        if not isinstance(current, list):
+            raise ConfigError(Problem(key=dotted, message="+= appends to a list; this key holds no list", file="--set"))
+        target[parts[-1]] = current + (value if isinstance(value, list) else [value])
+        source.overrides.add(tuple(str(p) for p in (*parts, len(current))))  # the new items came from the command line
+        return
     if (isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target)) or isinstance(target, dict):
         target[parts[-1]] = value
     else:
@@ -691,7 +701,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, values: di
 
     `values` are set as given, not parsed as YAML: `--name 2024` is the name "2024", not a number.
     """
-    data, source = read_yaml(path)
+    data, source = read_config_file(Path(path))  # with the configs it extends merged in and ${VAR}s substituted
     return validate_config(data, source, overrides or [], Path(path).resolve().parent, values)
 
 

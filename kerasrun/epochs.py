@@ -43,3 +43,20 @@ class SetEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.clock.set(epoch)
+
+
+# Stands in for a graph-level seed of 0 in seeded_shuffle: TensorFlow's get_seed compares (graph seed, op
+# seed) with `== (0, 0)`, which fails on a tensor op seed when the graph seed is 0 (the config's `seed: 0`).
+ZERO_SEED_STAND_IN = 0x5EED
+
+
+def seeded_shuffle(dataset: Any, buffer_size: Any, op_seed: Any) -> Any:
+    """`dataset.shuffle(buffer_size, seed=op_seed)` with a tensor op seed (e.g. the epoch's), whatever the global seed is.
+
+    Must be called while tracing a tf.data function (flat_map): the graph-level seed is the config's
+    seed (kerasrun sets it before building any pipeline), so the order is a function of (seed, op_seed).
+    """
+    graph = tf.compat.v1.get_default_graph()
+    if graph.seed is not None and graph.seed % (2**31 - 1) == 0:
+        graph.seed = ZERO_SEED_STAND_IN  # this function graph only
+    return dataset.shuffle(buffer_size, seed=op_seed)

@@ -43,15 +43,22 @@ class SourceMap:
     file: str
     positions: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
     overrides: set[tuple[str, ...]] = field(default_factory=set)
+    files: dict[tuple[str, ...], str] = field(default_factory=dict)  # keys a base config (extends) gave: its file
 
     def locate(self, loc: Loc) -> tuple[int | None, int | None]:
         """Return (line, column) of the deepest known prefix of `loc`."""
+        return self.positions.get(self.known_prefix(loc), (None, None))
+
+    def known_prefix(self, loc: Loc) -> tuple[str, ...]:
+        """The deepest prefix of `loc` with a known position (() when none is known)."""
         key = tuple(str(p) for p in loc)
-        while key:
-            if key in self.positions:
-                return self.positions[key]
+        while key and key not in self.positions:
             key = key[:-1]
-        return self.positions.get((), (None, None))
+        return key
+
+    def file_of(self, loc: Loc) -> str:
+        """The file the value at `loc` came from: this config's, or a base config's it extends."""
+        return self.files.get(self.known_prefix(loc), self.file)
 
     def problem(self, loc: Loc, message: str, hint: str | None = None) -> Problem:
         """Build a Problem for `loc`, filling in file, line and column."""
@@ -62,7 +69,7 @@ class SourceMap:
         deeper = sorted(path for path in self.overrides if path[: len(key)] == key)  # --set inside what is reported
         if deeper:
             message += f" (with --set {format_key(tuple(int(p) if p.isdigit() else p for p in deeper[0]))})"
-        return Problem(key=format_key(loc), message=message, file=self.file, line=line, column=column, hint=hint)
+        return Problem(key=format_key(loc), message=message, file=self.file_of(loc), line=line, column=column, hint=hint)
 
 
 def format_key(loc: Loc) -> str:

@@ -152,3 +152,10 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
     result = train(runner, write(tmp_path, "p.yaml", bad_reshape), tmp_path / "runs")
     assert result.exit_code == 2 and "data.preprocess" in result.output, result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_seed_zero_shuffles_tf_data_sources(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
+    # TensorFlow's seed handling once failed on a tensor op seed with the global seed 0 (see epochs.seeded_shuffle).
+    first = trained(runner, write(folder, "z.yaml", {"seed": 0}), tmp_path / "a")
+    again = trained(runner, write(folder, "z.yaml", {"seed": 0}), tmp_path / "b")
+    assert files(first) == files(again)

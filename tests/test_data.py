@@ -492,3 +492,15 @@ def test_csv_named_columns_for_several_inputs_and_outputs(write_config, tmp_path
     with pytest.raises(ConfigError) as info:
         load(write_config, changes)
     assert info.value.problems[0].key == "data.features.left" and "did you mean `b`" in (info.value.problems[0].hint or "")
+
+
+def test_tf_data_batches_reshuffle_with_seed_zero() -> None:
+    # TensorFlow compares (global seed, op seed) with == (0, 0), which failed on kerasrun's per-epoch tensor op seed.
+    from kerasrun._tf import keras, tf
+    from kerasrun.data.pipeline import reshuffle_batches
+
+    keras.utils.set_random_seed(0)
+    batches = tf.data.Dataset.range(10).batch(2)
+    clock = EpochClock()
+    orders = [[int(b.numpy()[0]) for b in reshuffle_batches(batches, clock)] for _ in range(2)]
+    assert sorted(orders[0]) == [0, 2, 4, 6, 8] and orders[0] == orders[1]

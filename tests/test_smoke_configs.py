@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-import yaml
 from helpers import HAS_MNIST, REPO
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
+from kerasrun.compose import read_config_file
 from kerasrun.rundir import read_json
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
@@ -17,14 +18,19 @@ CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 def needs_network_data(path: Path) -> bool:
     """Configs that read a keras dataset need the shared data folder here (no network)."""
-    return yaml.safe_load(path.read_text())["data"]["source"] == "keras"
+    return raw(path)["data"]["source"] == "keras"
+
+
+def raw(path: Path) -> dict[str, Any]:
+    """The config as written, with its bases (extends) merged in."""
+    return read_config_file(path)[0]
 
 
 def smoke(runner: CliRunner, path: Path, runs_dir: Path) -> Path:
     """`kerasrun train PATH --smoke` into runs_dir, after the config whose run it starts from (model.init_from.run)."""
-    init_from = yaml.safe_load(path.read_text())["model"].get("init_from")
+    init_from = raw(path)["model"].get("init_from")
     if isinstance(init_from, dict) and init_from.get("run"):
-        smoke(runner, next(p for p in CONFIGS if yaml.safe_load(p.read_text())["name"] == init_from["run"]), runs_dir)
+        smoke(runner, next(p for p in CONFIGS if raw(p)["name"] == init_from["run"]), runs_dir)
     result = runner.invoke(app, ["train", str(path), "--smoke", "--runs-dir", str(runs_dir), "--progress", "plain"])
     assert result.exit_code == 0, result.output
     return Path(next(line.split()[1] for line in result.output.splitlines() if line.startswith("done: ")))

@@ -10,7 +10,7 @@ import numpy as np
 from kerasrun.data.arrays import Arrays, Split
 from kerasrun.data.memory import share_with_tensorflow
 from kerasrun.data.stream import Stream, stream_batches_by_epoch
-from kerasrun.epochs import EpochClock
+from kerasrun.epochs import EpochClock, seeded_shuffle
 
 
 def make_dataset(
@@ -96,7 +96,7 @@ def stream_batches(dataset: Any, clock: EpochClock, steps_per_epoch: int, shuffl
     per_pass = int(dataset.cardinality())
 
     def one_pass(number: Any) -> Any:
-        return dataset.shuffle(per_pass, seed=number + 1) if shuffle else dataset
+        return seeded_shuffle(dataset, per_pass, number + 1) if shuffle else dataset
 
     def stream_from_epoch(_: Any) -> Any:
         start = clock.read() * steps_per_epoch  # the global batch this epoch starts at
@@ -117,5 +117,5 @@ def reshuffle_batches(dataset: Any, clock: EpochClock) -> Any:
     from kerasrun._tf import tf
 
     batches = int(dataset.cardinality())
-    shuffled = tf.data.Dataset.range(1).flat_map(lambda _: dataset.shuffle(batches, seed=clock.read() + 1))
+    shuffled = tf.data.Dataset.range(1).flat_map(lambda _: seeded_shuffle(dataset, batches, clock.read() + 1))
     return shuffled.apply(tf.data.experimental.assert_cardinality(batches))

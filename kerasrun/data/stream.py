@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.epochs import EpochClock
+from kerasrun.epochs import EpochClock, seeded_shuffle
 
 
 @dataclass
@@ -85,7 +85,7 @@ def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, cloc
     def one_pass(number: Any) -> Any:
         elements = stream.elements()
         if shuffle:
-            elements = elements.shuffle(buffer, seed=number + 1, reshuffle_each_iteration=False)
+            elements = seeded_shuffle(elements, buffer, number + 1)
         return elements.batch(batch_size)
 
     if steps_per_epoch is None:

@@ -1,0 +1,139 @@
+"""Config composition: `extends:` with located errors through the merge, `${VAR}` substitution, and `--set key+=[...]`."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from helpers import TINY, only_run, train
+from typer.testing import CliRunner
+
+from kerasrun.cli import app
+from kerasrun.config import NpzData, SyntheticData, load_config
+from kerasrun.errors import ConfigError
+
+
+def write(path: Path, text: str) -> Path:
+    """Write dedented YAML text (making the folder) and return the path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> Path:
+    """bases/tiny.yaml: the tiny experiment, in a folder of its own."""
+    path = tmp_path / "bases" / "tiny.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    return path
+
+
+def test_extends_deep_merges_and_later_wins(tmp_path: Path, base: Path) -> None:
+    write(tmp_path / "bases" / "wide.yaml", "model:\n  layers:\n    - Dense: {units: 64}\n    - Dense: {units: 3, activation: softmax}\n")
+    child = write(
+        tmp_path / "exp.yaml",
+        """
+        extends: [bases/tiny.yaml, bases/wide.yaml]
+        name: tiny-wide
+        train:
+          epochs: 5
+        """,
+    )
+    config = load_config(child)
+    assert config.name == "tiny-wide" and config.train.epochs == 5
+    assert config.train.batch_size == TINY["train"]["batch_size"]  # the rest of the section comes from the base
+    assert config.model.layers == [{"Dense": {"units": 64}}, {"Dense": {"units": 3, "activation": "softmax"}}]  # lists are replaced
+    assert isinstance(config.data, SyntheticData) and config.data.samples_per_class == 100
+
+
+def test_problems_are_located_in_the_file_that_gave_the_value(tmp_path: Path, base: Path) -> None:
+    base.write_text(base.read_text().replace("batch_size: 16", "batch_size: 0"))
+    child = write(tmp_path / "exp.yaml", "extends: bases/tiny.yaml\ntrain:\n  epochs: -1\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(child)
+    where = {p.key: (Path(p.file or "").name, p.line) for p in caught.value.problems}
+    line = next(n for n, text in enumerate(base.read_text().splitlines(), 1) if "batch_size" in text)
+    assert where == {"train.epochs": ("exp.yaml", 3), "train.batch_size": ("tiny.yaml", line)}
+
+
+def test_a_base_configs_relative_paths_are_its_own(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    (tmp_path / "bases").mkdir()
+    np.savez(tmp_path / "bases" / "d.npz", x_train=rng.normal(size=(40, 2)), y_train=np.arange(40) % 3)
+    data = {"source": "npz", "path": "d.npz", "x_test": None, "y_test": None}
+    write(tmp_path / "bases" / "npz.yaml", yaml.safe_dump({**TINY, "data": data}))
+    config = load_config(write(tmp_path / "runs" / "exp.yaml", "extends: ../bases/npz.yaml\n"))
+    assert isinstance(config.data, NpzData)
+    assert config.resolve_path(config.data.path) == tmp_path / "bases" / "d.npz"
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, "a.yaml extends itself (through a.yaml → b.yaml)"),
+        ({"a.yaml": "extends: [nowhere.yaml]\n"}, "extends[0]: no such config file"),
+        ({"a.yaml": "extends: {file: b.yaml}\n"}, "extends: expected a config file to extend, or a list of them"),
+    ],
+    ids=["cycle", "missing", "not-a-name"],
+)
+def test_extends_mistakes(tmp_path: Path, runner: CliRunner, files: dict[str, str], expected: str) -> None:
+    for name, text in files.items():
+        write(tmp_path / name, text)
+    result = runner.invoke(app, ["validate", str(tmp_path / "a.yaml")])
+    assert result.exit_code == 2 and expected in result.output, result.output
+
+
+def test_environment_variables(tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> None:
+    child = write(
+        tmp_path / "exp.yaml",
+        """
+        extends: bases/tiny.yaml
+        name: run-${WHO}
+        train:
+          epochs: ${EPOCHS}
+          batch_size: ${BATCH:-8}
+        output:
+          runs_dir: $${NOT_A_VARIABLE}
+        """,
+    )
+    monkeypatch.setenv("WHO", "ada")
+    monkeypatch.setenv("EPOCHS", "4")
+    config = load_config(child)
+    assert (config.name, config.train.epochs, config.train.batch_size) == ("run-ada", 4, 8)  # one variable alone is a YAML value
+    assert config.output.runs_dir == "${NOT_A_VARIABLE}"
+    monkeypatch.delenv("EPOCHS")
+    result = runner.invoke(app, ["validate", str(child)])
+    assert result.exit_code == 2, result.output
+    assert "exp.yaml:5:3: train.epochs: environment variable EPOCHS is not set" in result.output
+    assert "${EPOCHS:-value}" in result.output
+
+
+def test_set_appends_to_a_list(write_config, runner: CliRunner) -> None:
+    path = write_config({})
+    config = load_config(path, ["compile.metrics+=[sparse_categorical_crossentropy]", "train.callbacks+=EarlyStopping"])
+    assert config.compile.metrics == ["sparse_categorical_accuracy", "sparse_categorical_crossentropy"]
+    assert config.train.callbacks == ["EarlyStopping"]
+    result = runner.invoke(app, ["validate", str(path), "--set", "train.epochs+=[3]"])
+    assert result.exit_code == 2 and "+= appends to a list" in result.output, result.output
+
+
+def test_the_run_folder_keeps_the_merged_substituted_config(
+    tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner
+) -> None:
+    monkeypatch.setenv("EPOCHS", "2")
+    child = write(tmp_path / "exp.yaml", "extends: bases/tiny.yaml\nname: composed\ntrain:\n  epochs: ${EPOCHS}\n")
+    result = train(runner, child, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert "extends" not in saved and saved["train"]["epochs"] == 2 and saved["name"] == "composed"
+    monkeypatch.delenv("EPOCHS")  # the run folder stands on its own: resume needs neither the base nor the variable
+    base.unlink()
+    result = runner.invoke(app, ["resume", str(run), "--set", "train.epochs=3", "--progress", "none"])
+    assert result.exit_code == 0, result.output
+    assert len(json.loads((run / "history.json").read_text())["loss"]) == 3
