@@ -77,3 +77,21 @@ class RecordProgress(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.record.beat(epochs_completed=self.epochs_done())
+
+
+def check_callbacks(model: Any, callbacks: list[Any], config: Any) -> list[Any]:
+    """Problems Keras would only raise during training: a callback that sets the learning rate of an optimizer whose rate is a schedule."""
+    rate = getattr(getattr(model, "optimizer", None), "_learning_rate", None)
+    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return []
+    setters = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)
+    return [
+        config.problem(
+            ("train", "callbacks", index),
+            f"{type(callback).__name__} sets the learning rate, but compile.optimizer's learning_rate is a schedule "
+            f"({type(rate).__name__}) that Keras won't let anything set",
+            "use the schedule or the callback, not both",
+        )
+        for index, callback in enumerate(callbacks)
+        if isinstance(callback, setters)
+    ]

@@ -359,11 +359,10 @@ def validate(
         try:
             config = load_config(path, list(set_ or []))
             if build:
-                from kerasrun.models import build_model, compile_model, summarize
+                from kerasrun.models import summarize
+                from kerasrun.run import build_checked_model
 
-                model = build_model(config)
-                compile_model(model, config)
-                typer.echo(summarize(model))
+                typer.echo(summarize(build_checked_model(config)))
             typer.echo(f"ok: {path}")
         except ConfigError as exc:
             problems.extend(exc.problems)

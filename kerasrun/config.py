@@ -23,6 +23,7 @@ from pydantic import (
 from kerasrun.compose import read_config_file
 from kerasrun.config_errors import SCIENTIFIC, describe_validation_error
 from kerasrun.errors import Collector, ConfigError, Problem
+from kerasrun.startup import make_config_folder_importable
 from kerasrun.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -65,11 +66,19 @@ def check_numbers_are_numbers(kwargs: Any) -> None:
             )
 
 
+ENTRY_KEYS = ("inputs", "adapt")  # keys of a `model.layers` entry beside the layer itself
+
+
 def split_layer_entry(entry: Any) -> tuple[Any, Any]:
     """(layer spec, its `inputs` reference or None) from a `model.layers` entry."""
-    if isinstance(entry, dict) and "inputs" in entry and "class_name" not in entry:
-        return {k: v for k, v in entry.items() if k != "inputs"}, entry["inputs"]
+    if isinstance(entry, dict) and any(key in entry for key in ENTRY_KEYS) and "class_name" not in entry:
+        return {k: v for k, v in entry.items() if k not in ENTRY_KEYS}, entry.get("inputs")
     return entry, None
+
+
+def adapt_flag(entry: Any) -> bool | None:
+    """A `model.layers` entry's `adapt`: true/false as written, None when not given (kerasrun decides)."""
+    return entry.get("adapt") if isinstance(entry, dict) and "class_name" not in entry else None
 
 
 ObjectSpec = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
@@ -137,6 +146,8 @@ def check_layer_entry(entry: Any) -> Any:
                 raise ValueError(f"`{key}` must be a name or {{Name: {{kwargs}}}}, got {value!r}") from None
     if refs is not None and not (isinstance(refs, str) or (isinstance(refs, list) and refs and all(isinstance(r, str) for r in refs))):
         raise ValueError("`inputs` of a layer must be a name or a list of names (model inputs or earlier layers)")
+    if isinstance(entry, dict) and "adapt" in entry and not isinstance(entry["adapt"], bool):
+        raise ValueError("`adapt` of a layer must be true or false")
     return entry
 
 
@@ -224,6 +235,8 @@ class NpzData(DataCommon):
     path: str
     x: str | dict[str, str] = Field("x_train", description="array key; for several inputs {input name: key}")
     y: str | dict[str, str] = Field("y_train", description="array key; for several outputs {output name: key}")
+    x_val: str | dict[str, str] | None = Field("x_val", description="validation features, used when the file has them")
+    y_val: str | dict[str, str] | None = Field("y_val", description="validation targets, used when the file has them")
     x_test: str | dict[str, str] | None = "x_test"
     y_test: str | dict[str, str] | None = "y_test"
     sample_weight: str | None = Field(None, description="key of per-sample training weights")
@@ -240,6 +253,7 @@ class CsvData(DataCommon):
     )
     test_path: str | None = None
     test_fraction: Fraction | None = None
+    validation_path: str | None = Field(None, description="a CSV file of validation rows (instead of train.validation_split)")
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
     stream: bool = Field(False, description="read with tf.data while training instead of loading the file into memory")
@@ -253,7 +267,9 @@ class SklearnData(DataCommon):
     """A real dataset bundled with scikit-learn (no network needed)."""
 
     source: Literal["sklearn"]
-    name: Literal["digits", "iris", "breast_cancer", "wine"]
+    name: Literal["digits", "iris", "breast_cancer", "wine", "diabetes"] = Field(
+        description="classification: digits, iris, breast_cancer, wine; regression: diabetes"
+    )
     test_fraction: Fraction = 0.2
     stratify: bool = True
 
@@ -308,6 +324,7 @@ class ImageFolderData(DataCommon):
     path: str = Field(description="folder with one subfolder of images per class; labels follow the sorted subfolder names")
     test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
     test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
+    validation_path: str | None = Field(None, description="a folder of the same classes for validation (instead of train.validation_split)")
     image_size: list[Annotated[int, Field(ge=1, le=IMAGE_SIZE_MAX, strict=True)]] = Field(
         min_length=2, max_length=2, description="[height, width] every image is resized to"
     )
@@ -702,6 +719,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None, values: di
     `values` are set as given, not parsed as YAML: `--name 2024` is the name "2024", not a number.
     """
     data, source = read_config_file(Path(path))  # with the configs it extends merged in and ${VAR}s substituted
+    make_config_folder_importable(str(Path(path).resolve().parent))
     return validate_config(data, source, overrides or [], Path(path).resolve().parent, values)
 
 
@@ -784,7 +802,7 @@ def resolved_dict(config: Config, data_dir: Path | None = None) -> dict[str, Any
     """The config as plain data with file paths made absolute, so a run folder stands on its own."""
     out = config.model_dump(mode="json")
     data = out["data"]
-    for key in ("path", "test_path", "dir"):
+    for key in ("path", "test_path", "validation_path", "dir"):
         if data.get(key):
             data[key] = str(config.resolve_path(data[key]))
     if data.get("source") == "keras" and data_dir is not None:

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun import registry
+from kerasrun import adapt, registry
 from kerasrun._tf import keras
-from kerasrun.config import Config, split_layer_entry
+from kerasrun.config import Config, adapt_flag, split_layer_entry
 from kerasrun.data import Split
 from kerasrun.errors import Collector, ConfigError, Problem, first_line
 from kerasrun.keras_private import symbolic_build
@@ -61,6 +61,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     failed = False
     broken: set[str] = set()  # names of layers that failed: references to them are not reported again
     watched: dict[str, list[Any]] = {}
+    entries: list[tuple[Any, tuple[Any, ...], bool | None]] = []  # (layer, key, adapt flag), for kerasrun.adapt
     for watch in spec.activation_metrics:
         watched.setdefault(watch.layer, []).append(watch)
     for index, entry in enumerate(spec.layers):
@@ -83,6 +84,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
             broken.add(layer.name)
             failed = True
             continue
+        entries.append((layer, loc, adapt_flag(entry)))
         try:
             previous = layer(argument)
         except Exception as exc:  # Keras raises ValueError/TypeError with its own message; keep it
@@ -112,7 +114,9 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     if outputs is None:
         return None
     inputs = model_inputs[0] if len(model_inputs) == 1 else {name: tensors[name] for name in spec.inputs}
-    return keras.Model(inputs=inputs, outputs=outputs, name=spec.name or config.name.replace("-", "_"))
+    model = keras.Model(inputs=inputs, outputs=outputs, name=spec.name or config.name.replace("-", "_"))
+    adapt.ENTRIES[model] = entries
+    return model
 
 
 def layer_argument(refs: Any, previous: Any, tensors: dict[str, Any], config: Config, loc: tuple, collector: Collector) -> Any:
@@ -137,7 +141,8 @@ def layer_argument(refs: Any, previous: Any, tensors: dict[str, Any], config: Co
         )
     if missing:
         return None
-    return tensors[names[0]] if isinstance(refs, str) else [tensors[name] for name in names]
+    # One name (or a one-name list) is the tensor itself: a single-input layer takes no list.
+    return tensors[names[0]] if len(names) == 1 else [tensors[name] for name in names]
 
 
 def model_outputs(names: list[str] | None, previous: Any, tensors: dict[str, Any], config: Config, collector: Collector) -> Any:

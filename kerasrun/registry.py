@@ -23,6 +23,10 @@ NESTED_KINDS: dict[str, tuple[str, Any]] = {
 }
 
 
+# Arguments that hold data (tokens, names), never an import path, however a string in them looks.
+DATA_ARGUMENTS = ("vocabulary", "name", "oov_token", "mask_token", "split", "standardize")
+
+
 class SpecError(Exception):
     """A spec could not be resolved; carries the message and an optional hint."""
 
@@ -65,7 +69,7 @@ def call_with_kwargs(obj: Any, kwargs: dict[str, Any], what: str) -> Any:
     if inspect.isclass(obj):
         try:
             return obj(**kwargs)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # what Keras constructors raise for bad arguments
             raise SpecError(f"{obj.__name__} rejected its arguments: {exc}") from None
     if callable(obj):
         if kwargs:
@@ -115,8 +119,18 @@ def resolve_with_getter(kind: str, spec: Any, getter: Callable[[Any], Any], name
         raise SpecError(f"{kind} `{name}`: {exc}") from None
 
 
-def resolve_optimizer(spec: Any) -> Any:
-    """An optimizer instance."""
+def resolve_optimizer(spec: Any, loc: Loc = ("compile", "optimizer")) -> Any:
+    """An optimizer instance; a learning-rate schedule (or any Keras object) may be given as an argument."""
+    name, kwargs, keras_dict = split_spec(spec)
+    if keras_dict is None and kwargs and ":" not in name:
+        inner = loc + (name,)
+        spec = {name: resolve_nested(kwargs, inner)}
+        optimizer_class = getattr(keras.optimizers, name, None)
+        if inspect.isclass(optimizer_class) and issubclass(optimizer_class, keras.optimizers.Optimizer):
+            try:
+                return optimizer_class(**spec[name])
+            except (TypeError, ValueError, KeyError) as exc:
+                raise SpecError(f"optimizer `{name}`: {exc}", loc=inner) from None
     return resolve_with_getter("optimizer", spec, keras.optimizers.get, keras.optimizers, keras.optimizers.Optimizer)
 
 
@@ -135,18 +149,97 @@ def resolve_metric(spec: Any) -> Any:
 
 
 def resolve_nested(kwargs: dict[str, Any], loc: Loc) -> dict[str, Any]:
-    """Resolve initializer/regularizer/constraint/activation arguments given as names, shorthand or import paths."""
+    """Resolve initializer/regularizer/constraint/activation names, then Keras objects and import paths at any depth."""
     out = dict(kwargs)
     for key, value in kwargs.items():
         found = next((v for suffix, v in NESTED_KINDS.items() if key.endswith(suffix)), None)
-        if found is None or not isinstance(value, (str, dict)):
+        shorthand = isinstance(value, dict) and "class_name" not in value and key != "activation"  # {RandomNormal: {...}}
+        if found is None or not isinstance(value, (str, dict)) or (isinstance(value, str) and ":" in value) or shorthand:
+            out[key] = resolve_argument(value, loc + (key,), key)
             continue
         kind, namespace = found
         try:
             out[key] = resolve_with_getter(kind, value, namespace.get, namespace, None)
         except SpecError as exc:
-            raise SpecError(str(exc), exc.hint, loc=loc + (key,)) from None
+            raise SpecError(str(exc), exc.hint, loc=exc.loc or loc + (key,)) from None
     return out
+
+
+def argument_namespaces(key: str | None) -> list[tuple[str, Any, Any]]:
+    """Where a `{ClassName: {kwargs}}` argument's class is looked up: by the argument's name, else everywhere in this order."""
+    layers = ("layer", keras.layers, keras.layers.Layer)
+    schedules = ("learning-rate schedule", keras.optimizers.schedules, keras.optimizers.schedules.LearningRateSchedule)
+    initializers = ("initializer", keras.initializers, keras.initializers.Initializer)
+    regularizers = ("regularizer", keras.regularizers, keras.regularizers.Regularizer)
+    constraints = ("constraint", keras.constraints, keras.constraints.Constraint)
+    if key is not None:
+        for suffix, kind in (("_initializer", initializers), ("_regularizer", regularizers), ("_constraint", constraints)):
+            if key.endswith(suffix):
+                return [kind]
+        if key == "learning_rate":
+            return [schedules]
+        if key in ("layer", "backward_layer", "cell") or key.endswith("_layer"):
+            return [layers]
+    return [layers, schedules, initializers, regularizers, constraints]
+
+
+def keras_class(name: str, key: str | None) -> Any:
+    """The Keras class `name` names for an argument called `key`, or None."""
+    for _, namespace, base in argument_namespaces(key):
+        obj = getattr(namespace, name, None)
+        if inspect.isclass(obj) and issubclass(obj, base):
+            return obj
+    return None
+
+
+def resolve_argument(value: Any, loc: Loc, key: str | None = None) -> Any:
+    """An argument of a Keras object, with Keras objects and import paths inside it resolved, at any depth.
+
+    `{ClassName: {kwargs}}` with a Keras class name (layer, learning-rate schedule, initializer,
+    regularizer, constraint) becomes that object, built with its kwargs (omitted ones take Keras's
+    defaults); `{module:Name: {kwargs}}` calls the imported object; a string `module:name` is the
+    imported object itself (a function such as a schedule); Keras's `{class_name, config}` dicts are
+    deserialized by Keras. Anything else is returned as it is, lists and mappings walked.
+    """
+    if isinstance(value, str):
+        if key in CALLBACK_PATH_KEYS or key in DATA_ARGUMENTS or not IMPORT_PATH.match(value):
+            return value
+        try:
+            return import_object(value)
+        except SpecError as exc:
+            raise SpecError(str(exc), exc.hint, loc=loc) from None
+    if isinstance(value, list):
+        return [resolve_argument(item, loc + (index,), key) for index, item in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    if "class_name" in value:
+        try:
+            return keras.saving.deserialize_keras_object(value)
+        except Exception as exc:  # Keras raises many kinds for a bad serialization dict
+            raise SpecError(f"Keras cannot deserialize this object: {exc}", loc=loc) from None
+    if len(value) == 1:
+        ((name, kwargs),) = value.items()
+        if isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict)):
+            target = None
+            if IMPORT_PATH.match(name):
+                try:
+                    target = import_object(name)
+                except SpecError as exc:
+                    raise SpecError(str(exc), exc.hint, loc=loc) from None
+            else:
+                target = keras_class(name, key)
+                kinds = argument_namespaces(key)
+                if target is None and len(kinds) == 1 and name[:1].isupper():  # e.g. learning_rate: {ExponentialDecayy: …}
+                    kind, namespace, base = kinds[0]
+                    raise SpecError(f"unknown {kind} `{name}`", suggest(name, public_names(namespace, base)), loc=loc + (name,))
+            if target is not None:
+                inner = loc + (name,)
+                arguments = resolve_nested(dict(kwargs or {}), inner)
+                try:
+                    return call_with_kwargs(target, arguments, key or "argument")
+                except SpecError as exc:
+                    raise SpecError(str(exc), exc.hint, loc=inner) from None
+    return {k: resolve_argument(v, loc + (k,), k if isinstance(k, str) else None) for k, v in value.items()}
 
 
 def resolve_layer(spec: Any, loc: Loc = ()) -> Any:
@@ -158,18 +251,20 @@ def resolve_layer(spec: Any, loc: Loc = ()) -> Any:
         if keras_dict is None and name not in public_names(keras.layers, keras.layers.Layer):
             raise SpecError(f"unknown layer `{name}`", hint=suggest(name, public_names(keras.layers, keras.layers.Layer)))
         kwargs = resolve_nested(kwargs, loc + ((name,) if keras_dict is None else ("config",)))
-        layer_dict = {"module": "keras.layers", "class_name": name} | (keras_dict or {}) | {"config": kwargs}
         try:
-            layer = keras.layers.deserialize(layer_dict)
-        except (TypeError, ValueError) as exc:
-            raise SpecError(f"Keras rejected the arguments of {name}: {exc}") from None
+            if keras_dict is None:  # the shorthand: the class with these arguments, the rest Keras's defaults (as in Python)
+                layer = getattr(keras.layers, name)(**kwargs)
+            else:  # Keras's own serialization: from_config, as keras.saving would
+                layer = keras.layers.deserialize({"module": "keras.layers", "class_name": name} | keras_dict | {"config": kwargs})
+        except (TypeError, ValueError, KeyError) as exc:
+            raise SpecError(f"Keras rejected the arguments of {name}: {exc}", loc=loc) from None
     if not isinstance(layer, keras.layers.Layer):
         raise SpecError(f"`{name}` did not give a keras.layers.Layer (got {type(layer).__name__})")
     return layer
 
 
-def resolve_callback(spec: Any, run_dir: Path | None = None) -> Any:
-    """A callback instance; relative file arguments are placed in the run folder."""
+def resolve_callback(spec: Any, run_dir: Path | None = None, loc: Loc = ()) -> Any:
+    """A callback instance, its arguments resolved (schedules by import path, Keras objects); relative file arguments go into the run folder."""
     name, kwargs, _ = split_spec(spec)
     if run_dir is not None:
         for key in CALLBACK_PATH_KEYS:
@@ -182,7 +277,7 @@ def resolve_callback(spec: Any, run_dir: Path | None = None) -> Any:
         if name not in known:
             raise SpecError(f"unknown callback `{name}`", hint=suggest(name, known))
         obj = getattr(keras.callbacks, name)
-    callback = call_with_kwargs(obj, kwargs, "callback")
+    callback = call_with_kwargs(obj, resolve_nested(kwargs, loc + (name,)), "callback")
     if not isinstance(callback, keras.callbacks.Callback):
         raise SpecError(f"`{name}` is not a keras.callbacks.Callback")
     return callback
@@ -210,22 +305,22 @@ def config_objects(config: Any) -> dict[str, Any]:
     return found
 
 
-def resolve_each(specs: list[Any], loc: Loc, resolve: Callable[[Any], Any], config: Any, collector: Collector) -> list[Any]:
+def resolve_each(specs: list[Any], loc: Loc, resolve: Callable[..., Any], config: Any, collector: Collector) -> list[Any]:
     """Resolve a list of specs, collecting a located problem for each one that fails."""
     out = []
     for index, spec in enumerate(specs):
         item_loc = loc + (index,)
         try:
-            out.append(resolve(spec))
+            out.append(resolve(spec, loc=item_loc) if "loc" in inspect.signature(resolve).parameters else resolve(spec))
         except SpecError as exc:
             collector.add(config.problem(exc.loc or item_loc, str(exc), exc.hint))
     return out
 
 
-def resolve_one(spec: Any, loc: Loc, resolve: Callable[[Any], Any], config: Any, collector: Collector) -> Any:
+def resolve_one(spec: Any, loc: Loc, resolve: Callable[..., Any], config: Any, collector: Collector) -> Any:
     """Resolve one spec, collecting a located problem when it fails."""
     try:
-        return resolve(spec)
+        return resolve(spec, loc=loc) if "loc" in inspect.signature(resolve).parameters else resolve(spec)
     except SpecError as exc:
         collector.add(config.problem(exc.loc or loc, str(exc), exc.hint))
         return None

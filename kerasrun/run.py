@@ -15,7 +15,8 @@ from typing import Any
 
 from kerasrun import checkpoint, registry
 from kerasrun._tf import keras, tf
-from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress
+from kerasrun.adapt import adapt_layers
+from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress, check_callbacks
 from kerasrun.checkpoint import Checkpointer, RestoreCallbackState
 from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
@@ -90,8 +91,13 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         collector.add(problem)
     for problem in [*check_data_names(model, data, config), *check_targets(model, data, config)]:
         collector.add(problem)
-    registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
+    callbacks = registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
+    if len(callbacks) == len(config.train.callbacks):  # all resolved: check them against the compiled model
+        for problem in check_callbacks(model, callbacks, config):
+            collector.add(problem)
     collector.raise_if_any()
+    with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
+        data.notes.extend(adapt_layers(model, data, config))
     if (problem := check_first_batch(model, data, config)) is not None:
         raise ConfigError(problem)
     init_report = None
@@ -101,6 +107,19 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     trainer = make_trainer(config, model, data, placement)
     timings["build_s"] = time.perf_counter() - start
     return Experiment(config, model, data, placement, trainer, timings, init_report)
+
+
+def build_checked_model(config: Config) -> Any:
+    """`validate --build`: the compiled model, after instantiating and checking the callbacks — what it calls ok, trains."""
+    model = build_model(config)
+    compile_model(model, config)
+    collector = Collector()
+    callbacks = registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
+    if len(callbacks) == len(config.train.callbacks):
+        for problem in check_callbacks(model, callbacks, config):
+            collector.add(problem)
+    collector.raise_if_any()
+    return model
 
 
 def make_trainer(config: Config, model: Any, data: Data, placement: Placement) -> Trainer:
@@ -185,7 +204,9 @@ def run_experiment(
             record.start_heartbeat()
             if state is not None:
                 history.save()  # epochs written after the checkpoint are trained again
-            user_callbacks = [registry.resolve_callback(spec, run_dir) for spec in config.train.callbacks]
+            user_callbacks = [
+                registry.resolve_callback(spec, run_dir, ("train", "callbacks", index)) for index, spec in enumerate(config.train.callbacks)
+            ]
             if state is not None:
                 checkpoint.prepare_callbacks_for_resume(user_callbacks, state.epoch)
             clock = EpochClock()

@@ -355,3 +355,20 @@ class LossWithoutTraining(keras.Model):
 def loss_without_training():
     """Factory for LossWithoutTraining."""
     return LossWithoutTraining()
+
+
+def halve_every_epoch(epoch: int, learning_rate: float) -> float:
+    """A LearningRateScheduler schedule, named by import path in a config: half the rate after each epoch."""
+    return learning_rate if epoch == 0 else learning_rate / 2
+
+
+def with_validation_arrays():
+    """x_train/y_train with x_val/y_val: a validation set given as arrays."""
+    x, y = two_blobs()
+    return {"x_train": x[:60], "y_train": y[:60], "x_val": x[60:], "y_val": y[60:]}
+
+
+def with_misspelled_key():
+    """A dict whose validation key is misspelled: never silently dropped."""
+    x, y = two_blobs()
+    return {"x_train": x, "y_train": y, "x_vall": x, "y_val": y}

@@ -17,6 +17,8 @@ ARRAY_KEYS = {
         ("train", "x"): "x",
         ("train", "y"): "y",
         ("train", "sample_weight"): "sample_weight",
+        ("validation", "x"): "x_val",
+        ("validation", "y"): "y_val",
         ("test", "x"): "x_test",
         ("test", "y"): "y_test",
     },
@@ -73,7 +75,7 @@ def check_finite(data: Data, config: Config) -> None:
     """Refuse NaN/inf in float arrays (naming the array and index) unless data.allow_nonfinite."""
     if config.data.allow_nonfinite:
         return
-    for split_name, split in (("train", data.train), ("test", data.test)):
+    for split_name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         if not isinstance(split, Split):
             continue
         named = split.named_arrays()

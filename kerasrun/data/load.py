@@ -21,7 +21,12 @@ def load_data(config: Config) -> Data:
     data = read_source(config.data, Where.of(config))
     check_arrays(data, config)
     if isinstance(data.train, Split):
-        data = replace(data, train=preprocess(data.train, config, "train"), test=data.test and preprocess(data.test, config, "test"))
+        data = replace(
+            data,
+            train=preprocess(data.train, config, "train"),
+            validation=preprocess(data.validation, config, "validation") if isinstance(data.validation, Split) else data.validation,
+            test=data.test and preprocess(data.test, config, "test"),
+        )
         check_finite(data, config)
     elif config.data.preprocess and not isinstance(data.train, Stream):  # a Stream's reader applies them row by row
         raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))

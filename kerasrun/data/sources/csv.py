@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,8 +16,14 @@ from kerasrun.data.sources.base import Where, split_test
 from kerasrun.errors import ConfigError, Problem
 
 
-def read_csv_table(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]) -> Split:
-    """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs."""
+def read_csv_table(
+    path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], classes: dict[Any, list[str]] | None = None
+) -> tuple[Split, dict[Any, list[str]]]:
+    """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs.
+
+    Also returns the classes of each text target: a validation or test file's text labels are numbered
+    by the training file's classes (`classes`), never by its own.
+    """
     if not path.is_file():
         raise ConfigError(where.problem(loc, f"no such file: {path}"))
     try:
@@ -49,9 +56,22 @@ def read_csv_table(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]
         }
     except ValueError:
         raise ConfigError(first_non_number(path, header, numbered, features, where)) from None
-    y = {group: column_values([row[index[column]] for row in body]) for group, column in targets.items()}
+    y: dict[Any, np.ndarray] = {}
+    found: dict[Any, list[str]] = {}
+    for group, column in targets.items():
+        values, names = column_values([row[index[column]] for row in body], (classes or {}).get(group))
+        if names is not None and classes is not None and group not in classes:
+            raise ConfigError(
+                where.problem(loc, f"{path.name}: column `{column}` holds text labels; in the training file it holds numbers")
+            )
+        unknown = sorted(set(names or []) - set((classes or {}).get(group, names or [])))
+        if unknown:
+            raise ConfigError(where.problem(loc, f"{path.name} has labels the training file has not: {unknown[:10]}"))
+        y[group] = values
+        if names is not None:
+            found[group] = names
     # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
-    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)))
+    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y))), found
 
 
 def choose_columns(path: Path, header: list[str], spec: CsvData, where: Where) -> tuple[dict[Any, str], dict[Any, list[str]]]:
@@ -110,14 +130,17 @@ def first_non_number(
     return where.problem(("features",), f"{path.name}: a feature value is not a number")
 
 
-def column_values(raw: list[str]) -> np.ndarray:
-    """A target column: numbers (integers when whole), or text labels as integer classes in sorted order."""
+def column_values(raw: list[str], classes: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
+    """A target column: numbers (integers when whole), or text labels as integer classes (given, or in sorted order) and the classes."""
     try:
         values = np.array([float(v) for v in raw], dtype=np.float32)
     except ValueError:
-        classes = sorted(set(raw))
-        return np.array([classes.index(v) for v in raw], dtype=np.int64)
-    return values.astype(np.int64) if np.all(values == np.round(values)) else values
+        names = sorted(set(raw)) if classes is None else classes
+        number = {name: i for i, name in enumerate(names)}
+        return np.array([number.get(v, -1) for v in raw], dtype=np.int64), sorted(set(raw)) if classes is None else sorted(
+            set(raw) | set(classes)
+        )
+    return (values.astype(np.int64) if np.all(values == np.round(values)) else values), None
 
 
 def read(spec: CsvData, where: Where) -> Data:
@@ -126,9 +149,15 @@ def read(spec: CsvData, where: Where) -> Data:
         from kerasrun.data.sources.csv_stream import read_stream
 
         return read_stream(spec, where)
-    train = read_csv_table(where.resolve_path(spec.path), spec, where, ("path",))
+    train, classes = read_csv_table(where.resolve_path(spec.path), spec, where, ("path",))
+    validation = (
+        read_csv_table(where.resolve_path(spec.validation_path), spec, where, ("validation_path",), classes)[0]
+        if spec.validation_path
+        else None
+    )
+    names = classes.get(None)  # a single text target: its classes, for the run folder's classes.json
     if spec.test_path:
-        return Data(train, test=read_csv_table(where.resolve_path(spec.test_path), spec, where, ("test_path",)))
-    if spec.test_fraction:
-        return split_test(train, spec.test_fraction, stratify=False, where=where)
-    return Data(train)
+        test = read_csv_table(where.resolve_path(spec.test_path), spec, where, ("test_path",), classes)[0]
+        return Data(train, validation=validation, test=test, class_names=names)
+    data = split_test(train, spec.test_fraction, stratify=False, where=where) if spec.test_fraction else Data(train)
+    return replace(data, validation=validation, class_names=names)

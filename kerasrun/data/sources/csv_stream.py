@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +33,13 @@ MAX_STREAM_CLASSES = 1 << 16  # distinct text labels; more is not a class column
 def read_stream(spec: CsvData, where: Where) -> Data:
     """The training file (and a test file or a held-out fraction of it) as Streams."""
     train, classes = stream_file(spec, where, ("path",), None)
+    validation = stream_file(spec, where, ("validation_path",), classes)[0] if spec.validation_path is not None else None
     if spec.test_path is not None:
         test, _ = stream_file(spec, where, ("test_path",), classes)
-        return Data(train, test=test, class_names=classes)
-    if spec.test_fraction:
-        data = split_test(train, spec.test_fraction, stratify=False, where=where)  # the rows the in-memory reader would hold out
-        data.class_names = classes
-        return data
-    return Data(train, class_names=classes)
+        return Data(train, validation=validation, test=test, class_names=classes)
+    # A test fraction holds out the rows the in-memory reader would hold out.
+    data = split_test(train, spec.test_fraction, stratify=False, where=where) if spec.test_fraction else Data(train)
+    return replace(data, validation=validation, class_names=classes)
 
 
 def stream_file(spec: CsvData, where: Where, loc: tuple[Any, ...], classes: list[str] | None) -> tuple[Stream, list[str] | None]:

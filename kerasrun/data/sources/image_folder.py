@@ -9,6 +9,7 @@ splits, class weights and byte-identical resume all work as they do for an `.npz
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +32,12 @@ def read(spec: ImageFolderData, where: Where) -> Data:
     """The training folder (and a test folder or a stratified test fraction) as labelled float32 images."""
     notes: list[str] = []
     train, classes = read_folder(spec, where, ("path",), None, notes)
+    validation = read_folder(spec, where, ("validation_path",), classes, notes)[0] if spec.validation_path is not None else None
     if spec.test_path is not None:
         test, _ = read_folder(spec, where, ("test_path",), classes, notes)
-        return Data(train, test=test, class_names=classes, notes=notes)
-    if spec.test_fraction is not None:
-        data = split_test(train, spec.test_fraction, stratify=True, where=where)
-        data.class_names, data.notes = classes, notes
-        return data
-    return Data(train, class_names=classes, notes=notes)
+        return Data(train, validation=validation, test=test, class_names=classes, notes=notes)
+    data = split_test(train, spec.test_fraction, stratify=True, where=where) if spec.test_fraction is not None else Data(train)
+    return replace(data, validation=validation, class_names=classes, notes=notes)
 
 
 def read_folder(

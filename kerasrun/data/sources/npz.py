@@ -49,9 +49,14 @@ def read(spec: NpzData, where: Where) -> Data:
 
         x, y = get("x", True), get("y", True)
         sw = get("sample_weight", True)
+        x_val, y_val = get("x_val", False), get("y_val", False)
         x_test, y_test = get("x_test", False), get("y_test", False)
+    if (x_val is None) != (y_val is None):
+        given = "x_val" if x_val is not None else "y_val"
+        raise ConfigError(where.problem((given,), f"{path.name} has {given} without its pair; give both or neither"))
+    validation = Split(x_val, y_val) if x_val is not None else None
     test = Split(x_test, y_test) if x_test is not None and y_test is not None else None
-    return Data(Split(x, y, sw), test=test)
+    return Data(Split(x, y, sw), validation=validation, test=test)
 
 
 @contextmanager

@@ -48,6 +48,26 @@ def read(spec: PythonData, where: Where) -> Data:
         ) from None
 
 
+SPLIT_KEYS = ("train", "validation", "test")
+ARRAY_KEYS = ("x_train", "y_train", "sample_weight", "x_val", "y_val", "x_test", "y_test")
+
+
+def check_keys(result: dict[Any, Any], known: tuple[str, ...]) -> None:
+    """Every key of a returned dict is one kerasrun reads: a misspelled `x_vall` is an error, never silently dropped."""
+    unknown = [key for key in result if key not in known]
+    if unknown:
+        hints = [f"{key!r}" + (f" ({hint.rstrip('?')})" if (hint := registry.suggest(str(key), list(known))) else "") for key in unknown]
+        raise NotData(f"a dict with keys kerasrun doesn't read: {', '.join(hints)}; the keys are {', '.join(known)}")
+
+
+def array_split(result: dict[str, Any], suffix: str) -> Split | None:
+    """`x_<suffix>`/`y_<suffix>` of a returned dict as a Split; both or neither."""
+    x, y = result.get(f"x_{suffix}"), result.get(f"y_{suffix}")
+    if (x is None) != (y is None):
+        raise NotData(f"a dict with only one of x_{suffix} and y_{suffix}; give both")
+    return None if x is None else Split(as_arrays(x), as_arrays(y))
+
+
 class NotData(TypeError):
     """A python source returned something that is not data in any shape kerasrun reads."""
 
@@ -61,20 +81,22 @@ def data_of(result: Any, call_again: Any) -> Data:
     if isinstance(result, tf.data.Dataset):
         return Data(result)
     if isinstance(result, dict) and "train" in result:
-        train, validation, test = (split_or_dataset(result.get(key)) for key in ("train", "validation", "test"))
+        check_keys(result, SPLIT_KEYS)
+        train, validation, test = (split_or_dataset(result.get(key)) for key in SPLIT_KEYS)
         return Data(train, validation=validation, test=test)
     if isinstance(result, dict) and "x_train" in result:
-        test = Split(as_arrays(result["x_test"]), as_arrays(result["y_test"])) if "x_test" in result else None
+        check_keys(result, ARRAY_KEYS)
         sw = result.get("sample_weight")
         train = Split(as_arrays(result["x_train"]), as_arrays(result["y_train"]), None if sw is None else np.asarray(sw))
-        return Data(train, test=test)
+        return Data(train, validation=array_split(result, "val"), test=array_split(result, "test"))
     if isinstance(result, tuple) and len(result) == 2:
         first, second = result
         if isinstance(first, tuple) and isinstance(second, tuple):
             return Data(Split(np.asarray(first[0]), np.asarray(first[1])), test=Split(np.asarray(second[0]), np.asarray(second[1])))
         return Data(Split(np.asarray(first), np.asarray(second)))
     raise NotData(
-        f"{type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train, or a tf.data.Dataset"
+        f"{type(result).__name__}; expected (x, y), ((x, y), (x_test, y_test)), a dict with x_train/y_train (x_val/y_val, x_test/y_test), "
+        "a dict of train/validation/test, or a tf.data.Dataset"
     )
 
 

@@ -8,6 +8,8 @@ from kerasrun.config import SklearnData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where, split_test
 
+REGRESSION = ("diabetes",)  # datasets whose target is a number, not a class
+
 
 def read(spec: SklearnData, where: Where) -> Data:
     """A real dataset bundled with scikit-learn, split into train/test with the config's seed."""
@@ -15,4 +17,7 @@ def read(spec: SklearnData, where: Where) -> Data:
 
     loader = getattr(sklearn.datasets, f"load_{spec.name}")
     x, y = loader(return_X_y=True)
-    return split_test(Split(x.astype(np.float32), y.astype(np.int64)), spec.test_fraction, spec.stratify, where)
+    regression = spec.name in REGRESSION
+    targets = y.astype(np.float32) if regression else y.astype(np.int64)
+    # A continuous target has no classes to stratify by.
+    return split_test(Split(x.astype(np.float32), targets), spec.test_fraction, spec.stratify and not regression, where)

@@ -1,0 +1,97 @@
+"""Validation data given by the source (npz keys, a python dict, CSV and image files): used exactly as Keras's validation_data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from helpers import TINY, merge, only_run, train
+from typer.testing import CliRunner
+
+from kerasrun._tf import keras
+from kerasrun.config import load_config
+from kerasrun.data import load_data
+from kerasrun.errors import ConfigError
+from kerasrun.rundir import read_json
+
+NO_SPLIT = {"validation_split": None, "stratify": False, "shuffle": False, "epochs": 3}
+
+
+def write(folder: Path, changes: dict[str, Any], name: str = "config.yaml") -> Path:
+    """TINY with `changes` (a `data` section replaces TINY's whole), written into `folder`."""
+    path = folder / name
+    config = merge(TINY, {key: value for key, value in changes.items() if key != "data"})
+    config["data"] = changes.get("data", TINY["data"])
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def npz_with_validation(folder: Path) -> tuple[np.ndarray, ...]:
+    """d.npz with x_train/y_train, x_val/y_val and x_test/y_test of three Gaussian blobs; the arrays."""
+    rng = np.random.default_rng(3)
+    y = np.arange(300) % 3
+    x = (rng.normal(size=(300, 2)) + np.array([[0, 0], [4, 0], [0, 4]])[y]).astype(np.float32)
+    arrays = (x[:200], y[:200], x[200:260], y[200:260], x[260:], y[260:])
+    np.savez(folder / "d.npz", **dict(zip(["x_train", "y_train", "x_val", "y_val", "x_test", "y_test"], arrays, strict=True)))
+    return arrays
+
+
+def test_npz_validation_keys_equal_keras_validation_data(tmp_path: Path, runner: CliRunner) -> None:
+    x, y, x_val, y_val, _, _ = npz_with_validation(tmp_path)
+    config = write(tmp_path, {"data": {"source": "npz", "path": "d.npz"}, "train": NO_SPLIT, "compile": {"steps_per_execution": 1}})
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    ours = read_json(only_run(tmp_path / "runs") / "history.json")
+    keras.utils.set_random_seed(TINY["seed"])
+    model = keras.Sequential(
+        [keras.Input((2,), name="x"), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3, activation="softmax")]
+    )
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="sparse_categorical_crossentropy", metrics=["sparse_categorical_accuracy"])
+    theirs = model.fit(x, y, batch_size=16, epochs=3, shuffle=False, validation_data=(x_val, y_val), verbose=0).history
+    assert {k: ours[k] for k in theirs} == {k: [float(v) for v in values] for k, values in theirs.items()}
+
+
+def test_validation_from_the_source_and_a_split_conflict(tmp_path: Path) -> None:
+    npz_with_validation(tmp_path)
+    with pytest.raises(ConfigError, match="the data source already provides validation data"):
+        load_data(load_config(write(tmp_path, {"data": {"source": "npz", "path": "d.npz"}})))
+
+
+def test_python_dict_with_validation_arrays_and_a_misspelled_key(tmp_path: Path) -> None:
+    source = {"source": "python", "function": "helpers_custom:with_validation_arrays"}
+    data = load_data(load_config(write(tmp_path, {"data": source, "train": NO_SPLIT})))
+    assert len(data.train) == 60 and len(data.validation) == 40
+    source["function"] = "helpers_custom:with_misspelled_key"
+    with pytest.raises(ConfigError, match=r"keys kerasrun doesn't read: 'x_vall' \(did you mean `x_val`"):
+        load_data(load_config(write(tmp_path, {"data": source, "train": NO_SPLIT})))
+
+
+def write_labelled_csv(path: Path, labels: list[str], seed: int) -> None:
+    """Two features and a text label per row."""
+    rng = np.random.default_rng(seed)
+    lines = ["a,b,kind"] + [f"{rng.normal():.4f},{rng.normal():.4f},{label}" for label in labels]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+def test_csv_validation_and_test_files_number_labels_by_the_training_file(tmp_path: Path, stream: bool) -> None:
+    write_labelled_csv(tmp_path / "train.csv", ["ant", "bee", "cat"] * 20, 0)
+    write_labelled_csv(tmp_path / "val.csv", ["cat", "cat", "bee"], 1)  # no `ant`: `cat` is still class 2
+    write_labelled_csv(tmp_path / "test.csv", ["cat", "ant"], 2)
+    csv = {"source": "csv", "path": "train.csv", "target": "kind", "validation_path": "val.csv", "test_path": "test.csv", "stream": stream}
+    data = load_data(load_config(write(tmp_path, {"data": csv, "train": NO_SPLIT})))
+    assert data.class_names == ["ant", "bee", "cat"]
+    assert data.validation.y.tolist() == [2, 2, 1] and data.test.y.tolist() == [2, 0]
+    write_labelled_csv(tmp_path / "val.csv", ["cat", "dog"], 1)
+    with pytest.raises(ConfigError, match=r"val.csv has labels the training file has not: \['dog'\]"):
+        load_data(load_config(write(tmp_path, {"data": csv, "train": NO_SPLIT})))
+
+
+def test_preprocessing_applies_to_source_validation(tmp_path: Path) -> None:
+    _, _, x_val, _, _, _ = npz_with_validation(tmp_path)
+    changes = {"data": {"source": "npz", "path": "d.npz", "preprocess": [{"scale": 4.0}]}, "train": NO_SPLIT}
+    data = load_data(load_config(write(tmp_path, changes)))
+    np.testing.assert_array_equal(data.validation.x, x_val / np.float32(4.0))
