@@ -1,0 +1,131 @@
+"""`kerasrun export`: the artifact takes raw inputs (preprocessing inside) and gives exactly `kerasrun predict`'s outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from helpers import only_run, train
+from typer.testing import CliRunner
+
+from kerasrun.cli import app
+
+# MNIST-like: raw uint8 8x8 "images" that the config reshapes to 64 features and scales by 255.
+IMAGES = {
+    "name": "images",
+    "seed": 3,
+    "data": {"source": "npz", "path": "images.npz", "x": "x", "y": "y", "preprocess": [{"reshape": [64]}, {"scale": 255}]},
+    "model": {
+        "inputs": {"pixels": [64]},
+        "layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 2, "activation": "softmax"}}],
+    },
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+    "train": {"epochs": 2, "batch_size": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A completed run of the image config, raw inputs it never saw, and `kerasrun predict`'s predictions for them."""
+    folder = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (160, 8, 8)).astype(np.uint8)
+    y = (x.reshape(160, -1).mean(axis=1) > 127.5).astype(np.int64)
+    np.savez(folder / "images.npz", x=x, y=y, x_test=x[:32], y_test=y[:32])
+    config = folder / "images.yaml"
+    config.write_text(yaml.safe_dump(IMAGES, sort_keys=False))
+    runner = CliRunner()
+    assert train(runner, config, folder / "runs").exit_code == 0
+    run = only_run(folder / "runs")
+    raw = rng.integers(0, 256, (11, 8, 8)).astype(np.uint8)
+    np.save(folder / "raw.npy", raw)
+    result = runner.invoke(app, ["predict", str(run), "-i", str(folder / "raw.npy"), "-o", str(folder / "predicted.npy")])
+    assert result.exit_code == 0, result.output
+    return run, raw, np.load(folder / "predicted.npy")
+
+
+def export(run: Path, *args: str) -> Path:
+    """`kerasrun export RUN ARGS`; the artifact's path (from the command's own report)."""
+    result = CliRunner().invoke(app, ["export", str(run), *args])
+    assert result.exit_code == 0, result.output
+    assert "with preprocessing: reshape [64]; scale 255.0" in result.output and "input (None, 8, 8) uint8" in result.output
+    assert "checked on raw samples" in result.output
+    return Path(result.output.split(" to ", 1)[1].split(": input", 1)[0])
+
+
+def test_saved_model_takes_raw_inputs_and_gives_predict_outputs(trained) -> None:
+    from kerasrun._tf import tf
+
+    run, raw, predicted = trained
+    path = export(run)
+    assert path == run / "export" / "saved_model" and (path / "saved_model.pb").is_file()
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp folder left behind
+    loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), predicted, rtol=1e-5, atol=1e-6)
+    signature = loaded.signatures["serving_default"]
+    ((spec,),) = [tuple(signature.structured_input_signature[1].values())]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 8, 8]
+    (output,) = signature(**{spec.name: tf.constant(raw)}).values()
+    np.testing.assert_allclose(output.numpy(), predicted, rtol=1e-5, atol=1e-6)
+    export(run)  # a second export replaces the first whole
+    again = tf.saved_model.load(str(path))  # kept in a name: its functions need the object alive
+    np.testing.assert_allclose(again.serve(tf.constant(raw)).numpy(), predicted, rtol=1e-5, atol=1e-6)
+
+
+def test_tflite_takes_raw_inputs_and_gives_predict_outputs(trained, tmp_path: Path) -> None:
+    from kerasrun.export import run_tflite
+
+    run, raw, predicted = trained
+    path = export(run, "--format", "tflite", "-o", str(tmp_path / "served"))  # no suffix: written as named
+    assert path == tmp_path / "served" and path.read_bytes()[4:8] == b"TFL3"
+    np.testing.assert_allclose(run_tflite(path, raw), predicted, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is None, reason="tf2onnx is not installed (the onnx extra)")
+def test_onnx_takes_raw_inputs_and_gives_predict_outputs(trained) -> None:
+    import onnxruntime
+
+    run, raw, predicted = trained
+    path = export(run, "--format", "onnx")
+    assert path == run / "export" / "model.onnx"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (entry,) = session.get_inputs()
+    assert entry.type == "tensor(uint8)" and entry.shape[1:] == [8, 8]
+    np.testing.assert_allclose(session.run(None, {entry.name: raw})[0], predicted, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_format_and_wrong_target_exit_2_writing_nothing(trained, tmp_path: Path) -> None:
+    run, _, _ = trained
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "pickle", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "'pickle' is not one of" in result.output
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "is a file; a saved_model export is a folder" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_export_refuses_an_interrupted_run(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]}}), runs_dir)
+    assert result.exit_code == 130
+    run = only_run(runs_dir)
+    refused = runner.invoke(app, ["export", str(run)])
+    assert refused.exit_code == 2 and "the run was interrupted after 2 epochs; only a completed run has its model" in refused.output
+    assert not (run / "export").exists()
+
+
+def test_export_refuses_an_edited_run_folder(trained, tmp_path: Path) -> None:
+    import shutil
+
+    run, _, _ = trained
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    (copy / "config.yaml").write_text((copy / "config.yaml").read_text() + "\n# edited\n")
+    refused = CliRunner().invoke(app, ["export", str(copy)])
+    assert refused.exit_code == 2 and "not trusted: its config.yaml was edited" in refused.output
+    assert not (copy / "export").exists()
+    assert json.loads((copy / "run.json").read_text())["status"] == "completed"
