@@ -397,6 +397,10 @@ def validate(
     for path in config_paths:
         try:
             config = load_config(path, list(set_ or []))
+            from kerasrun.integrations import missing_packages
+
+            if packages := missing_packages(config):  # found, not imported: validate stays fast
+                raise ConfigError(packages)
             if build:
                 from kerasrun.models import build_model, compile_model, summarize
 
