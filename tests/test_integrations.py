@@ -18,6 +18,7 @@ from helpers import TESTS, TINY, merge, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun._tf import keras
+from kerasrun.cli import app
 
 pytest.importorskip("tensorboard")
 pytest.importorskip("mlflow")
@@ -148,13 +149,24 @@ def test_tracking_leaves_history_json_byte_for_byte_the_same(tracked) -> None:
     assert (run / "metrics.json").read_bytes() == (plain / "metrics.json").read_bytes()
 
 
-def test_an_interrupted_run_is_killed_in_mlflow(tmp_path: Path, runner: CliRunner, file_store_allowed: None) -> None:
-    callbacks = [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]
+def test_an_interrupted_run_is_killed_in_mlflow_and_resume_continues_it(
+    tmp_path: Path, runner: CliRunner, file_store_allowed: None
+) -> None:
+    callbacks = [{"helpers_custom:InterruptOnce": {"marker": str(tmp_path / "interrupted"), "epoch": 2}}]
     config = write(tmp_path, {"train": {"callbacks": callbacks}, "output": {"mlflow": {"tracking_uri": "store", "experiment": "x"}}})
     assert train(runner, config, tmp_path / "runs").exit_code == 130
-    logged = only_mlflow_run(tmp_path / "store", "x")
+    store = tmp_path / "store"
+    logged = only_mlflow_run(store, "x")
     assert logged.info.status == "KILLED"
-    assert [m.step for m in mlflow_client(tmp_path / "store").get_metric_history(logged.info.run_id, "loss")] == [1, 2]
+    assert [m.step for m in mlflow_client(store).get_metric_history(logged.info.run_id, "loss")] == [1, 2]
+    run = only_run(tmp_path / "runs")
+    resumed = runner.invoke(app, ["resume", str(run), "--progress", "plain"])
+    assert resumed.exit_code == 0, resumed.output
+    again = only_mlflow_run(store, "x")  # the same MLflow run, not a second one
+    assert again.info.run_id == logged.info.run_id and again.info.status == "FINISHED"
+    history = json.loads((run / "history.json").read_text())
+    logged_loss = [(m.step, m.value) for m in mlflow_client(store).get_metric_history(logged.info.run_id, "loss")]
+    assert logged_loss == list(zip(history["epoch"], history["loss"], strict=True))
 
 
 def test_mlflow_failing_mid_run_warns_once_and_training_goes_on(tmp_path: Path, file_store_allowed: None) -> None:

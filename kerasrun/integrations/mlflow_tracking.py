@@ -87,11 +87,11 @@ class MlflowTracker:
                 known = read_json(link)
             except (OSError, ValueError):
                 known = {}
-            if known.get("tracking_uri") == self.client.tracking_uri and self.safely(
-                self.client.update_run, known.get("run_id"), "RUNNING"
-            ):
-                self.run_id = known["run_id"]
-                return
+            if isinstance(known, dict) and known.get("tracking_uri") == self.client.tracking_uri and isinstance(known.get("run_id"), str):
+                self.safely(self.client.update_run, known["run_id"], "RUNNING")
+                if not self.failed:
+                    self.run_id = known["run_id"]
+                return  # params were logged when the run began (MLflow params can't change)
         spec = self.config.output.mlflow
         assert spec is not None
         tags = {"kerasrun.run_dir": str(run_dir.resolve()), "kerasrun.name": self.config.name}
