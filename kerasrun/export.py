@@ -15,6 +15,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,13 @@ class ExportUnavailableError(ConfigError):
 
 
 class ExportMismatchError(KerasrunError):
-    """The exported artifact does not give the Keras model's predictions."""
+    """The exported artifact does not give the Keras model's predictions (it was not written)."""
+
+    exit_code = 1
+
+
+class ExportFailedError(KerasrunError):
+    """Keras's exporter (or the converter under it) failed; nothing was written."""
 
     exit_code = 1
 
@@ -76,11 +83,14 @@ class FeaturePreprocessing(keras.layers.Layer):
     dtype (e.g. uint8 pixels) must reach the steps as the client sent it.
     """
 
-    def __init__(self, steps: list[dict[str, Any]], **kwargs: Any) -> None:
+    def __init__(self, steps: list[dict[str, Any]], float32_math: bool = False, **kwargs: Any) -> None:
         super().__init__(autocast=False, **kwargs)
         self.steps = steps
+        self.float32_math = float32_math  # TFLite's builtin ops have no float64 arithmetic
 
     def call(self, x: Any) -> Any:
+        if self.float32_math and x.dtype == tf.float64:
+            x = tf.cast(x, tf.float32)  # the model computes in float32 anyway; a difference of an ulp at most
         for step in self.steps:
             if step.get("reshape") is not None:
                 x = tf.reshape(x, tf.concat([tf.shape(x)[:1], tf.constant(step["reshape"], tf.int32)], 0))
@@ -92,11 +102,12 @@ class FeaturePreprocessing(keras.layers.Layer):
         return x
 
     def compute_output_spec(self, x: Any) -> Any:
-        shape, dtype = after_steps(tuple(x.shape[1:]), np.dtype(x.dtype), self.steps)
+        start = np.dtype(np.float32) if self.float32_math and np.dtype(x.dtype) == np.float64 else np.dtype(x.dtype)
+        shape, dtype = after_steps(tuple(x.shape[1:]), start, self.steps)
         return keras.KerasTensor((x.shape[0], *shape), dtype=dtype.name)
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "steps": self.steps}
+        return {**super().get_config(), "steps": self.steps, "float32_math": self.float32_math}
 
 
 def after_steps(shape: tuple[int | None, ...], dtype: np.dtype, steps: list[dict[str, Any]]) -> tuple[tuple[int | None, ...], np.dtype]:
@@ -123,7 +134,7 @@ def raw_features(config: Config, run_dir: Path) -> np.ndarray:
     return x
 
 
-def serving_model(model: Any, config: Config, raw: np.ndarray | None) -> Any:
+def serving_model(model: Any, config: Config, raw: np.ndarray | None, float32_math: bool = False) -> Any:
     """The trained model with the feature steps in front of it (the model itself when there are none)."""
     steps = feature_steps(config)
     if not steps:
@@ -131,7 +142,7 @@ def serving_model(model: Any, config: Config, raw: np.ndarray | None) -> Any:
     assert raw is not None  # read by export_run whenever there are steps
     name = model.inputs[0].name if getattr(model, "inputs", None) else "features"
     inputs = keras.Input(shape=raw.shape[1:], dtype=raw.dtype.name, name=name)
-    layer = FeaturePreprocessing([step.model_dump(exclude_none=True) for step in steps], name="kerasrun_preprocess")
+    layer = FeaturePreprocessing([step.model_dump(exclude_none=True) for step in steps], float32_math, name="kerasrun_preprocess")
     outputs = model(layer(inputs), training=False)
     return keras.Model(inputs, outputs, name=f"{model.name}_serving")
 
@@ -175,8 +186,8 @@ def default_output(run_dir: Path, fmt: str) -> Path:
     return Path(run_dir) / "export" / DEFAULT_NAME[fmt]
 
 
-def write_artifact(model: Any, fmt: str, path: Path) -> None:
-    """Export into a temporary sibling, then rename into place (an existing artifact is replaced whole)."""
+def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], float | None]) -> float | None:
+    """Export into a temporary sibling, check it, then rename it into place (an existing artifact is replaced whole); check's result."""
     if path.exists() and path.is_dir() != (fmt == "saved_model"):
         kind = "a folder" if path.is_dir() else "a file"
         raise ConfigError(
@@ -188,15 +199,26 @@ def write_artifact(model: Any, fmt: str, path: Path) -> None:
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
         staged = scratch / DEFAULT_NAME[fmt]  # with the suffix Keras would otherwise append
-        with warnings.catch_warnings():  # tf2onnx's NumPy 2 shim warns on import; nothing the user can act on
-            warnings.simplefilter("ignore", FutureWarning)
-            model.export(str(staged), format=KERAS_FORMAT[fmt], verbose=False)
+        try:
+            with warnings.catch_warnings():  # tf2onnx's NumPy 2 shim warns on import; nothing the user can act on
+                warnings.simplefilter("ignore", FutureWarning)
+                model.export(str(staged), format=KERAS_FORMAT[fmt], verbose=False)
+        except Exception as exc:  # a converter's own errors (TFLite, tf2onnx): nothing was written
+            raise ExportFailedError(f"Keras could not export the model as {fmt}: {type(exc).__name__}: {first_line(exc)}") from exc
+        diff = check(staged)  # a wrong artifact never takes the place of a good one
         if path.is_dir() and not path.is_symlink():
             old = scratch / ".replaced"
             os.replace(path, old)  # a directory can't be replaced in one rename: move the old one aside first
         os.replace(staged, path)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return diff
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
 
 
 def run_artifact(path: Path, fmt: str, raw: np.ndarray) -> np.ndarray:
@@ -231,12 +253,17 @@ def check_artifact(path: Path, fmt: str, model: Any, config: Config, raw: np.nda
         return None
     sample = np.ascontiguousarray(raw[:CHECK_SAMPLES])
     expected = keras_predictions(model, config, sample)
-    got = run_artifact(path, fmt, sample)
+    try:
+        got = run_artifact(path, fmt, sample)
+    except Exception as exc:  # the runtime can't run what the converter wrote (e.g. TFLite Flex ops)
+        raise ExportMismatchError(f"the {fmt} artifact does not run in its runtime: {type(exc).__name__}: {first_line(exc)}") from exc
     if got.shape != expected.shape:
-        raise ExportMismatchError(f"{path} gives predictions of shape {got.shape}, the model {expected.shape}")
+        raise ExportMismatchError(f"the {fmt} artifact gives predictions of shape {got.shape}, the model {expected.shape}")
     diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0
     if not np.allclose(got, expected, rtol=TOLERANCE, atol=TOLERANCE):
-        raise ExportMismatchError(f"{path} does not give the model's predictions on raw training samples (max difference {diff:.3g})")
+        raise ExportMismatchError(
+            f"the {fmt} artifact does not give the model's predictions on raw samples (max difference {diff:.3g}); nothing written"
+        )
     return diff
 
 
@@ -249,7 +276,7 @@ def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | None = No
     if len(getattr(model, "inputs", None) or [None]) > 1 and feature_steps(config):
         raise ConfigError(Problem(key="data.preprocess", message="preprocess steps apply to one input only", file=str(run_dir)))
     raw = raw_features(config, run_dir) if feature_steps(config) else None
-    wrapped = serving_model(model, config, raw)
+    wrapped = serving_model(model, config, raw, float32_math=fmt == "tflite")
     spec = wrapped.inputs[0] if getattr(wrapped, "inputs", None) else None
     if raw is None and spec is not None and all(d is not None for d in spec.shape[1:]):
         # No steps, so raw features are the model's own input: check with a few seeded ones of its shape.
@@ -257,8 +284,8 @@ def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | None = No
     if raw is not None:
         wrapped(raw[:1])  # Keras's ONNX export refuses a model that was never called
     path = Path(output) if output is not None else default_output(run_dir, fmt)
-    write_artifact(wrapped, fmt, path)
-    diff = check_artifact(path, fmt, model, config, raw) if len(getattr(model, "inputs", None) or [None]) == 1 else None
+    single = len(getattr(model, "inputs", None) or [None]) == 1
+    diff = write_artifact(wrapped, fmt, path, lambda staged: check_artifact(staged, fmt, model, config, raw) if single else None)
     return ExportResult(
         path=path,
         format=fmt,

@@ -5,17 +5,18 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
-from helpers import only_run, train
+from helpers import merge, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
 
 # MNIST-like: raw uint8 8x8 "images" that the config reshapes to 64 features and scales by 255.
-IMAGES = {
+IMAGES: dict[str, Any] = {
     "name": "images",
     "seed": 3,
     "data": {"source": "npz", "path": "images.npz", "x": "x", "y": "y", "preprocess": [{"reshape": [64]}, {"scale": 255}]},
@@ -129,3 +130,29 @@ def test_export_refuses_an_edited_run_folder(trained, tmp_path: Path) -> None:
     assert refused.exit_code == 2 and "not trusted: its config.yaml was edited" in refused.output
     assert not (copy / "export").exists()
     assert json.loads((copy / "run.json").read_text())["status"] == "completed"
+
+
+def test_float64_features_and_a_run_without_steps(tmp_path: Path, runner: CliRunner, write_config) -> None:
+    """float64 raw features (as a CSV source gives) export to TFLite too; a run without steps exports its model as it is."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 4, 2))
+    y = (x.reshape(120, -1).mean(axis=1) > 0).astype(np.int64)
+    np.savez(tmp_path / "images.npz", x=x, y=y, x_test=x[:24], y_test=y[:24])
+    changes = {"data": {"preprocess": [{"reshape": [8]}, {"scale": 3.0}]}, "model": {"inputs": {"pixels": [8]}}}
+    config = tmp_path / "f64.yaml"
+    config.write_text(yaml.safe_dump(merge(IMAGES, changes), sort_keys=False))
+    assert train(runner, config, tmp_path / "runs").exit_code == 0
+    run = only_run(tmp_path / "runs")
+    np.save(tmp_path / "raw.npy", x[:7])
+    assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
+    result = runner.invoke(app, ["export", str(run), "--format", "tflite"])
+    assert result.exit_code == 0 and "input (None, 4, 2) float64" in result.output, result.output
+    from kerasrun.export import run_tflite
+
+    np.testing.assert_allclose(run_tflite(run / "export" / "model.tflite", x[:7]), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
+
+    assert train(runner, write_config(), tmp_path / "tiny").exit_code == 0  # TINY: no preprocess steps
+    tiny = only_run(tmp_path / "tiny")
+    result = runner.invoke(app, ["export", str(tiny)])
+    assert result.exit_code == 0 and "input (None, 2) float32" in result.output and "preprocessing" not in result.output
+    assert "checked on raw samples" in result.output  # with seeded inputs of the model's own shape
