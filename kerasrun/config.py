@@ -811,13 +811,14 @@ def config_to_yaml(config: Config, data_dir: Path | None = None) -> str:
 
 
 def shrink_for_smoke(config: Config) -> Config:
-    """The same experiment cut to one epoch of at most 2 train/validation/test batches, on the CPU."""
+    """The same experiment cut to one epoch of at most 2 train/validation/test batches, on the CPU, not logged to MLflow."""
     steps = min(config.train.steps_per_epoch or 2, 2)
     return config.model_copy(
         update={
             "train": config.train.model_copy(update={"epochs": 1, "initial_epoch": 0, "steps_per_epoch": steps, "validation_steps": 2}),
             "evaluate": config.evaluate.model_copy(update={"steps": 2}),
             "runtime": config.runtime.model_copy(update={"device": "cpu"}),
+            "output": config.output.model_copy(update={"mlflow": None}),  # a throwaway check leaves no run in the MLflow store
         }
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -237,3 +238,25 @@ def test_validate_finds_the_packages_without_importing_them_or_tensorflow(tmp_pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert not {"tensorflow", "keras", "tensorboard", "mlflow"} & set(out.stdout.split())
+
+
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("sqlalchemy", "alembic")), reason="MLflow's sqlite store needs sqlalchemy and alembic"
+)
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # SQLAlchemy's, about MLflow's own queries
+def test_mlflow_sqlite_store(tmp_path: Path, runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # MLflow 3 puts a sqlite store's artifacts under ./mlartifacts
+    config = write(tmp_path / "cfg", {"output": {"mlflow": {"tracking_uri": "sqlite:///tracking.db", "experiment": "sql"}}})
+    assert train(runner, config, tmp_path / "runs").exit_code == 0
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'cfg' / 'tracking.db'}")  # relative to the config's folder
+    experiment = client.get_experiment_by_name("sql")
+    assert experiment is not None
+    (logged,) = client.search_runs([experiment.experiment_id])
+    history = json.loads((only_run(tmp_path / "runs") / "history.json").read_text())
+    assert logged.info.status == "FINISHED"
+    assert [(m.step, m.value) for m in client.get_metric_history(logged.info.run_id, "val_loss")] == list(
+        zip(history["epoch"], history["val_loss"], strict=True)
+    )
+    assert "model.keras" in {a.path for a in client.list_artifacts(logged.info.run_id)}
