@@ -260,3 +260,13 @@ def test_mlflow_sqlite_store(tmp_path: Path, runner: CliRunner, monkeypatch: pyt
         zip(history["epoch"], history["val_loss"], strict=True)
     )
     assert "model.keras" in {a.path for a in client.list_artifacts(logged.info.run_id)}
+
+
+def test_a_failed_run_is_failed_in_mlflow(tmp_path: Path, runner: CliRunner, file_store_allowed: None) -> None:
+    callbacks = [{"helpers_custom:FailAtEpoch": {"epoch": 1}}]
+    config = write(tmp_path, {"train": {"callbacks": callbacks}, "output": {"mlflow": {"tracking_uri": "store", "experiment": "f"}}})
+    assert train(runner, config, tmp_path / "runs").exit_code == 1
+    logged = only_mlflow_run(tmp_path / "store", "f")
+    assert logged.info.status == "FAILED" and "run.json" in {
+        a.path for a in mlflow_client(tmp_path / "store").list_artifacts(logged.info.run_id)
+    }
