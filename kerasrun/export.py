@@ -24,7 +24,9 @@ import numpy as np
 
 from kerasrun._tf import keras, tf
 from kerasrun.config import Config, PreprocessStep
-from kerasrun.data import Split, preprocess, read_source
+from kerasrun.data import Split, Stream, preprocess
+from kerasrun.data.sources import read_source
+from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError, KerasrunError, Problem
 from kerasrun.evaluate import load_run
 
@@ -124,14 +126,22 @@ def after_steps(shape: tuple[int | None, ...], dtype: np.dtype, steps: list[dict
 
 
 def raw_features(config: Config, run_dir: Path) -> np.ndarray:
-    """The run's raw training features (before preprocess): they fix the shape and dtype a client sends."""
-    data = read_source(config)
-    x = data.train.x if isinstance(data.train, Split) else None
+    """A few of the run's raw training features (before preprocess): they fix the shape and dtype a client sends.
+
+    The source is read without the steps: a streamed CSV applies them row by row inside its dataset,
+    so its raw rows come from the same reader with none (and only the first few are read).
+    """
+    data = read_source(config.data.model_copy(update={"preprocess": []}), Where.of(config))
+    if isinstance(data.train, Stream):
+        rows = [element[0] for element in data.train.make().take(CHECK_SAMPLES).as_numpy_iterator()]
+        x: Any = np.stack(rows) if rows else None
+    else:
+        x = data.train.x if isinstance(data.train, Split) else None
     if not isinstance(x, np.ndarray):  # load_data refuses preprocess steps on anything else
         raise ConfigError(
             Problem(key="data.preprocess", message="the run's features are not one array; preprocess can't be exported", file=str(run_dir))
         )
-    return x
+    return x[:CHECK_SAMPLES]
 
 
 def serving_model(model: Any, config: Config, raw: np.ndarray | None, float32_math: bool = False) -> Any:

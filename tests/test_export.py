@@ -156,3 +156,36 @@ def test_float64_features_and_a_run_without_steps(tmp_path: Path, runner: CliRun
     result = runner.invoke(app, ["export", str(tiny)])
     assert result.exit_code == 0 and "input (None, 2) float32" in result.output and "preprocessing" not in result.output
     assert "checked on raw samples" in result.output  # with seeded inputs of the model's own shape
+
+
+def test_a_streamed_csv_run_exports_its_raw_rows(tmp_path: Path, runner: CliRunner) -> None:
+    """A streamed CSV applies the steps inside its dataset: export reads raw rows from the same reader without them."""
+    from kerasrun._tf import tf
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 6)).round(4)
+    lines = [",".join([*(f"f{i}" for i in range(6)), "label"])] + [",".join([*map(str, row), str(int(row.sum() > 0))]) for row in x]
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "name": "streamed",
+        "data": {
+            "source": "csv",
+            "path": "table.csv",
+            "target": "label",
+            "stream": True,
+            "preprocess": [{"reshape": [3, 2]}, {"scale": 2.0}],
+        },
+        "model": {"inputs": {"x": [3, 2]}, "layers": [{"Flatten": {}}, {"Dense": {"units": 2, "activation": "softmax"}}]},
+        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+        "train": {"epochs": 1, "batch_size": 16},
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert train(runner, tmp_path / "s.yaml", tmp_path / "runs").exit_code == 0
+    run = only_run(tmp_path / "runs")
+    result = runner.invoke(app, ["export", str(run)])
+    assert result.exit_code == 0 and "input (None, 6) float32" in result.output, result.output
+    raw = x[:5].astype(np.float32)
+    np.save(tmp_path / "raw.npy", raw)
+    assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
+    loaded = tf.saved_model.load(str(run / "export" / "saved_model"))
+    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
