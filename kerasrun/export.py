@@ -113,7 +113,7 @@ class FeaturePreprocessing(keras.layers.Layer):
 
 
 def after_steps(shape: tuple[int | None, ...], dtype: np.dtype, steps: list[dict[str, Any]]) -> tuple[tuple[int | None, ...], np.dtype]:
-    """The per-sample shape and dtype after the steps, computed by kerasrun's own NumPy preprocessing on one sample."""
+    """The per-sample shape and dtype after the steps, worked out in NumPy on one zero sample (the rules of data.preprocess)."""
     sample = np.zeros((1, *(1 if d is None else d for d in shape)), dtype=dtype)
     for step in steps:
         if step.get("reshape") is not None:
