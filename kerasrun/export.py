@@ -205,8 +205,15 @@ def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], flo
                 key="--output", message=f"is {kind}; a {fmt} export is {'a folder' if fmt == 'saved_model' else 'a file'}", file=str(path)
             )
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    except OSError as exc:
+        raise ConfigError(
+            Problem(
+                key="--output", message=f"cannot write there: {exc.strerror}", file=str(path.parent), hint="choose another place with -o"
+            )
+        ) from None
     try:
         staged = scratch / DEFAULT_NAME[fmt]  # with the suffix Keras would otherwise append
         try:
