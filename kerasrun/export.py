@@ -164,6 +164,14 @@ def keras_predictions(model: Any, config: Config, raw: np.ndarray) -> np.ndarray
     return np.asarray(model.predict(features, verbose=0))
 
 
+def is_installed(package: str) -> bool:
+    """Whether `package` can be found (an import hook or a broken install that refuses it counts as missing)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except ImportError:
+        return False
+
+
 def check_format_available(fmt: str) -> None:
     """Exit 2 before anything is built when the format's converter is missing or broken here."""
     if fmt == "tflite" and not hasattr(getattr(tf, "lite", None), "TFLiteConverter"):
@@ -175,7 +183,7 @@ def check_format_available(fmt: str) -> None:
     if fmt != "onnx":
         return
     for package in ("tf2onnx", "onnx"):
-        if importlib.util.find_spec(package) is None:
+        if not is_installed(package):
             raise ExportUnavailableError(
                 Problem(key="--format", message=f"onnx needs the `{package}` package", hint="pip install 'kerasrun[onnx]'")
             )
@@ -266,7 +274,7 @@ def run_tflite(path: Path, raw: np.ndarray) -> np.ndarray:
 
 def check_artifact(path: Path, fmt: str, model: Any, config: Config, raw: np.ndarray | None) -> float | None:
     """Largest difference between the artifact and `kerasrun predict` on raw samples; raise when they disagree."""
-    if raw is None or (fmt == "onnx" and importlib.util.find_spec("onnxruntime") is None):
+    if raw is None or (fmt == "onnx" and not is_installed("onnxruntime")):
         return None
     sample = np.ascontiguousarray(raw[:CHECK_SAMPLES])
     expected = keras_predictions(model, config, sample)

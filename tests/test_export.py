@@ -189,3 +189,39 @@ def test_a_streamed_csv_run_exports_its_raw_rows(tmp_path: Path, runner: CliRunn
     assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
     loaded = tf.saved_model.load(str(run / "export" / "saved_model"))
     np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_without_tf2onnx_exits_2_naming_the_extra(trained) -> None:
+    """A real import failure (a meta-path finder refusing tf2onnx), not a mock."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from helpers import TESTS
+
+    run, _, _ = trained
+    blocked = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tf2onnx":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Block())
+        sys.argv = ["kerasrun", *sys.argv[1:]]
+        from kerasrun.cli import main
+        main()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    out = subprocess.run(
+        [sys.executable, "-c", blocked, "export", str(run), "--format", "onnx", "-o", str(run.parent / "blocked.onnx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "--format: onnx needs the `tf2onnx` package" in out.stderr and "pip install 'kerasrun[onnx]'" in out.stderr
+    assert not (run.parent / "blocked.onnx").exists()
