@@ -156,7 +156,8 @@ def test_an_interrupted_run_is_killed_in_mlflow_and_resume_continues_it(
     tmp_path: Path, runner: CliRunner, file_store_allowed: None
 ) -> None:
     callbacks = [{"helpers_custom:InterruptOnce": {"marker": str(tmp_path / "interrupted"), "epoch": 2}}]
-    config = write(tmp_path, {"train": {"callbacks": callbacks}, "output": {"mlflow": {"tracking_uri": "store", "experiment": "x"}}})
+    output = {"tensorboard": True, "mlflow": {"tracking_uri": "store", "experiment": "x"}}
+    config = write(tmp_path, {"train": {"callbacks": callbacks}, "output": output})
     assert train(runner, config, tmp_path / "runs").exit_code == 130
     store = tmp_path / "store"
     logged = only_mlflow_run(store, "x")
@@ -170,6 +171,7 @@ def test_an_interrupted_run_is_killed_in_mlflow_and_resume_continues_it(
     history = json.loads((run / "history.json").read_text())
     logged_loss = [(m.step, m.value) for m in mlflow_client(store).get_metric_history(logged.info.run_id, "loss")]
     assert logged_loss == list(zip(history["epoch"], history["loss"], strict=True))
+    check_events(run)  # TensorBoard's events continue at the resumed epochs' own steps
 
 
 def test_mlflow_failing_mid_run_warns_once_and_training_goes_on(tmp_path: Path, file_store_allowed: None) -> None:
