@@ -322,6 +322,45 @@ def predict(
     typer.echo(f"wrote predictions {shape} to {output_path}")
 
 
+class ExportFormat(str, Enum):
+    saved_model = "saved_model"
+    tflite = "tflite"
+    onnx = "onnx"
+
+
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A completed run folder.")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="SavedModel, TFLite (LiteRT) or ONNX (the `onnx` extra).")] = (
+        ExportFormat.saved_model
+    ),
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write (default: RUN_DIR/export/saved_model, model.tflite or model.onnx)."),
+    ] = None,
+    trust: TrustOption = False,
+) -> None:
+    """Export a run's model with its feature preprocessing inside: it takes raw inputs and gives `predict`'s outputs."""
+    try:
+        from kerasrun.runs import read_run_info
+
+        read_run_info(run_dir)
+        from kerasrun.export import export_run
+
+        result = export_run(run_dir, fmt.value, output, trust)
+    except KerasrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    shape = ", ".join("None" if d is None else str(d) for d in result.input_shape)
+    steps = f" with preprocessing: {'; '.join(result.steps)}" if result.steps else ""
+    typer.echo(f"exported {result.format} to {result.path}: input ({shape}) {result.input_dtype}{steps}")
+    if result.max_abs_diff is None:
+        err_console().print("note: not checked against the Keras model (no raw samples, or onnxruntime is not installed)", markup=False)
+    else:
+        typer.echo(f"checked on raw samples: max difference from `kerasrun predict` {result.max_abs_diff:.2g}")
+
+
 @app.command("trust")
 def trust_command(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to sign with your key.")],
@@ -358,6 +397,10 @@ def validate(
     for path in config_paths:
         try:
             config = load_config(path, list(set_ or []))
+            from kerasrun.integrations import missing_packages
+
+            if packages := missing_packages(config):  # found, not imported: validate stays fast
+                raise ConfigError(packages)
             if build:
                 from kerasrun.models import summarize
                 from kerasrun.run import build_checked_model

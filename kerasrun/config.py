@@ -619,6 +619,42 @@ class CheckpointConfig(Strict):
     keep: int = Field(1, ge=1, le=1000, strict=True, description="how many of the newest checkpoints to keep")
 
 
+class TensorBoardConfig(Strict):
+    """Options of the keras.callbacks.TensorBoard that writes `<run>/tensorboard/` (the log folder is fixed)."""
+
+    update_freq: Literal["epoch", "batch"] | Annotated[int, Field(ge=1, strict=True)] = Field(
+        "epoch", description="`epoch`, `batch`, or every N batches: how often scalars are written"
+    )
+    histogram_freq: int = Field(0, ge=0, strict=True, description="epochs between weight histograms (0: none)")
+    write_graph: bool = Field(True, description="write the model graph")
+    write_images: bool = Field(False, description="write the weights as images")
+    write_steps_per_second: bool = Field(False, description="log training steps per second")
+    profile_batch: (
+        Annotated[int, Field(ge=0, strict=True)]
+        | Annotated[list[Annotated[int, Field(ge=0, strict=True)]], Field(min_length=2, max_length=2)]
+    ) = Field(0, description="profile this batch, or [first, last] batches (0: no profiling)")
+
+
+def tensorboard_flag(value: Any) -> Any:
+    """`tensorboard: true` means the defaults; false (or off) means none."""
+    if value is True:
+        return {}
+    return None if value is False else value
+
+
+class MlflowConfig(Strict):
+    """An MLflow tracking store to log the run to (params, per-epoch metrics, status, files, model)."""
+
+    tracking_uri: str | None = Field(
+        None,
+        description="e.g. sqlite:///mlflow.db, file:mlruns, http://host:5000; a relative path is relative to the config file "
+        "(default: MLFLOW_TRACKING_URI, else MLflow's own default)",
+    )
+    experiment: str | None = Field(None, min_length=1, description="MLflow experiment, created if missing (default: the run name)")
+    run_name: str | None = Field(None, min_length=1, description="MLflow run name (default: the run folder's name)")
+    log_model: bool = Field(True, description="upload model.keras as an artifact")
+
+
 class OutputConfig(Strict):
     """Where the run folder goes and what it keeps."""
 
@@ -626,6 +662,12 @@ class OutputConfig(Strict):
     save_model: bool = True
     checkpoint: Annotated[CheckpointConfig | None, BeforeValidator(checkpoints_off)] = Field(
         default_factory=CheckpointConfig, description="`off` (or false): no checkpoints, so the run can't be resumed"
+    )
+    tensorboard: Annotated[TensorBoardConfig | None, BeforeValidator(tensorboard_flag)] = Field(
+        None, description="true, or TensorBoard options: event files in <run>/tensorboard/ (needs the `tensorboard` package)"
+    )
+    mlflow: MlflowConfig | None = Field(
+        None, description="log the run to MLflow: {tracking_uri, experiment, run_name} (needs the `mlflow-skinny` package)"
     )
 
 
@@ -787,13 +829,14 @@ def config_to_yaml(config: Config, data_dir: Path | None = None) -> str:
 
 
 def shrink_for_smoke(config: Config) -> Config:
-    """The same experiment cut to one epoch of at most 2 train/validation/test batches, on the CPU."""
+    """The same experiment cut to one epoch of at most 2 train/validation/test batches, on the CPU, not logged to MLflow."""
     steps = min(config.train.steps_per_epoch or 2, 2)
     return config.model_copy(
         update={
             "train": config.train.model_copy(update={"epochs": 1, "initial_epoch": 0, "steps_per_epoch": steps, "validation_steps": 2}),
             "evaluate": config.evaluate.model_copy(update={"steps": 2}),
             "runtime": config.runtime.model_copy(update={"device": "cpu"}),
+            "output": config.output.model_copy(update={"mlflow": None}),  # a throwaway check leaves no run in the MLflow store
         }
     )
 
@@ -810,4 +853,26 @@ def resolved_dict(config: Config, data_dir: Path | None = None) -> dict[str, Any
     init_from = out["model"].get("init_from")
     if init_from and init_from.get("path"):
         init_from["path"] = str(config.resolve_path(init_from["path"]))
+    mlflow = out["output"].get("mlflow")
+    if mlflow and mlflow.get("tracking_uri"):
+        mlflow["tracking_uri"] = absolute_tracking_uri(config, mlflow["tracking_uri"])
     return out
+
+
+LOCAL_URI = re.compile(r"^(?P<scheme>file:(?://)?|sqlite:///)(?P<path>.*)$")
+
+
+def absolute_tracking_uri(config: Config, uri: str) -> str:
+    """An MLflow tracking URI whose local path (a bare path, `file:`, `sqlite:///`) is made absolute against the config's folder.
+
+    Remote URIs (http, databricks, ...) are left as they are; `file:///abs` and `sqlite:////abs` already are absolute.
+    """
+    if uri == "databricks" or uri.startswith("databricks"):
+        return uri
+    if not re.match(r"^[A-Za-z][\w+.-]*:", uri):
+        return config.resolve_path(uri).resolve().as_uri()  # a bare path: a file store
+    match = LOCAL_URI.match(uri)
+    if match is None or match["path"].startswith("/") or (match["scheme"] == "file://" and match["path"]):
+        return uri  # remote, absolute, or file://host/... (not a relative path)
+    path = str(config.resolve_path(match["path"]).resolve())
+    return f"sqlite:///{path}" if match["scheme"] == "sqlite:///" else Path(path).as_uri()

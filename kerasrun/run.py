@@ -24,6 +24,9 @@ from kerasrun.devices import Placement, select_placement
 from kerasrun.epochs import EpochClock
 from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError, RunFailedError
 from kerasrun.init_from import load_initial_weights
+from kerasrun.integrations import missing_packages
+from kerasrun.integrations.mlflow_tracking import MlflowTracker
+from kerasrun.integrations.tensorboard_events import tensorboard_callback
 from kerasrun.models import (
     build_model,
     build_training_state,
@@ -56,6 +59,7 @@ class Experiment:
     trainer: Trainer  # fit or the compiled custom loop (already traced)
     timings: dict[str, float] = field(default_factory=dict)
     init_from: dict[str, Any] | None = None  # what model.init_from loaded, for run.json
+    tracker: MlflowTracker | None = None  # output.mlflow: the store, opened before the folder exists
 
 
 @dataclass
@@ -74,6 +78,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     `runs_dir` is where `model.init_from: {run: NAME}` looks (default: output.runs_dir); a resumed
     run skips init_from (`initial_weights=False`): its checkpoint holds the weights.
     """
+    if problems := missing_packages(config, deep=True):  # TensorBoard or MLflow asked for but not installed
+        raise ConfigError(problems)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)  # before any tf.data shuffle is built: it reads the global seed
@@ -105,8 +111,9 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         with placement.scope():
             init_report = load_initial_weights(model, config, runs_dir)
     trainer = make_trainer(config, model, data, placement)
+    tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
     timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, placement, trainer, timings, init_report)
+    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker)
 
 
 def build_checked_model(config: Config) -> Any:
@@ -167,6 +174,21 @@ def run_experiment(
     command: list[str] | None = None,
     resume: ResumePlan | None = None,
 ) -> RunResult:
+    """Train into `run_dir` (see train_into); with output.mlflow, the MLflow run ends with the folder's final status."""
+    try:
+        return train_into(experiment, run_dir, progress, command, resume)
+    finally:
+        if experiment.tracker is not None:
+            experiment.tracker.end(run_dir)  # run.json holds the final status whichever way training ended
+
+
+def train_into(
+    experiment: Experiment,
+    run_dir: Path,
+    progress: str = "auto",
+    command: list[str] | None = None,
+    resume: ResumePlan | None = None,
+) -> RunResult:
     """Train, save and evaluate into `run_dir` — a new folder, or with `resume` the run's own folder.
 
     The folder records failure, interruption (with the signal) or divergence too; a checkpoint is
@@ -202,6 +224,8 @@ def run_experiment(
                 write_json_atomic(run_dir / "classes.json", data.class_names)
             write_text_atomic(run_dir / "summary.txt", summarize(model))
             record.start_heartbeat()
+            if experiment.tracker is not None and experiment.placement.is_chief:  # one MLflow run, not one per worker
+                experiment.tracker.start(run_dir, resumed=resume is not None)
             if state is not None:
                 history.save()  # epochs written after the checkpoint are trained again
             user_callbacks = [
@@ -224,6 +248,10 @@ def run_experiment(
                     checkpoint.restore_variables(trainer.state_variables(), state)
                     callbacks.append(RestoreCallbackState(user_callbacks, state))  # after they reset themselves
                 callbacks += [clock.callback(), guard, history]
+                if (board := tensorboard_callback(config, run_dir)) is not None:
+                    callbacks.append(board)
+                if experiment.tracker is not None:
+                    callbacks.append(experiment.tracker.callback())
                 if config.output.checkpoint:
                     spec = config.output.checkpoint
                     checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep)

@@ -1,0 +1,69 @@
+"""Optional integrations (TensorBoard, MLflow): whether their packages are there, checked without importing TensorFlow.
+
+`validate` and `train` (before any run folder exists) both ask `missing_packages`, so a config that
+needs a package this environment lacks fails early with the pip command, not after training started.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+from kerasrun.config import Config
+from kerasrun.errors import Problem
+
+# The package each integration needs, and the kerasrun extra that installs it.
+PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
+
+
+def package_problem(package: str, deep: bool) -> str | None:
+    """None when `package` can be imported; else why not. `deep` imports it (train), else only finds it (validate: fast)."""
+    try:
+        if deep:
+            importlib.import_module(package)
+        elif importlib.util.find_spec(package) is None:
+            return "is not installed"
+    except ImportError as exc:
+        return f"cannot be imported ({exc})"
+    except Exception as exc:  # a broken installation fails in its own ways
+        return f"cannot be imported ({type(exc).__name__}: {exc})"
+    return None
+
+
+def callback_name(spec: Any) -> str:
+    """The class name a `train.callbacks` entry names (`TensorBoard`, `pkg.mod:Name` → `Name`)."""
+    if isinstance(spec, str):
+        name = spec
+    elif isinstance(spec, dict) and "class_name" in spec:
+        name = str(spec["class_name"])
+    elif isinstance(spec, dict) and len(spec) == 1:
+        name = str(next(iter(spec)))
+    else:
+        return ""
+    return name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+
+
+def missing_packages(config: Config, deep: bool = False) -> list[Problem]:
+    """A problem for each integration the config uses whose package is missing."""
+    wanted: list[tuple[tuple[Any, ...], str, str]] = []
+    if config.output.tensorboard is not None:
+        wanted.append((("output", "tensorboard"), "tensorboard", "output.tensorboard writes TensorBoard event files"))
+    for index, spec in enumerate(config.train.callbacks):
+        if callback_name(spec) == "TensorBoard":
+            wanted.append((("train", "callbacks", index), "tensorboard", "keras.callbacks.TensorBoard writes its events"))
+    if config.output.mlflow is not None:
+        wanted.append((("output", "mlflow"), "mlflow", "output.mlflow logs the run"))
+    problems = []
+    for loc, integration, what in wanted:
+        package, extra = PACKAGES[integration]
+        why = package_problem(package, deep)
+        if why is not None:
+            problems.append(
+                config.problem(
+                    loc,
+                    f"{what} through the `{package}` package, which {why}",
+                    f"pip install 'kerasrun[{extra}]'  (or: pip install {'mlflow-skinny' if package == 'mlflow' else package})",
+                )
+            )
+    return problems

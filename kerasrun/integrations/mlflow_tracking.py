@@ -1,0 +1,175 @@
+"""`output.mlflow`: log a run to an MLflow tracking store with MLflow's own client.
+
+What goes there: the resolved config as params (dotted keys), every epoch's metrics (step = the
+epoch number history.json gives), the test metrics (`test_` + name), the final status (run.json's,
+as MLflow names it), the run folder's records and model.keras as artifacts.
+
+The store is opened before the run folder exists: an unusable store (bad URI, unwritable folder,
+MLflow refusing a file store) is a config error, exit 2, nothing written. Once training runs, MLflow
+can only cost its logging, never the run: the first failure is reported on stderr once and logging
+stops; the run goes on and its folder is the same as without MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from kerasrun._tf import keras
+from kerasrun.callbacks import is_finite
+from kerasrun.config import Config, absolute_tracking_uri, resolved_dict
+from kerasrun.errors import ConfigError
+from kerasrun.rundir import RUN_FILE, read_json, write_json_atomic
+
+# kerasrun's run status → MLflow's RunStatus name.
+STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED", "crashed": "FAILED"}
+ARTIFACTS = ("config.yaml", "history.json", "metrics.json", RUN_FILE, "summary.txt", "classes.json")
+LINK_FILE = "mlflow.json"  # which MLflow run this folder logs to, so `kerasrun resume` continues that run
+BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 metrics) per call
+MAX_PARAM = 6000  # MLflow's limit on a param value's length
+UNSAFE_KEY = re.compile(r"[^\w\-. /]")  # MLflow accepts letters, digits, _ - . space and / in keys
+
+
+def flatten(value: Any, prefix: str = "") -> dict[str, str]:
+    """{dotted.key: text} for every leaf of the config; a list of plain values stays one JSON param."""
+    if isinstance(value, dict):
+        items: list[tuple[str, Any]] = list(value.items())
+    elif isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value):
+        items = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        text = value if isinstance(value, str) else json.dumps(value)
+        return {prefix: text if len(text) <= MAX_PARAM else text[: MAX_PARAM - 1] + "…"}
+    out: dict[str, str] = {}
+    for key, child in items:
+        out.update(flatten(child, f"{prefix}.{UNSAFE_KEY.sub('_', str(key))}" if prefix else UNSAFE_KEY.sub("_", str(key))))
+    return out
+
+
+def store_problem(config: Config, message: str) -> ConfigError:
+    """An MLflow store that can't be used, located at output.mlflow."""
+    hint = "for a local store use e.g. tracking_uri: sqlite:///mlflow.db (needs sqlalchemy and alembic) or file:mlruns"
+    if "MLFLOW_ALLOW_FILE_STORE" in message:
+        hint = "MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true is set; or use sqlite:///mlflow.db"
+    return ConfigError(config.problem(("output", "mlflow"), f"the MLflow tracking store can't be used: {message}", hint))
+
+
+class MlflowTracker:
+    """One kerasrun run's MLflow run: opened before the folder exists, then logged to by a Keras callback."""
+
+    def __init__(self, config: Config) -> None:
+        """Open the store and find or create the experiment; ConfigError (exit 2) when the store is unusable."""
+        from mlflow.tracking import MlflowClient
+
+        spec = config.output.mlflow
+        assert spec is not None  # only made for output.mlflow
+        self.config = config
+        self.uri = absolute_tracking_uri(config, spec.tracking_uri) if spec.tracking_uri else None
+        self.run_id: str | None = None
+        self.failed = False
+        try:
+            self.client = MlflowClient(tracking_uri=self.uri)
+            name = spec.experiment or config.name
+            found = self.client.get_experiment_by_name(name)
+            self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+        except Exception as exc:  # MlflowException, OSError, a driver's own errors: the store is unusable either way
+            raise store_problem(config, first_line(exc)) from None
+
+    def start(self, run_dir: Path, resumed: bool) -> None:
+        """Create the MLflow run (or, on resume, reopen the folder's own) and log the resolved config as params."""
+        run_dir = Path(run_dir)
+        link = run_dir / LINK_FILE
+        if resumed and link.is_file():
+            try:
+                known = read_json(link)
+            except (OSError, ValueError):
+                known = {}
+            if isinstance(known, dict) and known.get("tracking_uri") == self.client.tracking_uri and isinstance(known.get("run_id"), str):
+                self.safely(self.client.update_run, known["run_id"], "RUNNING")
+                if not self.failed:
+                    self.run_id = known["run_id"]
+                return  # params were logged when the run began (MLflow params can't change)
+        spec = self.config.output.mlflow
+        assert spec is not None
+        tags = {"kerasrun.run_dir": str(run_dir.resolve()), "kerasrun.name": self.config.name}
+        run = self.safely(self.client.create_run, self.experiment_id, run_name=spec.run_name or run_dir.name, tags=tags)
+        if run is None:
+            return
+        self.run_id = run.info.run_id
+        self.safely(write_json_atomic, link, {"tracking_uri": self.client.tracking_uri, "run_id": self.run_id})
+        from mlflow.entities import Param
+
+        params = [Param(key, value) for key, value in flatten(resolved_dict(self.config)).items()]
+        for begin in range(0, len(params), BATCH):
+            self.safely(self.client.log_batch, self.run_id, params=params[begin : begin + BATCH])
+
+    def log_metrics(self, values: dict[str, Any], step: int) -> None:
+        """Log numbers at `step` (at most 1000 per call, MLflow's limit)."""
+        if self.run_id is None:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        metrics = [Metric(key, float(value), now, step) for key, value in values.items() if isinstance(value, (int, float))]
+        for begin in range(0, len(metrics), 1000):
+            self.safely(self.client.log_batch, self.run_id, metrics=metrics[begin : begin + 1000])
+
+    def end(self, run_dir: Path) -> None:
+        """Log the test metrics, the run folder's records and model, and the final status from run.json."""
+        if self.run_id is None:
+            return
+        run_dir = Path(run_dir)
+        try:
+            status = str(read_json(run_dir / RUN_FILE).get("status"))
+        except (OSError, ValueError, AttributeError):
+            status = "failed"
+        metrics_file = run_dir / "metrics.json"
+        if metrics_file.is_file() and status == "completed":
+            try:
+                test = read_json(metrics_file)
+            except (OSError, ValueError):
+                test = {}
+            self.log_metrics({f"test_{key}": value for key, value in test.items()}, 0)
+        spec = self.config.output.mlflow
+        names = [*ARTIFACTS, "model.keras"] if spec is not None and spec.log_model else list(ARTIFACTS)
+        for name in names:
+            if (run_dir / name).is_file():
+                self.safely(self.client.log_artifact, self.run_id, str(run_dir / name))
+        self.safely(self.client.set_terminated, self.run_id, STATUS.get(status, "FAILED"))
+
+    def safely(self, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """`call(...)`, or None once MLflow has failed: the first failure is reported once and logging stops."""
+        if self.failed:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:
+            self.failed = True
+            sys.stderr.write(f"warning: MLflow logging stopped ({first_line(exc)}); training goes on and the run folder is complete\n")
+            sys.stderr.flush()
+            return None
+
+    def callback(self) -> Any:
+        """The Keras callback that logs each epoch's metrics."""
+        return EpochMetrics(self)
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Logs every epoch's logs to MLflow at step = the epoch number history.json gives it (1-based)."""
+
+    def __init__(self, tracker: MlflowTracker) -> None:
+        super().__init__()
+        self.tracker = tracker
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if is_finite((logs or {}).get("loss", 0.0)):  # as history.json: a diverged epoch is not recorded
+            self.tracker.log_metrics(dict(logs or {}), epoch + 1)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line, with its type when the message is empty."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

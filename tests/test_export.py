@@ -1,0 +1,227 @@
+"""`kerasrun export`: the artifact takes raw inputs (preprocessing inside) and gives exactly `kerasrun predict`'s outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from helpers import merge, only_run, train
+from typer.testing import CliRunner
+
+from kerasrun.cli import app
+
+# MNIST-like: raw uint8 8x8 "images" that the config reshapes to 64 features and scales by 255.
+IMAGES: dict[str, Any] = {
+    "name": "images",
+    "seed": 3,
+    "data": {"source": "npz", "path": "images.npz", "x": "x", "y": "y", "preprocess": [{"reshape": [64]}, {"scale": 255}]},
+    "model": {
+        "inputs": {"pixels": [64]},
+        "layers": [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 2, "activation": "softmax"}}],
+    },
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+    "train": {"epochs": 2, "batch_size": 32},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A completed run of the image config, raw inputs it never saw, and `kerasrun predict`'s predictions for them."""
+    folder = tmp_path_factory.mktemp("export")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (160, 8, 8)).astype(np.uint8)
+    y = (x.reshape(160, -1).mean(axis=1) > 127.5).astype(np.int64)
+    np.savez(folder / "images.npz", x=x, y=y, x_test=x[:32], y_test=y[:32])
+    config = folder / "images.yaml"
+    config.write_text(yaml.safe_dump(IMAGES, sort_keys=False))
+    runner = CliRunner()
+    assert train(runner, config, folder / "runs").exit_code == 0
+    run = only_run(folder / "runs")
+    raw = rng.integers(0, 256, (11, 8, 8)).astype(np.uint8)
+    np.save(folder / "raw.npy", raw)
+    result = runner.invoke(app, ["predict", str(run), "-i", str(folder / "raw.npy"), "-o", str(folder / "predicted.npy")])
+    assert result.exit_code == 0, result.output
+    return run, raw, np.load(folder / "predicted.npy")
+
+
+def export(run: Path, *args: str) -> Path:
+    """`kerasrun export RUN ARGS`; the artifact's path (from the command's own report)."""
+    result = CliRunner().invoke(app, ["export", str(run), *args])
+    assert result.exit_code == 0, result.output
+    assert "with preprocessing: reshape [64]; scale 255.0" in result.output and "input (None, 8, 8) uint8" in result.output
+    assert "checked on raw samples" in result.output
+    return Path(result.output.split(" to ", 1)[1].split(": input", 1)[0])
+
+
+def test_saved_model_takes_raw_inputs_and_gives_predict_outputs(trained) -> None:
+    from kerasrun._tf import tf
+
+    run, raw, predicted = trained
+    path = export(run)
+    assert path == run / "export" / "saved_model" and (path / "saved_model.pb").is_file()
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]  # no temp folder left behind
+    loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), predicted, rtol=1e-5, atol=1e-6)
+    signature = loaded.signatures["serving_default"]
+    ((spec,),) = [tuple(signature.structured_input_signature[1].values())]
+    assert spec.dtype == tf.uint8 and spec.shape.as_list() == [None, 8, 8]
+    (output,) = signature(**{spec.name: tf.constant(raw)}).values()
+    np.testing.assert_allclose(output.numpy(), predicted, rtol=1e-5, atol=1e-6)
+    export(run)  # a second export replaces the first whole
+    again = tf.saved_model.load(str(path))  # kept in a name: its functions need the object alive
+    np.testing.assert_allclose(again.serve(tf.constant(raw)).numpy(), predicted, rtol=1e-5, atol=1e-6)
+
+
+def test_tflite_takes_raw_inputs_and_gives_predict_outputs(trained, tmp_path: Path) -> None:
+    from kerasrun.export import run_tflite
+
+    run, raw, predicted = trained
+    path = export(run, "--format", "tflite", "-o", str(tmp_path / "served"))  # no suffix: written as named
+    assert path == tmp_path / "served" and path.read_bytes()[4:8] == b"TFL3"
+    np.testing.assert_allclose(run_tflite(path, raw), predicted, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed")
+@pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is None, reason="tf2onnx is not installed (the onnx extra)")
+def test_onnx_takes_raw_inputs_and_gives_predict_outputs(trained) -> None:
+    import onnxruntime
+
+    run, raw, predicted = trained
+    path = export(run, "--format", "onnx")
+    assert path == run / "export" / "model.onnx"
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (entry,) = session.get_inputs()
+    assert entry.type == "tensor(uint8)" and entry.shape[1:] == [8, 8]
+    np.testing.assert_allclose(session.run(None, {entry.name: raw})[0], predicted, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_format_and_wrong_target_exit_2_writing_nothing(trained, tmp_path: Path) -> None:
+    run, _, _ = trained
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "pickle", "-o", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "'pickle' is not one of" in result.output
+    (tmp_path / "file").write_text("x")
+    result = CliRunner().invoke(app, ["export", str(run), "-o", str(tmp_path / "file")])
+    assert result.exit_code == 2 and "is a file; a saved_model export is a folder" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_export_refuses_an_interrupted_run(runner, write_config, runs_dir) -> None:
+    result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]}}), runs_dir)
+    assert result.exit_code == 130
+    run = only_run(runs_dir)
+    refused = runner.invoke(app, ["export", str(run)])
+    assert refused.exit_code == 2 and "the run was interrupted after 2 epochs; only a completed run has its model" in refused.output
+    assert not (run / "export").exists()
+
+
+def test_export_refuses_an_edited_run_folder(trained, tmp_path: Path) -> None:
+    import shutil
+
+    run, _, _ = trained
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns("export"))
+    (copy / "config.yaml").write_text((copy / "config.yaml").read_text() + "\n# edited\n")
+    refused = CliRunner().invoke(app, ["export", str(copy)])
+    assert refused.exit_code == 2 and "not trusted: its config.yaml was edited" in refused.output
+    assert not (copy / "export").exists()
+    assert json.loads((copy / "run.json").read_text())["status"] == "completed"
+
+
+def test_float64_features_and_a_run_without_steps(tmp_path: Path, runner: CliRunner, write_config) -> None:
+    """float64 raw features (as a CSV source gives) export to TFLite too; a run without steps exports its model as it is."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(120, 4, 2))
+    y = (x.reshape(120, -1).mean(axis=1) > 0).astype(np.int64)
+    np.savez(tmp_path / "images.npz", x=x, y=y, x_test=x[:24], y_test=y[:24])
+    changes = {"data": {"preprocess": [{"reshape": [8]}, {"scale": 3.0}]}, "model": {"inputs": {"pixels": [8]}}}
+    config = tmp_path / "f64.yaml"
+    config.write_text(yaml.safe_dump(merge(IMAGES, changes), sort_keys=False))
+    assert train(runner, config, tmp_path / "runs").exit_code == 0
+    run = only_run(tmp_path / "runs")
+    np.save(tmp_path / "raw.npy", x[:7])
+    assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
+    result = runner.invoke(app, ["export", str(run), "--format", "tflite"])
+    assert result.exit_code == 0 and "input (None, 4, 2) float64" in result.output, result.output
+    from kerasrun.export import run_tflite
+
+    np.testing.assert_allclose(run_tflite(run / "export" / "model.tflite", x[:7]), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
+
+    assert train(runner, write_config(), tmp_path / "tiny").exit_code == 0  # TINY: no preprocess steps
+    tiny = only_run(tmp_path / "tiny")
+    result = runner.invoke(app, ["export", str(tiny)])
+    assert result.exit_code == 0 and "input (None, 2) float32" in result.output and "preprocessing" not in result.output
+    assert "checked on raw samples" in result.output  # with seeded inputs of the model's own shape
+
+
+def test_a_streamed_csv_run_exports_its_raw_rows(tmp_path: Path, runner: CliRunner) -> None:
+    """A streamed CSV applies the steps inside its dataset: export reads raw rows from the same reader without them."""
+    from kerasrun._tf import tf
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(100, 6)).round(4)
+    lines = [",".join([*(f"f{i}" for i in range(6)), "label"])] + [",".join([*map(str, row), str(int(row.sum() > 0))]) for row in x]
+    (tmp_path / "table.csv").write_text("\n".join(lines) + "\n")
+    config = {
+        "name": "streamed",
+        "data": {
+            "source": "csv",
+            "path": "table.csv",
+            "target": "label",
+            "stream": True,
+            "preprocess": [{"reshape": [3, 2]}, {"scale": 2.0}],
+        },
+        "model": {"inputs": {"x": [3, 2]}, "layers": [{"Flatten": {}}, {"Dense": {"units": 2, "activation": "softmax"}}]},
+        "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+        "train": {"epochs": 1, "batch_size": 16},
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    assert train(runner, tmp_path / "s.yaml", tmp_path / "runs").exit_code == 0
+    run = only_run(tmp_path / "runs")
+    result = runner.invoke(app, ["export", str(run)])
+    assert result.exit_code == 0 and "input (None, 6) float32" in result.output, result.output
+    raw = x[:5].astype(np.float32)
+    np.save(tmp_path / "raw.npy", raw)
+    assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
+    loaded = tf.saved_model.load(str(run / "export" / "saved_model"))
+    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
+
+
+def test_onnx_without_tf2onnx_exits_2_naming_the_extra(trained) -> None:
+    """A real import failure (a meta-path finder refusing tf2onnx), not a mock."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    from helpers import TESTS
+
+    run, _, _ = trained
+    blocked = textwrap.dedent(
+        """
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "tf2onnx":
+                    raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        sys.meta_path.insert(0, Block())
+        sys.argv = ["kerasrun", *sys.argv[1:]]
+        from kerasrun.cli import main
+        main()
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)])}
+    out = subprocess.run(
+        [sys.executable, "-c", blocked, "export", str(run), "--format", "onnx", "-o", str(run.parent / "blocked.onnx")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "--format: onnx needs the `tf2onnx` package" in out.stderr and "pip install 'kerasrun[onnx]'" in out.stderr
+    assert not (run.parent / "blocked.onnx").exists()
