@@ -12,6 +12,7 @@ from helpers import TINY, merge, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun._tf import keras
+from kerasrun.cli import app
 from kerasrun.config import load_config
 from kerasrun.data import load_data
 from kerasrun.errors import ConfigError
@@ -95,3 +96,24 @@ def test_preprocessing_applies_to_source_validation(tmp_path: Path) -> None:
     changes = {"data": {"source": "npz", "path": "d.npz", "preprocess": [{"scale": 4.0}]}, "train": NO_SPLIT}
     data = load_data(load_config(write(tmp_path, changes)))
     np.testing.assert_array_equal(data.validation.x, x_val / np.float32(4.0))
+
+
+def test_a_run_folder_reads_an_npz_without_validation_arrays(tmp_path: Path, runner: CliRunner) -> None:
+    # The run's config.yaml spells out x_val: x_val (the default); a file without it is still fine.
+    rng = np.random.default_rng(0)
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.normal(size=(60, 2)),
+        y_train=np.arange(60) % 3,
+        x_test=rng.normal(size=(9, 2)),
+        y_test=np.arange(9) % 3,
+    )
+    result = train(runner, write(tmp_path, {"data": {"source": "npz", "path": "d.npz"}, "train": NO_SPLIT}), tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    evaluated = runner.invoke(app, ["evaluate", str(only_run(tmp_path / "runs"))])
+    assert evaluated.exit_code == 0, evaluated.output
+    config = write(
+        tmp_path, {"data": {"source": "npz", "path": "d.npz", "x_val": "x_valid", "y_val": "y_valid"}, "train": NO_SPLIT}, "named.yaml"
+    )
+    with pytest.raises(ConfigError, match=r"d\.npz has no array `x_valid`"):
+        load_data(load_config(config))

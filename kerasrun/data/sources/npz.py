@@ -31,7 +31,9 @@ def read(spec: NpzData, where: Where) -> Data:
             named = key if isinstance(key, dict) else {None: key}
             missing = [(name, k) for name, k in named.items() if k not in arrays]
             if missing:
-                if required or field in spec.model_fields_set:
+                # An optional key names a missing array: an error only when the user chose a name other than the default
+                # (a run folder's config spells every default out).
+                if required or key != type(spec).model_fields[field].default:
                     raise ConfigError(
                         [
                             where.problem(
