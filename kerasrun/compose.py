@@ -17,7 +17,16 @@ from kerasrun.yamlsource import SourceMap, load_yaml_value, read_yaml
 
 MAX_EXTENDS_DEPTH = 8  # a base of a base of ...: deeper chains are a loop or a maze
 # Keys holding file paths: a base config's relative paths are relative to the base config's folder.
-PATH_KEYS = (("data", "path"), ("data", "test_path"), ("data", "validation_path"), ("data", "dir"), ("model", "init_from", "path"))
+PATH_KEYS = (
+    ("data", "path"),
+    ("data", "test_path"),
+    ("data", "validation_path"),
+    ("data", "dir"),
+    ("data", "files"),  # a tfrecord source's glob (a list of globs stays as written)
+    ("data", "validation_files"),
+    ("data", "test_files"),
+    ("model", "init_from", "path"),
+)
 # ${NAME}, ${NAME:-default}, and $${ for a literal ${.
 VARIABLE = re.compile(r"\$\$\{|\$\{([^}:]*)(?::-([^}]*))?\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -357,8 +357,46 @@ class PythonData(DataCommon):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class TfRecordFeature(Strict):
+    """One feature of a tf.train.Example: its dtype and per-example shape (tf.io.FixedLenFeature)."""
+
+    dtype: Literal["float32", "int64", "string"] = Field(description="the Example's list type: float32, int64 or string (bytes)")
+    shape: list[Size] = Field(default_factory=list, description="per-example shape; [] for a scalar")
+
+
+class TfRecordData(DataCommon):
+    """tf.train.Example records in TFRecord files (several shards), read by tf.data while training."""
+
+    source: Literal["tfrecord"]
+    files: str | list[str] = Field(description="a glob or a list of globs of training shards, relative to the config")
+    validation_files: str | list[str] | None = Field(None, description="shards of validation examples (instead of train.validation_split)")
+    test_files: str | list[str] | None = Field(None, description="shards of test examples")
+    test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction of the training examples")
+    compression: Literal["none", "gzip", "zlib"] = Field("none", description="how the files are compressed")
+    features: dict[LayerName, TfRecordFeature] = Field(min_length=1, description="feature name -> {dtype, shape}: what to parse")
+    inputs: list[LayerName] = Field(min_length=1, description="features the model takes (one: the input; several: by name)")
+    targets: list[LayerName] = Field(min_length=1, description="features the model predicts (one: the target; several: by output name)")
+    sample_weight: LayerName | None = Field(None, description="a float feature with each example's training weight")
+    shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="examples the training shuffle holds at once")
+    parallel_files: int = Field(4, ge=1, le=1024, strict=True, description="shards read at once, interleaved in a fixed order")
+
+    @model_validator(mode="after")
+    def check_feature_roles(self) -> TfRecordData:
+        """Inputs, targets and the weight are declared features, each in one role."""
+        roles = [*self.inputs, *self.targets, *([self.sample_weight] if self.sample_weight else [])]
+        unknown = [name for name in roles if name not in self.features]
+        if unknown:
+            raise ValueError(f"not in features: {', '.join(unknown)}; declare each feature's dtype and shape under features")
+        if len(set(roles)) != len(roles):
+            raise ValueError("a feature can be an input, a target or the sample weight, not two of these")
+        if self.test_files is not None and self.test_fraction is not None:
+            raise ValueError("give test_files or test_fraction, not both")
+        return self
+
+
 DataConfig = Annotated[
-    KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | PythonData, Field(discriminator="source")
+    KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | TfRecordData | PythonData,
+    Field(discriminator="source"),
 ]
 
 # --------------------------------------------------------------------------- model / compile
@@ -848,6 +886,11 @@ def resolved_dict(config: Config, data_dir: Path | None = None) -> dict[str, Any
     for key in ("path", "test_path", "validation_path", "dir"):
         if data.get(key):
             data[key] = str(config.resolve_path(data[key]))
+    for key in ("files", "validation_files", "test_files"):  # globs of shards
+        if isinstance(data.get(key), str):
+            data[key] = str(config.resolve_path(data[key]))
+        elif isinstance(data.get(key), list):
+            data[key] = [str(config.resolve_path(pattern)) for pattern in data[key]]
     if data.get("source") == "keras" and data_dir is not None:
         data["dir"] = str(Path(data_dir).resolve())
     init_from = out["model"].get("init_from")

@@ -1,0 +1,129 @@
+"""`source: tfrecord`: tf.train.Example records in TFRecord shards, parsed by a declared feature spec and streamed while training.
+
+The shards are read interleaved (`parallel_files` at once) in a fixed order, so every pass yields
+the examples in the same order; one checking pass per split at load time parses every record
+(naming the shard of the first one that fails), counts them and keeps each example's class when the
+single target is an integer scalar. From there a TFRecord split is a `Stream`, as a streamed CSV is.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kerasrun.config import TfRecordData
+from kerasrun.data.arrays import Data
+from kerasrun.data.preprocess import preprocess_element
+from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.sources.csv_stream import compact
+from kerasrun.data.stream import Stream
+from kerasrun.errors import ConfigError, first_line
+
+COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
+CHECK_BATCH = 1024  # records parsed per call in the checking pass
+
+
+def read(spec: TfRecordData, where: Where) -> Data:
+    """The training shards (and validation and test shards, or a held-out fraction) as Streams."""
+    train = stream_shards(spec, where, ("files",))
+    validation = stream_shards(spec, where, ("validation_files",)) if spec.validation_files is not None else None
+    if spec.test_files is not None:
+        return Data(train, validation=validation, test=stream_shards(spec, where, ("test_files",)))
+    data = split_test(train, spec.test_fraction, stratify=False, where=where) if spec.test_fraction else Data(train)
+    return replace(data, validation=validation)
+
+
+def shard_paths(spec: TfRecordData, where: Where, loc: tuple[Any, ...]) -> list[str]:
+    """Every file the key's globs match, sorted within each glob; a glob matching nothing is a problem."""
+    value = getattr(spec, loc[0])
+    patterns = [value] if isinstance(value, str) else list(value)
+    paths: list[str] = []
+    for index, pattern in enumerate(patterns):
+        matched = sorted(p for p in glob.glob(str(where.resolve_path(pattern))) if Path(p).is_file())
+        if not matched:
+            at = loc if isinstance(value, str) else (*loc, index)
+            raise ConfigError(where.problem(at, f"no file matches {where.resolve_path(pattern)}"))
+        paths += [p for p in matched if p not in paths]
+    return paths
+
+
+def stream_shards(spec: TfRecordData, where: Where, loc: tuple[Any, ...]) -> Stream:
+    """One split's shards as a Stream, after a checking pass over every shard."""
+    from kerasrun._tf import tf
+
+    paths = shard_paths(spec, where, loc)
+    wanted = {name: tf.io.FixedLenFeature(feature.shape, tf.as_dtype(feature.dtype)) for name, feature in spec.features.items()}
+
+    def parse(records: Any) -> Any:
+        """Serialized Examples → a dict of features (a batch of them for a batch of records)."""
+        return tf.io.parse_example(records, wanted)
+
+    def arrange(features: dict[str, Any]) -> tuple[Any, ...]:
+        """A parsed example → (x, y[, sample_weight]) as the model takes them: one tensor, or by name."""
+        x = features[spec.inputs[0]] if len(spec.inputs) == 1 else {name: features[name] for name in spec.inputs}
+        y = features[spec.targets[0]] if len(spec.targets) == 1 else {name: features[name] for name in spec.targets}
+        if spec.preprocess:
+            x, y = preprocess_element(x, y, spec.preprocess)
+        return (x, y) if spec.sample_weight is None else (x, y, features[spec.sample_weight])
+
+    def records(files: list[str]) -> Any:
+        shards = tf.data.Dataset.from_tensor_slices(files)
+        return shards.interleave(
+            lambda path: tf.data.TFRecordDataset(path, compression_type=COMPRESSION[spec.compression]),
+            cycle_length=min(spec.parallel_files, len(files)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True,  # the same order every pass: splits by row and resume rely on it
+        )
+
+    def make() -> Any:
+        """Every example of the split, in the fixed interleaved order."""
+        return records(paths).batch(CHECK_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE).unbatch().map(arrange)
+
+    target = spec.features[spec.targets[0]] if len(spec.targets) == 1 else None
+    classes = target is not None and target.dtype == "int64" and not target.shape
+    total, labels = check_shards(paths, records, parse, spec, where, loc, spec.targets[0] if classes else None)
+    if spec.preprocess and (len(spec.inputs) > 1 or len(spec.targets) > 1):
+        raise ConfigError(where.problem(("preprocess",), "preprocess steps apply to single-array features and targets"))
+    try:
+        _ = make().element_spec  # traces the preprocess steps: a reshape that can't apply fails here, not in training
+    except ValueError as exc:
+        raise ConfigError(where.problem(("preprocess",), f"cannot apply to the examples: {first_line(exc)}")) from None
+    return Stream(make=make, total=total, shuffle_buffer=spec.shuffle_buffer, labels=labels)
+
+
+def check_shards(
+    paths: list[str], records: Any, parse: Any, spec: TfRecordData, where: Where, loc: tuple[Any, ...], label: str | None
+) -> tuple[int, np.ndarray | None]:
+    """Parse every record of every shard once: (examples, the integer label of each when `label` names one)."""
+    from kerasrun._tf import tf
+
+    total = 0
+    chunks: list[np.ndarray] = []
+    for path in paths:  # shard by shard, so a failure names its file; the labels follow the interleaved order below
+        try:
+            for features in records([path]).batch(CHECK_BATCH).map(parse).as_numpy_iterator():
+                total += len(next(iter(features.values())))
+                if not spec.allow_nonfinite:
+                    for name, values in features.items():
+                        if values.dtype.kind == "f" and not np.isfinite(values).all():
+                            raise ConfigError(
+                                where.problem(
+                                    loc,
+                                    f"{Path(path).name}: feature `{name}` holds NaN or inf",
+                                    "fix the data, or set data.allow_nonfinite: true",
+                                )
+                            )
+        except tf.errors.OpError as exc:
+            raise ConfigError(where.problem(loc, f"cannot read {Path(path).name}: {first_line(exc)}")) from None
+    if total == 0:
+        raise ConfigError(where.problem(loc, "the files hold no examples"))
+    if label is None:
+        return total, None
+    for features in records(paths).batch(CHECK_BATCH).map(parse).as_numpy_iterator():  # in training order
+        chunks.append(np.asarray(features[label], dtype=np.int64))
+    labels = np.concatenate(chunks)
+    return total, compact(labels) if labels.min() >= 0 else labels
