@@ -47,9 +47,17 @@ class SweepPlan:
 
     def train_command(self, trial: TrialPlan) -> list[str]:
         """The standalone `kerasrun train` of a trial."""
-        from kerasrun.sweep.trial import train_command
-
         return train_command(self.config_path, self.overrides(trial), self.runs_dir)
+
+
+def train_command(config_path: Path, overrides: list[str], runs_dir: Path | None = None) -> list[str]:
+    """The `kerasrun train` command line that trains the same as a trial (run.json's `command`; --print-commands)."""
+    command = ["kerasrun", "train", str(config_path)]
+    for item in overrides:
+        command += ["--set", item]
+    if runs_dir is not None:
+        command += ["--runs-dir", str(runs_dir)]
+    return command
 
 
 def plan_sweep(

@@ -10,7 +10,7 @@ import itertools
 import math
 import random
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ def check_dimensions(dims: list[Dimension], problems: list[Problem]) -> list[Dim
     seen: set[str] = set()
     for dim in dims:
         if dim.key in seen:
-            problems.append(Problem(key=dim.key, message="this key is searched twice", file="--grid/--space"))
+            problems.append(Problem(key=dim.key, message="this key is searched twice", file="--grid" if dim.kind == "grid" else "--space"))
         seen.add(dim.key)
     if problems:
         raise ConfigError(problems)
@@ -229,23 +229,17 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
     """Load every trial's config (all problems at once, each once) and check what one process can sweep; the base config."""
     base = load_config(config_path)
     problems: list[Problem] = []
-    resolved = base.model_dump(mode="json")
-    for dim in dims:
-        if not key_exists(resolved, dim.key):
-            problems.append(
-                Problem(
-                    key=dim.key,
-                    message=f"this key is not in {config_path} (nor a default of the schema)",
-                    file="--grid/--space",
-                    hint="a sweep only varies keys the config has: write the key in the config first, so that a typo can't cost every trial",
-                )
-            )
+    option = "--grid" if dims and dims[0].kind == "grid" else "--space"
+    searched = {dim.key for dim in dims}
     runtimes: dict[str, Any] = {}
     for plan in plans:
         try:
             config = load_config(config_path, plan.overrides)
         except ConfigError as exc:
-            problems += [p for p in exc.problems if p not in problems]
+            for problem in exc.problems:
+                if problem.file == "--set" and problem.key in searched:  # the value came from the search, not from --set
+                    problem = replace(problem, file=option)
+                problems += [problem] if problem not in problems else []
             continue
         runtime = {k: v for k, v in config.runtime.model_dump(mode="json").items() if k in PROCESS_WIDE}
         runtimes.setdefault(repr(runtime), runtime)
@@ -253,16 +247,27 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
             problem = Problem(
                 key="runtime.strategy",
                 message="a sweep can't run multi-worker trials",
-                file="--grid/--space",
+                file=option,
                 hint="use `kerasrun launch` per trial",
             )
             problems += [problem] if problem not in problems else []
+    resolved = base.model_dump(mode="json")
+    for dim in dims:
+        if not key_exists(resolved, dim.key) and not any(p.key == dim.key for p in problems):
+            problems.append(
+                Problem(
+                    key=dim.key,
+                    message=f"this key is not in {config_path} (nor a default of the schema)",
+                    file=option,
+                    hint="a sweep only varies keys the config has: write the key in the config first, so that a typo can't cost every trial",
+                )
+            )
     if len(runtimes) > 1:
         problems.append(
             Problem(
                 key="runtime",
                 message=f"trials differ in process-wide settings ({', '.join('runtime.' + k for k in PROCESS_WIDE)}), which TensorFlow fixes once per process",
-                file="--grid/--space",
+                file=option,
                 hint="sweep them with --print-commands (one process per trial)",
             )
         )

@@ -125,13 +125,3 @@ def read_history(run_dir: Path) -> dict[str, list[Any]]:
     except (OSError, ValueError):
         return {}
     return history if isinstance(history, dict) else {}
-
-
-def train_command(config_path: Path, overrides: list[str], runs_dir: Path | None = None) -> list[str]:
-    """The `kerasrun train` command line that trains the same as a trial (run.json's `command`; --print-commands)."""
-    command = ["kerasrun", "train", str(config_path)]
-    for item in overrides:
-        command += ["--set", item]
-    if runs_dir is not None:
-        command += ["--runs-dir", str(runs_dir)]
-    return command
