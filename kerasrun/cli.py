@@ -321,7 +321,7 @@ def sweep(
 
     from kerasrun.signals import signals_raise_interrupted
     from kerasrun.sweep.search import create_sweep, plan_sweep, run_sweep
-    from kerasrun.sweep.summary import plain_table, summary_rows, trial_line
+    from kerasrun.sweep.summary import missing_metric_note, plain_table, summary_rows, trial_line
 
     try:
         plan = plan_sweep(
@@ -358,7 +358,7 @@ def sweep(
     say = Console(stderr=as_json, highlight=False, soft_wrap=True)  # a long trial line stays one line in a log
     record = None
     try:
-        with signals_raise_interrupted():
+        with signals_raise_interrupted(force_exit=jobs == 1):  # with workers, this process only waits for them (as launch does)
             record = create_sweep(plan, ["kerasrun", *sys.argv[1:]])
             say.print(f"sweep folder: {record.path}  ({plan.count} {plan.method} trial(s), {record.metric} {record.mode})", markup=False)
             run_sweep(plan, record, lambda rec, trial: say.print(trial_line(rec, trial), markup=False))
@@ -390,6 +390,8 @@ def sweep(
             if best
             else "no trial completed with a value of " + record.metric
         )
+    if (note := missing_metric_note(record)) is not None:
+        err_console().print(f"warning: {note}", markup=False)
     if not any(t.status == "completed" for t in record.trials):
         raise typer.Exit(EXIT_FAILED)
 

@@ -173,6 +173,9 @@ def finished_on_exit(record: SweepRecord) -> Iterator[None]:
         except KeyboardInterrupt:
             record.finish("interrupted")
             raise
+        except BaseException:
+            record.finish("failed")  # e.g. a worker could not be started: sweep.json must not stay `running`
+            raise
     record.finish("completed")
 
 

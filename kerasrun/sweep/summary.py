@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kerasrun.rundir import read_json
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
 
 
@@ -60,3 +61,15 @@ def plain_table(headers: list[str], rows: list[list[str]]) -> str:
     return "\n".join(
         "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows]
     )
+
+
+def missing_metric_note(record: SweepRecord) -> str | None:
+    """When completed trials never logged the sweep's metric: say so, with the columns they have."""
+    completed = [t for t in record.trials if t.status == "completed"]
+    if not completed or any(t.metric is not None for t in completed):
+        return None
+    try:
+        columns = [k for k in read_json(record.path / str(completed[0].run_dir) / "history.json") if k != "epoch"]
+    except (OSError, ValueError):
+        columns = []
+    return f"no completed trial logged `{record.metric}`, so none is ranked; its history.json has: {', '.join(columns) or 'nothing'} (--metric)"

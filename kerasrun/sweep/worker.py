@@ -41,7 +41,9 @@ def main() -> int:
                 )
                 emit(reports, {"index": trial["index"], "outcome": outcome.to_json()})
                 if stop is not None:
-                    return stop.exit_code
+                    # End here, inside the block whose handlers ignore repeated signals: the parent passes the
+                    # signal on, and a scheduler may have sent it to this process as well.
+                    os._exit(stop.exit_code)
     except KeyboardInterrupt as exc:  # between trials
         return as_interrupted(exc).exit_code
     return 0
