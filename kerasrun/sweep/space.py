@@ -226,8 +226,9 @@ PROCESS_WIDE = ("device", "strategy", "logical_cpus", "deterministic")
 
 
 def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan]) -> Config:
-    """Load every trial's config (all problems at once, each once) and check what one process can sweep; the base config."""
+    """Load every trial's config (all problems at once, each once) and check what one process can sweep; the first trial's config."""
     base = load_config(config_path)
+    first: Config | None = None
     problems: list[Problem] = []
     option = "--grid" if dims and dims[0].kind == "grid" else "--space"
     searched = {dim.key for dim in dims}
@@ -241,6 +242,7 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
                     problem = replace(problem, file=option)
                 problems += [problem] if problem not in problems else []
             continue
+        first = first or config
         runtime = {k: v for k, v in config.runtime.model_dump(mode="json").items() if k in PROCESS_WIDE}
         runtimes.setdefault(repr(runtime), runtime)
         if config.runtime.strategy == "multi_worker":
@@ -271,9 +273,9 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
                 hint="sweep them with --print-commands (one process per trial)",
             )
         )
-    if problems:
-        raise ConfigError(problems)
-    return base
+    if problems or first is None:
+        raise ConfigError(problems or "no trial to run")
+    return first
 
 
 def key_exists(data: Any, dotted: str) -> bool:

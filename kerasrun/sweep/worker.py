@@ -29,8 +29,8 @@ def main() -> int:
     spec = json.load(sys.stdin)
     from kerasrun.signals import as_interrupted, signals_raise_interrupted
 
-    try:
-        with signals_raise_interrupted():
+    with signals_raise_interrupted():
+        try:
             from kerasrun.sweep.trial import run_trial
 
             runs_dir = Path(spec["runs_dir"]) if spec.get("runs_dir") else None
@@ -41,11 +41,11 @@ def main() -> int:
                 )
                 emit(reports, {"index": trial["index"], "outcome": outcome.to_json()})
                 if stop is not None:
-                    # End here, inside the block whose handlers ignore repeated signals: the parent passes the
-                    # signal on, and a scheduler may have sent it to this process as well.
-                    os._exit(stop.exit_code)
-    except KeyboardInterrupt as exc:  # between trials
-        return as_interrupted(exc).exit_code
+                    raise stop
+        except KeyboardInterrupt as exc:
+            # End here, inside the block whose handlers ignore repeated signals: the parent passes the
+            # signal on, and a terminal or a scheduler may have sent it to this process as well.
+            os._exit(as_interrupted(exc).exit_code)
     return 0
 
 

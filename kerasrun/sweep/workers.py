@@ -27,36 +27,19 @@ def run_in_workers(plan: SweepPlan, record: SweepRecord, report: Report) -> None
     """Start the workers, record their trials as they report them, wait for all of them."""
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
     workers: list[subprocess.Popen[str]] = []
-    for k in range(plan.jobs):
-        share = plan.trials[k :: plan.jobs]
-        if not share:
-            continue
-        spec = {
-            "config": str(plan.config_path),
-            "runs_dir": str(plan.runs_dir) if plan.runs_dir else None,
-            "trials": [
-                {
-                    "index": t.index,
-                    "overrides": plan.overrides(t),
-                    "run_dir": str(trial_dir(record, t.index)),
-                    "command": plan.train_command(t),
-                }
-                for t in share
-            ],
-        }
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "kerasrun.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=worker_env()
-        )
-        workers.append(worker)
-        assert worker.stdin is not None and worker.stdout is not None  # both are pipes
-        worker.stdin.write(json.dumps(spec))
-        worker.stdin.close()
-        threading.Thread(target=forward_lines, args=(len(workers) - 1, worker.stdout, lines), daemon=True).start()
-    open_streams = set(range(len(workers)))
+    open_streams: set[int] = set()
+    stopped_by: str | None = None
     try:
+        for k in range(plan.jobs):
+            share = plan.trials[k :: plan.jobs]
+            if share:
+                workers.append(start_worker(plan, record, share))
+                open_streams.add(len(workers) - 1)
+                threading.Thread(target=forward_lines, args=(len(workers) - 1, workers[-1].stdout, lines), daemon=True).start()
         collect(record, lines, open_streams, report)
     except KeyboardInterrupt as exc:
         interrupted = as_interrupted(exc)
+        stopped_by = interrupted.name
         for worker in workers:  # a terminal's Ctrl-C reached them already; `kill` of this process did not
             if worker.poll() is None:
                 worker.send_signal(interrupted.signum)
@@ -74,9 +57,29 @@ def run_in_workers(plan: SweepPlan, record: SweepRecord, report: Report) -> None
         for trial in record.trials:  # a worker that died (killed, out of memory) never reported these
             if trial.status == RUNNING:
                 codes = ", ".join(str(w.returncode) for w in workers if w.returncode)
+                why = f"its worker process ended before reporting it (exit code {codes or '?'})"
                 record.update(
-                    trial.index, status="failed", error=f"its worker process ended before reporting it (exit code {codes or '?'})"
+                    trial.index, status="interrupted" if stopped_by else "failed", error=f"{stopped_by}: {why}" if stopped_by else why
                 )
+
+
+def start_worker(plan: SweepPlan, record: SweepRecord, share: list[Any]) -> subprocess.Popen[str]:
+    """A worker process with its share of the trials written to its stdin."""
+    spec = {
+        "config": str(plan.config_path),
+        "runs_dir": str(plan.runs_dir) if plan.runs_dir else None,
+        "trials": [
+            {"index": t.index, "overrides": plan.overrides(t), "run_dir": str(trial_dir(record, t.index)), "command": plan.train_command(t)}
+            for t in share
+        ],
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "kerasrun.sweep.worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=worker_env()
+    )
+    assert worker.stdin is not None  # a pipe
+    worker.stdin.write(json.dumps(spec))
+    worker.stdin.close()
+    return worker
 
 
 def worker_env() -> dict[str, str]:
