@@ -54,10 +54,10 @@ def only_sweep(runs: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def grid_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A 4-trial grid swept in this process, and trials 2-4 trained alone by `kerasrun train --set …` in real processes.
+    """A 4-trial grid swept in one `kerasrun sweep` process, and trials 2-4 trained alone by `kerasrun train --set …`.
 
     Trials 2-4 are the ones that follow another in the sweep's process (the first one is compared
-    through the --jobs test, where it is a worker's first trial).
+    through the --jobs test, where it is a worker's first trial). All run as real processes, at once.
     """
     folder = tmp_path_factory.mktemp("grid")
     config = write_tiny(folder)
@@ -68,8 +68,11 @@ def grid_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         runs = folder / f"alone-{lr}-{loop}"
         args = ["train", str(config), "--runs-dir", str(runs), "--progress", "none"]
         started.append((overrides, runs, kerasrun_popen([*args, "--set", overrides[0], "--set", overrides[1]])))
-    # The sweep runs here while the standalone processes start (2 cores): its trials follow other tests' Keras use in this process.
-    result = CliRunner().invoke(app, ["sweep", str(config), *GRID, "--runs-dir", str(folder / "runs")])
+    # The sweep in a real process too: this test process may hold TensorFlow state no command starts with
+    # (another test's runtime.deterministic=true switched op determinism on for good, and it changes the numbers).
+    sweep = kerasrun_popen(["sweep", str(config), *GRID, "--runs-dir", str(folder / "runs")])
+    out, err = sweep.communicate(timeout=300)
+    result = {"code": sweep.returncode, "stdout": out, "stderr": err}
     for overrides, runs, process in started:
         _, err = process.communicate(timeout=300)
         assert process.returncode == 0, err
@@ -78,7 +81,7 @@ def grid_sweep(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def test_each_trial_is_byte_for_byte_a_standalone_train(grid_sweep: dict[str, Any]) -> None:
-    assert grid_sweep["result"].exit_code == 0, grid_sweep["result"].output
+    assert grid_sweep["result"]["code"] == 0, grid_sweep["result"]["stderr"]
     trials = trial_folders(grid_sweep["sweep"])
     assert len(trials) == 4 and set(grid_sweep["standalone"]) < set(trials)
     for overrides, alone in grid_sweep["standalone"].items():
@@ -102,7 +105,7 @@ def test_sweep_json_ranks_the_trials_by_the_metric(grid_sweep: dict[str, Any]) -
         assert trial["metric"] == min(history["val_loss"]) and trial["epochs"] == 3 and trial["status"] == "completed"
         assert trial["params"][LR] in (0.01, 0.1)
     assert record["best"]["run_dir"] == trials[0]["run_dir"]
-    output = grid_sweep["result"].output
+    output = grid_sweep["result"]["stdout"]
     assert "rank" in output and "best: trial" in output and "\x1b[" not in output  # not a terminal: a plain table
 
 
