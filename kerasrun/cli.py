@@ -321,7 +321,7 @@ def sweep(
 
     from kerasrun.signals import signals_raise_interrupted
     from kerasrun.sweep.search import create_sweep, plan_sweep, run_sweep
-    from kerasrun.sweep.summary import missing_metric_note, plain_table, summary_rows, trial_line
+    from kerasrun.sweep.summary import format_number, missing_metric_note, plain_table, summary_rows, trial_line
 
     try:
         plan = plan_sweep(
@@ -374,11 +374,12 @@ def sweep(
     else:
         headers, rows = summary_rows(record)
         if say.is_terminal:
+            from rich import box
             from rich.table import Table
 
-            table = Table(title=f"sweep {record.path.name}: ranked by {record.metric} ({record.mode})")
-            for header in headers:
-                table.add_column(header, overflow="fold")
+            table = Table(title=f"sweep {record.path.name}: ranked by {record.metric} ({record.mode})", box=box.SIMPLE_HEAD)
+            for position, header in enumerate(headers):  # short columns keep their width; long values fold
+                table.add_column(header, overflow="fold", min_width=min(max(len(r[position]) for r in [headers, *rows]), 14))
             for row in rows:
                 table.add_row(*row)
             say.print(table)
@@ -386,7 +387,7 @@ def sweep(
             typer.echo(plain_table(headers, rows))
         best = record.best()
         typer.echo(
-            f"best: trial {best.index + 1} ({best.run_dir}), {record.metric} {best.metric}"
+            f"best: trial {best.index + 1} ({record.path / str(best.run_dir)}), {record.metric} {format_number(best.metric)}"
             if best
             else "no trial completed with a value of " + record.metric
         )

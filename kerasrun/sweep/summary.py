@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from kerasrun.rundir import read_json
@@ -36,7 +37,7 @@ def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:
     """Column names and rows of the ranked summary (best first; unranked trials after, by number)."""
     record.rank()
     keys = [dim["key"] for dim in record.space]
-    headers = ["rank", "trial", *keys, "status", f"best {record.metric}", "epoch", "epochs", "run folder"]
+    headers = ["rank", "trial", *short_names(keys), "status", f"best {record.metric}", "epoch", "epochs", "run folder"]
     rows = []
     for trial in sorted(record.trials, key=lambda t: (t.rank is None, t.rank or 0, t.index)):
         values = {o.partition("=")[0]: o.partition("=")[2] for o in trial.overrides}
@@ -73,3 +74,9 @@ def missing_metric_note(record: SweepRecord) -> str | None:
     except (OSError, ValueError):
         columns = []
     return f"no completed trial logged `{record.metric}`, so none is ranked; its history.json has: {', '.join(columns) or 'nothing'} (--metric)"
+
+
+def short_names(keys: list[str]) -> list[str]:
+    """Column names for the searched keys: the last part (`learning_rate`) when that is unambiguous, else the whole key."""
+    lasts = [re.split(r"[.\[]", key)[-1].rstrip("]") or key for key in keys]
+    return [last if lasts.count(last) == 1 else key for key, last in zip(keys, lasts, strict=True)]
