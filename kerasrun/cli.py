@@ -349,6 +349,8 @@ def sweep(
             )
     except KerasrunError as exc:
         fail(exc)
+    except KeyboardInterrupt as exc:  # while every trial's config was being checked: nothing was written yet
+        raise typer.Exit(as_interrupted(exc).exit_code) from None
     if print_commands:
         for trial in plan.trials:
             typer.echo(shlex.join(plan.train_command(trial)))

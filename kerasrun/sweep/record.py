@@ -78,7 +78,14 @@ class SweepRecord:
         return next((t for t in self.trials if t.rank == 1), None)
 
     def finish(self, status: str) -> None:
-        """Record how the sweep ended (completed or interrupted) and write sweep.json."""
+        """Record how the sweep ended (completed, interrupted or failed) and write sweep.json.
+
+        A trial still `running` here was cut off before it could be recorded (a signal between two
+        steps of the sweep itself): it ends with the sweep.
+        """
+        for trial in self.trials:
+            if trial.status == RUNNING:
+                trial.status = "interrupted" if status == "interrupted" else "failed"
         self.status = status
         self.ended = now_iso()
         self.save()
