@@ -173,6 +173,7 @@ def run_experiment(
     progress: str = "auto",
     command: list[str] | None = None,
     resume: ResumePlan | None = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Train into `run_dir` (see train_into); with output.mlflow, the MLflow run ends with the folder's final status."""
     try:
@@ -193,7 +194,8 @@ def train_into(
 
     The folder records failure, interruption (with the signal) or divergence too; a checkpoint is
     written after every epoch (output.checkpoint) and on interruption, so `kerasrun resume` continues
-    from the last completed epoch and ends with the uninterrupted run's bytes.
+    from the last completed epoch and ends with the uninterrupted run's bytes. `extra_callbacks` run
+    after kerasrun's own (the epoch is recorded and checkpointed first): a sweep's pruning callback.
     """
     config, model, data, trainer = experiment.config, experiment.model, experiment.data, experiment.trainer
     run_dir = Path(run_dir)
@@ -260,6 +262,7 @@ def train_into(
                 bar = make_progress(progress)
                 if bar is not None:
                     callbacks.append(bar)
+                callbacks += extra_callbacks or []
                 trainer.fit(train_ds, val_ds, callbacks, resume.start_epoch if resume is not None else config.train.initial_epoch)
             timings["fit_s"] = time.perf_counter() - start
             if checkpointer is not None:
@@ -280,7 +283,7 @@ def train_into(
                 bar.stop()  # a live display ends its line before the interruption is reported
             interrupted = as_interrupted(exc)
             saved = flush_quietly(checkpointer, interrupted.notes)
-            note = finish_quietly("interrupted", signal=interrupted.name, checkpoint_epoch=saved)
+            note = finish_quietly(interrupted.status, **interrupted.outcome(), checkpoint_epoch=saved)
             interrupted.notes += [note] if note else []
             interrupted.not_resumable = resume_blocker(run_dir, record.info) if record is not None else None
             raise interrupted from None

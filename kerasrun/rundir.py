@@ -25,7 +25,7 @@ from kerasrun.errors import KerasrunError
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"  # held (flock) by the process training in the folder
 # Fields that describe how a process ended; a resumed run starts without them.
-OUTCOME_FIELDS = ("error", "signal", "forced", "checkpoint_epoch", "diverged_at", "metrics", "timings", "epochs_completed")
+OUTCOME_FIELDS = ("error", "signal", "forced", "checkpoint_epoch", "diverged_at", "metrics", "timings", "epochs_completed", "pruned")
 HEARTBEAT_SECONDS = 30.0  # how often a training process rewrites run.json's heartbeat, whatever the epoch length
 STALE_AFTER_SECONDS = 4 * HEARTBEAT_SECONDS  # a run on another host with an older heartbeat has crashed
 
@@ -234,6 +234,7 @@ STATUS_PHRASES = {
     "crashed": "crashed",
     "failed": "failed",
     "interrupted": "was interrupted",
+    "pruned": "was pruned by a sweep",
     "diverged": "diverged",
     "running": "is still running",
 }

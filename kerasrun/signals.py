@@ -20,6 +20,8 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class Interrupted(KeyboardInterrupt):
     """The process was asked to stop by a signal (SIGINT, SIGTERM or SIGHUP)."""
 
+    status = "interrupted"  # what run.json records; a sweep's pruned trial stops the same way with its own status
+
     def __init__(self, signum: int = signal.SIGINT) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
@@ -30,6 +32,10 @@ class Interrupted(KeyboardInterrupt):
     def name(self) -> str:
         """SIGINT, SIGTERM or SIGHUP."""
         return signal.Signals(self.signum).name
+
+    def outcome(self) -> dict[str, object]:
+        """The fields run.json records about the stop."""
+        return {"signal": self.name}
 
     @property
     def exit_code(self) -> int:

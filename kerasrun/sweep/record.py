@@ -1,0 +1,125 @@
+"""sweep.json: the space, every trial (overrides, status, run folder, metric), ranked; rewritten atomically after each trial."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerasrun.rundir import now_iso, write_json_atomic
+
+SWEEP_FILE = "sweep.json"
+# A trial's status is its run folder's (completed, failed, diverged, interrupted, pruned), or one of these.
+PENDING, RUNNING = "pending", "running"
+
+
+@dataclass
+class Trial:
+    """One trial's record."""
+
+    index: int
+    overrides: list[str]
+    params: dict[str, Any]
+    status: str = PENDING
+    run_dir: str | None = None  # relative to the sweep folder
+    metric: float | None = None  # the best value of the sweep's metric over the trial's epochs
+    best_epoch: int | None = None
+    epochs: int | None = None
+    test_metrics: dict[str, float] | None = None
+    error: str | None = None
+    seconds: float | None = None
+    rank: int | None = None  # 1 = best; only completed trials with a metric value are ranked
+
+
+@dataclass
+class SweepRecord:
+    """The whole sweep, as sweep.json holds it."""
+
+    path: Path  # the sweep folder
+    config: str
+    method: str  # grid | random | optuna
+    metric: str
+    mode: str  # min | max
+    space: list[dict[str, Any]]
+    settings: dict[str, Any] = field(default_factory=dict)  # seed, jobs, sampler, pruner, command
+    trials: list[Trial] = field(default_factory=list)
+    status: str = RUNNING
+    started: str = field(default_factory=now_iso)
+    ended: str | None = None
+
+    def trial(self, index: int) -> Trial:
+        """The trial numbered `index`."""
+        return next(t for t in self.trials if t.index == index)
+
+    def update(self, index: int, **fields: Any) -> Trial:
+        """Change a trial's fields, re-rank and rewrite sweep.json."""
+        trial = self.trial(index)
+        for key, value in fields.items():
+            setattr(trial, key, value)
+        self.save()
+        return trial
+
+    def rank(self) -> None:
+        """Number the completed trials that have a metric value, best first (ties keep trial order).
+
+        A pruned, failed or interrupted trial keeps the value it reached, unranked: it did not finish.
+        """
+        scored = [t for t in self.trials if t.metric is not None and t.status == "completed"]
+        scored.sort(key=lambda t: (t.metric if self.mode == "min" else -t.metric, t.index))  # type: ignore[operator]
+        for trial in self.trials:
+            trial.rank = None
+        for position, trial in enumerate(scored, start=1):
+            trial.rank = position
+
+    def best(self) -> Trial | None:
+        """The best-ranked trial, if any trial has a metric value."""
+        self.rank()
+        return next((t for t in self.trials if t.rank == 1), None)
+
+    def finish(self, status: str) -> None:
+        """Record how the sweep ended (completed, interrupted or failed) and write sweep.json.
+
+        A trial still `running` here was cut off before it could be recorded (a signal between two
+        steps of the sweep itself): it ends with the sweep.
+        """
+        for trial in self.trials:
+            if trial.status == RUNNING:
+                trial.status = "interrupted" if status == "interrupted" else "failed"
+        self.status = status
+        self.ended = now_iso()
+        self.save()
+
+    def as_dict(self) -> dict[str, Any]:
+        """sweep.json's content: the trials in rank order (unranked ones after, by number)."""
+        self.rank()
+        trials = sorted(self.trials, key=lambda t: (t.rank is None, t.rank or 0, t.index))
+        best = trials[0] if trials and trials[0].rank == 1 else None
+        return {
+            "config": self.config,
+            "method": self.method,
+            "metric": self.metric,
+            "mode": self.mode,
+            "status": self.status,
+            "started": self.started,
+            "ended": self.ended,
+            "space": self.space,
+            **self.settings,
+            "best": {"index": best.index, "run_dir": best.run_dir, "metric": best.metric, "params": best.params} if best else None,
+            "trials": [asdict(t) for t in trials],
+        }
+
+    def save(self) -> None:
+        """Write sweep.json atomically."""
+        write_json_atomic(self.path / SWEEP_FILE, self.as_dict())
+
+
+def best_of(history: dict[str, list[Any]], metric: str, mode: str) -> tuple[float | None, int | None]:
+    """The best finite value of `metric` in a history and its epoch; (None, None) when it was never logged."""
+    values = history.get(metric) or []
+    epochs = history.get("epoch") or list(range(1, len(values) + 1))
+    scored = [(v, e) for v, e in zip(values, epochs, strict=False) if isinstance(v, (int, float)) and math.isfinite(v)]
+    if not scored:
+        return None, None
+    value, epoch = (min if mode == "min" else max)(scored, key=lambda pair: pair[0])
+    return float(value), int(epoch)

@@ -1,0 +1,82 @@
+"""Text for a sweep: one line per trial as it starts and ends, and the ranked summary's rows (the CLI renders them)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kerasrun.rundir import read_json
+from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
+
+
+def format_number(value: Any) -> str:
+    """A metric value with four significant decimals; `-` when there is none."""
+    return "-" if value is None else f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:.4f}"
+
+
+def trial_line(record: SweepRecord, trial: Trial) -> str:
+    """`trial 2/3 lr=0.01: completed  val_loss 0.3521 (epoch 12)  trial-001  3.2s`."""
+    total = record.settings.get("planned", len(record.trials))
+    values = "  ".join(f"{key}={value}" for key, value in ((o.partition("=")[0], o.partition("=")[2]) for o in trial.overrides))
+    head = f"trial {trial.index + 1}/{total}  {values}"
+    if trial.status == RUNNING:
+        return f"{head}: started ({trial.run_dir})"
+    text = f"{head}: {trial.status}"
+    if trial.metric is not None:
+        text += f"  {record.metric} {format_number(trial.metric)} (epoch {trial.best_epoch})"
+    if trial.run_dir:
+        text += f"  {trial.run_dir}"
+    if trial.seconds is not None:
+        text += f"  {trial.seconds:.1f}s"
+    if trial.error and trial.status not in ("pruned", "interrupted"):
+        text += f"\n    {trial.error.splitlines()[0] if trial.error.strip() else trial.error}"
+    return text
+
+
+def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:
+    """Column names and rows of the ranked summary (best first; unranked trials after, by number)."""
+    record.rank()
+    keys = [dim["key"] for dim in record.space]
+    headers = ["rank", "trial", *short_names(keys), "status", f"best {record.metric}", "epoch", "epochs", "run folder"]
+    rows = []
+    for trial in sorted(record.trials, key=lambda t: (t.rank is None, t.rank or 0, t.index)):
+        values = {o.partition("=")[0]: o.partition("=")[2] for o in trial.overrides}
+        rows.append(
+            [
+                str(trial.rank) if trial.rank else "-",
+                str(trial.index + 1),
+                *(values.get(key, "") for key in keys),
+                trial.status,
+                format_number(trial.metric),
+                str(trial.best_epoch or "-"),
+                str(trial.epochs if trial.epochs is not None else "-"),
+                trial.run_dir or "-",
+            ]
+        )
+    return headers, rows
+
+
+def plain_table(headers: list[str], rows: list[list[str]]) -> str:
+    """Columns aligned with spaces: for logs and pipes."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    return "\n".join(
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows]
+    )
+
+
+def missing_metric_note(record: SweepRecord) -> str | None:
+    """When completed trials never logged the sweep's metric: say so, with the columns they have."""
+    completed = [t for t in record.trials if t.status == "completed"]
+    if not completed or any(t.metric is not None for t in completed):
+        return None
+    try:
+        columns = [k for k in read_json(record.path / str(completed[0].run_dir) / "history.json") if k != "epoch"]
+    except (OSError, ValueError):
+        columns = []
+    return f"no completed trial logged `{record.metric}`, so none is ranked; its history.json has: {', '.join(columns) or 'nothing'} (--metric)"
+
+
+def short_names(keys: list[str]) -> list[str]:
+    """Column names for the searched keys: the last part (`learning_rate`) when that is unambiguous, else the whole key."""
+    lasts = [re.split(r"[.\[]", key)[-1].rstrip("]") or key for key in keys]
+    return [last if lasts.count(last) == 1 else key for key, last in zip(keys, lasts, strict=True)]

@@ -1,0 +1,127 @@
+"""One trial: exactly `kerasrun train CONFIG --set …` (the same library path), inside an already running process.
+
+Between trials the process is brought back to what a fresh process looks like to a run: Keras's
+global state is cleared (layer-name counters, the global seed generator, the dtype policy), and
+prepare_experiment seeds Python's, NumPy's and TensorFlow's generators as `train` does.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerasrun._tf import keras, tf
+from kerasrun.config import load_config
+from kerasrun.errors import ConfigError, DivergedError, KerasrunError
+from kerasrun.rundir import RUN_FILE, read_json
+from kerasrun.signals import Interrupted, as_interrupted
+
+
+class Pruned(Interrupted):
+    """Raised by a pruning callback at an epoch's end: the run stops as an interrupted run does, with status `pruned`."""
+
+    status = "pruned"
+
+    def __init__(self, epoch: int, metric: str, value: float) -> None:
+        super().__init__()
+        self.epoch, self.metric, self.value = epoch, metric, value
+
+    @property
+    def name(self) -> str:
+        """How the stop is reported."""
+        return f"pruned at epoch {self.epoch}"
+
+    def outcome(self) -> dict[str, object]:
+        """What run.json records: the epoch and the metric value the pruner judged."""
+        return {"pruned": {"epoch": self.epoch, "metric": self.metric, "value": self.value}}
+
+
+@dataclass
+class TrialOutcome:
+    """How a trial ended, in plain data (it travels from a worker process as JSON)."""
+
+    status: str  # completed | failed | diverged | interrupted | pruned
+    run_dir: str | None = None
+    history: dict[str, list[Any]] = field(default_factory=dict)
+    test_metrics: dict[str, float] | None = None
+    error: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """As a JSON-able dict."""
+        return asdict(self)
+
+
+class DropRetracingWarnings(logging.Filter):
+    """TensorFlow warns when many tf.functions are traced in one process; a sweep builds a new model per trial on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+RETRACING_FILTER = DropRetracingWarnings()
+
+
+def reset_process_state() -> None:
+    """Forget the previous trial's Keras state, as a new process would not have it (seeds are set by prepare_experiment)."""
+    keras.utils.clear_session(free_memory=True)
+    tf.get_logger().addFilter(RETRACING_FILTER)  # once: the same filter object is not added twice
+
+
+def run_trial(
+    config_path: Path,
+    overrides: list[str],
+    run_dir: Path,
+    runs_dir: Path | None = None,
+    progress: str = "none",
+    command: list[str] | None = None,
+    callbacks: list[Any] | None = None,
+) -> tuple[TrialOutcome, Interrupted | None]:
+    """Train one trial into `run_dir` (created here, after the experiment is prepared, as `train` does).
+
+    A failure is returned as the outcome; a signal is returned too, for the caller to stop the sweep
+    after recording it (a pruned trial is only an outcome).
+    """
+    from kerasrun.run import prepare_experiment, run_experiment
+
+    reset_process_state()
+    start = time.perf_counter()
+    created = False
+    try:
+        config = load_config(config_path, overrides)
+        experiment = prepare_experiment(config, runs_dir)
+        run_dir.mkdir(parents=True)
+        created = True
+        result = run_experiment(experiment, run_dir, progress, command=command, extra_callbacks=callbacks)
+        outcome = TrialOutcome("completed", str(run_dir), result.history, result.metrics)
+    except KeyboardInterrupt as exc:
+        interrupted = as_interrupted(exc)
+        if created and not (run_dir / RUN_FILE).exists():  # stopped while the folder was being set up: nothing to keep
+            shutil.rmtree(run_dir, ignore_errors=True)
+            created = False
+        outcome = TrialOutcome(interrupted.status, str(run_dir) if created else None, read_history(run_dir), error=interrupted.name)
+        outcome.seconds = time.perf_counter() - start
+        return outcome, None if isinstance(interrupted, Pruned) else interrupted
+    except DivergedError as exc:
+        outcome = TrialOutcome("diverged", str(run_dir), read_history(run_dir), error=str(exc))
+    except ConfigError as exc:
+        outcome = TrialOutcome("failed", str(run_dir) if created else None, error=exc.describe())
+    except KerasrunError as exc:
+        outcome = TrialOutcome("failed", str(run_dir) if created else None, read_history(run_dir), error=str(exc))
+    except Exception as exc:  # a trial's bug (a user's callback, a factory) must not end the sweep
+        outcome = TrialOutcome("failed", str(run_dir) if created else None, read_history(run_dir), error=f"{type(exc).__name__}: {exc}")
+    outcome.seconds = time.perf_counter() - start
+    return outcome, None
+
+
+def read_history(run_dir: Path) -> dict[str, list[Any]]:
+    """The epochs a stopped trial recorded ({} without a history.json)."""
+    try:
+        history = read_json(run_dir / "history.json")
+    except (OSError, ValueError):
+        return {}
+    return history if isinstance(history, dict) else {}
