@@ -177,7 +177,7 @@ def run_experiment(
 ) -> RunResult:
     """Train into `run_dir` (see train_into); with output.mlflow, the MLflow run ends with the folder's final status."""
     try:
-        return train_into(experiment, run_dir, progress, command, resume)
+        return train_into(experiment, run_dir, progress, command, resume, extra_callbacks)
     finally:
         if experiment.tracker is not None:
             experiment.tracker.end(run_dir)  # run.json holds the final status whichever way training ended
@@ -189,6 +189,7 @@ def train_into(
     progress: str = "auto",
     command: list[str] | None = None,
     resume: ResumePlan | None = None,
+    extra_callbacks: list[Any] | None = None,
 ) -> RunResult:
     """Train, save and evaluate into `run_dir` — a new folder, or with `resume` the run's own folder.
 
