@@ -116,3 +116,17 @@ def test_validate_build_locates_nested_mistakes(write_config, runner: CliRunner,
     sections = {key: {**SEQUENCES[key], **value} for key, value in change.items()}
     result = runner.invoke(app, ["validate", "--build", str(write_config({**SEQUENCES, **sections}))])
     assert result.exit_code == 2 and expected in result.output, result.output
+
+
+def test_evaluate_steps_scores_exactly_that_many_batches(write_config, runner: CliRunner, tmp_path: Path) -> None:
+    # With steps_per_execution 32, Keras would run whole executions past the limit; kerasrun keeps evaluate.steps exact.
+    config = write_config({"evaluate": {"steps": 1, "batch_size": 16}, "compile": {"steps_per_execution": 32}})
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    run = only_run(tmp_path / "runs")
+    model = keras.saving.load_model(run / "model.keras", safe_mode=True)
+    test = load_data(load_config(config)).test
+    first = model.evaluate(test.x[:16], test.y[:16], batch_size=16, return_dict=True, verbose=0)
+    everything = model.evaluate(test.x, test.y, batch_size=16, return_dict=True, verbose=0)
+    metrics = read_json(run / "metrics.json")
+    assert metrics == pytest.approx(first, rel=1e-6) and metrics != pytest.approx(everything, rel=1e-6)
