@@ -357,6 +357,25 @@ class PythonData(DataCommon):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
+class TextFolderData(DataCommon):
+    """A folder of .txt files, one subfolder per class, read with keras.utils.text_dataset_from_directory."""
+
+    source: Literal["text_folder"]
+    path: str = Field(description="folder with one subfolder of .txt files per class; labels follow the sorted subfolder names")
+    test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
+    test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
+    validation_path: str | None = Field(None, description="a folder of the same classes for validation (instead of train.validation_split)")
+    max_length: int | None = Field(None, ge=1, le=1 << 30, strict=True, description="keep at most this many characters of each text")
+    memory_limit_mb: int = Field(2048, ge=1, le=1 << 22, strict=True, description="the texts are held in memory up to this size")
+
+    @model_validator(mode="after")
+    def check_test_keys(self) -> TextFolderData:
+        """One way to make a test split."""
+        if self.test_path is not None and self.test_fraction is not None:
+            raise ValueError("give test_path or test_fraction, not both")
+        return self
+
+
 class TfRecordFeature(Strict):
     """One feature of a tf.train.Example: its dtype and per-example shape (tf.io.FixedLenFeature)."""
 
@@ -395,7 +414,7 @@ class TfRecordData(DataCommon):
 
 
 DataConfig = Annotated[
-    KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | TfRecordData | PythonData,
+    KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | TextFolderData | TfRecordData | PythonData,
     Field(discriminator="source"),
 ]
 
@@ -437,11 +456,30 @@ class InitFrom(Strict):
         return self
 
 
+class InputSpec(Strict):
+    """A model input with a dtype other than float32: `{shape: [], dtype: string}` takes one text per sample."""
+
+    shape: list[Size | None] = Field(default_factory=list, description="per-sample shape; [] for one value (a text) per sample")
+    dtype: Literal["float32", "float16", "bfloat16", "float64", "int32", "int64", "uint8", "bool", "string"] = "float32"
+
+
+def input_shape_and_dtype(spec: list[Any] | InputSpec) -> tuple[tuple[Any, ...], str]:
+    """A `model.inputs` value as (per-sample shape, dtype)."""
+    return (tuple(spec.shape), spec.dtype) if isinstance(spec, InputSpec) else (tuple(spec), "float32")
+
+
+def text_inputs(config: Any) -> set[str]:
+    """Names of the model inputs declared `dtype: string`: their arrays hold text."""
+    return {name for name, spec in (config.model.inputs or {}).items() if isinstance(spec, InputSpec) and spec.dtype == "string"}
+
+
 class ModelConfig(Strict):
     """Either `inputs` + `layers` (a functional chain) or a Python `factory`."""
 
     name: LayerName | None = None
-    inputs: dict[LayerName, list[Size | None]] | None = Field(None, description="input name -> per-sample shape")
+    inputs: dict[LayerName, list[Size | None] | InputSpec] | None = Field(
+        None, description="input name -> per-sample shape, or {shape, dtype} (dtype string for text)"
+    )
     layers: list[LayerEntry] = Field(
         default_factory=list,
         max_length=MAX_LAYERS,

@@ -10,7 +10,7 @@ import numpy as np
 
 from kerasrun import adapt, registry
 from kerasrun._tf import keras
-from kerasrun.config import Config, adapt_flag, split_layer_entry
+from kerasrun.config import Config, adapt_flag, input_shape_and_dtype, split_layer_entry
 from kerasrun.data import Split
 from kerasrun.errors import Collector, ConfigError, Problem, first_line
 from kerasrun.keras_private import symbolic_build
@@ -55,7 +55,10 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     """Wire `model.layers` into a functional graph: each layer takes the previous output or the named `inputs`."""
     spec = config.model
     assert spec.inputs is not None
-    tensors: dict[str, Any] = {name: keras.Input(shape=tuple(shape), name=name) for name, shape in spec.inputs.items()}
+    tensors: dict[str, Any] = {}
+    for name, input_spec in spec.inputs.items():
+        shape, dtype = input_shape_and_dtype(input_spec)
+        tensors[name] = keras.Input(shape=shape, name=name, dtype=dtype)
     model_inputs = list(tensors.values())
     previous = model_inputs[0] if len(model_inputs) == 1 else None
     failed = False

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config import Config
+from kerasrun.config import Config, text_inputs
 from kerasrun.data.arrays import Data, Split
 from kerasrun.errors import ConfigError, Problem
 
@@ -42,6 +42,7 @@ def data_file(config: Config) -> str:
 def check_arrays(data: Data, config: Config) -> None:
     """The arrays of every split: numbers, one row per sample in each, and at least one row — every problem at once."""
     problems: list[Problem] = []
+    texts = text_arrays(config)
     for split_name, split in (("train", data.train), ("validation", data.validation), ("test", data.test)):
         if not isinstance(split, Split):
             continue
@@ -51,6 +52,10 @@ def check_arrays(data: Data, config: Config) -> None:
             loc, label = array_loc(config, split_name, array_name), f"{data_file(config)}{array_name} of the {split_name} split"
             if array.ndim == 0:
                 problems.append(config.problem(loc, f"{label} is a single value, not an array with one row per sample"))
+            elif array_name in texts and is_text(array):  # a `dtype: string` model input takes text
+                lengths[array_name] = len(array)
+            elif array_name in texts:
+                problems.append(config.problem(loc, f"{label} should hold text for the model's string input; it holds dtype {array.dtype}"))
             elif array.dtype.kind not in "biuf":
                 kind = KINDS.get(array.dtype.kind, "values")
                 problems.append(
@@ -92,3 +97,19 @@ def check_finite(data: Data, config: Config) -> None:
                         "fix the data, or set data.allow_nonfinite: true",
                     )
                 )
+
+
+def text_arrays(config: Config) -> set[str]:
+    """The names (as Split.named_arrays gives them) of the feature arrays that hold text: those of `dtype: string` model inputs."""
+    texts = text_inputs(config)
+    names = {f"x[{name}]" for name in texts}
+    if texts and len(config.model.inputs or {}) == 1:
+        names.add("x")  # a single input's array is plain `x`
+    return names
+
+
+def is_text(array: np.ndarray) -> bool:
+    """Strings or bytes: a NumPy text dtype, or Python str/bytes objects."""
+    if array.dtype.kind in "US":
+        return True
+    return array.dtype.kind == "O" and all(isinstance(item, (str, bytes)) for item in array.ravel())

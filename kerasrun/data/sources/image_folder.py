@@ -108,7 +108,14 @@ def read_folder(
     return split, names
 
 
-def class_folders(root: Path, where: Where, loc: tuple[Any, ...], expected: list[str] | None) -> dict[str, int]:
+def class_folders(
+    root: Path,
+    where: Where,
+    loc: tuple[Any, ...],
+    expected: list[str] | None,
+    extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
+    what: str = "images",
+) -> dict[str, int]:
     """{class name: image count} of root's sorted subfolders; every problem (no folder, empty class, other classes) at once."""
     if not root.is_dir():
         raise ConfigError(where.problem(loc, f"no such folder: {root}"))
@@ -120,9 +127,9 @@ def class_folders(root: Path, where: Where, loc: tuple[Any, ...], expected: list
         missing, extra = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
         detail = "; ".join(part for part in (missing and f"missing {missing}", extra and f"not in training {extra}") if part)
         problems.append(where.problem(loc, f"{root} must have the training folder's classes: {detail}"))
-    counts = {name: count_images(root / name) for name in names}
+    counts = {name: count_files(root / name, extensions) for name in names}
     problems += [
-        where.problem(loc, f"class folder {root / name} has no images", f"files ending in {', '.join(IMAGE_EXTENSIONS)}")
+        where.problem(loc, f"class folder {root / name} has no {what}", f"files ending in {', '.join(extensions)}")
         for name, count in counts.items()
         if count == 0
     ]
@@ -131,9 +138,9 @@ def class_folders(root: Path, where: Where, loc: tuple[Any, ...], expected: list
     return counts
 
 
-def count_images(folder: Path) -> int:
-    """Image files under folder, recursively (image_dataset_from_directory reads subfolders of a class too)."""
-    return sum(name.lower().endswith(IMAGE_EXTENSIONS) for _, _, files in os.walk(folder) for name in files)
+def count_files(folder: Path, extensions: tuple[str, ...]) -> int:
+    """Files with these extensions under folder, recursively (Keras's directory loaders read subfolders of a class too)."""
+    return sum(name.lower().endswith(extensions) for _, _, files in os.walk(folder) for name in files)
 
 
 def decode_all(dataset: Any, count: int, shape: tuple[int, int, int]) -> Split:

@@ -1,0 +1,61 @@
+"""`source: text_folder`: one subfolder of .txt files per class, read by Keras's text_dataset_from_directory into memory.
+
+Each text becomes one element of an array of Python bytes objects (no fixed-width padding), labelled
+by its class folder in sorted order — what a model with a `dtype: string` input and an adapted
+`TextVectorization` layer takes. From there a text folder is array data like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from kerasrun.config import TextFolderData
+from kerasrun.data.arrays import Data, Split
+from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.sources.image_folder import class_folders
+from kerasrun.errors import ConfigError, first_line
+
+TEXT_EXTENSIONS = (".txt",)  # what text_dataset_from_directory reads
+
+
+def read(spec: TextFolderData, where: Where) -> Data:
+    """The training folder (and validation and test folders, or a stratified test fraction) as texts and labels."""
+    train, classes = read_folder(spec, where, ("path",), None)
+    validation = read_folder(spec, where, ("validation_path",), classes)[0] if spec.validation_path is not None else None
+    if spec.test_path is not None:
+        return Data(train, validation=validation, test=read_folder(spec, where, ("test_path",), classes)[0], class_names=classes)
+    data = split_test(train, spec.test_fraction, stratify=True, where=where) if spec.test_fraction is not None else Data(train)
+    return replace(data, validation=validation, class_names=classes)
+
+
+def read_folder(spec: TextFolderData, where: Where, loc: tuple[Any, ...], classes: list[str] | None) -> tuple[Split, list[str]]:
+    """One folder of class subfolders → Split(texts, labels) and the class names."""
+    from kerasrun._tf import keras, tf
+
+    root = where.resolve_path(getattr(spec, loc[0]))
+    found = class_folders(root, where, loc, classes, TEXT_EXTENSIONS, "text files")
+    files = [path for name in found for path in sorted((root / name).rglob("*")) if path.suffix.lower() in TEXT_EXTENSIONS]
+    size_mb = sum(path.stat().st_size for path in files) / 2**20
+    if size_mb > spec.memory_limit_mb:
+        raise ConfigError(
+            where.problem(
+                ("memory_limit_mb",), f"the {len(files)} texts of {root} take {size_mb:.0f} MB, over memory_limit_mb {spec.memory_limit_mb}"
+            )
+        )
+    names = list(found)
+    try:
+        dataset = keras.utils.text_dataset_from_directory(
+            str(root), labels="inferred", label_mode="int", class_names=names, batch_size=None, shuffle=False, max_length=spec.max_length
+        )
+        texts, labels = [], []
+        for text, label in dataset.as_numpy_iterator():
+            texts.append(text)
+            labels.append(label)
+    except (ValueError, tf.errors.OpError) as exc:
+        raise ConfigError(where.problem(loc, f"Keras cannot read the texts of {root}: {first_line(exc)}")) from None
+    x = np.empty(len(texts), dtype=object)
+    x[:] = texts  # bytes objects, one per text: no padding to the longest
+    return Split(x, np.array(labels, dtype=np.int64)), names
