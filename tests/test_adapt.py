@@ -141,3 +141,19 @@ def test_adapt_true_on_a_layer_without_adapt(tmp_path: Path, runner: CliRunner) 
     assert not (tmp_path / "runs").exists()
     result = runner.invoke(app, ["validate", str(write(tmp_path, with_layers([{"Dense": {"units": 1}, "adapt": "yes"}]), "v.yaml"))])
     assert result.exit_code == 2 and "`adapt` of a layer must be true or false" in result.output, result.output
+
+
+@pytest.mark.slow
+def test_adapt_under_a_mirrored_strategy(adapted_run: tuple[Path, Path, str], tmp_path: Path) -> None:
+    # Adapted inside the strategy's scope on two logical CPUs: the same statistics, so the same history up to summation order.
+    from helpers import kerasrun_process
+
+    config, run, _ = adapted_run
+    args = ["train", str(config), "--runs-dir", str(tmp_path / "runs"), "--progress", "plain", "--set", "runtime.strategy=mirrored"]
+    out = kerasrun_process(args)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "note: adapted Normalization" in out.stderr
+    mirrored, single = read_json(only_run(tmp_path / "runs") / "history.json"), read_json(run / "history.json")
+    assert read_json(only_run(tmp_path / "runs") / "run.json")["placement"]["replicas"] == 2
+    for key in single:
+        np.testing.assert_allclose(mirrored[key], single[key], rtol=1e-4)
