@@ -254,6 +254,7 @@ class CsvData(DataCommon):
     test_path: str | None = None
     test_fraction: Fraction | None = None
     validation_path: str | None = Field(None, description="a CSV file of validation rows (instead of train.validation_split)")
+    sample_weight: str | None = Field(None, description="a column of per-row training weights (not a feature)")
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
     stream: bool = Field(False, description="read with tf.data while training instead of loading the file into memory")

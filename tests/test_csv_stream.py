@@ -159,3 +159,25 @@ def test_seed_zero_shuffles_tf_data_sources(folder: Path, runner: CliRunner, tmp
     first = trained(runner, write(folder, "z.yaml", {"seed": 0}), tmp_path / "a")
     again = trained(runner, write(folder, "z.yaml", {"seed": 0}), tmp_path / "b")
     assert files(first) == files(again)
+
+
+def test_weights_column_two_inputs_and_smoke_match_in_memory(tmp_path: Path, runner: CliRunner) -> None:
+    write_table(tmp_path / "plain.csv")
+    lines = (tmp_path / "plain.csv").read_text().splitlines()
+    weighted = [lines[0] + ",w"] + [line + f",{1 + (i % 3) / 2}" for i, line in enumerate(lines[1:])]
+    (tmp_path / "table.csv").write_text("\n".join(weighted) + "\n")
+    data = {"sample_weight": "w", "features": {"left": ["a", "b"], "right": ["c", "d"]}}
+    model = {
+        "inputs": {"left": [2], "right": [2]},
+        "layers": [
+            {"Concatenate": {"name": "both"}, "inputs": ["left", "right"]},
+            {"Dense": {"units": 8, "activation": "relu"}},
+            {"Dense": {"units": 3, "activation": "softmax"}},
+        ],
+    }
+    train_section = {"shuffle": False, "class_weight": "balanced", "stratify": True}
+    streamed = write(tmp_path, "s.yaml", {"data": data, "model": model, "train": train_section})
+    in_memory = write(tmp_path, "m.yaml", {"data": {**data, "stream": False}, "model": model, "train": train_section})
+    assert files(trained(runner, streamed, tmp_path / "s")) == files(trained(runner, in_memory, tmp_path / "m"))
+    smoke = train(runner, streamed, tmp_path / "smoke", "--smoke")
+    assert smoke.exit_code == 0, smoke.output

@@ -62,9 +62,10 @@ class Stream:
         if self.weights is not None:
             table = tf.constant(self.weights)
 
-            def add_weight(x: Any, y: Any) -> tuple[Any, Any, Any]:
+            def add_weight(x: Any, y: Any, *given: Any) -> tuple[Any, Any, Any]:
                 label = tf.argmax(y, output_type=tf.int32) if y.shape.rank == 1 and y.shape[0] > 1 else tf.cast(tf.reshape(y, []), tf.int32)
-                return x, y, tf.gather(table, label)
+                weight = tf.gather(table, label)
+                return x, y, weight * tf.cast(given[0], weight.dtype) if given else weight  # times the source's own weight
 
             dataset = dataset.map(add_weight)
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))

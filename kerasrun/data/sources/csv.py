@@ -47,7 +47,8 @@ def read_csv_table(
         problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
     if problems:
         raise ConfigError(problems)
-    targets, features = choose_columns(path, header, spec, where)
+    training = classes is None  # the training file; validation and test files are numbered by its classes
+    targets, features = choose_columns(path, header, spec, where, training)
     index = {name: i for i, name in enumerate(header)}
     try:
         x = {
@@ -70,15 +71,29 @@ def read_csv_table(
         y[group] = values
         if names is not None:
             found[group] = names
+    weights = None
+    if spec.sample_weight and training:
+        try:
+            weights = np.array([float(row[index[spec.sample_weight]]) for row in body], dtype=np.float32)
+        except ValueError:
+            raise ConfigError(first_non_number(path, header, numbered, {None: [spec.sample_weight]}, where)) from None
     # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
-    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y))), found
+    return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)), weights), found
 
 
-def choose_columns(path: Path, header: list[str], spec: CsvData, where: Where) -> tuple[dict[Any, str], dict[Any, list[str]]]:
-    """{group: target column} and {group: feature columns} (group None when unnamed); every missing column at once."""
+def choose_columns(
+    path: Path, header: list[str], spec: CsvData, where: Where, training: bool = True
+) -> tuple[dict[Any, str], dict[Any, list[str]]]:
+    """{group: target column} and {group: feature columns} (group None when unnamed); every missing column at once.
+
+    The sample_weight column is never a feature; only the training file must have it.
+    """
     targets = spec.target if isinstance(spec.target, dict) else {None: spec.target}
+    weight = [spec.sample_weight] if spec.sample_weight else []
     features = (
-        spec.features if isinstance(spec.features, dict) else {None: spec.features or [c for c in header if c not in targets.values()]}
+        spec.features
+        if isinstance(spec.features, dict)
+        else {None: spec.features or [c for c in header if c not in targets.values() and c not in weight]}
     )
     problems = [
         where.problem(
@@ -86,7 +101,11 @@ def choose_columns(path: Path, header: list[str], spec: CsvData, where: Where) -
             f"{path.name} has no column `{name}`",
             registry.suggest(name, header) or f"columns: {', '.join(header)}",
         )
-        for key, groups in (("target", {g: [c] for g, c in targets.items()}), ("features", features))
+        for key, groups in (
+            ("target", {g: [c] for g, c in targets.items()}),
+            ("features", features),
+            ("sample_weight", {None: weight if training else []}),
+        )
         for group, names in groups.items()
         for name in names
         if name not in header

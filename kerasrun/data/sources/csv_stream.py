@@ -48,23 +48,27 @@ def stream_file(spec: CsvData, where: Where, loc: tuple[Any, ...], classes: list
 
     path = where.resolve_path(getattr(spec, loc[0]))
     header, sample = read_head(path, spec, where, loc)
-    targets, features = choose_columns(path, header, spec, where)
+    training = classes is None and loc == ("path",)  # only the training file carries sample weights
+    targets, features = choose_columns(path, header, spec, where, training)
+    weight = spec.sample_weight if training else None
     if (len(targets) > 1 or len(features) > 1) and spec.preprocess:
         raise ConfigError(where.problem(("preprocess",), "preprocess steps apply to single-array features and targets"))
     types = target_types(header, sample, targets, spec, where)
     index = {name: i for i, name in enumerate(header)}
     feature_columns = {c for columns in features.values() for c in columns}
-    dtype_of = {c: tf.float32 for c in feature_columns} | {c: tf.as_dtype(types[c]) for c in targets.values()}
+    dtype_of = {c: tf.float32 for c in [*feature_columns, *([weight] if weight else [])]} | {
+        c: tf.as_dtype(types[c]) for c in targets.values()
+    }
     defaults = [tf.constant([], dtype_of.get(name, tf.string)) for name in header]
     single = next(iter(targets.values())) if len(targets) == 1 else None
     text_target = single is not None and types[single] == "string"
 
-    def parse(lines: Any) -> tuple[Any, Any]:
-        """A batch of lines → ({group: features} or features, {group: target} or target)."""
+    def parse(lines: Any) -> tuple[Any, ...]:
+        """A batch of lines → ({group: features} or features, {group: target} or target[, sample weights])."""
         fields = tf.io.decode_csv(lines, defaults, field_delim=spec.delimiter)
         x = {group: tf.stack([fields[index[c]] for c in columns], axis=1) for group, columns in features.items()}
         y = {group: fields[index[c]] for group, c in targets.items()}
-        return x.get(None, x), y.get(None, y)
+        return (x.get(None, x), y.get(None, y)) + ((fields[index[weight]],) if weight else ())
 
     def lines() -> Any:
         return tf.data.TextLineDataset(str(path)).skip(1).filter(lambda line: tf.strings.length(line) > 0)
@@ -90,12 +94,15 @@ def stream_file(spec: CsvData, where: Where, loc: tuple[Any, ...], classes: list
     def make() -> Any:
         """Every row of the file, as (x, y) elements in file order, preprocessed."""
 
-        def parse_rows(batch: Any) -> tuple[Any, Any]:
-            x, y = parse(batch)
-            return x, (table.lookup(y) if table is not None else y)
+        def parse_rows(batch: Any) -> tuple[Any, ...]:
+            x, y, *rest = parse(batch)
+            return (x, table.lookup(y) if table is not None else y, *rest)
+
+        def preprocess_row(x: Any, y: Any, *rest: Any) -> tuple[Any, ...]:
+            return (*preprocess_element(x, y, steps), *rest)
 
         rows = lines().batch(PARSE_LINES).map(parse_rows, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-        return rows.map(lambda x, y: preprocess_element(x, y, steps)) if steps else rows
+        return rows.map(preprocess_row) if steps else rows
 
     try:
         _ = make().element_spec  # traces the preprocess steps: a reshape that can't apply fails here, not in training
@@ -171,7 +178,7 @@ def checking_pass(
     rows = 0
     kind = types.get(single) if single is not None else None
     try:
-        for x, y in batches.as_numpy_iterator():
+        for x, y, *_ in batches.as_numpy_iterator():
             if not spec.allow_nonfinite:
                 for values in x.values() if isinstance(x, dict) else [x]:
                     bad = ~np.isfinite(values)
