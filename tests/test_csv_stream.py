@@ -181,3 +181,30 @@ def test_weights_column_two_inputs_and_smoke_match_in_memory(tmp_path: Path, run
     assert files(trained(runner, streamed, tmp_path / "s")) == files(trained(runner, in_memory, tmp_path / "m"))
     smoke = train(runner, streamed, tmp_path / "smoke", "--smoke")
     assert smoke.exit_code == 0, smoke.output
+
+
+def test_streams_shard_by_data_under_multi_worker(folder: Path) -> None:
+    from kerasrun._tf import tf
+    from kerasrun.data import make_dataset
+
+    data = load_data(load_config(write(folder, "w.yaml", {})))
+    dataset = make_dataset(data.train, 64, True)
+    assert dataset.options().experimental_distribute.auto_shard_policy == tf.data.experimental.AutoShardPolicy.DATA
+
+
+@pytest.mark.slow
+def test_multi_worker_launch_reads_a_stream_sharded_by_data(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
+    from helpers import kerasrun_process
+
+    # No Dropout: its random masks differ per replica, so only the data path is compared.
+    layers = [layer for layer in BASE["model"]["layers"] if "Dropout" not in layer]
+    config = write(folder, "mw.yaml", {"train": {"shuffle": False}, "model": {"layers": layers}})
+    single = json.loads((trained(runner, config, tmp_path / "single") / "history.json").read_text())
+    out = kerasrun_process(
+        ["launch", str(config), "--workers", "2", "--runs-dir", str(tmp_path / "launch"), "--progress", "plain"], timeout=600
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    launched = json.loads((only_run(tmp_path / "launch") / "history.json").read_text())
+    assert launched.keys() == single.keys()
+    for key in single:
+        np.testing.assert_allclose(launched[key], single[key], rtol=1e-4)

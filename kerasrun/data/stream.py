@@ -100,4 +100,8 @@ def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, cloc
 
         batches = tf.data.Dataset.range(1).flat_map(stream_from_epoch)
         batches = batches.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
-    return batches.prefetch(tf.data.AUTOTUNE)
+    # Under a multi-worker strategy, shard by data, never by file: a split is rows chosen by their index
+    # in the whole source, so every worker must read the same rows in the same order and take its share.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
