@@ -337,8 +337,13 @@ class ImageFolderData(DataCommon):
         "refuse", description="an image that cannot be decoded: refuse the data (naming it), or skip it and count it"
     )
     memory_limit_mb: int = Field(
-        2048, ge=1, le=1 << 22, strict=True, description="decoded images are held in memory (float32) up to this size"
+        2048,
+        ge=0,
+        le=1 << 22,
+        strict=True,
+        description="decoded images are held in memory (float32) up to this size; beyond it (or with 0), streamed from disk",
     )
+    shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="streamed: images the training shuffle holds at once")
 
     @model_validator(mode="after")
     def check_image_keys(self) -> ImageFolderData:

@@ -16,7 +16,7 @@ from helpers_images import mnist_sample, write_image_folder
 from typer.testing import CliRunner
 
 from kerasrun.config import load_config
-from kerasrun.data import load_data
+from kerasrun.data import Stream, load_data
 
 pytestmark = needs_mnist
 PER_CLASS = 30  # 300 training images: enough to learn something, seconds to write and read
@@ -155,10 +155,6 @@ def test_folder_problems_are_located_all_at_once(folders: Path, tmp_path: Path, 
     shutil.copytree(folders / "train", root / "train2")
     result = train(runner, write(root, "p.yaml", {"data": {"path": "train2", "test_path": "test"}}), tmp_path / "runs")
     assert result.exit_code == 2 and "missing ['9']" in result.output and "data.test_path" in result.output, result.output
-    result = train(
-        runner, write(root, "m.yaml", {"data": {"path": "train2", "image_size": [64, 64], "memory_limit_mb": 1}}), tmp_path / "runs"
-    )
-    assert result.exit_code == 2 and "over memory_limit_mb 1" in result.output, result.output
     result = train(runner, write(root, "n.yaml", {"data": {"path": "nowhere"}}), tmp_path / "runs")
     assert result.exit_code == 2 and "no such folder" in result.output, result.output
     assert not (tmp_path / "runs").exists()
@@ -192,3 +188,27 @@ def test_data_command_reports_splits_classes_and_throughput(folders: Path, runne
     assert table.exit_code == 0 and "samples per class" in table.output and "x (240, 28, 28, 1) float32" in table.output, table.output
     bad = runner.invoke(app, ["data", str(write(folders, "e.yaml", {"data": {"path": "nowhere"}}))])
     assert bad.exit_code == 2 and "no such folder" in bad.output
+
+
+def test_a_folder_over_the_memory_limit_streams_with_the_same_numbers(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    in_memory = write(folders, "mem.yaml", {"data": {"test_path": "test"}, "train": {"shuffle": False}})
+    streamed = write(folders, "str.yaml", {"data": {"test_path": "test", "memory_limit_mb": 0}, "train": {"shuffle": False}})
+    runs = []
+    for config in (in_memory, streamed):
+        result = train(runner, config, tmp_path / config.stem)
+        assert result.exit_code == 0, result.output
+        runs.append(only_run(tmp_path / config.stem))
+    assert "note: streaming the 300 images" in result.output and "over memory_limit_mb 0" in result.output
+    assert [(r / "history.json").read_bytes() for r in runs] == [(runs[0] / "history.json").read_bytes()] * 2
+    data = load_data(load_config(streamed))
+    assert isinstance(data.train, Stream) and np.bincount(data.train.y).tolist() == [24] * 10  # stratified validation split
+
+
+def test_a_streamed_folder_refuses_or_skips_bad_images(folders: Path, tmp_path: Path, runner: CliRunner) -> None:
+    root = broken_copy(folders, tmp_path)
+    result = train(runner, write(root, "b.yaml", {"data": {"memory_limit_mb": 0}}), tmp_path / "runs")
+    assert result.exit_code == 2 and "2 of 301 images" in result.output, result.output
+    config = write(root, "s.yaml", {"data": {"memory_limit_mb": 0, "bad_images": "skip"}, "train": {"epochs": 1}})
+    data = load_data(load_config(config))
+    assert len(data.train) + len(data.validation) == 10 * PER_CLASS - 1
+    assert len(list(data.train.elements().as_numpy_iterator())) == len(data.train)

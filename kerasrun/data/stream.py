@@ -105,3 +105,10 @@ def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, cloc
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def compact(labels: np.ndarray) -> np.ndarray:
+    """Non-negative labels in the smallest unsigned dtype that holds them (a byte per row for up to 256 classes)."""
+    top = int(labels.max()) if labels.size else 0
+    dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64
+    return labels.astype(dtype)

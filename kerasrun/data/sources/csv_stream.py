@@ -22,7 +22,7 @@ from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test
 from kerasrun.data.sources.csv import check_csv_shape, choose_columns
-from kerasrun.data.stream import Stream
+from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, first_line
 
 INFER_ROWS = 1000  # rows read with Python's csv module to check the header and infer the target's type
@@ -210,13 +210,6 @@ def checking_pass(
     if labels.size and labels.min() >= 0:
         labels = compact(labels)
     return rows, labels, None
-
-
-def compact(labels: np.ndarray) -> np.ndarray:
-    """Non-negative labels in the smallest unsigned dtype that holds them (a byte per row for up to 256 classes)."""
-    top = int(labels.max()) if labels.size else 0
-    dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64
-    return labels.astype(dtype)
 
 
 def first_bad_line(path: Path, spec: CsvData, types: dict[str, str]) -> str | None:

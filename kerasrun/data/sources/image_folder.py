@@ -18,7 +18,9 @@ import numpy as np
 from kerasrun.config import ImageFolderData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.memory import empty_aligned
+from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, Problem
 
 # The files image_dataset_from_directory reads (its ALLOWLIST_FORMATS), by lower-cased extension.
@@ -42,7 +44,7 @@ def read(spec: ImageFolderData, where: Where) -> Data:
 
 def read_folder(
     spec: ImageFolderData, where: Where, loc: tuple[Any, ...], classes: list[str] | None, notes: list[str]
-) -> tuple[Split, list[str]]:
+) -> tuple[Split | Stream, list[str]]:
     """One folder of class subfolders → Split(images, labels) and the class names (the training folder's, for a test folder)."""
     from kerasrun._tf import keras, tf
 
@@ -52,15 +54,8 @@ def read_folder(
     height, width = spec.image_size
     count = sum(found.values())
     needed_mb = count * height * width * channels * 4 / 2**20
-    if needed_mb > spec.memory_limit_mb:
-        raise ConfigError(
-            where.problem(
-                ("memory_limit_mb",),
-                f"{count} images of {height}x{width}x{channels} take {needed_mb:.0f} MB decoded, over memory_limit_mb {spec.memory_limit_mb}",
-                "raise memory_limit_mb if the machine has the memory, or make image_size smaller",
-            )
-        )
     names = list(found)
+    streamed = needed_mb > spec.memory_limit_mb
 
     def dataset() -> Any:
         """Keras's own loader: files listed in sorted class order, decoded and resized in parallel, not shuffled."""
@@ -84,6 +79,12 @@ def read_folder(
     except ValueError as exc:  # e.g. no images at all; class_folders catches the usual causes first
         raise ConfigError(where.problem(loc, f"Keras cannot read {root}: {exc}")) from None
     paths: list[str] = list(source.file_paths)
+    if streamed:
+        notes.append(
+            f"streaming the {count} images of {root} from disk every epoch: decoded they take {needed_mb:.0f} MB, "
+            f"over memory_limit_mb {spec.memory_limit_mb}"
+        )
+        return stream_folder(source, paths, names, root, spec, where, loc, notes), names
     try:
         return decode_all(source, len(paths), (height, width, channels)), names
     except tf.errors.OpError:
@@ -106,6 +107,33 @@ def read_folder(
     split = decode_all(source.ignore_errors(), kept, (height, width, channels))
     notes.append(f"skipped {len(bad)} image(s) of {root} that cannot be decoded: {shown}")
     return split, names
+
+
+def stream_folder(
+    source: Any, paths: list[str], names: list[str], root: Path, spec: ImageFolderData, where: Where, loc: tuple[Any, ...], notes: list[str]
+) -> Stream:
+    """A folder too big for memory as a Stream over Keras's loader: one checking pass decodes every image, labels come from the paths."""
+    bad = set(undecodable(paths, CHANNELS[spec.color_mode]))
+    if bad:
+        shown = ", ".join(str(Path(p).relative_to(root)) for p in sorted(bad)[:SHOWN_BAD])
+        if spec.bad_images == "refuse":
+            raise ConfigError(
+                where.problem(
+                    loc,
+                    f"{len(bad)} of {len(paths)} images in {root} cannot be decoded: {shown}",
+                    "fix or delete them, or set data.bad_images: skip",
+                )
+            )
+        notes.append(f"skipping {len(bad)} image(s) of {root} that cannot be decoded: {shown}")
+    labels = np.array([names.index(Path(p).relative_to(root).parts[0]) for p in paths if p not in bad], dtype=np.int64)
+    kept = source.ignore_errors() if bad else source  # the decoder fails on exactly the files found above
+    steps = spec.preprocess
+
+    def make() -> Any:
+        """Every image of the folder, decoded in file order, preprocessed."""
+        return kept.map(lambda x, y: preprocess_element(x, y, steps)) if steps else kept
+
+    return Stream(make=make, total=len(labels), shuffle_buffer=spec.shuffle_buffer, labels=compact(labels))
 
 
 def class_folders(

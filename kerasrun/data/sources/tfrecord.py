@@ -19,8 +19,7 @@ from kerasrun.config import TfRecordData
 from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test
-from kerasrun.data.sources.csv_stream import compact
-from kerasrun.data.stream import Stream
+from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, first_line
 
 COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
