@@ -262,6 +262,10 @@ class CsvData(DataCommon):
         default_factory=dict, description="stream: a target column's type (default: inferred from the first rows)"
     )
     shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="stream: rows the training shuffle holds at once")
+    cache: Literal["none", "file"] = Field(
+        "none",
+        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there",
+    )
 
 
 class SklearnData(DataCommon):
@@ -344,6 +348,10 @@ class ImageFolderData(DataCommon):
         description="decoded images are held in memory (float32) up to this size; beyond it (or with 0), streamed from disk",
     )
     shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="streamed: images the training shuffle holds at once")
+    cache: Literal["none", "file"] = Field(
+        "none",
+        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there",
+    )
 
     @model_validator(mode="after")
     def check_image_keys(self) -> ImageFolderData:
@@ -404,6 +412,10 @@ class TfRecordData(DataCommon):
     sample_weight: LayerName | None = Field(None, description="a float feature with each example's training weight")
     shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="examples the training shuffle holds at once")
     parallel_files: int = Field(4, ge=1, le=1024, strict=True, description="shards read at once, interleaved in a fixed order")
+    cache: Literal["none", "file"] = Field(
+        "none",
+        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there",
+    )
 
     @model_validator(mode="after")
     def check_feature_roles(self) -> TfRecordData:

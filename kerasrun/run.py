@@ -20,6 +20,7 @@ from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress, c
 from kerasrun.checkpoint import Checkpointer, RestoreCallbackState
 from kerasrun.config import Config, config_to_yaml
 from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
+from kerasrun.data.stream import cache_in
 from kerasrun.devices import Placement, select_placement
 from kerasrun.epochs import EpochClock
 from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError, RunFailedError
@@ -236,6 +237,8 @@ def train_into(
             ]
             if state is not None:
                 checkpoint.prepare_callbacks_for_resume(user_callbacks, state.epoch)
+            if getattr(config.data, "cache", "none") == "file":  # decode streamed rows once, into the run folder
+                data = cache_in(data, run_dir / "cache")
             clock = EpochClock()
             batch = config.train.batch_size
             start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does

@@ -15,6 +15,7 @@ from helpers import SHARED_DATA, merge, needs_mnist, only_run, train
 from helpers_images import mnist_sample, write_image_folder
 from typer.testing import CliRunner
 
+from kerasrun.cli import app
 from kerasrun.config import load_config
 from kerasrun.data import Stream, load_data
 
@@ -161,7 +162,6 @@ def test_folder_problems_are_located_all_at_once(folders: Path, tmp_path: Path, 
 
 
 def test_schema_rules(tmp_path: Path, runner: CliRunner) -> None:
-    from kerasrun.cli import app
 
     config = write(tmp_path, "v.yaml", {"data": {"test_path": "t", "test_fraction": 0.2, "image_size": [28, 0], "color_mode": "grey"}})
     result = runner.invoke(app, ["validate", str(config)])
@@ -173,7 +173,6 @@ def test_schema_rules(tmp_path: Path, runner: CliRunner) -> None:
 
 
 def test_data_command_reports_splits_classes_and_throughput(folders: Path, runner: CliRunner) -> None:
-    from kerasrun.cli import app
 
     config = write(folders, "d.yaml", {"data": {"test_path": "test"}})
     result = runner.invoke(app, ["data", str(config), "--json", "--seconds", "0.5"])
@@ -212,3 +211,24 @@ def test_a_streamed_folder_refuses_or_skips_bad_images(folders: Path, tmp_path: 
     data = load_data(load_config(config))
     assert len(data.train) + len(data.validation) == 10 * PER_CLASS - 1
     assert len(list(data.train.elements().as_numpy_iterator())) == len(data.train)
+
+
+def test_a_streamed_folder_cached_to_the_run_folder_trains_the_same(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    changes: dict[str, Any] = {"data": {"test_path": "test", "memory_limit_mb": 0}, "train": {"epochs": 3}}
+    plain = write(folders, "nocache.yaml", changes)
+    cached = write(folders, "cache.yaml", {**changes, "data": {**changes["data"], "cache": "file"}})
+    runs = []
+    for config in (plain, cached):
+        result = train(runner, config, tmp_path / config.stem)
+        assert result.exit_code == 0, result.output
+        runs.append(only_run(tmp_path / config.stem))
+    assert (runs[0] / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()
+    assert (runs[0] / "metrics.json").read_bytes() == (runs[1] / "metrics.json").read_bytes()
+    written = {path.name.split(".")[0] for path in (runs[1] / "cache").iterdir()}
+    assert {"train", "validation", "test"} <= written and not (runs[0] / "cache").exists()
+    # Resumed, the run folder's cache is rebuilt (an interrupted run may have left it half-written): the same bytes.
+    short = train(runner, cached, tmp_path / "short", "--set", "train.epochs=2")
+    assert short.exit_code == 0, short.output
+    resumed = runner.invoke(app, ["resume", str(only_run(tmp_path / "short")), "--set", "train.epochs=3", "--progress", "none"])
+    assert resumed.exit_code == 0, resumed.output
+    assert (only_run(tmp_path / "short") / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()

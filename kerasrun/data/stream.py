@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ class Stream:
     mask: np.ndarray | None = None  # bool per source row: this split's rows
     labels: np.ndarray | None = None  # integer class of every source row, when the (single) target is a class
     weights: np.ndarray | None = None  # per-class weight table: elements get sample weights weights[label]
+    cache_path: str | None = None  # data.cache: file — the split's rows are cached here on the first pass
 
     def __len__(self) -> int:
         return self.total if self.mask is None else int(np.count_nonzero(self.mask))
@@ -59,6 +61,8 @@ class Stream:
         if self.mask is not None:
             keep = tf.constant(self.mask)
             dataset = dataset.enumerate().filter(lambda i, _: keep[i]).map(lambda _, element: element)
+        if self.cache_path is not None:  # decoded once, on the first full pass; read from the file afterwards
+            dataset = dataset.cache(self.cache_path)
         if self.weights is not None:
             table = tf.constant(self.weights)
 
@@ -112,3 +116,14 @@ def compact(labels: np.ndarray) -> np.ndarray:
     top = int(labels.max()) if labels.size else 0
     dtype = np.uint8 if top < 1 << 8 else np.uint16 if top < 1 << 16 else np.int64
     return labels.astype(dtype)
+
+
+def cache_in(data: Any, folder: Path) -> Any:
+    """`data` whose streamed splits cache their rows in `folder` (emptied first: a cache left by an interrupted run may be partial)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    splits = {name: getattr(data, name) for name in ("train", "validation", "test")}
+    cached = {name: replace(split, cache_path=str(folder / name)) for name, split in splits.items() if isinstance(split, Stream)}
+    return replace(data, **cached)
