@@ -600,10 +600,12 @@ def compare(
     if as_json:
         typer.echo(json.dumps(comparison.to_json(), indent=2))
         return
+    from rich.console import Console
     from rich.table import Table
 
     labels = [Path(run["path"]).name for run in comparison.runs]
-    console = out_console()
+    # Piped into a file or a pager, the tables keep whole metric names instead of Rich's default 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
     runs_table = Table(title="runs", title_justify="left")
     for column in ("", "run", "name", "status", "epochs"):
         runs_table.add_column(column)
@@ -638,7 +640,8 @@ def compare(
         table.add_row(row.kind, row.metric, *cells)
     console.print(table, markup=False)
     if comparison.environment:
-        table = Table(title="versions and devices that differ", title_justify="left")
+        console.print("versions and devices that differ", style="italic")
+        table = Table()
         table.add_column("")
         for label in numbered:
             table.add_column(label, overflow="fold")

@@ -10,7 +10,7 @@ from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir import RUN_FILE, effective_status, seconds_since
-from kerasrun.runfiles import RunFileError, last_value, monitored_metric, read_config_data, read_history, read_json_file
+from kerasrun.runfiles import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
 
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
 STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", UNREADABLE)
@@ -89,23 +89,22 @@ def summarize_run(run_dir: Path) -> RunSummary:
     summary.metrics = metrics if isinstance(metrics, dict) else None
     epochs = info.get("epochs_completed")
     history: dict[str, list[Any]] | None = None
-    config: dict[str, Any] | None = None
+    train: dict[str, Any] | None = None
     try:
         history = read_history(run_dir)
     except RunFileError as exc:
         if (run_dir / "history.json").exists() or summary.status == "completed":
             summary.problems.append(str(exc))  # a run stopped before its first epoch has no history: that is no problem
     try:
-        config = read_config_data(run_dir)
+        train = read_config_section(run_dir, "train")
     except RunFileError as exc:
         summary.problems.append(str(exc))
     if not isinstance(epochs, int) and history is not None:
         epochs = len(history.get("epoch") or [])
     summary.epochs = epochs if isinstance(epochs, int) else None
-    train = (config or {}).get("train")
-    planned = train.get("epochs") if isinstance(train, dict) else None
+    planned = (train or {}).get("epochs")
     summary.planned_epochs = planned if isinstance(planned, int) else None
-    summary.monitor = monitored_metric(config, history)
+    summary.monitor = monitored_metric(train, history)
     if summary.monitor is not None and history is not None:
         summary.monitor_value = last_value(history.get(summary.monitor) or [])
     return summary

@@ -288,3 +288,25 @@ def test_plot_in_the_terminal_draws_each_metric_as_text(runs: Runs) -> None:
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert "loss" in plain and "sparse_categorical_accuracy" in plain and "epoch" in plain
     assert f"{runs.folder('tiny-a').name} val" in plain  # the legend names each run by its folder
+
+
+def test_runs_reads_a_hand_edited_config_and_the_monitor_of_its_callbacks(tmp_path: Path) -> None:
+    from kerasrun.listing import list_runs
+
+    edited = tmp_path / "20260101-000000-edited"
+    edited.mkdir()
+    (edited / "run.json").write_text(json.dumps({"name": "edited", "status": "completed", "epochs_completed": 2}))
+    # flow style, not the block layout kerasrun writes: the whole file is parsed instead of the `train:` lines
+    (edited / "config.yaml").write_text("name: edited\ntrain: {epochs: 9, callbacks: [{EarlyStopping: {monitor: val_acc}}]}\n")
+    (edited / "history.json").write_text(json.dumps({"epoch": [1, 2], "loss": [0.9, 0.5], "val_acc": [0.6, 0.7]}))
+    block = tmp_path / "20260101-000001-block"
+    block.mkdir()
+    (block / "run.json").write_text(json.dumps({"name": "block", "status": "failed"}))
+    (block / "config.yaml").write_text(
+        "name: block\ntrain:\n  epochs: 4\n  callbacks:\n  - ReduceLROnPlateau: {factor: 0.5}\noutput:\n  curves: true\n"
+    )
+    (block / "history.json").write_text(json.dumps({"epoch": [1], "loss": [0.9], "val_loss": [0.8]}))
+    first, second = list_runs(tmp_path)
+    assert (first.name, first.epochs, first.planned_epochs, first.monitor, first.monitor_value) == ("edited", 2, 9, "val_acc", 0.7)
+    assert (second.name, second.epochs, second.planned_epochs, second.monitor, second.monitor_value) == ("block", 1, 4, "val_loss", 0.8)
+    assert second.metrics is None and second.problems == []
