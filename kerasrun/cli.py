@@ -675,13 +675,11 @@ def plot_command(
         curves = load_curves(resolve_runs(targets, runs_dir))
         metrics = choose_metrics(curves, metric)
         if output is None and sys.stdout.isatty():
-            from kerasrun.plot import PlotUnavailableError
-
             try:
                 typer.echo(plot_in_terminal(curves, metrics, shutil.get_terminal_size().columns))
                 return
-            except PlotUnavailableError:
-                pass  # no plotext: write the picture instead
+            except Exception as exc:  # no plotext, or one whose API we don't know: the picture file is the fallback
+                err_console().print(f"note: no terminal plot ({exc}); writing a picture instead", markup=False)
         written = save_curves(curves, metrics, output or Path("curves.png"))
     except KerasrunError as exc:
         fail(exc)

@@ -189,6 +189,16 @@ def test_compare_hides_identical_keys_and_refuses_bad_arguments(runs: Runs) -> N
     assert by_config.exit_code == 2 and "no completed run named `tiny`" in by_config.stderr
 
 
+def test_compare_and_plot_find_a_configs_newest_completed_run_as_evaluate_does(runs: Runs, tmp_path: Path) -> None:
+    config_b = tmp_path / "b.yaml"
+    config_b.write_text(yaml.safe_dump(dict(TINY, name="tiny-b"), sort_keys=False))
+    result = invoke("compare", str(config_b), str(runs.folder("tiny-a")), "--runs-dir", str(runs.runs_dir), "--json")
+    assert result.exit_code == 0, result.output
+    assert [run["path"] for run in json.loads(result.stdout)["runs"]] == [str(runs.folder("tiny-b")), str(runs.folder("tiny-a"))]
+    plotted = invoke("plot", str(config_b), "--runs-dir", str(runs.runs_dir), "-o", str(tmp_path / "b.png"))
+    assert plotted.exit_code == 0 and (tmp_path / "b.png").read_bytes()[:8] == PNG_MAGIC
+
+
 def png_size(data: bytes) -> tuple[int, int]:
     """Width and height from a PNG's IHDR chunk."""
     assert data[:8] == PNG_MAGIC and data[12:16] == b"IHDR"
