@@ -98,13 +98,14 @@ def listing(runs: Runs, *args: str) -> list[dict[str, Any]]:
 
 def test_runs_lists_every_run_folder_with_its_status_epochs_loop_and_metrics(runs: Runs) -> None:
     listed = listing(runs)
+    trained = sorted(("tiny-a", "tiny-b", "tiny-c"), key=lambda name: runs.folder(name).name)  # folder order: start order
+    loops = {"tiny-a": "fit", "tiny-b": "custom", "tiny-c": "fit"}
     assert [(r["name"], r["status"], r["epochs"], r["loop"]) for r in listed] == [
         ("dead", "crashed", 3, "fit"),  # a `running` run whose process is gone
-        ("tiny-a", "completed", 3, "fit"),
-        ("tiny-b", "completed", 3, "custom"),
-        ("tiny-c", "completed", 3, "fit"),
+        *((name, "completed", 3, loops[name]) for name in trained),
         (None, "unreadable", None, None),
     ]
+    assert [Path(r["path"]).name for r in listed] == sorted(Path(r["path"]).name for r in listed)
     by_name = {r["name"]: r for r in listed}
     for name in ("tiny-a", "tiny-b", "tiny-c"):
         folder = runs.folder(name)
@@ -121,7 +122,7 @@ def test_runs_lists_every_run_folder_with_its_status_epochs_loop_and_metrics(run
 
 def test_runs_filters_by_status_and_name(runs: Runs) -> None:
     assert [r["name"] for r in listing(runs, "--status", "crashed")] == ["dead"]
-    assert [r["name"] for r in listing(runs, "--status", "completed", "--name", "tiny-[ab]")] == ["tiny-a", "tiny-b"]
+    assert sorted(r["name"] for r in listing(runs, "--status", "completed", "--name", "tiny-[ab]")) == ["tiny-a", "tiny-b"]
     assert [r["name"] for r in listing(runs, "--status", "crashed,unreadable")] == ["dead", None]
     assert [r["name"] for r in listing(runs, "--name", "*-c")] == ["tiny-c"]
     assert listing(runs, "--name", "nothing-*") == []
