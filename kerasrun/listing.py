@@ -48,7 +48,14 @@ def list_runs(runs_dir: Path, statuses: list[str] | None = None, name_glob: str 
     """
     base = Path(runs_dir)
     if not base.is_dir():
-        raise ConfigError(Problem(key="--runs-dir", message="no such folder" if not base.exists() else "is not a folder", file=str(base)))
+        raise ConfigError(
+            Problem(
+                key="--runs-dir",
+                message="no such folder" if not base.exists() else "is not a folder",
+                file=str(base),
+                hint="run folders go to output.runs_dir (default `runs`, under the directory you trained from); pass --runs-dir DIR",
+            )
+        )
     wanted = set(statuses or [])
     unknown = wanted - set(STATUSES)
     if unknown:
