@@ -12,6 +12,7 @@ from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir import RUN_FILE, effective_status, seconds_since
 from kerasrun.runfiles import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
 
+SWEEP_FILE = "sweep.json"  # marks a sweep folder, whose trial run folders are listed too
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
 STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", UNREADABLE)
 
@@ -34,6 +35,7 @@ class RunSummary:
     monitor_value: float | None  # its value after the last epoch
     metrics: dict[str, Any] | None  # the test metrics
     problems: list[str] = field(default_factory=list)  # files that could not be read
+    folder: str = ""  # the run folder relative to the runs folder (`<sweep>/trial-000` for a sweep's trial)
 
     def to_json(self) -> dict[str, Any]:
         """The summary as a JSON object."""
@@ -63,18 +65,26 @@ def list_runs(runs_dir: Path, statuses: list[str] | None = None, name_glob: str 
             Problem(key="--status", message=f"unknown status {', '.join(sorted(unknown))}", hint=f"one of: {', '.join(STATUSES)}")
         )
     summaries = []
-    for run_dir in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if not (run_dir / RUN_FILE).exists() and not (run_dir / "config.yaml").exists():
-            continue
+    for run_dir in run_folders(base):
         summary = summarize_run(run_dir)
+        summary.folder = run_dir.relative_to(base).as_posix()
         if wanted and summary.status not in wanted:
             continue
-        if name_glob and not (
-            fnmatch.fnmatchcase(summary.name or "", name_glob) or fnmatch.fnmatchcase(Path(summary.path).name, name_glob)
-        ):
+        if name_glob and not (fnmatch.fnmatchcase(summary.name or "", name_glob) or fnmatch.fnmatchcase(summary.folder, name_glob)):
             continue
         summaries.append(summary)
     return summaries
+
+
+def run_folders(base: Path) -> list[Path]:
+    """The run folders directly under `base`, and the trial folders of each sweep folder (one holding sweep.json), in name order."""
+    found = []
+    for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if (folder / RUN_FILE).exists() or (folder / "config.yaml").exists():
+            found.append(folder)
+        elif (folder / SWEEP_FILE).exists():  # `kerasrun sweep` keeps its trials inside its folder
+            found += sorted(p for p in folder.iterdir() if p.is_dir() and ((p / RUN_FILE).exists() or (p / "config.yaml").exists()))
+    return found
 
 
 def summarize_run(run_dir: Path) -> RunSummary:
@@ -171,14 +181,14 @@ COLUMNS = ("run", "name", "status", "started", "duration", "epochs", "loop", "de
 def table_cells(summary: RunSummary) -> list[str]:
     """The table row of one run, in COLUMNS order."""
     if summary.status == UNREADABLE:
-        return [Path(summary.path).name, "", UNREADABLE, "", "", "", "", "", "", "; ".join(summary.problems)]
+        return [summary.folder or Path(summary.path).name, "", UNREADABLE, "", "", "", "", "", "", "; ".join(summary.problems)]
     epochs = "" if summary.epochs is None else str(summary.epochs)
     if summary.planned_epochs is not None and epochs:
         epochs += f"/{summary.planned_epochs}"
     monitored = f"{summary.monitor}={format_number(summary.monitor_value)}" if summary.monitor and summary.monitor_value is not None else ""
     test = " ".join(f"{key}={format_number(value)}" for key, value in list((summary.metrics or {}).items())[:2])
     return [
-        Path(summary.path).name,
+        summary.folder or Path(summary.path).name,
         summary.name or "",
         summary.status,
         format_started(summary.started),

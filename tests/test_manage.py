@@ -319,3 +319,23 @@ def test_runs_reads_a_hand_edited_config_and_the_monitor_of_its_callbacks(tmp_pa
     assert (first.name, first.epochs, first.planned_epochs, first.monitor, first.monitor_value) == ("edited", 2, 9, "val_acc", 0.7)
     assert (second.name, second.epochs, second.planned_epochs, second.monitor, second.monitor_value) == ("block", 1, 4, "val_loss", 0.8)
     assert second.metrics is None and second.problems == []
+
+
+def test_runs_lists_the_trials_inside_a_sweep_folder(runs: Runs, tmp_path: Path) -> None:
+    base = tmp_path / "runs"
+    sweep = base / "20260101-000000-tiny-sweep"
+    sweep.mkdir(parents=True)
+    (sweep / "sweep.json").write_text(json.dumps({"trials": []}))
+    for trial in ("trial-001", "trial-000"):
+        shutil.copytree(runs.folder("tiny-a"), sweep / trial)
+    shutil.copytree(runs.folder("tiny-b"), base / "20270101-000000-tiny-b")
+    (sweep / "notes").mkdir()  # inside a sweep folder too, a folder that is not a run is left out
+    listed = listing(Runs(tmp_path), "--name", "*")
+    assert [(r["folder"], r["name"], r["status"]) for r in listed] == [
+        ("20260101-000000-tiny-sweep/trial-000", "tiny-a", "completed"),
+        ("20260101-000000-tiny-sweep/trial-001", "tiny-a", "completed"),
+        ("20270101-000000-tiny-b", "tiny-b", "completed"),
+    ]
+    assert [r["folder"] for r in listing(Runs(tmp_path), "--name", "*-sweep/trial-001")] == ["20260101-000000-tiny-sweep/trial-001"]
+    table = invoke("runs", "--runs-dir", str(base)).stdout.splitlines()
+    assert table[1].startswith("20260101-000000-tiny-sweep/trial-000 ")
