@@ -26,7 +26,7 @@ app = typer.Typer(
     "Exit codes: 0 ok, 1 runtime failure, 2 config or usage error, 3 diverged (NaN/inf loss), "
     "130 / 143 / 129 interrupted by SIGINT / SIGTERM / SIGHUP (resumable).",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
 state = {"debug": False}
@@ -138,9 +138,16 @@ def run_and_report(start: Any, progress: Progress) -> Any:
         report_interrupted(as_interrupted(exc), run_dir[0] if run_dir else None)
     except KerasrunError as exc:
         fail(exc)
+    for warning in result.warnings:
+        err_console().print(f"warning: {warning}", markup=False)
     if result.metrics and progress != Progress.none:
         print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == Progress.json)
     return result
+
+
+def say(text: str, progress: Progress) -> None:
+    """An informational line: on stdout, except with `--progress json`, whose stdout holds only JSON lines."""
+    typer.echo(text, err=progress == Progress.json)
 
 
 @app.command()
@@ -187,7 +194,7 @@ def train(
             scratch.append(base)
         run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
         set_run_dir(run_dir)
-        typer.echo(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))")
+        say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
             typer.echo(f"note: {note}", err=True)
         if experiment.init_from:
@@ -196,7 +203,7 @@ def train(
             parts += [
                 f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
             ]
-            typer.echo(f"weights from {loaded['path']}: " + "; ".join(parts))
+            say(f"weights from {loaded['path']}: " + "; ".join(parts), progress)
         return run_experiment(experiment, run_dir, shown.value, command=["kerasrun", *sys.argv[1:]])
 
     try:
@@ -204,7 +211,7 @@ def train(
     finally:
         for folder in scratch:  # a smoke run's or a worker's folder only held what nobody keeps
             shutil.rmtree(folder, ignore_errors=True)
-    typer.echo(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""))
+    say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
 
 
 @app.command()
@@ -227,7 +234,7 @@ def resume(
 
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
-        typer.echo(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}")
+        say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
         if plan.retrained:
             epochs = (
                 f"epoch {plan.state.epoch + 1}"
@@ -238,7 +245,7 @@ def resume(
         return run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]], resume=plan)
 
     result = run_and_report(start, progress)
-    typer.echo(f"done: {result.run_dir}")
+    say(f"done: {result.run_dir}", progress)
 
 
 @app.command()
@@ -510,6 +517,173 @@ def trust_command(
         fail(exc)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+
+
+def resolve_runs(targets: list[Path], runs_dir: Path | None) -> list[Path]:
+    """Run folders as `evaluate` finds them: a folder itself, or a config's newest completed run (under --runs-dir)."""
+    from kerasrun.runs import find_run_dir
+
+    found = []
+    for target in targets:
+        run_dir, unreadable = find_run_dir(target, None if target.is_dir() else runs_dir)
+        warn_unreadable(unreadable)
+        found.append(run_dir)
+    return found
+
+
+RunsDirOption = Annotated[Path | None, typer.Option("--runs-dir", help="Where run folders are (default: runs).")]
+RunTargets = Annotated[
+    list[Path], typer.Argument(metavar="RUN...", help="Run folders, or configs (each one's newest completed run, as evaluate finds it).")
+]
+
+
+@app.command("runs")
+def runs_command(
+    runs_dir: RunsDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (only JSON on stdout).")] = False,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="Only runs with this status (completed, running, crashed, …). Repeatable.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs whose name (or folder) matches this glob, e.g. 'mnist-*'.")] = None,
+) -> None:
+    """List the run folders: status (a dead `running` run shows as crashed), epochs, loop, device, metrics."""
+    from kerasrun.listing import COLUMNS, list_runs, plain_table, table_cells
+
+    try:
+        summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
+    except KerasrunError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps([summary.to_json() for summary in summaries], indent=2))
+        return
+    rows = [table_cells(summary) for summary in summaries]
+    if not sys.stdout.isatty():
+        if rows:
+            typer.echo(plain_table(COLUMNS, rows))
+        return
+    from rich import box
+    from rich.table import Table
+
+    colours = {"completed": "green", "running": "cyan", "interrupted": "yellow", "crashed": "red", "failed": "red", "diverged": "magenta"}
+    table = Table(
+        box=box.SIMPLE_HEAD, caption="monitored: the metric the run's callbacks watch, after the last epoch", caption_justify="left"
+    )
+    for column in COLUMNS:
+        table.add_column(
+            column,
+            justify="right" if column in ("epochs", "duration") else "left",
+            no_wrap=column in ("status", "duration", "epochs"),
+            overflow="fold",
+        )
+    for row in rows:
+        colour = colours.get(row[2], "bold red")
+        table.add_row(*row[:2], f"[{colour}]{row[2]}[/]", *row[3:])
+    out_console().print(table)
+    if not rows:
+        err_console().print("no runs found", markup=False)
+
+
+@app.command()
+def compare(
+    targets: RunTargets,
+    runs_dir: RunsDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
+) -> None:
+    """Show what differs between runs: config keys, final/best/test metrics with deltas, versions and devices."""
+    from kerasrun.compare import compare_runs, format_delta, format_value
+    from kerasrun.listing import format_number
+
+    try:
+        comparison = compare_runs(resolve_runs(targets, runs_dir))
+    except KerasrunError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(comparison.to_json(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = [Path(run["path"]).name for run in comparison.runs]
+    # Piped into a file or a pager, the tables keep whole metric names instead of Rich's default 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    runs_table = Table(title="runs", title_justify="left")
+    for column in ("", "run", "name", "status", "epochs"):
+        runs_table.add_column(column)
+    for index, run in enumerate(comparison.runs):
+        runs_table.add_row(f"#{index + 1}", labels[index], str(run["name"]), run["status"], str(run["epochs"]))
+    console.print(runs_table)
+    numbered = [f"#{i + 1}" for i in range(len(labels))]
+    if comparison.config:
+        table = Table(title="config keys that differ", title_justify="left")
+        table.add_column("key")
+        for label in numbered:
+            table.add_column(label, overflow="fold")
+        for key, values in comparison.config:
+            table.add_row(key, *(format_value(v) for v in values))
+        console.print(table)
+    else:
+        console.print("the configs are identical", markup=False)
+    table = Table(title="metrics (Δ against #1; best: the epoch in brackets)", title_justify="left")
+    table.add_column("")
+    table.add_column("metric")
+    for index, label in enumerate(numbered):
+        table.add_column(label, justify="right")
+        if index:
+            table.add_column(f"Δ{label}", justify="right")
+    for row in comparison.metrics:
+        cells = []
+        for index, value in enumerate(row.values):
+            epoch = f" [{row.epochs[index]}]" if row.kind == "best" and row.epochs[index] is not None else ""
+            cells.append(format_number(value) + epoch)
+            if index:
+                cells.append(format_delta(row.deltas[index]))
+        table.add_row(row.kind, row.metric, *cells)
+    console.print(table, markup=False)
+    if comparison.environment:
+        console.print("versions and devices that differ", style="italic")
+        table = Table()
+        table.add_column("")
+        for label in numbered:
+            table.add_column(label, overflow="fold")
+        for key, values in comparison.environment:
+            table.add_row(key, *(format_value(v) for v in values))
+        console.print(table)
+
+
+@app.command("plot")
+def plot_command(
+    targets: RunTargets,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Picture file: .png, .svg or .pdf. Without it: a plot in the terminal (plotext), else curves.png."
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Only this metric (train and val_ curves). Repeatable.")
+    ] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Draw learning curves: a panel per metric, train and val_ curves, a colour per run, the best epoch marked."""
+    from kerasrun.plot import choose_metrics, load_curves, plot_in_terminal, save_curves
+
+    try:
+        if output is not None:
+            from kerasrun.plot import output_format
+
+            output_format(output)  # a bad suffix fails before any run is read
+        curves = load_curves(resolve_runs(targets, runs_dir))
+        metrics = choose_metrics(curves, metric)
+        if output is None and sys.stdout.isatty():
+            try:
+                typer.echo(plot_in_terminal(curves, metrics, shutil.get_terminal_size().columns))
+                return
+            except Exception as exc:  # no plotext, or one whose API we don't know: the picture file is the fallback
+                err_console().print(f"note: no terminal plot ({exc}); writing a picture instead", markup=False)
+        written = save_curves(curves, metrics, output or Path("curves.png"))
+    except KerasrunError as exc:
+        fail(exc)
+    typer.echo(f"wrote {written}")
 
 
 @app.command()

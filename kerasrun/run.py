@@ -40,6 +40,7 @@ from kerasrun.models import (
     output_names,
     summarize,
 )
+from kerasrun.plot import write_run_curves
 from kerasrun.progress import make_progress
 from kerasrun.resume import ResumePlan
 from kerasrun.rundir import RunRecord, resume_blocker, write_json_atomic, write_text_atomic
@@ -71,6 +72,7 @@ class RunResult:
     status: str
     history: dict[str, list[Any]]
     metrics: dict[str, float] | None
+    warnings: list[str] = field(default_factory=list)  # for the command to show, e.g. why curves.png is missing
 
 
 def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_weights: bool = True) -> Experiment:
@@ -208,6 +210,7 @@ def train_into(
     record: RunRecord | None = None
     checkpointer: Checkpointer | None = None
     bar: Any = None
+    warnings: list[str] = []
 
     def epochs_done() -> int:
         return len(history.history["epoch"])
@@ -282,6 +285,11 @@ def train_into(
             start = time.perf_counter()
             metrics = evaluate_and_predict(trainer, data, config, run_dir)
             timings["evaluate_s"] = time.perf_counter() - start
+            if config.output.curves:
+                start = time.perf_counter()
+                if note := write_run_curves(run_dir, history.history):
+                    warnings.append(note)
+                timings["curves_s"] = time.perf_counter() - start
         except KeyboardInterrupt as exc:
             if hasattr(bar, "stop"):
                 bar.stop()  # a live display ends its line before the interruption is reported
@@ -305,7 +313,7 @@ def train_into(
                 also += f"; after fixing the cause, `kerasrun resume {run_dir}` continues from its last checkpoint"
             raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
     record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
-    return RunResult(run_dir, "completed", history.history, metrics)
+    return RunResult(run_dir, "completed", history.history, metrics, warnings)
 
 
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:

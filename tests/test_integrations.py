@@ -141,7 +141,7 @@ def test_mlflow_store_holds_params_epoch_metrics_status_and_files(tracked) -> No
     test_metrics = json.loads((run / "metrics.json").read_text())
     assert {f"test_{k}": v for k, v in test_metrics.items()}.items() <= logged.data.metrics.items()
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}
-    assert {"config.yaml", "history.json", "metrics.json", "run.json", "model.keras"} <= artifacts
+    assert {"config.yaml", "history.json", "metrics.json", "run.json", "model.keras", "curves.png"} <= artifacts
     local = Path(client.download_artifacts(logged.info.run_id, "run.json", str(run.parent / "downloaded")))
     assert json.loads(local.read_text())["status"] == "completed"  # the final run.json, not a mid-run one
 

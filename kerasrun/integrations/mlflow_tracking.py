@@ -27,7 +27,7 @@ from kerasrun.rundir import RUN_FILE, read_json, write_json_atomic
 
 # kerasrun's run status → MLflow's RunStatus name.
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED", "crashed": "FAILED"}
-ARTIFACTS = ("config.yaml", "history.json", "metrics.json", RUN_FILE, "summary.txt", "classes.json")
+ARTIFACTS = ("config.yaml", "history.json", "metrics.json", RUN_FILE, "summary.txt", "classes.json", "curves.png")
 LINK_FILE = "mlflow.json"  # which MLflow run this folder logs to, so `kerasrun resume` continues that run
 BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 metrics) per call
 MAX_PARAM = 6000  # MLflow's limit on a param value's length

@@ -1,0 +1,160 @@
+"""A run folder's files read as data — history, metrics, config — for the commands that list, compare and plot runs.
+
+Nothing here imports TensorFlow or code a config names: a run folder is data (YAML safe_load, JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kerasrun.errors import ConfigError, Problem
+
+# libyaml's safe loader parses a config ~20x faster than the pure-Python one: it matters when listing 1,000 runs.
+SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+# Callbacks that watch a metric, and the metric they watch when the config does not say (Keras's default).
+MONITORING_CALLBACKS = {"EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "BackupAndRestore"}
+DEFAULT_MONITOR = "val_loss"
+# Substrings of metric names where larger is better; the rest (losses, errors) are minimized. Keras's
+# callbacks guess a mode from the name the same way (`mode="auto"`).
+HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "cosine_similarity")
+
+
+class RunFileError(ConfigError):
+    """A file of a run folder cannot be read or is not what kerasrun writes."""
+
+
+def read_json_file(path: Path) -> Any:
+    """A JSON file's value; RunFileError when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
+    except OSError as exc:
+        raise RunFileError(Problem(key="", message=f"cannot be read: {exc.strerror}", file=str(path))) from None
+    except ValueError as exc:
+        raise RunFileError(Problem(key="", message=f"is not valid JSON: {exc}", file=str(path))) from None
+
+
+def read_history(run_dir: Path) -> dict[str, list[Any]]:
+    """history.json: a column per metric, one value per epoch (None where an epoch has no value)."""
+    path = Path(run_dir) / "history.json"
+    history = read_json_file(path)
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise RunFileError(Problem(key="", message="is not a history (an object of lists)", file=str(path)))
+    return history
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any] | None:
+    """metrics.json (the test metrics), or None when the run has none (no test data, or it did not finish)."""
+    path = Path(run_dir) / "metrics.json"
+    if not path.exists():
+        return None
+    metrics = read_json_file(path)
+    if not isinstance(metrics, dict):
+        raise RunFileError(Problem(key="", message="is not a JSON object", file=str(path)))
+    return metrics
+
+
+def read_config_data(run_dir: Path) -> dict[str, Any]:
+    """config.yaml as plain data (safe_load; no schema, no imports): what the run was trained with."""
+    path = Path(run_dir) / "config.yaml"
+    try:
+        data = yaml.load(path.read_bytes(), Loader=SafeLoader)  # a safe loader (libyaml's when present)
+    except FileNotFoundError:
+        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
+    except OSError as exc:
+        raise RunFileError(Problem(key="", message=f"cannot be read: {exc.strerror}", file=str(path))) from None
+    except yaml.YAMLError as exc:
+        raise RunFileError(Problem(key="", message=f"is not valid YAML: {exc}", file=str(path))) from None
+    if not isinstance(data, dict):
+        raise RunFileError(Problem(key="", message="is not a mapping", file=str(path)))
+    return data
+
+
+def read_config_section(run_dir: Path, section: str) -> dict[str, Any]:
+    """One top-level section of config.yaml (e.g. `train`) as plain data, parsing only that section when it can.
+
+    kerasrun writes config.yaml in block style, a section starting at a line `train:` and ending at
+    the next line that starts in column 0; parsing those lines alone makes listing 1,000 runs ~5x
+    faster (the YAML parse of whole configs was 85 % of the time). Any other layout (a hand-edited
+    file) falls back to parsing the whole file.
+    """
+    path = Path(run_dir) / "config.yaml"
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except FileNotFoundError:
+        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunFileError(Problem(key="", message=f"cannot be read: {exc}", file=str(path))) from None
+    header = f"{section}:\n"
+    if header in lines:
+        start = lines.index(header)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n", "#", "-", "")), len(lines))
+        try:
+            data = yaml.load("".join(lines[start:end]), Loader=SafeLoader)
+        except yaml.YAMLError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get(section), dict):
+            return data[section]
+    value = read_config_data(run_dir).get(section)
+    return value if isinstance(value, dict) else {}
+
+
+def metric_mode(name: str) -> str:
+    """`max` for metrics where larger is better (accuracy, AUC, …), `min` for losses and errors."""
+    base = name.removeprefix("val_").lower()
+    return "max" if any(part in base for part in HIGHER_IS_BETTER) and "loss" not in base else "min"
+
+
+def callback_spec(spec: Any) -> tuple[str, dict[str, Any]]:
+    """(name, kwargs) of a train.callbacks entry in any of its forms: `Name`, `{Name: {...}}`, a Keras dict."""
+    if isinstance(spec, str):
+        return spec, {}
+    if isinstance(spec, dict) and "class_name" in spec:
+        config = spec.get("config")
+        return str(spec["class_name"]), dict(config) if isinstance(config, dict) else {}
+    if isinstance(spec, dict) and len(spec) == 1:
+        ((name, kwargs),) = spec.items()
+        return str(name), dict(kwargs) if isinstance(kwargs, dict) else {}
+    return "", {}
+
+
+def monitored_metric(train: dict[str, Any] | None, history: dict[str, list[Any]] | None) -> str | None:
+    """The metric the run's callbacks (config `train` section) watch — EarlyStopping's `monitor`, …; else val_loss, else loss."""
+    columns = set(history or {}) - {"epoch"}
+    callbacks = (train or {}).get("callbacks")
+    for spec in callbacks if isinstance(callbacks, list) else []:
+        name, kwargs = callback_spec(spec)
+        monitor = kwargs.get("monitor")
+        if isinstance(monitor, str) and monitor:
+            return monitor
+        if name.rsplit(".", 1)[-1].rsplit(":", 1)[-1] in MONITORING_CALLBACKS:
+            return DEFAULT_MONITOR
+    for name in ("val_loss", "loss"):
+        if name in columns:
+            return name
+    return next(iter(sorted(columns)), None)
+
+
+def last_value(values: list[Any]) -> float | None:
+    """The last number of a history column (epochs without a value are skipped)."""
+    for value in reversed(values):
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None
+
+
+def best_epoch(history: dict[str, list[Any]], metric: str) -> tuple[int, float] | None:
+    """(epoch, value) where `metric` was best (min or max by its name); the earliest of ties; None without values."""
+    values = history.get(metric) or []
+    epochs = history.get("epoch") or list(range(1, len(values) + 1))
+    points = [(int(e), float(v)) for e, v in zip(epochs, values, strict=False) if isinstance(v, (int, float))]
+    if not points:
+        return None
+    sign = -1.0 if metric_mode(metric) == "max" else 1.0
+    return min(points, key=lambda point: (sign * point[1], point[0]))
