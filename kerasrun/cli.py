@@ -816,7 +816,7 @@ def plot_model(
 
 @app.command()
 def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: SetOption = None) -> None:
-    """Print the fully resolved config (defaults filled in, overrides applied)."""
+    """Print the fully resolved config: bases (extends) merged, ${VAR}s substituted, defaults filled in, overrides applied."""
     from kerasrun.config import config_to_yaml, load_config
 
     try:
