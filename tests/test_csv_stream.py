@@ -208,3 +208,13 @@ def test_multi_worker_launch_reads_a_stream_sharded_by_data(folder: Path, runner
     assert launched.keys() == single.keys()
     for key in single:
         np.testing.assert_allclose(launched[key], single[key], rtol=1e-4)
+
+
+def test_steps_per_epoch_on_a_stream_resumes_exactly(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
+    # An endless stream of seeded passes, read from epoch x steps_per_epoch on: a resumed run reads what the whole run read.
+    config = write(folder, "spe.yaml", {"train": {"epochs": 3, "steps_per_epoch": 7}})
+    whole = trained(runner, config, tmp_path / "whole")
+    short = trained(runner, config, tmp_path / "short", "--set", "train.epochs=2")
+    result = runner.invoke(app, ["resume", str(short), "--set", "train.epochs=3", "--progress", "none"])
+    assert result.exit_code == 0, result.output
+    assert files(short) == files(whole)
