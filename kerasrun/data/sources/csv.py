@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -24,29 +25,10 @@ def read_csv_table(
     Also returns the classes of each text target: a validation or test file's text labels are numbered
     by the training file's classes (`classes`), never by its own.
     """
-    if not path.is_file():
-        raise ConfigError(where.problem(loc, f"no such file: {path}"))
-    try:
-        with path.open(newline="", encoding=spec.encoding) as f:
-            rows = list(csv.reader(f, delimiter=spec.delimiter))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", "set data.encoding, e.g. encoding: latin-1")
-        ) from None
-    except LookupError:
-        raise ConfigError(where.problem(("encoding",), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, cp1252")) from None
-    except (OSError, csv.Error) as exc:
-        raise ConfigError(where.problem(loc, f"cannot read {path.name}: {exc}")) from None
-    if not rows:
-        raise ConfigError(where.problem(loc, f"{path.name} is empty"))
+    rows = read_rows(path, spec, where, loc)
     header = rows[0]
     numbered = [(number, row) for number, row in enumerate(rows[1:], start=2) if row]  # (line, row); blank lines are no rows
     body = [row for _, row in numbered]
-    problems = check_csv_shape(path, header, rows, where, loc)
-    if not problems and not body:
-        problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
-    if problems:
-        raise ConfigError(problems)
     training = classes is None  # the training file; validation and test files are numbered by its classes
     targets, features = choose_columns(path, header, spec, where, training)
     index = {name: i for i, name in enumerate(header)}
@@ -60,12 +42,13 @@ def read_csv_table(
     y: dict[Any, np.ndarray] = {}
     found: dict[Any, list[str]] = {}
     for group, column in targets.items():
-        values, names = column_values([row[index[column]] for row in body], (classes or {}).get(group))
-        if names is not None and classes is not None and group not in classes:
+        known = (classes or {}).get(group)
+        values, names = column_values([row[index[column]] for row in body], known)
+        if names is not None and classes is not None and known is None:
             raise ConfigError(
                 where.problem(loc, f"{path.name}: column `{column}` holds text labels; in the training file it holds numbers")
             )
-        unknown = sorted(set(names or []) - set((classes or {}).get(group, names or [])))
+        unknown = sorted(set(names or []) - set(known or names or []))
         if unknown:
             raise ConfigError(where.problem(loc, f"{path.name} has labels the training file has not: {unknown[:10]}"))
         y[group] = values
@@ -79,6 +62,32 @@ def read_csv_table(
             raise ConfigError(first_non_number(path, header, numbered, {None: [spec.sample_weight]}, where)) from None
     # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
     return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)), weights), found
+
+
+def read_rows(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], limit: int | None = None) -> list[list[str]]:
+    """The header and the rows (the first `limit` of them) of a CSV file, checked: decodable, not empty, distinct
+    column names, as many fields in every row as in the header — each failure a located problem."""
+    if not path.is_file():
+        raise ConfigError(where.problem(loc, f"no such file: {path}"))
+    try:
+        with path.open(newline="", encoding=spec.encoding) as f:
+            rows = list(itertools.islice(csv.reader(f, delimiter=spec.delimiter), None if limit is None else limit + 1))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", "set data.encoding, e.g. encoding: latin-1")
+        ) from None
+    except LookupError:
+        raise ConfigError(where.problem(("encoding",), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, cp1252")) from None
+    except (OSError, csv.Error) as exc:
+        raise ConfigError(where.problem(loc, f"cannot read {path.name}: {exc}")) from None
+    if not rows:
+        raise ConfigError(where.problem(loc, f"{path.name} is empty"))
+    problems = check_csv_shape(path, rows[0], rows, where, loc)
+    if not problems and not any(rows[1:]):
+        problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
+    if problems:
+        raise ConfigError(problems)
+    return rows
 
 
 def choose_columns(
@@ -150,15 +159,14 @@ def first_non_number(
 
 
 def column_values(raw: list[str], classes: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
-    """A target column: numbers (integers when whole), or text labels as integer classes (given, or in sorted order) and the classes."""
+    """A target column: numbers (integers when whole), or text labels numbered by `classes` (default: their own sorted
+    set) together with the labels found; a label outside `classes` is numbered -1 (the caller refuses it)."""
     try:
         values = np.array([float(v) for v in raw], dtype=np.float32)
     except ValueError:
-        names = sorted(set(raw)) if classes is None else classes
-        number = {name: i for i, name in enumerate(names)}
-        return np.array([number.get(v, -1) for v in raw], dtype=np.int64), sorted(set(raw)) if classes is None else sorted(
-            set(raw) | set(classes)
-        )
+        found = sorted(set(raw))
+        number = {name: i for i, name in enumerate(found if classes is None else classes)}
+        return np.array([number.get(v, -1) for v in raw], dtype=np.int64), found
     return (values.astype(np.int64) if np.all(values == np.round(values)) else values), None
 
 

@@ -9,7 +9,6 @@ epoch: lines → batches parsed by `tf.io.decode_csv` → rows → the split's o
 from __future__ import annotations
 
 import csv
-import itertools
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from kerasrun.config import CsvData
 from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test
-from kerasrun.data.sources.csv import check_csv_shape, choose_columns
+from kerasrun.data.sources.csv import choose_columns, read_rows
 from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, first_line
 
@@ -112,29 +111,9 @@ def stream_file(spec: CsvData, where: Where, loc: tuple[Any, ...], classes: list
 
 
 def read_head(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]) -> tuple[list[str], list[list[str]]]:
-    """The header and the first INFER_ROWS rows, read with Python's csv module: the checks of the in-memory reader."""
-    if not path.is_file():
-        raise ConfigError(where.problem(loc, f"no such file: {path}"))
-    try:
-        with path.open(newline="", encoding=spec.encoding) as f:
-            rows = [row for row in itertools.islice(csv.reader(f, delimiter=spec.delimiter), INFER_ROWS + 1)]
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", "set data.encoding, e.g. encoding: latin-1")
-        ) from None
-    except LookupError:
-        raise ConfigError(where.problem(("encoding",), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, cp1252")) from None
-    except (OSError, csv.Error) as exc:
-        raise ConfigError(where.problem(loc, f"cannot read {path.name}: {exc}")) from None
-    if not rows:
-        raise ConfigError(where.problem(loc, f"{path.name} is empty"))
-    problems = check_csv_shape(path, rows[0], rows, where, loc)
-    body = [row for row in rows[1:] if row]
-    if not problems and not body:
-        problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
-    if problems:
-        raise ConfigError(problems)
-    return rows[0], body
+    """The header and the first INFER_ROWS rows, read and checked as the in-memory reader reads a whole file."""
+    rows = read_rows(path, spec, where, loc, INFER_ROWS)
+    return rows[0], [row for row in rows[1:] if row]
 
 
 def target_types(header: list[str], sample: list[list[str]], targets: dict[Any, str], spec: CsvData, where: Where) -> dict[str, str]:
@@ -224,10 +203,8 @@ def first_bad_line(path: Path, spec: CsvData, types: dict[str, str]) -> str | No
             if len(row) != len(header):
                 return f"{path.name} line {number} has {len(row)} fields, the header {len(header)}"
             for name, value in zip(header, row, strict=True):
-                kind = types.get(name, "string" if name in targets else "float32")
-                if name not in targets and spec.features is not None and not is_feature(name, spec):
-                    continue
-                problem = value_problem(value, kind)
+                parsed = name in targets or name == spec.sample_weight or spec.features is None or is_feature(name, spec)
+                problem = value_problem(value, types.get(name, "float32")) if parsed else None  # other columns are read as text
                 if problem:
                     hint = " (declare data.column_types for it)" if name in targets else ""
                     return f"{path.name} line {number}, column `{name}`: {value!r} {problem}{hint}"
