@@ -92,6 +92,14 @@ def read_folder(
     bad = undecodable(paths, channels)
     if not bad:  # the failure was not about one file (e.g. a file vanished mid-read): report it as it is
         raise ConfigError(where.problem(loc, f"reading the images of {root} failed; read it again or check the files"))
+    refuse_or_note(bad, len(paths), root, spec, where, loc, notes)
+    return decode_all(source.ignore_errors(), len(paths) - len(bad), (height, width, channels)), names
+
+
+def refuse_or_note(
+    bad: list[str], count: int, root: Path, spec: ImageFolderData, where: Where, loc: tuple[Any, ...], notes: list[str]
+) -> None:
+    """Undecodable images: a located problem naming them (bad_images: refuse), or a note counting the skipped ones."""
     shown = ", ".join(str(Path(p).relative_to(root)) for p in bad[:SHOWN_BAD]) + (
         f" and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else ""
     )
@@ -99,33 +107,22 @@ def read_folder(
         raise ConfigError(
             where.problem(
                 loc,
-                f"{len(bad)} of {len(paths)} images in {root} cannot be decoded: {shown}",
+                f"{len(bad)} of {count} images in {root} cannot be decoded: {shown}",
                 "fix or delete them, or set data.bad_images: skip",
             )
         )
-    kept = len(paths) - len(bad)
-    split = decode_all(source.ignore_errors(), kept, (height, width, channels))
     notes.append(f"skipped {len(bad)} image(s) of {root} that cannot be decoded: {shown}")
-    return split, names
 
 
 def stream_folder(
     source: Any, paths: list[str], names: list[str], root: Path, spec: ImageFolderData, where: Where, loc: tuple[Any, ...], notes: list[str]
 ) -> Stream:
     """A folder too big for memory as a Stream over Keras's loader: one checking pass decodes every image, labels come from the paths."""
-    bad = set(undecodable(paths, CHANNELS[spec.color_mode]))
-    if bad:
-        shown = ", ".join(str(Path(p).relative_to(root)) for p in sorted(bad)[:SHOWN_BAD])
-        if spec.bad_images == "refuse":
-            raise ConfigError(
-                where.problem(
-                    loc,
-                    f"{len(bad)} of {len(paths)} images in {root} cannot be decoded: {shown}",
-                    "fix or delete them, or set data.bad_images: skip",
-                )
-            )
-        notes.append(f"skipping {len(bad)} image(s) of {root} that cannot be decoded: {shown}")
-    labels = np.array([names.index(Path(p).relative_to(root).parts[0]) for p in paths if p not in bad], dtype=np.int64)
+    found = undecodable(paths, CHANNELS[spec.color_mode])
+    if found:
+        refuse_or_note(found, len(paths), root, spec, where, loc, notes)
+    bad, number = set(found), {name: index for index, name in enumerate(names)}
+    labels = np.array([number[Path(p).relative_to(root).parts[0]] for p in paths if p not in bad], dtype=np.int64)
     kept = source.ignore_errors() if bad else source  # the decoder fails on exactly the files found above
     steps = spec.preprocess
 
