@@ -211,6 +211,14 @@ class PreprocessStep(Strict):
         return self
 
 
+# Keys of the sources read while training (streamed CSV, streamed image folders, TFRecord).
+ShuffleBuffer = Annotated[int, Field(ge=1, le=1 << 26, strict=True, description="streamed: rows the training shuffle holds at once")]
+StreamCache = Annotated[
+    Literal["none", "file"],
+    Field(description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there"),
+]
+
+
 class DataCommon(Strict):
     """Keys shared by every data source."""
 
@@ -261,11 +269,8 @@ class CsvData(DataCommon):
     column_types: dict[str, Literal["float32", "int64", "string"]] = Field(
         default_factory=dict, description="stream: a target column's type (default: inferred from the first rows)"
     )
-    shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="stream: rows the training shuffle holds at once")
-    cache: Literal["none", "file"] = Field(
-        "none",
-        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there",
-    )
+    shuffle_buffer: ShuffleBuffer = 10_000
+    cache: StreamCache = "none"
 
 
 class SklearnData(DataCommon):
@@ -322,14 +327,26 @@ class SyntheticData(DataCommon):
 IMAGE_SIZE_MAX = 8192  # pixels per side; more is a typo (or a picture no model input takes whole)
 
 
-class ImageFolderData(DataCommon):
-    """A folder of images, one subfolder per class, read with keras.utils.image_dataset_from_directory."""
+class ClassFolders(DataCommon):
+    """Keys of the sources read from one subfolder per class: labels follow the sorted subfolder names."""
 
-    source: Literal["image_folder"]
-    path: str = Field(description="folder with one subfolder of images per class; labels follow the sorted subfolder names")
+    path: str = Field(description="folder with one subfolder per class")
     test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
     test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
     validation_path: str | None = Field(None, description="a folder of the same classes for validation (instead of train.validation_split)")
+
+    @model_validator(mode="after")
+    def check_test_keys(self) -> ClassFolders:
+        """One way to make a test split."""
+        if self.test_path is not None and self.test_fraction is not None:
+            raise ValueError("give test_path or test_fraction, not both")
+        return self
+
+
+class ImageFolderData(ClassFolders):
+    """A folder of images, one subfolder per class, read with keras.utils.image_dataset_from_directory."""
+
+    source: Literal["image_folder"]
     image_size: list[Annotated[int, Field(ge=1, le=IMAGE_SIZE_MAX, strict=True)]] = Field(
         min_length=2, max_length=2, description="[height, width] every image is resized to"
     )
@@ -347,17 +364,12 @@ class ImageFolderData(DataCommon):
         strict=True,
         description="decoded images are held in memory (float32) up to this size; beyond it (or with 0), streamed from disk",
     )
-    shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="streamed: images the training shuffle holds at once")
-    cache: Literal["none", "file"] = Field(
-        "none",
-        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there",
-    )
+    shuffle_buffer: ShuffleBuffer = 10_000
+    cache: StreamCache = "none"
 
     @model_validator(mode="after")
     def check_image_keys(self) -> ImageFolderData:
-        """One way to make a test split; one aspect-ratio rule."""
-        if self.test_path is not None and self.test_fraction is not None:
-            raise ValueError("give test_path or test_fraction, not both")
+        """One aspect-ratio rule."""
         if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
             raise ValueError("crop_to_aspect_ratio and pad_to_aspect_ratio can't both be true")
         return self
@@ -371,23 +383,12 @@ class PythonData(DataCommon):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-class TextFolderData(DataCommon):
+class TextFolderData(ClassFolders):
     """A folder of .txt files, one subfolder per class, read with keras.utils.text_dataset_from_directory."""
 
     source: Literal["text_folder"]
-    path: str = Field(description="folder with one subfolder of .txt files per class; labels follow the sorted subfolder names")
-    test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
-    test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
-    validation_path: str | None = Field(None, description="a folder of the same classes for validation (instead of train.validation_split)")
     max_length: int | None = Field(None, ge=1, le=1 << 30, strict=True, description="keep at most this many characters of each text")
     memory_limit_mb: int = Field(2048, ge=1, le=1 << 22, strict=True, description="the texts are held in memory up to this size")
-
-    @model_validator(mode="after")
-    def check_test_keys(self) -> TextFolderData:
-        """One way to make a test split."""
-        if self.test_path is not None and self.test_fraction is not None:
-            raise ValueError("give test_path or test_fraction, not both")
-        return self
 
 
 class TfRecordFeature(Strict):
@@ -410,12 +411,9 @@ class TfRecordData(DataCommon):
     inputs: list[LayerName] = Field(min_length=1, description="features the model takes (one: the input; several: by name)")
     targets: list[LayerName] = Field(min_length=1, description="features the model predicts (one: the target; several: by output name)")
     sample_weight: LayerName | None = Field(None, description="a float feature with each example's training weight")
-    shuffle_buffer: int = Field(10_000, ge=1, le=1 << 26, strict=True, description="examples the training shuffle holds at once")
+    shuffle_buffer: ShuffleBuffer = 10_000
     parallel_files: int = Field(4, ge=1, le=1024, strict=True, description="shards read at once, interleaved in a fixed order")
-    cache: Literal["none", "file"] = Field(
-        "none",
-        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there",
-    )
+    cache: StreamCache = "none"
 
     @model_validator(mode="after")
     def check_feature_roles(self) -> TfRecordData:
