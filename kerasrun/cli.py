@@ -590,7 +590,7 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
 ) -> None:
     """Show what differs between runs: config keys, final/best/test metrics with deltas, versions and devices."""
-    from kerasrun.compare import compare_runs, format_delta, format_value
+    from kerasrun.compare import compare_runs, format_delta
     from kerasrun.listing import format_number
 
     try:
@@ -614,13 +614,7 @@ def compare(
     console.print(runs_table)
     numbered = [f"#{i + 1}" for i in range(len(labels))]
     if comparison.config:
-        table = Table(title="config keys that differ", title_justify="left")
-        table.add_column("key")
-        for label in numbered:
-            table.add_column(label, overflow="fold")
-        for key, values in comparison.config:
-            table.add_row(key, *(format_value(v) for v in values))
-        console.print(table)
+        console.print(values_table(comparison.config, numbered, "key", title="config keys that differ", title_justify="left"))
     else:
         console.print("the configs are identical", markup=False)
     table = Table(title="metrics (Δ against #1; best: the epoch in brackets)", title_justify="left")
@@ -641,13 +635,22 @@ def compare(
     console.print(table, markup=False)
     if comparison.environment:
         console.print("versions and devices that differ", style="italic")
-        table = Table()
-        table.add_column("")
-        for label in numbered:
-            table.add_column(label, overflow="fold")
-        for key, values in comparison.environment:
-            table.add_row(key, *(format_value(v) for v in values))
-        console.print(table)
+        console.print(values_table(comparison.environment, numbered, ""))
+
+
+def values_table(rows: list[Any], labels: list[str], first: str, **options: Any) -> Any:
+    """A Rich table of (key, [value per run]) rows: one column per run."""
+    from rich.table import Table
+
+    from kerasrun.compare import format_value
+
+    table = Table(**options)
+    table.add_column(first)
+    for label in labels:
+        table.add_column(label, overflow="fold")
+    for key, values in rows:
+        table.add_row(key, *(format_value(v) for v in values))
+    return table
 
 
 @app.command("plot")
