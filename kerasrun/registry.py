@@ -24,7 +24,7 @@ NESTED_KINDS: dict[str, tuple[str, Any]] = {
 
 
 # Arguments that hold data (tokens, names), never an import path, however a string in them looks.
-DATA_ARGUMENTS = ("vocabulary", "name", "oov_token", "mask_token", "split", "standardize")
+DATA_ARGUMENTS = ("vocabulary", "name", "oov_token", "mask_token")
 
 
 class SpecError(Exception):

@@ -372,3 +372,10 @@ def with_misspelled_key():
     """A dict whose validation key is misspelled: never silently dropped."""
     x, y = two_blobs()
     return {"x_train": x, "y_train": y, "x_vall": x, "y_val": y}
+
+
+def keep_case(text):
+    """A TextVectorization `standardize` named by import path in a config: strip punctuation only."""
+    import tensorflow as tf
+
+    return tf.strings.regex_replace(text, r"[^\w\s]", "")

@@ -130,3 +130,14 @@ def test_evaluate_steps_scores_exactly_that_many_batches(write_config, runner: C
     everything = model.evaluate(test.x, test.y, batch_size=16, return_dict=True, verbose=0)
     metrics = read_json(run / "metrics.json")
     assert metrics == pytest.approx(first, rel=1e-6) and metrics != pytest.approx(everything, rel=1e-6)
+
+
+def test_a_text_layers_callable_argument_by_import_path() -> None:
+    # `standardize` and `split` of TextVectorization take a function as well as a name: an import path is the function.
+    from helpers_custom import keep_case
+
+    from kerasrun.registry import resolve_layer
+
+    layer = resolve_layer({"TextVectorization": {"standardize": "helpers_custom:keep_case", "vocabulary": ["a:b", "c"]}})
+    assert layer._standardize is keep_case
+    assert layer.get_vocabulary()[2:] == ["a:b", "c"]  # vocabulary is data: `a:b` is a token, not an import path
