@@ -153,8 +153,11 @@ def resolve_nested(kwargs: dict[str, Any], loc: Loc) -> dict[str, Any]:
     out = dict(kwargs)
     for key, value in kwargs.items():
         found = next((v for suffix, v in NESTED_KINDS.items() if key.endswith(suffix)), None)
-        shorthand = isinstance(value, dict) and "class_name" not in value and key != "activation"  # {RandomNormal: {...}}
-        if found is None or not isinstance(value, (str, dict)) or (isinstance(value, str) and ":" in value) or shorthand:
+        # Keras's getter takes a name ("he_normal") or its serialization dict (any dict, for an activation);
+        # everything else — {RandomNormal: {...}}, import paths, nested objects — is built as Python would.
+        keras_name = isinstance(value, str) and ":" not in value
+        keras_dict = isinstance(value, dict) and ("class_name" in value or key == "activation")
+        if found is None or not (keras_name or keras_dict):
             out[key] = resolve_argument(value, loc + (key,), key)
             continue
         kind, namespace = found
@@ -308,10 +311,11 @@ def config_objects(config: Any) -> dict[str, Any]:
 def resolve_each(specs: list[Any], loc: Loc, resolve: Callable[..., Any], config: Any, collector: Collector) -> list[Any]:
     """Resolve a list of specs, collecting a located problem for each one that fails."""
     out = []
+    takes_loc = "loc" in inspect.signature(resolve).parameters  # resolvers that locate problems inside a spec
     for index, spec in enumerate(specs):
         item_loc = loc + (index,)
         try:
-            out.append(resolve(spec, loc=item_loc) if "loc" in inspect.signature(resolve).parameters else resolve(spec))
+            out.append(resolve(spec, loc=item_loc) if takes_loc else resolve(spec))
         except SpecError as exc:
             collector.add(config.problem(exc.loc or item_loc, str(exc), exc.hint))
     return out

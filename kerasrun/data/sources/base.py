@@ -19,21 +19,17 @@ class Where:
     """A reader's view of the rest of the config: where its keys are, how its paths resolve, and the seed."""
 
     locate: Callable[[tuple[Any, ...], str, str | None], Problem]
-    resolve: Callable[[str], Path]
+    resolve_path: Callable[[str], Path]  # a path from the data section, relative to the config file's folder
     seed: int
 
     @classmethod
     def of(cls, config: Config) -> Where:
         """The view of `config`'s data section."""
-        return cls(locate=config.problem, resolve=config.resolve_path, seed=config.seed)
+        return cls(locate=config.problem, resolve_path=config.resolve_path, seed=config.seed)
 
     def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> Problem:
         """A problem at `data.<loc>` in the config file."""
         return self.locate(("data", *loc), message, hint)
-
-    def resolve_path(self, value: str) -> Path:
-        """A path from the data section, relative to the config file's folder."""
-        return self.resolve(value)
 
 
 def split_test(split: Any, fraction: float, stratify: bool, where: Where) -> Data:
