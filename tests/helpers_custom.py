@@ -379,3 +379,9 @@ def keep_case(text):
     import tensorflow as tf
 
     return tf.strings.regex_replace(text, r"[^\w\s]", "")
+
+
+def with_half_validation():
+    """x_val without y_val: refused, not half used."""
+    x, y = two_blobs()
+    return {"x_train": x, "y_train": y, "x_val": x}

@@ -115,3 +115,13 @@ def test_text_and_numbers_must_match_the_inputs(folder: Path, runner: CliRunner,
     result = train(runner, write(folder, "e.yaml", {**TEXT, "data": {"source": "text_folder", "path": "empty"}}), tmp_path / "runs")
     assert result.exit_code == 2 and "empty/neg has no text files" in result.output, result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_texts_over_the_memory_limit_are_refused(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
+    (folder / "big" / "a").mkdir(parents=True)
+    (folder / "big" / "b").mkdir()
+    for name in ("a", "b"):
+        (folder / "big" / name / "long.txt").write_text("word " * 300_000)  # 1.5 MB each
+    config = write(folder, "big.yaml", {**TEXT, "data": {"source": "text_folder", "path": "big", "memory_limit_mb": 1}})
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 2 and "data.memory_limit_mb" in result.output and "over memory_limit_mb 1" in result.output, result.output

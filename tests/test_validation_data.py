@@ -117,3 +117,13 @@ def test_a_run_folder_reads_an_npz_without_validation_arrays(tmp_path: Path, run
     )
     with pytest.raises(ConfigError, match=r"d\.npz has no array `x_valid`"):
         load_data(load_config(config))
+
+
+def test_half_a_validation_pair_is_refused(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "half.npz", x_train=rng.normal(size=(30, 2)), y_train=np.arange(30) % 3, x_val=rng.normal(size=(6, 2)))
+    with pytest.raises(ConfigError, match=r"data\.x_val: half\.npz has x_val without its pair"):
+        load_data(load_config(write(tmp_path, {"data": {"source": "npz", "path": "half.npz"}, "train": NO_SPLIT})))
+    source = {"source": "python", "function": "helpers_custom:with_half_validation"}
+    with pytest.raises(ConfigError, match="only one of x_val and y_val"):
+        load_data(load_config(write(tmp_path, {"data": source, "train": NO_SPLIT}, "py.yaml")))
