@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
 import shutil
@@ -285,7 +286,11 @@ def test_runs_compare_and_plot_do_not_import_tensorflow(runs: Runs, tmp_path: Pa
 def test_shell_completion_is_available() -> None:
     result = invoke("--help")
     assert "--install-completion" in result.stdout and "--show-completion" in result.stdout
-    out = subprocess.run([sys.executable, "-m", "kerasrun", "--show-completion", "bash"], capture_output=True, text=True, timeout=60)
+    # Typer detects the shell from the process's ancestors, which a test runner need not have: name it instead (Typer's test hook).
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "kerasrun", "--show-completion", "bash"], capture_output=True, text=True, timeout=60, env=env
+    )
     assert out.returncode == 0 and "complete" in out.stdout and "COMP_WORDS" in out.stdout
 
 
