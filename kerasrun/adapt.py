@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, make_dataset
 from kerasrun.errors import ConfigError, Problem, first_line
 

@@ -167,7 +167,7 @@ def train(
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
-    from kerasrun.config import load_config, shrink_for_smoke
+    from kerasrun.config.schema import load_config, shrink_for_smoke
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
     if init_from is not None:  # the path replaces path/run; the config's skip list stays
@@ -258,7 +258,7 @@ def launch(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
 ) -> None:
     """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
-    from kerasrun.config import load_config
+    from kerasrun.config.schema import load_config
     from kerasrun.launch import launch_workers
 
     try:
@@ -503,7 +503,7 @@ def trust_command(
     run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to sign with your key.")],
 ) -> None:
     """Trust run folders from elsewhere: show the code their config names, then sign them with your key."""
-    from kerasrun.config import import_paths
+    from kerasrun.config.schema import import_paths
     from kerasrun.runs import open_run, sign_run
 
     try:
@@ -698,7 +698,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check configs against the schema (without TensorFlow); report every problem in every file."""
-    from kerasrun.config import load_config
+    from kerasrun.config.schema import load_config
 
     problems: list[Any] = []
     for path in config_paths:
@@ -730,7 +730,7 @@ def data_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """Load the data as training would and print what each split holds and the input pipeline's throughput, without training."""
-    from kerasrun.config import load_config
+    from kerasrun.config.schema import load_config
 
     try:
         config = load_config(config_path, list(set_ or []))
@@ -797,7 +797,7 @@ def plot_model(
     set_: SetOption = None,
 ) -> None:
     """Draw the model with keras.utils.plot_model (needs pydot and Graphviz); else print the text summary."""
-    from kerasrun.config import load_config
+    from kerasrun.config.schema import load_config
 
     try:
         config = load_config(config_path, list(set_ or []))
@@ -820,7 +820,7 @@ def plot_model(
 @app.command()
 def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: SetOption = None) -> None:
     """Print the fully resolved config: bases (extends) merged, ${VAR}s substituted, defaults filled in, overrides applied."""
-    from kerasrun.config import config_to_yaml, load_config
+    from kerasrun.config.schema import config_to_yaml, load_config
 
     try:
         typer.echo(config_to_yaml(load_config(config_path, list(set_ or []))), nl=False)
@@ -831,7 +831,7 @@ def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: S
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the config format (for editor completion)."""
-    from kerasrun.config import Config
+    from kerasrun.config.schema import Config
 
     typer.echo(json.dumps(Config.model_json_schema(), indent=2))
 

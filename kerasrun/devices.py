@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kerasrun._tf import tf
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError
 from kerasrun.signals import reclaim_signals
 

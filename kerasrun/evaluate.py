@@ -12,7 +12,7 @@ import numpy as np
 
 from kerasrun import layers  # noqa: F401  (registers kerasrun's own layers for loading)
 from kerasrun._tf import keras
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
 from kerasrun.models import build_training_state, input_names, output_names

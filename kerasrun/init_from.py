@@ -20,7 +20,7 @@ import numpy as np
 from kerasrun import checkpoint, registry
 from kerasrun._tf import keras
 from kerasrun.checkpoint import variable_name
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem, first_line
 from kerasrun.rundir import RUN_FILE, effective_status, read_json
 from kerasrun.runs import newest_completed, run_names

@@ -10,7 +10,7 @@ import numpy as np
 
 from kerasrun import adapt, registry
 from kerasrun._tf import keras
-from kerasrun.config import Config, adapt_flag, input_shape_and_dtype, split_layer_entry
+from kerasrun.config.schema import Config, adapt_flag, input_shape_and_dtype, split_layer_entry
 from kerasrun.data import Split
 from kerasrun.errors import Collector, ConfigError, Problem, first_line
 from kerasrun.keras_private import symbolic_build

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.config import CALLBACK_PATH_KEYS, IMPORT_PATH, import_paths
+from kerasrun.config.schema import CALLBACK_PATH_KEYS, IMPORT_PATH, import_paths
 from kerasrun.errors import Collector, ConfigError, Problem
 
 Loc = tuple[Any, ...]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kerasrun import checkpoint
 from kerasrun.checkpoint import TrainingState
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir import run_dir_locked
 from kerasrun.runs import open_run

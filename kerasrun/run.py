@@ -18,7 +18,7 @@ from kerasrun._tf import keras, tf
 from kerasrun.adapt import adapt_layers
 from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress, check_callbacks
 from kerasrun.checkpoint import Checkpointer, RestoreCallbackState
-from kerasrun.config import Config, config_to_yaml
+from kerasrun.config.schema import Config, config_to_yaml
 from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.data.stream import cache_in
 from kerasrun.devices import Placement, select_placement

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasrun.config import Config, load_config, load_config_text
+from kerasrun.config.schema import Config, load_config, load_config_text
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir import RUN_FILE, effective_status, read_json, resume_blocker, status_phrase, write_signed
 from kerasrun.trust import config_digest, require_trusted

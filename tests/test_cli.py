@@ -12,7 +12,7 @@ from helpers import REPO, only_run, skip_if_a_gpu_is_visible, train
 
 from kerasrun import checkpoint
 from kerasrun.cli import app
-from kerasrun.config import load_config
+from kerasrun.config.schema import load_config
 from kerasrun.models import effective_steps_per_execution
 from kerasrun.rundir import read_json
 

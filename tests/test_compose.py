@@ -13,7 +13,7 @@ from helpers import TINY, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.config import NpzData, SyntheticData, load_config
+from kerasrun.config.schema import NpzData, SyntheticData, load_config
 from kerasrun.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kerasrun.config import Config, config_to_yaml, load_config, shrink_for_smoke
+from kerasrun.config.schema import Config, config_to_yaml, load_config, shrink_for_smoke
 from kerasrun.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ from helpers import only_run
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
-from kerasrun.config import load_config
+from kerasrun.config.schema import load_config
 from kerasrun.data import load_data, make_dataset
 from kerasrun.models import build_training_state
 from kerasrun.run import prepare_experiment

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kerasrun._tf import keras
-from kerasrun.config import load_config
+from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError
 from kerasrun.models import build_model, compile_model
 from kerasrun.registry import SpecError, resolve_callback, resolve_layer, resolve_loss, resolve_metric, resolve_optimizer

@@ -10,7 +10,7 @@ from helpers import HAS_MNIST, REPO
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.compose import read_config_file
+from kerasrun.config.compose import read_config_file
 from kerasrun.rundir import read_json
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

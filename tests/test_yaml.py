@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kerasrun import yamlsource
 from kerasrun.cli import app
-from kerasrun.config import load_config
+from kerasrun.config import yamlsource
+from kerasrun.config.schema import load_config
+from kerasrun.config.yamlsource import parse_yaml
 from kerasrun.errors import ConfigError
-from kerasrun.yamlsource import parse_yaml
 
 
 def billion_laughs(levels: int = 9) -> str:

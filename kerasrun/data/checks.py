@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config import Config, text_inputs
+from kerasrun.config.schema import Config, text_inputs
 from kerasrun.data.arrays import Data, Split
 from kerasrun.errors import ConfigError, Problem
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.checks import check_arrays, check_finite
 from kerasrun.data.preprocess import preprocess

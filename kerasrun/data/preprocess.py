@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config import Config, PreprocessStep
+from kerasrun.config.schema import Config, PreprocessStep
 from kerasrun.data.arrays import Split
 from kerasrun.data.memory import cast_aligned
 from kerasrun.errors import ConfigError

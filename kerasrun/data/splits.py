@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.stream import Stream
 from kerasrun.errors import ConfigError

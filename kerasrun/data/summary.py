@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.pipeline import make_dataset
 from kerasrun.data.splits import class_labels

@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeGuard, cast
 import numpy as np
 
 from kerasrun import registry
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Split
 from kerasrun.data.splits import class_labels
 from kerasrun.data.stream import Stream

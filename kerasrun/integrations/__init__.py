@@ -10,7 +10,7 @@ import importlib
 import importlib.util
 from typing import Any
 
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.errors import Problem
 
 # The package each integration needs, and the kerasrun extra that installs it.

@@ -21,7 +21,7 @@ from typing import Any
 
 from kerasrun._tf import keras
 from kerasrun.callbacks import is_finite
-from kerasrun.config import Config, absolute_tracking_uri, resolved_dict
+from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
 from kerasrun.errors import ConfigError
 from kerasrun.rundir import RUN_FILE, read_json, write_json_atomic
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras, tf
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 
 LOG_DIR = "tensorboard"  # inside the run folder: train/ and validation/ event files, as Keras lays them out
 

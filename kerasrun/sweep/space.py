@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from kerasrun.config import Config, load_config
+from kerasrun.config.schema import Config, load_config
+from kerasrun.config.yamlsource import load_yaml_value
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.yamlsource import load_yaml_value
 
 DISTRIBUTION = re.compile(r"^\s*(loguniform|uniform|int|choice)\s*\((.*)\)\s*$", re.DOTALL)
 DISTRIBUTIONS = "loguniform(low,high), uniform(low,high), int(low,high) or choice(a,b,…)"

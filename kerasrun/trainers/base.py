@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.devices import Placement
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config import Config
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data
 from kerasrun.errors import ConfigError, Problem
 

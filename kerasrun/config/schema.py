@@ -20,11 +20,11 @@ from pydantic import (
     model_validator,
 )
 
-from kerasrun.compose import read_config_file
-from kerasrun.config_errors import SCIENTIFIC, describe_validation_error
+from kerasrun.config.compose import read_config_file
+from kerasrun.config.problems import SCIENTIFIC, describe_validation_error
+from kerasrun.config.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml
 from kerasrun.errors import Collector, ConfigError, Problem
 from kerasrun.startup import make_config_folder_importable
-from kerasrun.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml
 
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 # Callback arguments that name files; relative ones are placed inside the run folder.

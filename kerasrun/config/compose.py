@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from kerasrun.config.yamlsource import SourceMap, load_yaml_value, read_yaml
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.yamlsource import SourceMap, load_yaml_value, read_yaml
 
 MAX_EXTENDS_DEPTH = 8  # a base of a base of ...: deeper chains are a loop or a maze
 # Keys holding file paths: a base config's relative paths are relative to the base config's folder.

@@ -9,8 +9,8 @@ from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ValidationError
 
+from kerasrun.config.yamlsource import SourceMap, format_key
 from kerasrun.errors import Collector, Problem
-from kerasrun.yamlsource import SourceMap, format_key
 
 # Numbers YAML 1.1 reads as strings: `1e-3`, `1.0e30` (its floats need a dot and a signed exponent).
 SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
