@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, help="a real run folder to copy (default: train configs/digits_mlp.yaml once)")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
-    from kerasrun.listing import list_runs
+    from kerasrun.runs.listing import list_runs
 
     work = Path(tempfile.mkdtemp(prefix="kerasrun-runs-bench-"))
     try:

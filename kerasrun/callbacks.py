@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.rundir import RunRecord, write_json_atomic
+from kerasrun.rundir.record import RunRecord, write_json_atomic
 
 
 def is_finite(value: Any) -> bool:

@@ -29,7 +29,7 @@ from kerasrun._tf import keras
 from kerasrun.callbacks import is_finite
 from kerasrun.errors import RunFailedError
 from kerasrun.keras_private import global_seed_state
-from kerasrun.rundir import write_atomic, write_text_atomic
+from kerasrun.rundir.record import write_atomic, write_text_atomic
 
 CHECKPOINT_DIR = "checkpoints"
 FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")

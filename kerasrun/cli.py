@@ -182,7 +182,7 @@ def train(
         if smoke:
             config = shrink_for_smoke(config)
         from kerasrun.run import prepare_experiment, run_experiment
-        from kerasrun.rundir import create_run_dir
+        from kerasrun.rundir.record import create_run_dir
 
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
@@ -417,7 +417,7 @@ def evaluate(
 ) -> None:
     """Score a completed run's model (loaded with Keras safe_mode) on its test or validation data."""
     try:
-        from kerasrun.runs import find_run_dir
+        from kerasrun.runs.find import find_run_dir
 
         run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
         warn_unreadable(unreadable)
@@ -446,7 +446,7 @@ def predict(
 ) -> None:
     """Predict with a run's saved model, applying the run's feature preprocessing."""
     try:
-        from kerasrun.runs import read_run_info
+        from kerasrun.runs.find import read_run_info
 
         read_run_info(run_dir)
         from kerasrun.evaluate import predict_run
@@ -479,7 +479,7 @@ def export(
 ) -> None:
     """Export a run's model with its feature preprocessing inside: it takes raw inputs and gives `predict`'s outputs."""
     try:
-        from kerasrun.runs import read_run_info
+        from kerasrun.runs.find import read_run_info
 
         read_run_info(run_dir)
         from kerasrun.export import export_run
@@ -504,7 +504,7 @@ def trust_command(
 ) -> None:
     """Trust run folders from elsewhere: show the code their config names, then sign them with your key."""
     from kerasrun.config.schema import import_paths
-    from kerasrun.runs import open_run, sign_run
+    from kerasrun.runs.find import open_run, sign_run
 
     try:
         for run_dir in run_dirs:
@@ -521,7 +521,7 @@ def trust_command(
 
 def resolve_runs(targets: list[Path], runs_dir: Path | None) -> list[Path]:
     """Run folders as `evaluate` finds them: a folder itself, or a config's newest completed run (under --runs-dir)."""
-    from kerasrun.runs import find_run_dir
+    from kerasrun.runs.find import find_run_dir
 
     found = []
     for target in targets:
@@ -547,7 +547,7 @@ def runs_command(
     name: Annotated[str | None, typer.Option("--name", help="Only runs whose name (or folder) matches this glob, e.g. 'mnist-*'.")] = None,
 ) -> None:
     """List the run folders: status (a dead `running` run shows as crashed), epochs, loop, device, metrics."""
-    from kerasrun.listing import COLUMNS, list_runs, plain_table, table_cells
+    from kerasrun.runs.listing import COLUMNS, list_runs, plain_table, table_cells
 
     try:
         summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
@@ -590,8 +590,8 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
 ) -> None:
     """Show what differs between runs: config keys, final/best/test metrics with deltas, versions and devices."""
-    from kerasrun.compare import compare_runs, format_delta
-    from kerasrun.listing import format_number
+    from kerasrun.runs.compare import compare_runs, format_delta
+    from kerasrun.runs.listing import format_number
 
     try:
         comparison = compare_runs(resolve_runs(targets, runs_dir))
@@ -642,7 +642,7 @@ def values_table(rows: list[Any], labels: list[str], first: str, **options: Any)
     """A Rich table of (key, [value per run]) rows: one column per run."""
     from rich.table import Table
 
-    from kerasrun.compare import format_value
+    from kerasrun.runs.compare import format_value
 
     table = Table(**options)
     table.add_column(first)
@@ -668,11 +668,11 @@ def plot_command(
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Draw learning curves: a panel per metric, train and val_ curves, a colour per run, the best epoch marked."""
-    from kerasrun.plot import choose_metrics, load_curves, plot_in_terminal, save_curves
+    from kerasrun.runs.plot import choose_metrics, load_curves, plot_in_terminal, save_curves
 
     try:
         if output is not None:
-            from kerasrun.plot import output_format
+            from kerasrun.runs.plot import output_format
 
             output_format(output)  # a bad suffix fails before any run is read
         curves = load_curves(resolve_runs(targets, runs_dir))

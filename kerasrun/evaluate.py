@@ -17,8 +17,8 @@ from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
 from kerasrun.models import build_training_state, input_names, output_names
 from kerasrun.registry import config_objects
-from kerasrun.rundir import write_atomic, write_text_atomic
-from kerasrun.runs import open_run, require_completed
+from kerasrun.rundir.record import write_atomic, write_text_atomic
+from kerasrun.runs.find import open_run, require_completed
 from kerasrun.trainers.base import evaluate_model
 
 

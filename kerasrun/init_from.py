@@ -22,8 +22,8 @@ from kerasrun._tf import keras
 from kerasrun.checkpoint import variable_name
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem, first_line
-from kerasrun.rundir import RUN_FILE, effective_status, read_json
-from kerasrun.runs import newest_completed, run_names
+from kerasrun.rundir.record import RUN_FILE, effective_status, read_json
+from kerasrun.runs.find import newest_completed, run_names
 
 LOC = ("model", "init_from")
 

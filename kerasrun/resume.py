@@ -15,8 +15,8 @@ from kerasrun import checkpoint
 from kerasrun.checkpoint import TrainingState
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import run_dir_locked
-from kerasrun.runs import open_run
+from kerasrun.rundir.record import run_dir_locked
+from kerasrun.runs.find import open_run
 
 # What may differ on resume without changing the numbers of the epochs still to come.
 RESUMABLE_KEYS = ("train.epochs", "runtime.device", "output.checkpoint")

@@ -40,10 +40,10 @@ from kerasrun.models import (
     output_names,
     summarize,
 )
-from kerasrun.plot import write_run_curves
 from kerasrun.progress import make_progress
 from kerasrun.resume import ResumePlan
-from kerasrun.rundir import RunRecord, resume_blocker, write_json_atomic, write_text_atomic
+from kerasrun.rundir.record import RunRecord, resume_blocker, write_json_atomic, write_text_atomic
+from kerasrun.runs.plot import write_run_curves
 from kerasrun.signals import as_interrupted, on_forced_exit
 from kerasrun.trainers.base import Trainer
 from kerasrun.trainers.custom import CustomLoop, CustomTrainer, check_step_signature

@@ -14,7 +14,7 @@ from kerasrun import checkpoint
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.models import effective_steps_per_execution
-from kerasrun.rundir import read_json
+from kerasrun.rundir.record import read_json
 
 
 def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> None:

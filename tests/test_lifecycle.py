@@ -19,9 +19,10 @@ import pytest
 import yaml
 from helpers import TESTS, TINY, kerasrun_process, only_run, train
 
-from kerasrun import checkpoint, trust
+from kerasrun import checkpoint
 from kerasrun.cli import app
-from kerasrun.rundir import RunRecord, effective_status, read_json
+from kerasrun.rundir import trust
+from kerasrun.rundir.record import RunRecord, effective_status, read_json
 
 NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}  # keys to drop from TINY
 
@@ -190,7 +191,7 @@ def test_a_folder_signed_by_someone_else_runs_no_code_until_trusted(runner, comp
     plant_code(run, marker)
     monkeypatch.setenv(trust.HOME_ENV, str(tmp_path / "someone-else"))  # their key signs the forged folder
     info = read_json(run / "run.json")
-    from kerasrun.runs import sign_run
+    from kerasrun.runs.find import sign_run
 
     sign_run(run, info, (run / "config.yaml").read_bytes())
     monkeypatch.undo()
@@ -219,7 +220,7 @@ def test_evaluate_config_matches_the_name_exactly_and_names_unreadable_runs(runn
     exact = copy_run(completed_run, runs)
     longer = Path(shutil.copytree(completed_run, runs / "20990101-000000-tiny-longer"))
     info = read_json(longer / "run.json")
-    from kerasrun.runs import sign_run
+    from kerasrun.runs.find import sign_run
 
     sign_run(longer, dict(info, name="tiny-longer"), (longer / "config.yaml").read_bytes())
     (runs / "20990102-000000-broken").mkdir()
@@ -396,7 +397,7 @@ def test_a_moved_run_folder_resumes_into_itself(runner, write_config, tmp_path) 
 
 
 def test_a_run_folder_in_use_is_not_resumed(runner, write_config, tmp_path) -> None:
-    from kerasrun.rundir import lock_run_dir
+    from kerasrun.rundir.record import lock_run_dir
 
     marker = tmp_path / "interrupted"
     config = write_config({"train": {"callbacks": [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 2}}]}})
@@ -411,7 +412,7 @@ def test_a_run_folder_in_use_is_not_resumed(runner, write_config, tmp_path) -> N
 
 
 def test_interrupted_while_the_folder_is_set_up(runner, write_config, runs_dir, monkeypatch) -> None:
-    from kerasrun.rundir import RunRecord
+    from kerasrun.rundir.record import RunRecord
 
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
@@ -426,7 +427,7 @@ def test_interrupted_while_the_folder_is_set_up(runner, write_config, runs_dir, 
 
 
 def test_the_signing_key_is_made_once_even_by_concurrent_processes(tmp_path) -> None:
-    code = "from kerasrun import trust; print(trust.secret_key().hex())"
+    code = "from kerasrun.rundir import trust; print(trust.secret_key().hex())"
     env = {**os.environ, trust.HOME_ENV: str(tmp_path / "home")}
     processes = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True) for _ in range(8)]
     keys = {p.communicate()[0].strip() for p in processes}

@@ -19,7 +19,7 @@ from helpers import TINY, kerasrun_process, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.rundir import read_json, write_json_atomic
+from kerasrun.rundir.record import read_json, write_json_atomic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -279,7 +279,7 @@ def test_runs_compare_and_plot_do_not_import_tensorflow(runs: Runs, tmp_path: Pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     loaded = set(out.stdout.split())
-    assert "kerasrun.listing" in loaded and "matplotlib" in loaded
+    assert "kerasrun.runs.listing" in loaded and "matplotlib" in loaded
     assert not {"tensorflow", "keras"} & loaded
 
 
@@ -295,7 +295,7 @@ def test_shell_completion_is_available() -> None:
 
 
 def test_plot_in_the_terminal_draws_each_metric_as_text(runs: Runs) -> None:
-    from kerasrun.plot import load_curves, plot_in_terminal
+    from kerasrun.runs.plot import load_curves, plot_in_terminal
 
     pytest.importorskip("plotext")
     text = plot_in_terminal(load_curves([runs.folder("tiny-a")]), ["loss", "sparse_categorical_accuracy"], width=100)
@@ -305,7 +305,7 @@ def test_plot_in_the_terminal_draws_each_metric_as_text(runs: Runs) -> None:
 
 
 def test_runs_reads_a_hand_edited_config_and_the_monitor_of_its_callbacks(tmp_path: Path) -> None:
-    from kerasrun.listing import list_runs
+    from kerasrun.runs.listing import list_runs
 
     edited = tmp_path / "20260101-000000-edited"
     edited.mkdir()

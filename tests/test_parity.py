@@ -14,7 +14,7 @@ from kerasrun.config.schema import load_config
 from kerasrun.data import load_data, make_dataset
 from kerasrun.models import build_training_state
 from kerasrun.run import prepare_experiment
-from kerasrun.rundir import read_json
+from kerasrun.rundir.record import read_json
 
 PARITY: dict[str, Any] = {
     "data": {"samples_per_class": 200, "test_fraction": None},

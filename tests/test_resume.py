@@ -20,7 +20,7 @@ import pytest
 import yaml
 from helpers import TINY, merge, only_run
 
-from kerasrun.rundir import effective_status, read_json
+from kerasrun.rundir.record import effective_status, read_json
 
 PY = sys.executable
 TESTS = Path(__file__).resolve().parent

@@ -9,8 +9,8 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from kerasrun import rundir
-from kerasrun.rundir import create_run_dir, read_json, to_jsonable, write_json_atomic
+from kerasrun.rundir import record as rundir
+from kerasrun.rundir.record import create_run_dir, read_json, to_jsonable, write_json_atomic
 
 
 def test_run_dirs_are_never_reused(tmp_path) -> None:

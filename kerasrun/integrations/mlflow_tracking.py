@@ -23,7 +23,7 @@ from kerasrun._tf import keras
 from kerasrun.callbacks import is_finite
 from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
 from kerasrun.errors import ConfigError
-from kerasrun.rundir import RUN_FILE, read_json, write_json_atomic
+from kerasrun.rundir.record import RUN_FILE, read_json, write_json_atomic
 
 # kerasrun's run status → MLflow's RunStatus name.
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED", "crashed": "FAILED"}

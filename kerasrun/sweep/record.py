@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerasrun.rundir import now_iso, write_json_atomic
+from kerasrun.rundir.record import now_iso, write_json_atomic
 
 SWEEP_FILE = "sweep.json"
 # A trial's status is its run folder's (completed, failed, diverged, interrupted, pruned), or one of these.

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import create_run_dir
+from kerasrun.rundir.record import create_run_dir
 from kerasrun.signals import on_forced_exit
 from kerasrun.sweep import space
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, best_of

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kerasrun.rundir import read_json
+from kerasrun.rundir.record import read_json
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from kerasrun._tf import keras, tf
 from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
-from kerasrun.rundir import RUN_FILE, read_json
+from kerasrun.rundir.record import RUN_FILE, read_json
 from kerasrun.signals import Interrupted, as_interrupted
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from kerasrun.config.schema import Config, load_config, load_config_text
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import RUN_FILE, effective_status, read_json, resume_blocker, status_phrase, write_signed
-from kerasrun.trust import config_digest, require_trusted
+from kerasrun.rundir.record import RUN_FILE, effective_status, read_json, resume_blocker, status_phrase, write_signed
+from kerasrun.rundir.trust import config_digest, require_trusted
 
 Unreadable = list[tuple[Path, str]]
 

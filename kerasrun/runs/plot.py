@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import write_atomic
-from kerasrun.runfiles import best_epoch
+from kerasrun.rundir.record import write_atomic
+from kerasrun.rundir.files import best_epoch
 
 FORMATS = ("png", "svg", "pdf")
 CURVES_FILE = "curves.png"  # written into each run folder at the end of training (output.curves)
@@ -195,6 +195,6 @@ def plot_in_terminal(curves: list[Curves], metrics: list[str], width: int = 100)
 
 def load_curves(run_dirs: list[Path]) -> list[Curves]:
     """Each run's history.json, labelled by its folder name; a ConfigError naming a history that can't be read."""
-    from kerasrun.runfiles import read_history
+    from kerasrun.rundir.files import read_history
 
     return [Curves(Path(run_dir).name, read_history(Path(run_dir))) for run_dir in run_dirs]

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import RUN_FILE, effective_status, seconds_since
-from kerasrun.runfiles import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
+from kerasrun.rundir.record import RUN_FILE, effective_status, seconds_since
+from kerasrun.rundir.files import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
 
 SWEEP_FILE = "sweep.json"  # marks a sweep folder, whose trial run folders are listed too
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import kerasrun
-from kerasrun import trust
 from kerasrun.errors import KerasrunError
+from kerasrun.rundir import trust
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"  # held (flock) by the process training in the folder

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir import effective_status
-from kerasrun.runfiles import (
+from kerasrun.rundir.record import effective_status
+from kerasrun.rundir.files import (
     RunFileError,
     best_epoch,
     last_value,
