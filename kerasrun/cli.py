@@ -15,8 +15,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
-from kerasrun.signals import Interrupted, as_interrupted
 from kerasrun.startup import configure_command_process
+from kerasrun.train.signals import Interrupted, as_interrupted
 
 EXIT_FAILED = 1
 
@@ -128,7 +128,7 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
 
 def run_and_report(start: Any, progress: Progress) -> Any:
     """Run `start(set_run_dir)` with SIGTERM/SIGHUP handled like Ctrl-C; render errors and interruptions."""
-    from kerasrun.signals import signals_raise_interrupted
+    from kerasrun.train.signals import signals_raise_interrupted
 
     run_dir: list[Path] = []
     try:
@@ -181,8 +181,8 @@ def train(
         config = load_config(config_path, list(set_ or []), values)
         if smoke:
             config = shrink_for_smoke(config)
-        from kerasrun.run import prepare_experiment, run_experiment
         from kerasrun.rundir.record import create_run_dir
+        from kerasrun.train.run import prepare_experiment, run_experiment
 
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
@@ -227,10 +227,10 @@ def resume(
     """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
 
     def start(set_run_dir: Any) -> Any:
-        from kerasrun.resume import load_for_resume
+        from kerasrun.train.resume import load_for_resume
 
         plan = load_for_resume(run_dir, list(set_ or []), trust)
-        from kerasrun.run import prepare_experiment, run_experiment
+        from kerasrun.train.run import prepare_experiment, run_experiment
 
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
@@ -259,7 +259,7 @@ def launch(
 ) -> None:
     """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
     from kerasrun.config.schema import load_config
-    from kerasrun.launch import launch_workers
+    from kerasrun.train.launch import launch_workers
 
     try:
         load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
@@ -326,9 +326,9 @@ def sweep(
     """Train a config many times with different values (grid, random or Optuna), in one process; rank the trials."""
     import shlex
 
-    from kerasrun.signals import signals_raise_interrupted
     from kerasrun.sweep.search import create_sweep, plan_sweep, run_sweep
     from kerasrun.sweep.summary import format_number, missing_metric_note, plain_table, summary_rows, trial_line
+    from kerasrun.train.signals import signals_raise_interrupted
 
     try:
         plan = plan_sweep(
@@ -421,7 +421,7 @@ def evaluate(
 
         run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
         warn_unreadable(unreadable)
-        from kerasrun.evaluate import evaluate_run
+        from kerasrun.use.evaluate import evaluate_run
 
         metrics = evaluate_run(run_dir, split.value, trust)
     except KerasrunError as exc:
@@ -449,7 +449,7 @@ def predict(
         from kerasrun.runs.find import read_run_info
 
         read_run_info(run_dir)
-        from kerasrun.evaluate import predict_run
+        from kerasrun.use.evaluate import predict_run
 
         shape = predict_run(run_dir, input_path, output_path, trust)
     except KerasrunError as exc:
@@ -482,7 +482,7 @@ def export(
         from kerasrun.runs.find import read_run_info
 
         read_run_info(run_dir)
-        from kerasrun.export import export_run
+        from kerasrun.use.export import export_run
 
         result = export_run(run_dir, fmt.value, output, trust)
     except KerasrunError as exc:
@@ -709,8 +709,8 @@ def validate(
             if packages := missing_packages(config):  # found, not imported: validate stays fast
                 raise ConfigError(packages)
             if build:
-                from kerasrun.models import summarize
-                from kerasrun.run import build_checked_model
+                from kerasrun.build.model import summarize
+                from kerasrun.train.run import build_checked_model
 
                 typer.echo(summarize(build_checked_model(config)))
             typer.echo(f"ok: {path}")
@@ -801,7 +801,7 @@ def plot_model(
 
     try:
         config = load_config(config_path, list(set_ or []))
-        from kerasrun.models import build_model, draw_model, summarize
+        from kerasrun.build.model import build_model, draw_model, summarize
 
         model = build_model(config)
         if not draw_model(model, output):

@@ -99,8 +99,8 @@ def test_adapt_false_trains_the_identity_and_says_nothing(tmp_path: Path, runner
 
 
 def test_a_layer_after_others_adapts_on_what_reaches_it(tmp_path: Path) -> None:
-    from kerasrun.adapt import adapt_layers
-    from kerasrun.models import build_model, compile_model
+    from kerasrun.build.adapt import adapt_layers
+    from kerasrun.build.model import build_model, compile_model
 
     layers = [{"Rescaling": {"scale": 10.0}}, {"Discretization": {"num_bins": 4}}, {"Dense": {"units": 1}}]
     config = load_config(write(tmp_path, with_layers(layers, train={**REGRESSION["train"], "validation_split": None})))
@@ -115,8 +115,8 @@ def test_a_layer_after_others_adapts_on_what_reaches_it(tmp_path: Path) -> None:
 
 
 def test_a_streamed_source_adapts_from_its_batches(tmp_path: Path) -> None:
-    from kerasrun.adapt import adapt_layers
-    from kerasrun.models import build_model, compile_model
+    from kerasrun.build.adapt import adapt_layers
+    from kerasrun.build.model import build_model, compile_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, size=(500, 4))

@@ -10,11 +10,11 @@ import pytest
 import yaml
 from helpers import REPO, only_run, skip_if_a_gpu_is_visible, train
 
-from kerasrun import checkpoint
+from kerasrun.build.model import effective_steps_per_execution
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
-from kerasrun.models import effective_steps_per_execution
 from kerasrun.rundir.record import read_json
+from kerasrun.train import checkpoint
 
 
 def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> None:

@@ -73,7 +73,7 @@ def test_activation_metric_needs_a_real_layer(runner, tmp_path) -> None:
 
 
 def test_activation_statistic_values(tmp_path) -> None:
-    from kerasrun.layers import ActivationStatistic
+    from kerasrun.build.layers import ActivationStatistic
 
     layer = ActivationStatistic("zero_fraction", "zeros")
     layer(keras.ops.convert_to_tensor(np.array([[0.0, 1.0], [0.0, 0.0]], dtype="float32")))

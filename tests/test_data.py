@@ -22,7 +22,7 @@ from kerasrun.data import (
     scale_aligned,
     share_with_tensorflow,
 )
-from kerasrun.epochs import EpochClock
+from kerasrun.data.epochs import EpochClock
 from kerasrun.errors import ConfigError, DataUnavailableError
 
 

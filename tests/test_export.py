@@ -78,7 +78,7 @@ def test_saved_model_takes_raw_inputs_and_gives_predict_outputs(trained) -> None
 
 
 def test_tflite_takes_raw_inputs_and_gives_predict_outputs(trained, tmp_path: Path) -> None:
-    from kerasrun.export import run_tflite
+    from kerasrun.use.export import run_tflite
 
     run, raw, predicted = trained
     path = export(run, "--format", "tflite", "-o", str(tmp_path / "served"))  # no suffix: written as named
@@ -147,7 +147,7 @@ def test_float64_features_and_a_run_without_steps(tmp_path: Path, runner: CliRun
     assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
     result = runner.invoke(app, ["export", str(run), "--format", "tflite"])
     assert result.exit_code == 0 and "input (None, 4, 2) float64" in result.output, result.output
-    from kerasrun.export import run_tflite
+    from kerasrun.use.export import run_tflite
 
     np.testing.assert_allclose(run_tflite(run / "export" / "model.tflite", x[:7]), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
 

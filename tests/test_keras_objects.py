@@ -136,7 +136,7 @@ def test_a_text_layers_callable_argument_by_import_path() -> None:
     # `standardize` and `split` of TextVectorization take a function as well as a name: an import path is the function.
     from helpers_custom import keep_case
 
-    from kerasrun.registry import resolve_layer
+    from kerasrun.build.registry import resolve_layer
 
     layer = resolve_layer({"TextVectorization": {"standardize": "helpers_custom:keep_case", "vocabulary": ["a:b", "c"]}})
     assert layer._standardize is keep_case

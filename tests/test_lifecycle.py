@@ -19,10 +19,10 @@ import pytest
 import yaml
 from helpers import TESTS, TINY, kerasrun_process, only_run, train
 
-from kerasrun import checkpoint
 from kerasrun.cli import app
 from kerasrun.rundir import trust
 from kerasrun.rundir.record import RunRecord, effective_status, read_json
+from kerasrun.train import checkpoint
 
 NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}  # keys to drop from TINY
 

@@ -9,12 +9,12 @@ import pytest
 from helpers import only_run
 
 from kerasrun._tf import keras
+from kerasrun.build.model import build_training_state
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.data import load_data, make_dataset
-from kerasrun.models import build_training_state
-from kerasrun.run import prepare_experiment
 from kerasrun.rundir.record import read_json
+from kerasrun.train.run import prepare_experiment
 
 PARITY: dict[str, Any] = {
     "data": {"samples_per_class": 200, "test_fraction": None},

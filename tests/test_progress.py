@@ -7,7 +7,7 @@ import json
 
 from rich.console import Console
 
-from kerasrun.progress import JsonProgress, PlainProgress, RichProgress, make_progress
+from kerasrun.train.callbacks.progress import JsonProgress, PlainProgress, RichProgress, make_progress
 
 
 def drive(callback, epochs: int = 2, steps: int = 3) -> None:

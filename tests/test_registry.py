@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from kerasrun._tf import keras
+from kerasrun.build.model import build_model, compile_model
+from kerasrun.build.registry import SpecError, resolve_callback, resolve_layer, resolve_loss, resolve_metric, resolve_optimizer
 from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError
-from kerasrun.models import build_model, compile_model
-from kerasrun.registry import SpecError, resolve_callback, resolve_layer, resolve_loss, resolve_metric, resolve_optimizer
 
 
 def test_optimizer_forms() -> None:

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from kerasrun.data.arrays import Arrays, Split
+from kerasrun.data.epochs import EpochClock, seeded_shuffle
 from kerasrun.data.memory import share_with_tensorflow
 from kerasrun.data.stream import Stream, stream_batches_by_epoch
-from kerasrun.epochs import EpochClock, seeded_shuffle
 
 
 def make_dataset(

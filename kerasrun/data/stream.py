@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.epochs import EpochClock, seeded_shuffle
+from kerasrun.data.epochs import EpochClock, seeded_shuffle
 
 
 @dataclass

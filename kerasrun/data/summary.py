@@ -9,10 +9,10 @@ import numpy as np
 
 from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
+from kerasrun.data.epochs import EpochClock
 from kerasrun.data.pipeline import make_dataset
 from kerasrun.data.splits import class_labels
 from kerasrun.data.stream import Stream
-from kerasrun.epochs import EpochClock
 
 MAX_CLASSES_LISTED = 100  # more distinct integer labels than this are a regression target, not classes
 

@@ -7,7 +7,7 @@ from typing import Any, Literal, TypeGuard, cast
 
 import numpy as np
 
-from kerasrun import registry
+from kerasrun.build import registry
 from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Split
 from kerasrun.data.splits import class_labels

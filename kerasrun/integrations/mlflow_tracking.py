@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.callbacks import is_finite
 from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
 from kerasrun.errors import ConfigError
 from kerasrun.rundir.record import RUN_FILE, read_json, write_json_atomic
+from kerasrun.train.callbacks.records import is_finite
 
 # kerasrun's run status → MLflow's RunStatus name.
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED", "crashed": "FAILED"}

@@ -11,10 +11,10 @@ from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.record import create_run_dir
-from kerasrun.signals import on_forced_exit
 from kerasrun.sweep import space
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, best_of
 from kerasrun.sweep.space import Dimension, TrialPlan
+from kerasrun.train.signals import on_forced_exit
 
 Report = Callable[[SweepRecord, Trial], None]  # called when a trial starts and when it ends
 

@@ -18,7 +18,7 @@ from kerasrun._tf import keras, tf
 from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
 from kerasrun.rundir.record import RUN_FILE, read_json
-from kerasrun.signals import Interrupted, as_interrupted
+from kerasrun.train.signals import Interrupted, as_interrupted
 
 
 class Pruned(Interrupted):
@@ -86,7 +86,7 @@ def run_trial(
     A failure is returned as the outcome; a signal is returned too, for the caller to stop the sweep
     after recording it (a pruned trial is only an outcome).
     """
-    from kerasrun.run import prepare_experiment, run_experiment
+    from kerasrun.train.run import prepare_experiment, run_experiment
 
     reset_process_state()
     start = time.perf_counter()

@@ -27,7 +27,7 @@ def main() -> int:
     reports = os.fdopen(os.dup(1), "w")  # the reports keep stdout; everything printed goes to stderr
     os.dup2(2, 1)
     spec = json.load(sys.stdin)
-    from kerasrun.signals import as_interrupted, signals_raise_interrupted
+    from kerasrun.train.signals import as_interrupted, signals_raise_interrupted
 
     with signals_raise_interrupted():
         try:

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kerasrun.signals import FORCE_EXIT_SECONDS, as_interrupted
 from kerasrun.sweep.record import RUNNING, SweepRecord
 from kerasrun.sweep.search import Report, SweepPlan, apply_outcome, trial_dir
 from kerasrun.sweep.trial import TrialOutcome
+from kerasrun.train.signals import FORCE_EXIT_SECONDS, as_interrupted
 
 
 def run_in_workers(plan: SweepPlan, record: SweepRecord, report: Report) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrun import registry
+from kerasrun.build import registry
 from kerasrun.config.schema import KerasData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun import registry
+from kerasrun.build import registry
 from kerasrun.config.schema import PythonData
 from kerasrun.data.arrays import Data, Split, as_arrays
 from kerasrun.data.sources.base import Where

@@ -28,7 +28,7 @@ from kerasrun.data import Split, Stream, preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError, KerasrunError, Problem
-from kerasrun.evaluate import load_run
+from kerasrun.use.evaluate import load_run
 
 FORMATS = ("saved_model", "tflite", "onnx")
 # Keras's names for the formats, and the default artifact name inside <run>/export/.

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from kerasrun.config.schema import Config
-from kerasrun.devices import Placement
+from kerasrun.train.devices import Placement
 
 
 def cap_steps(steps: int | None, dataset: Any) -> int | None:

@@ -11,12 +11,12 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kerasrun import checkpoint
-from kerasrun.checkpoint import TrainingState
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.record import run_dir_locked
 from kerasrun.runs.find import open_run
+from kerasrun.train import checkpoint
+from kerasrun.train.checkpoint import TrainingState
 
 # What may differ on resume without changing the numbers of the epochs still to come.
 RESUMABLE_KEYS = ("train.epochs", "runtime.device", "output.checkpoint")

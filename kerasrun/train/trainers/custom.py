@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kerasrun._tf import keras, tf
-from kerasrun.trainers.base import Trainer, cap_steps, evaluate_model
+from kerasrun.train.trainers.base import Trainer, cap_steps, evaluate_model
 
 StepFn = Callable[..., Mapping[str, Any]]
 

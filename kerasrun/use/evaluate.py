@@ -10,16 +10,16 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun import layers  # noqa: F401  (registers kerasrun's own layers for loading)
 from kerasrun._tf import keras
+from kerasrun.build import layers  # noqa: F401  (registers kerasrun's own layers for loading)
+from kerasrun.build.model import build_training_state, input_names, output_names
+from kerasrun.build.registry import config_objects
 from kerasrun.config.schema import Config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
-from kerasrun.models import build_training_state, input_names, output_names
-from kerasrun.registry import config_objects
 from kerasrun.rundir.record import write_atomic, write_text_atomic
 from kerasrun.runs.find import open_run, require_completed
-from kerasrun.trainers.base import evaluate_model
+from kerasrun.train.trainers.base import evaluate_model
 
 
 def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:

@@ -8,13 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun import adapt, registry
 from kerasrun._tf import keras
+from kerasrun.build import adapt, registry
+from kerasrun.build.layers import ActivationStatistic
 from kerasrun.config.schema import Config, adapt_flag, input_shape_and_dtype, split_layer_entry
 from kerasrun.data import Split
 from kerasrun.errors import Collector, ConfigError, Problem, first_line
 from kerasrun.keras_private import symbolic_build
-from kerasrun.layers import ActivationStatistic
 
 
 def build_model(config: Config) -> keras.Model:
@@ -64,7 +64,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     failed = False
     broken: set[str] = set()  # names of layers that failed: references to them are not reported again
     watched: dict[str, list[Any]] = {}
-    entries: list[tuple[Any, tuple[Any, ...], bool | None]] = []  # (layer, key, adapt flag), for kerasrun.adapt
+    entries: list[tuple[Any, tuple[Any, ...], bool | None]] = []  # (layer, key, adapt flag), for kerasrun.build.adapt
     for watch in spec.activation_metrics:
         watched.setdefault(watch.layer, []).append(watch)
     for index, entry in enumerate(spec.layers):

@@ -13,22 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerasrun import checkpoint, registry
 from kerasrun._tf import keras, tf
-from kerasrun.adapt import adapt_layers
-from kerasrun.callbacks import DivergenceGuard, HistoryWriter, RecordProgress, check_callbacks
-from kerasrun.checkpoint import Checkpointer, RestoreCallbackState
-from kerasrun.config.schema import Config, config_to_yaml
-from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
-from kerasrun.data.stream import cache_in
-from kerasrun.devices import Placement, select_placement
-from kerasrun.epochs import EpochClock
-from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError, RunFailedError
-from kerasrun.init_from import load_initial_weights
-from kerasrun.integrations import missing_packages
-from kerasrun.integrations.mlflow_tracking import MlflowTracker
-from kerasrun.integrations.tensorboard_events import tensorboard_callback
-from kerasrun.models import (
+from kerasrun.build import registry
+from kerasrun.build.adapt import adapt_layers
+from kerasrun.build.init_from import load_initial_weights
+from kerasrun.build.model import (
     build_model,
     build_training_state,
     check_data_names,
@@ -40,14 +29,26 @@ from kerasrun.models import (
     output_names,
     summarize,
 )
-from kerasrun.progress import make_progress
-from kerasrun.resume import ResumePlan
+from kerasrun.config.schema import Config, config_to_yaml
+from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
+from kerasrun.data.epochs import EpochClock
+from kerasrun.data.stream import cache_in
+from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError, RunFailedError
+from kerasrun.integrations import missing_packages
+from kerasrun.integrations.mlflow_tracking import MlflowTracker
+from kerasrun.integrations.tensorboard_events import tensorboard_callback
 from kerasrun.rundir.record import RunRecord, resume_blocker, write_json_atomic, write_text_atomic
 from kerasrun.runs.plot import write_run_curves
-from kerasrun.signals import as_interrupted, on_forced_exit
-from kerasrun.trainers.base import Trainer
-from kerasrun.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
-from kerasrun.trainers.fit import FitTrainer
+from kerasrun.train import checkpoint
+from kerasrun.train.callbacks.progress import make_progress
+from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress, check_callbacks
+from kerasrun.train.checkpoint import Checkpointer, RestoreCallbackState
+from kerasrun.train.devices import Placement, select_placement
+from kerasrun.train.resume import ResumePlan
+from kerasrun.train.signals import as_interrupted, on_forced_exit
+from kerasrun.train.trainers.base import Trainer
+from kerasrun.train.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
+from kerasrun.train.trainers.fit import FitTrainer
 
 
 @dataclass

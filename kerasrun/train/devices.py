@@ -11,7 +11,7 @@ from typing import Any
 from kerasrun._tf import tf
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError
-from kerasrun.signals import reclaim_signals
+from kerasrun.train.signals import reclaim_signals
 
 # Without GPUs, `mirrored` splits the CPU into this many logical devices (for trying data parallelism).
 DEFAULT_LOGICAL_CPUS = 2

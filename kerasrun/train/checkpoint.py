@@ -6,7 +6,7 @@ optimizer's (step count, learning rate, slots), Keras's global seed generator, P
 global random states, the state of every stateful callback (EarlyStopping's wait/best/best weights,
 ReduceLROnPlateau's cooldown, ModelCheckpoint's best value, ...), the epoch count and the history so
 far. The order of the training data needs no state: it is a pure function of (seed, epoch) — see
-`kerasrun.epochs`.
+`kerasrun.data.epochs`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from kerasrun._tf import keras
-from kerasrun.callbacks import is_finite
 from kerasrun.errors import RunFailedError
 from kerasrun.keras_private import global_seed_state
 from kerasrun.rundir.record import write_atomic, write_text_atomic
+from kerasrun.train.callbacks.records import is_finite
 
 CHECKPOINT_DIR = "checkpoints"
 FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kerasrun.trainers.base import Trainer, cap_steps, evaluate_model
+from kerasrun.train.trainers.base import Trainer, cap_steps, evaluate_model
 
 
 class FitTrainer(Trainer):

@@ -17,13 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun import checkpoint, registry
 from kerasrun._tf import keras
-from kerasrun.checkpoint import variable_name
+from kerasrun.build import registry
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem, first_line
 from kerasrun.rundir.record import RUN_FILE, effective_status, read_json
 from kerasrun.runs.find import newest_completed, run_names
+from kerasrun.train import checkpoint
+from kerasrun.train.checkpoint import variable_name
 
 LOC = ("model", "init_from")
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from kerasrun.errors import KerasrunError
-from kerasrun.signals import as_interrupted, signals_raise_interrupted
+from kerasrun.train.signals import as_interrupted, signals_raise_interrupted
 
 POLL_SECONDS = 0.2
 PR_SET_PDEATHSIG = 1  # linux/prctl.h

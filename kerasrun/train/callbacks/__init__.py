@@ -1,0 +1,1 @@
+"""kerasrun's own Keras callbacks: run-folder records, progress, checkpoints."""

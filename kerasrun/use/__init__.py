@@ -1,0 +1,1 @@
+"""Use ONE finished run: evaluate, predict and export its saved model."""
