@@ -15,6 +15,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
+from kerasrun.rundir.layout import CURVES_FILE, RUN_FILE
 from kerasrun.startup import configure_command_process
 from kerasrun.train.signals import Interrupted, as_interrupted
 
@@ -112,7 +113,7 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
     console = err_console()
     for note in exc.notes:
         console.print(f"[bold red]error:[/] {note}", markup=True)
-    if run_dir is not None and not (run_dir / "run.json").exists():  # stopped while the new folder was being set up
+    if run_dir is not None and not (run_dir / RUN_FILE).exists():  # stopped while the new folder was being set up
         shutil.rmtree(run_dir, ignore_errors=True)
         run_dir = None
     if run_dir is None:
@@ -683,7 +684,7 @@ def plot_command(
                 return
             except Exception as exc:  # no plotext, or one whose API we don't know: the picture file is the fallback
                 err_console().print(f"note: no terminal plot ({exc}); writing a picture instead", markup=False)
-        written = save_curves(curves, metrics, output or Path("curves.png"))
+        written = save_curves(curves, metrics, output or Path(CURVES_FILE))
     except KerasrunError as exc:
         fail(exc)
     typer.echo(f"wrote {written}")

@@ -56,3 +56,15 @@ def global_seed_state() -> Any:
         return None
     generator = global_state.get_global_attribute("global_seed_generator")
     return getattr(generator, "state", None)
+
+
+# What Keras's stateful callbacks change while training (read in keras/src/callbacks of Keras 3.15).
+# Only these are saved: their settings come from the config again, and restoring settings would be
+# wrong (monitor callbacks flip min_delta's sign when they first pick their comparison) or unsafe
+# (ModelCheckpoint's filepath would point a moved or handed-over run folder elsewhere).
+KERAS_CALLBACK_STATE: dict[str, tuple[str, ...]] = {
+    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_weights", "best_epoch"),
+    "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
+    "ModelCheckpoint": ("best", "_batches_seen_since_last_saving", "_last_batch_seen", "_current_epoch"),
+    "TensorBoard": ("_global_train_batch", "_global_test_batch"),
+}

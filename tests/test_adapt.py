@@ -18,7 +18,7 @@ from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.data import load_data
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 REGRESSION: dict[str, Any] = {
     "name": "adapted",

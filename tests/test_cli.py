@@ -13,8 +13,8 @@ from helpers import REPO, only_run, skip_if_a_gpu_is_visible, train
 from kerasrun.build.model import effective_steps_per_execution
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
-from kerasrun.rundir.record import read_json
-from kerasrun.train import checkpoint
+from kerasrun.rundir import checkpoints
+from kerasrun.rundir.io import read_json
 
 
 def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> None:
@@ -271,9 +271,9 @@ def test_steps_per_epoch_trains_exactly_that_many_steps_across_passes(runner, wr
     assert result.exit_code == 0, result.output
     run = only_run(runs_dir)
     assert read_json(run / "history.json")["epoch"] == [1, 2]
-    latest = checkpoint.latest(run)
+    latest = checkpoints.latest(run)
     assert latest is not None
-    state = checkpoint.read(latest)
+    state = checkpoints.read(latest)
     assert state.meta["optimizer"][0].endswith("iteration") and int(state.arrays["optimizer/00000"]) == 2 * steps_per_epoch
     assert effective_steps_per_execution(load_config(run / "config.yaml")) == per_call
 

@@ -9,7 +9,7 @@ import pytest
 from helpers import REPO, only_run, train
 
 from kerasrun._tf import keras
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 REGULARIZED: dict[str, Any] = {
     "model": {

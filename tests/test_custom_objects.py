@@ -11,7 +11,7 @@ from helpers import config_path, only_run, train
 from kerasrun._tf import keras
 from kerasrun.cli import app
 from kerasrun.examples.custom_objects import WeightedBinaryCrossEntropy
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 
 def test_custom_objects_train_in_both_loops_and_reload(runner, tmp_path) -> None:

@@ -12,7 +12,7 @@ import pytest
 from helpers import kerasrun_process, only_run, skip_if_a_gpu_is_visible
 
 from kerasrun.cli import app
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 TESTS = Path(__file__).resolve().parent
 # The same global batch on one device and split over replicas: equal up to float summation order.

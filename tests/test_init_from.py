@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import HAS_MNIST, REPO, only_run, train
 
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 NAMED: dict[str, Any] = {
     "model": {

@@ -20,9 +20,10 @@ import yaml
 from helpers import TESTS, TINY, kerasrun_process, only_run, train
 
 from kerasrun.cli import app
-from kerasrun.rundir import trust
-from kerasrun.rundir.record import RunRecord, effective_status, read_json
-from kerasrun.train import checkpoint
+from kerasrun.rundir import checkpoints, trust
+from kerasrun.rundir.io import read_json
+from kerasrun.rundir.liveness import effective_status
+from kerasrun.rundir.record import RunRecord
 
 NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}  # keys to drop from TINY
 
@@ -88,9 +89,9 @@ def test_the_heartbeat_thread_refreshes_run_json(tmp_path) -> None:
 
 
 def test_a_checkpoint_after_every_epoch_only_the_latest_kept(completed_run) -> None:
-    files = checkpoint.list_checkpoints(completed_run)
+    files = checkpoints.list_checkpoints(completed_run)
     assert [p.name for p in files] == ["epoch-0003.npz"]
-    state = checkpoint.read(files[0])
+    state = checkpoints.read(files[0])
     assert state.epoch == 3 and state.history == read_json(completed_run / "history.json")
     assert [name.split("/")[-1] for name in state.meta["model"]] == ["kernel", "bias", "kernel", "bias"]
     assert [name.split("/")[-1] for name in state.meta["optimizer"][:2]] == ["iteration", "learning_rate"]
@@ -102,7 +103,7 @@ def test_a_checkpoint_after_every_epoch_only_the_latest_kept(completed_run) -> N
 def test_checkpoint_every_and_keep(runner, write_config, runs_dir) -> None:
     result = train(runner, write_config({"train": {"epochs": 5}, "output": {"checkpoint": {"every": 2, "keep": 2}}}), runs_dir)
     assert result.exit_code == 0, result.output
-    assert [p.name for p in checkpoint.list_checkpoints(only_run(runs_dir))] == ["epoch-0004.npz", "epoch-0005.npz"]  # 2, 4 and the last
+    assert [p.name for p in checkpoints.list_checkpoints(only_run(runs_dir))] == ["epoch-0004.npz", "epoch-0005.npz"]  # 2, 4 and the last
 
 
 def test_checkpoint_off_means_no_resume(runner, write_config, runs_dir) -> None:
@@ -397,7 +398,7 @@ def test_a_moved_run_folder_resumes_into_itself(runner, write_config, tmp_path) 
 
 
 def test_a_run_folder_in_use_is_not_resumed(runner, write_config, tmp_path) -> None:
-    from kerasrun.rundir.record import lock_run_dir
+    from kerasrun.rundir.liveness import lock_run_dir
 
     marker = tmp_path / "interrupted"
     config = write_config({"train": {"callbacks": [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 2}}]}})

@@ -19,7 +19,7 @@ from helpers import TINY, kerasrun_process, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.rundir.record import read_json, write_json_atomic
+from kerasrun.rundir.io import read_json, write_json_atomic
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

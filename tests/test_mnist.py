@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import config_path, needs_mnist, only_run, train
 
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 pytestmark = pytest.mark.slow
 

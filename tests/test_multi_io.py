@@ -7,7 +7,7 @@ import yaml
 from helpers import REPO, only_run, train
 
 from kerasrun.cli import app
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 SEED = yaml.safe_load((REPO / "configs" / "multi_io.yaml").read_text())
 

@@ -13,7 +13,7 @@ from kerasrun.build.model import build_training_state
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.data import load_data, make_dataset
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 from kerasrun.train.run import prepare_experiment
 
 PARITY: dict[str, Any] = {

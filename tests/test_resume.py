@@ -20,7 +20,8 @@ import pytest
 import yaml
 from helpers import TINY, merge, only_run
 
-from kerasrun.rundir.record import effective_status, read_json
+from kerasrun.rundir.io import read_json
+from kerasrun.rundir.liveness import effective_status
 
 PY = sys.executable
 TESTS = Path(__file__).resolve().parent

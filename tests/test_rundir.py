@@ -9,8 +9,10 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from kerasrun.rundir import record as rundir
-from kerasrun.rundir.record import create_run_dir, read_json, to_jsonable, write_json_atomic
+from kerasrun.rundir import io as run_io
+from kerasrun.rundir import record
+from kerasrun.rundir.io import read_json, to_jsonable, write_json_atomic
+from kerasrun.rundir.record import create_run_dir
 
 
 def test_run_dirs_are_never_reused(tmp_path) -> None:
@@ -35,7 +37,7 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
     def broken_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(rundir.os, "replace", broken_replace)
+    monkeypatch.setattr(run_io.os, "replace", broken_replace)
     with pytest.raises(OSError):
         write_json_atomic(path, {"epoch": [1, 2]})
     assert read_json(path) == {"epoch": [1]}
@@ -43,4 +45,4 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
 
 
 def test_git_commit_outside_a_repo(tmp_path) -> None:
-    assert rundir.git_commit(tmp_path) is None
+    assert record.git_commit(tmp_path) is None

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from kerasrun.cli import app
 from kerasrun.config.compose import read_config_file
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 

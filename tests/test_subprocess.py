@@ -9,7 +9,7 @@ from pathlib import Path
 
 from helpers import only_run
 
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 PY = sys.executable
 

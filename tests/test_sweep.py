@@ -18,7 +18,7 @@ from helpers import TESTS, TINY, merge
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 LR = "compile.optimizer.Adam.learning_rate"
 GRID = ["--grid", f"{LR}=0.01,0.1", "--grid", "train.loop=fit,custom"]  # 4 trials: both loops, two trials of each

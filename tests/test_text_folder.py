@@ -18,7 +18,7 @@ from kerasrun._tf import keras, tf
 from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.data import load_data
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 TEXT: dict[str, Any] = {
     "name": "reviews",

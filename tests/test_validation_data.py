@@ -16,7 +16,7 @@ from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.data import load_data
 from kerasrun.errors import ConfigError
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
 
 NO_SPLIT = {"validation_split": None, "stratify": False, "shuffle": False, "epochs": 3}
 

@@ -21,10 +21,12 @@ from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem, first_line
-from kerasrun.rundir.record import RUN_FILE, effective_status, read_json
+from kerasrun.rundir import checkpoints
+from kerasrun.rundir.checkpoints import variable_name
+from kerasrun.rundir.io import read_json
+from kerasrun.rundir.layout import MODEL_FILE, RUN_FILE
+from kerasrun.rundir.liveness import effective_status
 from kerasrun.runs.find import newest_completed, run_names
-from kerasrun.train import checkpoint
-from kerasrun.train.checkpoint import variable_name
 
 LOC = ("model", "init_from")
 
@@ -54,10 +56,10 @@ def load_initial_weights(model: Any, config: Config, runs_dir: Path | None = Non
     diverged) — the weights of its newest checkpoint.
     """
     path = source_path(config, runs_dir)
-    if path.is_dir() and not (path / "model.keras").is_file():
+    if path.is_dir() and not (path / MODEL_FILE).is_file():
         return copy_by_name(checkpoint_source(config, path), model, config)
     if path.is_dir():
-        path = path / "model.keras"
+        path = path / MODEL_FILE
     if path.name.endswith(".weights.h5"):
         return load_weights_file(model, config, path)
     try:
@@ -81,11 +83,11 @@ class Source:
 
 def checkpoint_source(config: Config, run_dir: Path) -> Source:
     """The newest checkpoint of a run folder without model.keras, its variables found by path (`conv_1/kernel`)."""
-    latest = checkpoint.latest(run_dir)
+    latest = checkpoints.latest(run_dir)
     if latest is None:
         status = effective_status(read_json(run_dir / RUN_FILE), run_dir) if (run_dir / RUN_FILE).is_file() else "not a run folder"
         raise ConfigError(config.problem(LOC, f"{run_dir} has neither model.keras nor a checkpoint (run status: {status})"))
-    state = checkpoint.read(latest)
+    state = checkpoints.read(latest)
     by_path = {name: state.arrays[f"model/{index:05d}"] for index, name in enumerate(state.meta["model"])}
 
     def weights_for(layer: Any) -> list[np.ndarray] | None:

@@ -22,13 +22,23 @@ from typing import Any
 from kerasrun._tf import keras
 from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
 from kerasrun.errors import ConfigError
-from kerasrun.rundir.record import RUN_FILE, read_json, write_json_atomic
+from kerasrun.rundir.io import read_json, write_json_atomic
+from kerasrun.rundir.layout import (
+    CLASSES_FILE,
+    CONFIG_FILE,
+    CURVES_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MLFLOW_FILE,
+    MODEL_FILE,
+    RUN_FILE,
+    SUMMARY_FILE,
+)
 from kerasrun.train.callbacks.records import is_finite
 
 # kerasrun's run status → MLflow's RunStatus name.
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED", "crashed": "FAILED"}
-ARTIFACTS = ("config.yaml", "history.json", "metrics.json", RUN_FILE, "summary.txt", "classes.json", "curves.png")
-LINK_FILE = "mlflow.json"  # which MLflow run this folder logs to, so `kerasrun resume` continues that run
+ARTIFACTS = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, CLASSES_FILE, CURVES_FILE)
 BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 metrics) per call
 MAX_PARAM = 6000  # MLflow's limit on a param value's length
 UNSAFE_KEY = re.compile(r"[^\w\-. /]")  # MLflow accepts letters, digits, _ - . space and / in keys
@@ -81,7 +91,7 @@ class MlflowTracker:
     def start(self, run_dir: Path, resumed: bool) -> None:
         """Create the MLflow run (or, on resume, reopen the folder's own) and log the resolved config as params."""
         run_dir = Path(run_dir)
-        link = run_dir / LINK_FILE
+        link = run_dir / MLFLOW_FILE
         if resumed and link.is_file():
             try:
                 known = read_json(link)
@@ -126,7 +136,7 @@ class MlflowTracker:
             status = str(read_json(run_dir / RUN_FILE).get("status"))
         except (OSError, ValueError, AttributeError):
             status = "failed"
-        metrics_file = run_dir / "metrics.json"
+        metrics_file = run_dir / METRICS_FILE
         if metrics_file.is_file() and status == "completed":
             try:
                 test = read_json(metrics_file)
@@ -134,7 +144,7 @@ class MlflowTracker:
                 test = {}
             self.log_metrics({f"test_{key}": value for key, value in test.items()}, 0)
         spec = self.config.output.mlflow
-        names = [*ARTIFACTS, "model.keras"] if spec is not None and spec.log_model else list(ARTIFACTS)
+        names = [*ARTIFACTS, MODEL_FILE] if spec is not None and spec.log_model else list(ARTIFACTS)
         for name in names:
             if (run_dir / name).is_file():
                 self.safely(self.client.log_artifact, self.run_id, str(run_dir / name))

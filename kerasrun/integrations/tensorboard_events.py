@@ -7,8 +7,7 @@ from typing import Any
 
 from kerasrun._tf import keras, tf
 from kerasrun.config.schema import Config
-
-LOG_DIR = "tensorboard"  # inside the run folder: train/ and validation/ event files, as Keras lays them out
+from kerasrun.rundir.layout import TENSORBOARD_DIR
 
 
 class TensorBoard(keras.callbacks.TensorBoard):
@@ -29,4 +28,4 @@ def tensorboard_callback(config: Config, run_dir: Path) -> Any:
     options = config.output.tensorboard
     if options is None:
         return None
-    return TensorBoard(log_dir=str(Path(run_dir) / LOG_DIR), **options.model_dump())
+    return TensorBoard(log_dir=str(Path(run_dir) / TENSORBOARD_DIR), **options.model_dump())

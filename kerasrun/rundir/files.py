@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
 
 # libyaml's safe loader parses a config ~20x faster than the pure-Python one: it matters when listing 1,000 runs.
 SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -42,7 +43,7 @@ def read_json_file(path: Path) -> Any:
 
 def read_history(run_dir: Path) -> dict[str, list[Any]]:
     """history.json: a column per metric, one value per epoch (None where an epoch has no value)."""
-    path = Path(run_dir) / "history.json"
+    path = Path(run_dir) / HISTORY_FILE
     history = read_json_file(path)
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise RunFileError(Problem(key="", message="is not a history (an object of lists)", file=str(path)))
@@ -51,7 +52,7 @@ def read_history(run_dir: Path) -> dict[str, list[Any]]:
 
 def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     """metrics.json (the test metrics), or None when the run has none (no test data, or it did not finish)."""
-    path = Path(run_dir) / "metrics.json"
+    path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return None
     metrics = read_json_file(path)
@@ -62,7 +63,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 def read_config_data(run_dir: Path) -> dict[str, Any]:
     """config.yaml as plain data (safe_load; no schema, no imports): what the run was trained with."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     try:
         data = yaml.load(path.read_bytes(), Loader=SafeLoader)  # a safe loader (libyaml's when present)
     except FileNotFoundError:
@@ -84,7 +85,7 @@ def read_config_section(run_dir: Path, section: str) -> dict[str, Any]:
     faster (the YAML parse of whole configs was 85 % of the time). Any other layout (a hand-edited
     file) falls back to parsing the whole file.
     """
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     try:
         lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     except FileNotFoundError:

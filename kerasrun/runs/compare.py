@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.record import effective_status
+from kerasrun.rundir.liveness import effective_status
 from kerasrun.rundir.files import (
     RunFileError,
     best_epoch,
@@ -21,6 +21,7 @@ from kerasrun.rundir.files import (
     read_json_file,
     read_metrics,
 )
+from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 
 MISSING: Any = None  # a key one run's config has and another's lacks shows as null
 
@@ -80,11 +81,11 @@ class RunFiles:
 
 def read_run_files(run_dir: Path) -> RunFiles:
     """run.json, config.yaml, history.json and metrics.json of a run; a ConfigError naming the file that can't be read."""
-    info = read_json_file(run_dir / "run.json")
+    info = read_json_file(run_dir / RUN_FILE)
     if not isinstance(info, dict):
-        raise RunFileError(Problem(key="", message="is not a JSON object", file=str(run_dir / "run.json")))
+        raise RunFileError(Problem(key="", message="is not a JSON object", file=str(run_dir / RUN_FILE)))
     config = read_config_data(run_dir)
-    history = read_history(run_dir) if (run_dir / "history.json").exists() else {"epoch": []}
+    history = read_history(run_dir) if (run_dir / HISTORY_FILE).exists() else {"epoch": []}
     return RunFiles(run_dir, info, config, history, read_metrics(run_dir))
 
 

@@ -8,7 +8,10 @@ from typing import Any
 
 from kerasrun.config.schema import Config, load_config, load_config_text
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.record import RUN_FILE, effective_status, read_json, resume_blocker, status_phrase, write_signed
+from kerasrun.rundir.layout import CONFIG_FILE, RUN_FILE
+from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
+from kerasrun.rundir.io import read_json
+from kerasrun.rundir.record import write_signed
 from kerasrun.rundir.trust import config_digest, require_trusted
 
 Unreadable = list[tuple[Path, str]]
@@ -22,7 +25,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     if run_dir.is_file():
         hint = f"to train it: kerasrun train {run_dir}" if run_dir.suffix in (".yaml", ".yml") else None
         raise ConfigError(Problem(key="", message="is a file; a run folder is expected", file=str(run_dir), hint=hint))
-    if not (run_dir / RUN_FILE).is_file() or not (run_dir / "config.yaml").is_file():
+    if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(run_dir)))
     try:
         info = read_json(run_dir / RUN_FILE)
@@ -45,7 +48,7 @@ class OpenedRun:
 
     def config(self, overrides: list[str] | None = None) -> Config:
         """The config from the very bytes that were verified (not a second read a swapped file could change)."""
-        return load_config_text(self.config_text, self.run_dir / "config.yaml", overrides)
+        return load_config_text(self.config_text, self.run_dir / CONFIG_FILE, overrides)
 
 
 def open_run(run_dir: Path, trust: bool = False) -> OpenedRun:
@@ -53,7 +56,7 @@ def open_run(run_dir: Path, trust: bool = False) -> OpenedRun:
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
     try:
-        raw = (run_dir / "config.yaml").read_bytes()
+        raw = (run_dir / CONFIG_FILE).read_bytes()
     except OSError as exc:
         raise ConfigError(Problem(key="", message=f"config.yaml cannot be read: {exc.strerror}", file=str(run_dir))) from None
     require_trusted(run_dir, info, raw, trust)

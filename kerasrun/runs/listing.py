@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.record import RUN_FILE, effective_status, seconds_since
+from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, RUN_FILE, SWEEP_FILE
+from kerasrun.rundir.liveness import effective_status, seconds_since
 from kerasrun.rundir.files import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
 
-SWEEP_FILE = "sweep.json"  # marks a sweep folder, whose trial run folders are listed too
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
 STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", UNREADABLE)
 
@@ -80,10 +80,10 @@ def run_folders(base: Path) -> list[Path]:
     """The run folders directly under `base`, and the trial folders of each sweep folder (one holding sweep.json), in name order."""
     found = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (folder / RUN_FILE).exists() or (folder / "config.yaml").exists():
+        if (folder / RUN_FILE).exists() or (folder / CONFIG_FILE).exists():
             found.append(folder)
         elif (folder / SWEEP_FILE).exists():  # `kerasrun sweep` keeps its trials inside its folder
-            found += sorted(p for p in folder.iterdir() if p.is_dir() and ((p / RUN_FILE).exists() or (p / "config.yaml").exists()))
+            found += sorted(p for p in folder.iterdir() if p.is_dir() and ((p / RUN_FILE).exists() or (p / CONFIG_FILE).exists()))
     return found
 
 
@@ -110,7 +110,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
     try:
         history = read_history(run_dir)
     except RunFileError as exc:
-        if (run_dir / "history.json").exists() or summary.status == "completed":
+        if (run_dir / HISTORY_FILE).exists() or summary.status == "completed":
             summary.problems.append(str(exc))  # a run stopped before its first epoch has no history: that is no problem
     try:
         train = read_config_section(run_dir, "train")

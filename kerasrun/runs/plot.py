@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.record import write_atomic
+from kerasrun.rundir.io import write_atomic
 from kerasrun.rundir.files import best_epoch
+from kerasrun.rundir.layout import CURVES_FILE
 
 FORMATS = ("png", "svg", "pdf")
-CURVES_FILE = "curves.png"  # written into each run folder at the end of training (output.curves)
 PANEL_INCHES = (5.0, 3.4)  # width and height of one panel
 MAX_COLUMNS = 3
 

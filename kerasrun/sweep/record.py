@@ -7,9 +7,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kerasrun.rundir.record import now_iso, write_json_atomic
+from kerasrun.rundir.io import write_json_atomic
+from kerasrun.rundir.layout import SWEEP_FILE
+from kerasrun.rundir.record import now_iso
 
-SWEEP_FILE = "sweep.json"
 # A trial's status is its run folder's (completed, failed, diverged, interrupted, pruned), or one of these.
 PENDING, RUNNING = "pending", "running"
 

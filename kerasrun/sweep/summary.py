@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kerasrun.rundir.record import read_json
+from kerasrun.rundir.io import read_json
+from kerasrun.rundir.layout import HISTORY_FILE
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
 
 
@@ -70,7 +71,7 @@ def missing_metric_note(record: SweepRecord) -> str | None:
     if not completed or any(t.metric is not None for t in completed):
         return None
     try:
-        columns = [k for k in read_json(record.path / str(completed[0].run_dir) / "history.json") if k != "epoch"]
+        columns = [k for k in read_json(record.path / str(completed[0].run_dir) / HISTORY_FILE) if k != "epoch"]
     except (OSError, ValueError):
         columns = []
     return f"no completed trial logged `{record.metric}`, so none is ranked; its history.json has: {', '.join(columns) or 'nothing'} (--metric)"

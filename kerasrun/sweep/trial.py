@@ -17,7 +17,8 @@ from typing import Any
 from kerasrun._tf import keras, tf
 from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
-from kerasrun.rundir.record import RUN_FILE, read_json
+from kerasrun.rundir.io import read_json
+from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 from kerasrun.train.signals import Interrupted, as_interrupted
 
 
@@ -121,7 +122,7 @@ def run_trial(
 def read_history(run_dir: Path) -> dict[str, list[Any]]:
     """The epochs a stopped trial recorded ({} without a history.json)."""
     try:
-        history = read_json(run_dir / "history.json")
+        history = read_json(run_dir / HISTORY_FILE)
     except (OSError, ValueError):
         return {}
     return history if isinstance(history, dict) else {}

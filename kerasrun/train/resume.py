@@ -13,10 +13,10 @@ from pathlib import Path
 
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.record import run_dir_locked
+from kerasrun.rundir import checkpoints
+from kerasrun.rundir.checkpoints import TrainingState
+from kerasrun.rundir.liveness import run_dir_locked
 from kerasrun.runs.find import open_run
-from kerasrun.train import checkpoint
-from kerasrun.train.checkpoint import TrainingState
 
 # What may differ on resume without changing the numbers of the epochs still to come.
 RESUMABLE_KEYS = ("train.epochs", "runtime.device", "output.checkpoint")
@@ -115,13 +115,13 @@ def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) ->
 
 def read_newest_checkpoint(run_dir: Path, config: Config) -> TrainingState:
     """The run's newest checkpoint, or a ConfigError saying why there is none or why it can't be read."""
-    path = checkpoint.latest(run_dir)
+    path = checkpoints.latest(run_dir)
     if path is None:
         why = "checkpoints were off (output.checkpoint)" if not config.output.checkpoint else "it stopped before its first epoch ended"
         raise ConfigError(
             Problem(key="", file=str(run_dir), message=f"the run has no checkpoint to resume from: {why}", hint="train it again")
         )
     try:
-        return checkpoint.read(path)
+        return checkpoints.read(path)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise ConfigError(Problem(key="", file=str(path), message=f"the checkpoint cannot be read: {exc}")) from None

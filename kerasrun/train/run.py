@@ -37,12 +37,17 @@ from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError
 from kerasrun.integrations import missing_packages
 from kerasrun.integrations.mlflow_tracking import MlflowTracker
 from kerasrun.integrations.tensorboard_events import tensorboard_callback
-from kerasrun.rundir.record import RunRecord, resume_blocker, write_json_atomic, write_text_atomic
+from kerasrun.rundir import checkpoints
+from kerasrun.rundir.io import write_json_atomic, write_text_atomic
+from kerasrun.rundir.layout import CACHE_DIR, CLASSES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SUMMARY_FILE
+from kerasrun.rundir.liveness import resume_blocker
+from kerasrun.rundir.record import RunRecord
 from kerasrun.runs.plot import write_run_curves
 from kerasrun.train import checkpoint
+from kerasrun.train.callbacks.checkpointer import Checkpointer
 from kerasrun.train.callbacks.progress import make_progress
 from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress, check_callbacks
-from kerasrun.train.checkpoint import Checkpointer, RestoreCallbackState
+from kerasrun.train.checkpoint import RestoreCallbackState
 from kerasrun.train.devices import Placement, select_placement
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
@@ -205,7 +210,7 @@ def train_into(
     config, model, data, trainer = experiment.config, experiment.model, experiment.data, experiment.trainer
     run_dir = Path(run_dir)
     state = resume.state if resume is not None else None
-    history = HistoryWriter(run_dir / "history.json", state.history if state is not None else None)
+    history = HistoryWriter(run_dir / HISTORY_FILE, state.history if state is not None else None)
     guard = DivergenceGuard()
     timings = dict(experiment.timings)
     record: RunRecord | None = None
@@ -229,8 +234,8 @@ def train_into(
             record = open_record(experiment, run_dir, command, resume)
             record.record_config(config_to_yaml(config, data.data_dir))
             if data.class_names is not None:  # what each label stands for: predictions are indices into this list
-                write_json_atomic(run_dir / "classes.json", data.class_names)
-            write_text_atomic(run_dir / "summary.txt", summarize(model))
+                write_json_atomic(run_dir / CLASSES_FILE, data.class_names)
+            write_text_atomic(run_dir / SUMMARY_FILE, summarize(model))
             record.start_heartbeat()
             if experiment.tracker is not None and experiment.placement.is_chief:  # one MLflow run, not one per worker
                 experiment.tracker.start(run_dir, resumed=resume is not None)
@@ -242,7 +247,7 @@ def train_into(
             if state is not None:
                 checkpoint.prepare_callbacks_for_resume(user_callbacks, state.epoch)
             if getattr(config.data, "cache", "none") == "file":  # decode streamed rows once, into the run folder
-                data = cache_in(data, run_dir / "cache")
+                data = cache_in(data, run_dir / CACHE_DIR)
             clock = EpochClock()
             batch = config.train.batch_size
             start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
@@ -282,7 +287,7 @@ def train_into(
                 )
                 raise DivergedError(message + (f"; {note}" if note else ""))
             if config.output.save_model:
-                save_model_atomic(model, run_dir / "model.keras")
+                save_model_atomic(model, run_dir / MODEL_FILE)
             start = time.perf_counter()
             metrics = evaluate_and_predict(trainer, data, config, run_dir)
             timings["evaluate_s"] = time.perf_counter() - start
@@ -320,7 +325,7 @@ def train_into(
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:
     """run.json for a new run, or the resumed run's own, taken over by this process."""
     if resume is not None:
-        checkpoint.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
+        checkpoints.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
         return RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
     config = experiment.config
     return RunRecord.start(
@@ -371,9 +376,9 @@ def evaluate_and_predict(trainer: Trainer, data: Data, config: Config, run_dir: 
     batch = config.evaluate.batch_size or config.train.batch_size
     test_ds = make_dataset(data.test, batch, False, config.seed)
     metrics = trainer.evaluate(test_ds, config.evaluate.steps)
-    write_json_atomic(run_dir / "metrics.json", metrics)
+    write_json_atomic(run_dir / METRICS_FILE, metrics)
     if config.evaluate.predict_samples and isinstance(data.test, Split):
         first = data.test.take(slice(0, config.evaluate.predict_samples))
         predictions = trainer.model.predict(first.x, verbose=0)
-        write_json_atomic(run_dir / "predictions.json", {"targets": first.y, "predictions": predictions})
+        write_json_atomic(run_dir / PREDICTIONS_FILE, {"targets": first.y, "predictions": predictions})
     return metrics

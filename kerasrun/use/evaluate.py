@@ -17,7 +17,8 @@ from kerasrun.build.registry import config_objects
 from kerasrun.config.schema import Config
 from kerasrun.data import Split, load_data, make_dataset, name_lists, preprocess
 from kerasrun.errors import ConfigError, Problem, RunFailedError
-from kerasrun.rundir.record import write_atomic, write_text_atomic
+from kerasrun.rundir.io import write_atomic, write_text_atomic
+from kerasrun.rundir.layout import CONFIG_FILE, MODEL_FILE
 from kerasrun.runs.find import open_run, require_completed
 from kerasrun.train.trainers.base import evaluate_model
 
@@ -32,7 +33,7 @@ def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:
     run = open_run(run_dir, trust)
     require_completed(run)
     config = run.config()
-    model_path = run_dir / "model.keras"
+    model_path = run_dir / MODEL_FILE
     if not model_path.is_file():
         raise ConfigError(Problem(key="", message="the run kept no model.keras (output.save_model was false)", file=str(run_dir)))
     try:
@@ -48,7 +49,7 @@ def evaluate_run(run_dir: Path, split: str = "test", trust: bool = False) -> dic
     data = name_lists(load_data(config), input_names(model), output_names(model))
     chosen = data.test if split == "test" else data.validation
     if chosen is None:
-        raise ConfigError(Problem(key="", message=f"the run's data has no {split} split", file=str(run_dir / "config.yaml")))
+        raise ConfigError(Problem(key="", message=f"the run's data has no {split} split", file=str(run_dir / CONFIG_FILE)))
     batch = config.evaluate.batch_size or config.train.batch_size
     dataset = make_dataset(chosen, batch, False, config.seed)
     build_training_state(model, dataset)

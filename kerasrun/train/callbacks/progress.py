@@ -9,7 +9,7 @@ import time
 from typing import Any, TextIO
 
 from kerasrun._tf import keras
-from kerasrun.rundir.record import to_jsonable
+from kerasrun.rundir.io import to_jsonable
 
 
 def format_logs(logs: dict[str, Any]) -> str:

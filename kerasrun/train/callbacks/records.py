@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.rundir.record import RunRecord, write_json_atomic
+from kerasrun.rundir.io import write_json_atomic
+from kerasrun.rundir.record import RunRecord
 
 
 def is_finite(value: Any) -> bool:
@@ -81,15 +82,17 @@ class RecordProgress(keras.callbacks.Callback):
 
 def check_callbacks(model: Any, callbacks: list[Any], config: Any) -> list[Any]:
     """Problems Keras would only raise during training: a callback that sets the learning rate of an optimizer whose rate is a schedule."""
-    rate = getattr(getattr(model, "optimizer", None), "_learning_rate", None)
-    if not isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+    optimizer = getattr(model, "optimizer", None)
+    # The optimizer's public config holds a schedule as its serialization dict, a plain rate as a number.
+    rate = optimizer.get_config().get("learning_rate") if optimizer is not None else None
+    if not isinstance(rate, dict):
         return []
     setters = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)
     return [
         config.problem(
             ("train", "callbacks", index),
             f"{type(callback).__name__} sets the learning rate, but compile.optimizer's learning_rate is a schedule "
-            f"({type(rate).__name__}) that Keras won't let anything set",
+            f"({rate.get('class_name', 'a schedule')}) that Keras won't let anything set",
             "use the schedule or the callback, not both",
         )
         for index, callback in enumerate(callbacks)

@@ -1,0 +1,60 @@
+"""The `Checkpointer` callback: a checkpoint every `output.checkpoint.every` epochs, at the last one and on an early stop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kerasrun._tf import keras
+from kerasrun.rundir.checkpoints import TrainingState, write
+from kerasrun.train.callbacks.records import is_finite
+from kerasrun.train.checkpoint import capture
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Writes a checkpoint every `every` epochs, at the last one and when training stops early.
+
+    It must come after every callback whose state it saves (they update it in on_epoch_end) and after
+    the history writer.
+    """
+
+    def __init__(  # `variables` is called at each capture: a subclassed model's optimizer exists only after the first step
+        self,
+        run_dir: Path,
+        variables: Callable[[], dict[str, list[Any]]],
+        callbacks: list[Any],
+        history: Any,
+        every: int,
+        keep: int,
+    ) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+        self.variables = variables
+        self.stateful = callbacks
+        self.history_writer = history
+        self.every = every
+        self.keep = keep
+        self.pending: TrainingState | None = None  # captured at the last epoch end but not yet written
+        self.last_written: int | None = None
+        self.seconds = 0.0  # spent capturing and writing, for run.json's timings (checkpoint_s)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if not is_finite((logs or {}).get("loss", 0.0)):
+            return  # a diverged epoch is not worth resuming from
+        start = time.perf_counter()
+        self.pending = capture(self.variables(), self.stateful, self.history_writer.history, epoch + 1)
+        self.pending.meta["stopped"] = bool(self.model.stop_training)  # e.g. EarlyStopping: no epochs are left
+        last = epoch + 1 == self.params.get("epochs")
+        if (epoch + 1) % self.every == 0 or last or self.model.stop_training:
+            self.flush()
+        self.seconds += time.perf_counter() - start
+
+    def flush(self) -> Path | None:
+        """Write the captured state if it hasn't been (also called when the run is interrupted)."""
+        if self.pending is None:
+            return None
+        path = write(self.run_dir, self.pending, self.keep)
+        self.last_written, self.pending = self.pending.epoch, None
+        return path
