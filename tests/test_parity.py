@@ -14,7 +14,7 @@ from kerasrun.cli import app
 from kerasrun.config.schema import load_config
 from kerasrun.data import load_data, make_dataset
 from kerasrun.rundir.io import read_json
-from kerasrun.train.run import prepare_experiment
+from kerasrun.train.experiment import prepare_experiment
 
 PARITY: dict[str, Any] = {
     "data": {"samples_per_class": 200, "test_fraction": None},

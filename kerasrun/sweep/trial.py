@@ -87,7 +87,8 @@ def run_trial(
     A failure is returned as the outcome; a signal is returned too, for the caller to stop the sweep
     after recording it (a pruned trial is only an outcome).
     """
-    from kerasrun.train.run import prepare_experiment, run_experiment
+    from kerasrun.train.experiment import prepare_experiment
+    from kerasrun.train.run import run_experiment
 
     reset_process_state()
     start = time.perf_counter()

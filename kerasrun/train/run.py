@@ -1,4 +1,4 @@
-"""prepare_experiment(config) + run_experiment(experiment, run_dir): from a validated config to a finished run folder.
+"""run_experiment(experiment, run_dir): from a prepared experiment (train.experiment) to a finished run folder.
 
 Training state goes through the `Trainer` interface (fit or custom loop alike), so checkpoints,
 resume and the run folder's records are written once, here.
@@ -15,27 +15,12 @@ from typing import Any
 
 from kerasrun._tf import keras, tf
 from kerasrun.build import registry
-from kerasrun.build.adapt import adapt_layers
-from kerasrun.build.init_from import load_initial_weights
-from kerasrun.build.model import (
-    build_model,
-    build_training_state,
-    check_data_names,
-    check_first_batch,
-    check_input_shape,
-    check_targets,
-    compile_model,
-    input_names,
-    output_names,
-    summarize,
-)
+from kerasrun.build.model import build_training_state, output_names, summarize
 from kerasrun.config.schema import Config, config_to_yaml
-from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
+from kerasrun.data import Data, Split, make_dataset
 from kerasrun.data.epochs import EpochClock
 from kerasrun.data.stream import cache_in
-from kerasrun.errors import Collector, ConfigError, DivergedError, KerasrunError, RunFailedError
-from kerasrun.integrations import missing_packages
-from kerasrun.integrations.mlflow_tracking import MlflowTracker
+from kerasrun.errors import DivergedError, KerasrunError, RunFailedError
 from kerasrun.integrations.tensorboard_events import tensorboard_callback
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.io import write_json_atomic, write_text_atomic
@@ -45,29 +30,14 @@ from kerasrun.rundir.record import RunRecord
 from kerasrun.runs.plot import write_run_curves
 from kerasrun.train import checkpoint
 from kerasrun.train.callbacks.checkpointer import Checkpointer
+from kerasrun.train.callbacks.order import RunCallbacks
 from kerasrun.train.callbacks.progress import make_progress
-from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress, check_callbacks
+from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress
 from kerasrun.train.checkpoint import RestoreCallbackState
-from kerasrun.train.devices import Placement, select_placement
+from kerasrun.train.experiment import Experiment
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
 from kerasrun.train.trainers.base import Trainer
-from kerasrun.train.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
-from kerasrun.train.trainers.fit import FitTrainer
-
-
-@dataclass
-class Experiment:
-    """A config whose model, data and callbacks were all built and checked: ready to train."""
-
-    config: Config
-    model: Any
-    data: Data
-    placement: Placement
-    trainer: Trainer  # fit or the compiled custom loop (already traced)
-    timings: dict[str, float] = field(default_factory=dict)
-    init_from: dict[str, Any] | None = None  # what model.init_from loaded, for run.json
-    tracker: MlflowTracker | None = None  # output.mlflow: the store, opened before the folder exists
 
 
 @dataclass
@@ -79,101 +49,6 @@ class RunResult:
     history: dict[str, list[Any]]
     metrics: dict[str, float] | None
     warnings: list[str] = field(default_factory=list)  # for the command to show, e.g. why curves.png is missing
-
-
-def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_weights: bool = True) -> Experiment:
-    """Select the device, load data, build and compile the model, load init_from weights, check callbacks — before any folder exists.
-
-    `runs_dir` is where `model.init_from: {run: NAME}` looks (default: output.runs_dir); a resumed
-    run skips init_from (`initial_weights=False`): its checkpoint holds the weights.
-    """
-    if problems := missing_packages(config, deep=True):  # TensorBoard or MLflow asked for but not installed
-        raise ConfigError(problems)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    keras.utils.set_random_seed(config.seed)  # before any tf.data shuffle is built: it reads the global seed
-    placement = select_placement(config)
-    data = load_data(config)
-    timings["data_s"] = time.perf_counter() - start
-    start = time.perf_counter()
-    with placement.scope():  # under a strategy, variables must be created in its scope
-        model = build_model(config)
-        compile_model(model, config)
-    data = name_lists(data, input_names(model), output_names(model))
-    collector = Collector()
-    shape = input_sample_shape(data.train)
-    if shape is not None and (problem := check_input_shape(model, shape, config)):
-        collector.add(problem)
-    for problem in [*check_data_names(model, data, config), *check_targets(model, data, config)]:
-        collector.add(problem)
-    callbacks = registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
-    if len(callbacks) == len(config.train.callbacks):  # all resolved: check them against the compiled model
-        for problem in check_callbacks(model, callbacks, config):
-            collector.add(problem)
-    collector.raise_if_any()
-    with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
-        data.notes.extend(adapt_layers(model, data, config))
-    if (problem := check_first_batch(model, data, config)) is not None:
-        raise ConfigError(problem)
-    init_report = None
-    if config.model.init_from is not None and initial_weights:
-        with placement.scope():
-            init_report = load_initial_weights(model, config, runs_dir)
-    trainer = make_trainer(config, model, data, placement)
-    tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
-    timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker)
-
-
-def build_checked_model(config: Config) -> Any:
-    """`validate --build`: the compiled model, after instantiating and checking the callbacks — what it calls ok, trains."""
-    model = build_model(config)
-    compile_model(model, config)
-    collector = Collector()
-    callbacks = registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
-    if len(callbacks) == len(config.train.callbacks):
-        for problem in check_callbacks(model, callbacks, config):
-            collector.add(problem)
-    collector.raise_if_any()
-    return model
-
-
-def make_trainer(config: Config, model: Any, data: Data, placement: Placement) -> Trainer:
-    """The trainer for `train.loop` (the custom loop under multi-worker, where Keras's fit fails)."""
-    if training_loop(config) == "custom":
-        return CustomTrainer(model, config, placement, make_custom_loop(config, model, data, placement))
-    return FitTrainer(model, config, placement)
-
-
-def training_loop(config: Config) -> str:
-    """The loop that trains: Keras 3's fit and evaluate fail under MultiWorkerMirroredStrategy
-    (keras-team/keras#20585), so multi-worker runs use the custom loop, which computes fit's numbers."""
-    return "custom" if config.runtime.strategy == "multi_worker" else config.train.loop
-
-
-def make_custom_loop(config: Config, model: Any, data: Data, placement: Placement) -> CustomLoop:
-    """The custom loop, with the user's step imported, checked and traced (not run) on the training data."""
-    step = None
-    loc = ("train", "step")
-    if config.train.step is not None:
-        try:
-            step = registry.import_object(config.train.step)
-        except registry.SpecError as exc:
-            raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
-        if (problem := check_step_signature(step)) is not None:
-            raise ConfigError(config.problem(loc, problem))
-    with placement.scope():  # the loop's own trackers are variables too
-        loop = CustomLoop(model, model.steps_per_execution, step, placement.strategy)
-    if step is not None:
-        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed, output_names(model))
-        try:
-            with placement.scope():
-                loop.trace(dataset)
-        except TypeError as exc:
-            # tf.function wraps errors raised while tracing in "in user code: ..."; the last line is the cause.
-            cause = str(exc).strip().splitlines()[-1].strip().removeprefix("TypeError: ")
-            raise ConfigError(config.problem(loc, cause)) from None
-    return loop
 
 
 def run_experiment(
@@ -257,26 +132,29 @@ def train_into(
             val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
             with experiment.placement.scope():
                 build_training_state(model, train_ds)
-                callbacks = [*user_callbacks]
+                restore = None
                 if state is not None:
                     trainer.build_state(train_ds)
                     checkpoint.restore_variables(trainer.state_variables(), state)
-                    callbacks.append(RestoreCallbackState(user_callbacks, state))  # after they reset themselves
-                callbacks += [clock.callback(), guard, history]
-                if (board := tensorboard_callback(config, run_dir)) is not None:
-                    callbacks.append(board)
-                if experiment.tracker is not None:
-                    callbacks.append(experiment.tracker.callback())
+                    restore = RestoreCallbackState(user_callbacks, state)
                 if config.output.checkpoint:
                     spec = config.output.checkpoint
                     checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep)
-                    callbacks.append(checkpointer)
-                callbacks.append(RecordProgress(record, epochs_done))
                 bar = make_progress(progress)
-                if bar is not None:
-                    callbacks.append(bar)
-                callbacks += extra_callbacks or []
-                trainer.fit(train_ds, val_ds, callbacks, resume.start_epoch if resume is not None else config.train.initial_epoch)
+                callbacks = RunCallbacks(
+                    user=user_callbacks,
+                    restore=restore,
+                    clock=clock.callback(),
+                    guard=guard,
+                    history=history,
+                    tensorboard=tensorboard_callback(config, run_dir),
+                    mlflow=experiment.tracker.callback() if experiment.tracker is not None else None,
+                    checkpointer=checkpointer,
+                    progress_record=RecordProgress(record, epochs_done),
+                    display=bar,
+                    extra=list(extra_callbacks or []),
+                )
+                trainer.fit(train_ds, val_ds, callbacks.ordered(), resume.start_epoch if resume is not None else config.train.initial_epoch)
             timings["fit_s"] = time.perf_counter() - start
             if checkpointer is not None:
                 timings["checkpoint_s"] = checkpointer.seconds  # part of fit_s

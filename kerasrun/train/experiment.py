@@ -1,0 +1,97 @@
+"""`prepare_experiment(config)`: device, data, the compiled model, init_from weights, checked callbacks and the trainer — before any run folder exists."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kerasrun._tf import keras
+from kerasrun.build import registry
+from kerasrun.build.adapt import adapt_layers
+from kerasrun.build.checks import check_data_names, check_first_batch, check_input_shape, check_targets
+from kerasrun.build.init_from import load_initial_weights
+from kerasrun.build.model import build_model, compile_model, input_names, output_names
+from kerasrun.config.schema import Config
+from kerasrun.data import Data, input_sample_shape, load_data, name_lists
+from kerasrun.errors import Collector, ConfigError
+from kerasrun.integrations import missing_packages
+from kerasrun.integrations.mlflow_tracking import MlflowTracker
+from kerasrun.train.callbacks.records import check_callbacks
+from kerasrun.train.devices import Placement, select_placement
+from kerasrun.train.trainers.base import Trainer
+from kerasrun.train.trainers.select import make_trainer
+
+
+@dataclass
+class Experiment:
+    """A config whose model, data and callbacks were all built and checked: ready to train."""
+
+    config: Config
+    model: Any
+    data: Data
+    placement: Placement
+    trainer: Trainer  # fit or the compiled custom loop (already traced)
+    timings: dict[str, float] = field(default_factory=dict)
+    init_from: dict[str, Any] | None = None  # what model.init_from loaded, for run.json
+    tracker: MlflowTracker | None = None  # output.mlflow: the store, opened before the folder exists
+
+
+def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_weights: bool = True) -> Experiment:
+    """Select the device, load data, build and compile the model, load init_from weights, check callbacks — before any folder exists.
+
+    `runs_dir` is where `model.init_from: {run: NAME}` looks (default: output.runs_dir); a resumed
+    run skips init_from (`initial_weights=False`): its checkpoint holds the weights.
+    """
+    if problems := missing_packages(config, deep=True):  # TensorBoard or MLflow asked for but not installed
+        raise ConfigError(problems)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    keras.utils.set_random_seed(config.seed)  # before any tf.data shuffle is built: it reads the global seed
+    placement = select_placement(config)
+    data = load_data(config)
+    timings["data_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    with placement.scope():  # under a strategy, variables must be created in its scope
+        model = build_model(config)
+        compile_model(model, config)
+    data = name_lists(data, input_names(model), output_names(model))
+    collector = Collector()
+    shape = input_sample_shape(data.train)
+    if shape is not None and (problem := check_input_shape(model, shape, config)):
+        collector.add(problem)
+    for problem in [*check_data_names(model, data, config), *check_targets(model, data, config)]:
+        collector.add(problem)
+    check_user_callbacks(model, config, collector)
+    collector.raise_if_any()
+    with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
+        data.notes.extend(adapt_layers(model, data, config))
+    if (problem := check_first_batch(model, data, config)) is not None:
+        raise ConfigError(problem)
+    init_report = None
+    if config.model.init_from is not None and initial_weights:
+        with placement.scope():
+            init_report = load_initial_weights(model, config, runs_dir)
+    trainer = make_trainer(config, model, data, placement)
+    tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
+    timings["build_s"] = time.perf_counter() - start
+    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker)
+
+
+def build_checked_model(config: Config) -> Any:
+    """`validate --build`: the compiled model, after instantiating and checking the callbacks — what it calls ok, trains."""
+    model = build_model(config)
+    compile_model(model, config)
+    collector = Collector()
+    check_user_callbacks(model, config, collector)
+    collector.raise_if_any()
+    return model
+
+
+def check_user_callbacks(model: Any, config: Config, collector: Collector) -> None:
+    """Instantiate train.callbacks and check them against the compiled model; problems go to `collector`."""
+    callbacks = registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
+    if len(callbacks) == len(config.train.callbacks):  # all resolved: check them against the compiled model
+        for problem in check_callbacks(model, callbacks, config):
+            collector.add(problem)
