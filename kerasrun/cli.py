@@ -183,7 +183,8 @@ def train(
         if smoke:
             config = shrink_for_smoke(config)
         from kerasrun.rundir.record import create_run_dir
-        from kerasrun.train.run import prepare_experiment, run_experiment
+        from kerasrun.train.experiment import prepare_experiment
+        from kerasrun.train.run import run_experiment
 
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
@@ -231,7 +232,8 @@ def resume(
         from kerasrun.train.resume import load_for_resume
 
         plan = load_for_resume(run_dir, list(set_ or []), trust)
-        from kerasrun.train.run import prepare_experiment, run_experiment
+        from kerasrun.train.experiment import prepare_experiment
+        from kerasrun.train.run import run_experiment
 
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
@@ -447,10 +449,10 @@ def predict(
 ) -> None:
     """Predict with a run's saved model, applying the run's feature preprocessing."""
     try:
-        from kerasrun.runs.find import read_run_info
+        from kerasrun.rundir.opened import read_run_info
 
         read_run_info(run_dir)
-        from kerasrun.use.evaluate import predict_run
+        from kerasrun.use.predict import predict_run
 
         shape = predict_run(run_dir, input_path, output_path, trust)
     except KerasrunError as exc:
@@ -480,7 +482,7 @@ def export(
 ) -> None:
     """Export a run's model with its feature preprocessing inside: it takes raw inputs and gives `predict`'s outputs."""
     try:
-        from kerasrun.runs.find import read_run_info
+        from kerasrun.rundir.opened import read_run_info
 
         read_run_info(run_dir)
         from kerasrun.use.export import export_run
@@ -505,7 +507,7 @@ def trust_command(
 ) -> None:
     """Trust run folders from elsewhere: show the code their config names, then sign them with your key."""
     from kerasrun.config.schema import import_paths
-    from kerasrun.runs.find import open_run, sign_run
+    from kerasrun.rundir.opened import open_run, sign_run
 
     try:
         for run_dir in run_dirs:
@@ -711,7 +713,7 @@ def validate(
                 raise ConfigError(packages)
             if build:
                 from kerasrun.build.model import summarize
-                from kerasrun.train.run import build_checked_model
+                from kerasrun.train.experiment import build_checked_model
 
                 typer.echo(summarize(build_checked_model(config)))
             typer.echo(f"ok: {path}")

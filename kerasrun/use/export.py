@@ -10,7 +10,6 @@ into place, then checked against the Keras model on a few raw samples.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import tempfile
@@ -27,7 +26,8 @@ from kerasrun.config.schema import Config, PreprocessStep
 from kerasrun.data import Split, Stream, preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
-from kerasrun.errors import ConfigError, KerasrunError, Problem
+from kerasrun.errors import ConfigError, KerasrunError, Problem, first_line
+from kerasrun.optional import is_installed
 from kerasrun.use.evaluate import load_run
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -164,14 +164,6 @@ def keras_predictions(model: Any, config: Config, raw: np.ndarray) -> np.ndarray
     return np.asarray(model.predict(features, verbose=0))
 
 
-def is_installed(package: str) -> bool:
-    """Whether `package` can be found (an import hook or a broken install that refuses it counts as missing)."""
-    try:
-        return importlib.util.find_spec(package) is not None
-    except ImportError:
-        return False
-
-
 def check_format_available(fmt: str) -> None:
     """Exit 2 before anything is built when the format's converter is missing or broken here."""
     if fmt == "tflite" and not hasattr(getattr(tf, "lite", None), "TFLiteConverter"):
@@ -238,12 +230,6 @@ def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], flo
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return diff
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else ""
 
 
 def run_artifact(path: Path, fmt: str, raw: np.ndarray) -> np.ndarray:
