@@ -192,7 +192,7 @@ def test_a_folder_signed_by_someone_else_runs_no_code_until_trusted(runner, comp
     plant_code(run, marker)
     monkeypatch.setenv(trust.HOME_ENV, str(tmp_path / "someone-else"))  # their key signs the forged folder
     info = read_json(run / "run.json")
-    from kerasrun.runs.find import sign_run
+    from kerasrun.rundir.opened import sign_run
 
     sign_run(run, info, (run / "config.yaml").read_bytes())
     monkeypatch.undo()
@@ -221,7 +221,7 @@ def test_evaluate_config_matches_the_name_exactly_and_names_unreadable_runs(runn
     exact = copy_run(completed_run, runs)
     longer = Path(shutil.copytree(completed_run, runs / "20990101-000000-tiny-longer"))
     info = read_json(longer / "run.json")
-    from kerasrun.runs.find import sign_run
+    from kerasrun.rundir.opened import sign_run
 
     sign_run(longer, dict(info, name="tiny-longer"), (longer / "config.yaml").read_bytes())
     (runs / "20990102-000000-broken").mkdir()

@@ -1,88 +1,18 @@
-"""Reading run folders — find one, check its status and its signature — without importing TensorFlow."""
+"""Find run folders under a runs folder — by name, the newest completed, a config or a folder given on the command line — without importing TensorFlow."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasrun.config.schema import Config, load_config, load_config_text
+from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.layout import CONFIG_FILE, RUN_FILE
-from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
 from kerasrun.rundir.io import read_json
-from kerasrun.rundir.record import write_signed
-from kerasrun.rundir.trust import config_digest, require_trusted
+from kerasrun.rundir.layout import RUN_FILE
+from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
+from kerasrun.rundir.opened import read_run_info
 
 Unreadable = list[tuple[Path, str]]
-
-
-def read_run_info(run_dir: Path) -> dict[str, Any]:
-    """A run folder's run.json, or a ConfigError saying why the folder is not a readable run."""
-    run_dir = Path(run_dir)
-    if not run_dir.exists():
-        raise ConfigError(Problem(key="", message="no such folder", file=str(run_dir)))
-    if run_dir.is_file():
-        hint = f"to train it: kerasrun train {run_dir}" if run_dir.suffix in (".yaml", ".yml") else None
-        raise ConfigError(Problem(key="", message="is a file; a run folder is expected", file=str(run_dir), hint=hint))
-    if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
-        raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(run_dir)))
-    try:
-        info = read_json(run_dir / RUN_FILE)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(Problem(key="", message=f"run.json cannot be read: {exc}", file=str(run_dir / RUN_FILE))) from None
-    if not isinstance(info, dict):
-        raise ConfigError(Problem(key="", message="run.json is not a JSON object", file=str(run_dir / RUN_FILE)))
-    return info
-
-
-@dataclass
-class OpenedRun:
-    """A run folder whose run.json and config.yaml were read once and checked together."""
-
-    run_dir: Path
-    info: dict[str, Any]
-    status: str  # run.json's status, `crashed` for a `running` run whose process is gone
-
-    config_text: str
-
-    def config(self, overrides: list[str] | None = None) -> Config:
-        """The config from the very bytes that were verified (not a second read a swapped file could change)."""
-        return load_config_text(self.config_text, self.run_dir / CONFIG_FILE, overrides)
-
-
-def open_run(run_dir: Path, trust: bool = False) -> OpenedRun:
-    """A run folder this user's kerasrun signed (or that the user trusts); UntrustedRunError otherwise."""
-    run_dir = Path(run_dir)
-    info = read_run_info(run_dir)
-    try:
-        raw = (run_dir / CONFIG_FILE).read_bytes()
-    except OSError as exc:
-        raise ConfigError(Problem(key="", message=f"config.yaml cannot be read: {exc.strerror}", file=str(run_dir))) from None
-    require_trusted(run_dir, info, raw, trust)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(Problem(key="", message=f"config.yaml is not UTF-8 text: {exc}", file=str(run_dir))) from None
-    return OpenedRun(run_dir, info, effective_status(info, run_dir), text)
-
-
-def require_completed(run: OpenedRun) -> None:
-    """Refuse a run that did not complete: its model is missing or not the trained one."""
-    run_dir, info, status = run.run_dir, run.info, run.status
-    if status == "completed":
-        return
-    epochs = info.get("epochs_completed")
-    done = f" after {epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else ""
-    hint = None
-    if status in ("interrupted", "crashed", "failed"):
-        blocker = resume_blocker(run_dir, info)
-        hint = f"continue it with `kerasrun resume {run_dir}`" if blocker is None else f"it can't be resumed: {blocker}"
-    if status == "running":
-        hint = f"it is still training (pid {info.get('pid')} on {info.get('host')})"
-    raise ConfigError(
-        Problem(key="", message=f"the run {status_phrase(status)}{done}; only a completed run has its model", file=str(run_dir), hint=hint)
-    )
 
 
 def runs_named(runs_dir: Path, name: str) -> tuple[list[tuple[Path, dict[str, Any]]], Unreadable]:
@@ -146,8 +76,3 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
             )
         raise ConfigError(Problem(key="name", message=f"no completed run named `{config.name}` under {base}", file=str(target), hint=hint))
     return completed[-1], unreadable
-
-
-def sign_run(run_dir: Path, info: dict[str, Any], config_text: bytes) -> None:
-    """Adopt a run folder: bind `config_text` (its config.yaml as shown to the user) to its run.json, signed with this user's key."""
-    write_signed(Path(run_dir) / RUN_FILE, dict(info, config_sha256=config_digest(config_text)))

@@ -16,7 +16,7 @@ from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.checkpoints import TrainingState
 from kerasrun.rundir.liveness import run_dir_locked
-from kerasrun.runs.find import open_run
+from kerasrun.rundir.opened import open_run
 
 # What may differ on resume without changing the numbers of the epochs still to come.
 RESUMABLE_KEYS = ("train.epochs", "runtime.device", "output.checkpoint")
