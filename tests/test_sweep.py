@@ -242,10 +242,12 @@ def test_planning_a_sweep_does_not_import_tensorflow(tmp_path: Path) -> None:
 
 
 def test_mode_max_ranks_high_values_first_and_only_completed_trials() -> None:
-    from kerasrun.sweep.record import SweepRecord, Trial, best_of
+    from kerasrun.rundir.files import best_epoch
+    from kerasrun.sweep.record import SweepRecord, Trial
 
-    assert best_of({"epoch": [1, 2, 3], "acc": [0.5, 0.9, 0.9]}, "acc", "max") == (0.9, 2)  # the first epoch of a tie
-    assert best_of({"epoch": [1], "loss": [0.3]}, "val_loss", "min") == (None, None)
+    assert best_epoch({"epoch": [1, 2, 3], "acc": [0.5, 0.9, 0.9]}, "acc", "max") == (2, 0.9)  # the first epoch of a tie
+    assert best_epoch({"epoch": [1], "loss": [0.3]}, "val_loss", "min") is None
+    assert best_epoch({"epoch": [1, 2], "loss": [float("nan"), 0.4]}, "loss") == (2, 0.4)  # non-finite values never win
     record = SweepRecord(Path("unused"), "c.yaml", "grid", "acc", "max", [])
     record.trials = [
         Trial(0, [], {}, status="completed", metric=0.7),

@@ -6,29 +6,14 @@ needs a package this environment lacks fails early with the pip command, not aft
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import Any
 
 from kerasrun.config.schema import Config
 from kerasrun.errors import Problem
+from kerasrun.optional import package_problem
 
 # The package each integration needs, and the kerasrun extra that installs it.
 PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", "mlflow")}
-
-
-def package_problem(package: str, deep: bool) -> str | None:
-    """None when `package` can be imported; else why not. `deep` imports it (train), else only finds it (validate: fast)."""
-    try:
-        if deep:
-            importlib.import_module(package)
-        elif importlib.util.find_spec(package) is None:
-            return "is not installed"
-    except ImportError as exc:
-        return f"cannot be imported ({exc})"
-    except Exception as exc:  # a broken installation fails in its own ways
-        return f"cannot be imported ({type(exc).__name__}: {exc})"
-    return None
 
 
 def callback_name(spec: Any) -> str:

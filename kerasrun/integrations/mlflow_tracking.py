@@ -21,8 +21,8 @@ from typing import Any
 
 from kerasrun._tf import keras
 from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
-from kerasrun.errors import ConfigError
-from kerasrun.rundir.io import read_json, write_json_atomic
+from kerasrun.errors import ConfigError, first_line
+from kerasrun.rundir.io import is_finite, read_json, write_json_atomic
 from kerasrun.rundir.layout import (
     CLASSES_FILE,
     CONFIG_FILE,
@@ -34,7 +34,6 @@ from kerasrun.rundir.layout import (
     RUN_FILE,
     SUMMARY_FILE,
 )
-from kerasrun.train.callbacks.records import is_finite
 
 # kerasrun's run status → MLflow's RunStatus name.
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED", "failed": "FAILED", "diverged": "FAILED", "crashed": "FAILED"}
@@ -177,9 +176,3 @@ class EpochMetrics(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         if is_finite((logs or {}).get("loss", 0.0)):  # as history.json: a diverged epoch is not recorded
             self.tracker.log_metrics(dict(logs or {}), epoch + 1)
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's first line, with its type when the message is empty."""
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -6,6 +6,7 @@ Nothing here imports TensorFlow or code a config names: a run folder is data (YA
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +151,12 @@ def last_value(values: list[Any]) -> float | None:
     return None
 
 
-def best_epoch(history: dict[str, list[Any]], metric: str) -> tuple[int, float] | None:
-    """(epoch, value) where `metric` was best (min or max by its name); the earliest of ties; None without values."""
+def best_epoch(history: dict[str, list[Any]], metric: str, mode: str | None = None) -> tuple[int, float] | None:
+    """(epoch, value) where `metric` was best — `mode` min or max, by default from its name; the earliest of ties; None without finite values."""
     values = history.get(metric) or []
     epochs = history.get("epoch") or list(range(1, len(values) + 1))
-    points = [(int(e), float(v)) for e, v in zip(epochs, values, strict=False) if isinstance(v, (int, float))]
+    points = [(int(e), float(v)) for e, v in zip(epochs, values, strict=False) if isinstance(v, (int, float)) and math.isfinite(v)]
     if not points:
         return None
-    sign = -1.0 if metric_mode(metric) == "max" else 1.0
+    sign = -1.0 if (mode or metric_mode(metric)) == "max" else 1.0
     return min(points, key=lambda point: (sign * point[1], point[0]))

@@ -25,6 +25,14 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
+def is_finite(value: Any) -> bool:
+    """True when a log value is a finite number (or not a number at all): what history.json keeps as the epoch's value."""
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return True
+
+
 def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write a file via a temp file in the same folder (fsync'd), then rename: readers never see half a file."""
     path = Path(path)

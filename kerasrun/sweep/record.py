@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,14 +112,3 @@ class SweepRecord:
     def save(self) -> None:
         """Write sweep.json atomically."""
         write_json_atomic(self.path / SWEEP_FILE, self.as_dict())
-
-
-def best_of(history: dict[str, list[Any]], metric: str, mode: str) -> tuple[float | None, int | None]:
-    """The best finite value of `metric` in a history and its epoch; (None, None) when it was never logged."""
-    values = history.get(metric) or []
-    epochs = history.get("epoch") or list(range(1, len(values) + 1))
-    scored = [(v, e) for v, e in zip(values, epochs, strict=False) if isinstance(v, (int, float)) and math.isfinite(v)]
-    if not scored:
-        return None, None
-    value, epoch = (min if mode == "min" else max)(scored, key=lambda pair: pair[0])
-    return float(value), int(epoch)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -10,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.optional import is_installed
+from kerasrun.rundir.files import best_epoch
 from kerasrun.rundir.record import create_run_dir
 from kerasrun.sweep import space
-from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, best_of
+from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
 from kerasrun.sweep.space import Dimension, TrialPlan
 from kerasrun.train.signals import on_forced_exit
 
@@ -103,7 +104,7 @@ def plan_sweep(
         dims = space.parse_space(space_items)
         plans, method, count = [], "optuna", optuna_count
         checked = space.corner_plans(dims)
-        if importlib.util.find_spec("optuna") is None:
+        if not is_installed("optuna"):
             raise ConfigError(
                 Problem(key="", message="--optuna needs the optuna package", file="--optuna", hint='pip install "kerasrun[sweep]"')
             )
@@ -144,7 +145,8 @@ def trial_dir(record: SweepRecord, index: int) -> Path:
 
 def apply_outcome(record: SweepRecord, index: int, outcome: Any) -> Trial:
     """Record a finished trial (status, run folder, best metric value) and rewrite sweep.json."""
-    value, epoch = best_of(outcome.history, record.metric, record.mode)
+    best = best_epoch(outcome.history, record.metric, record.mode)
+    epoch, value = best if best is not None else (None, None)
     epochs = outcome.history.get("epoch") or []
     run_dir = Path(outcome.run_dir).name if outcome.run_dir else None
     return record.update(

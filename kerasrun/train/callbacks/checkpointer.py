@@ -9,7 +9,7 @@ from typing import Any
 
 from kerasrun._tf import keras
 from kerasrun.rundir.checkpoints import TrainingState, write
-from kerasrun.train.callbacks.records import is_finite
+from kerasrun.rundir.io import is_finite
 from kerasrun.train.checkpoint import capture
 
 

@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.rundir.io import write_json_atomic
+from kerasrun.rundir.io import is_finite, write_json_atomic
 from kerasrun.rundir.record import RunRecord
-
-
-def is_finite(value: Any) -> bool:
-    """True when a log value is a finite number."""
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return True
 
 
 class HistoryWriter(keras.callbacks.Callback):
