@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.liveness import effective_status
 from kerasrun.rundir.files import (
     RunFileError,
     best_epoch,
@@ -22,6 +21,7 @@ from kerasrun.rundir.files import (
     read_metrics,
 )
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
+from kerasrun.rundir.liveness import effective_status
 
 MISSING: Any = None  # a key one run's config has and another's lacks shows as null
 

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.files import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, RUN_FILE, SWEEP_FILE
 from kerasrun.rundir.liveness import effective_status, seconds_since
-from kerasrun.rundir.files import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
 
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
 STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", UNREADABLE)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.io import write_atomic
 from kerasrun.rundir.files import best_epoch
+from kerasrun.rundir.io import write_atomic
 from kerasrun.rundir.layout import CURVES_FILE
 
 FORMATS = ("png", "svg", "pdf")

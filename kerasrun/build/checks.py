@@ -1,0 +1,193 @@
+"""Checks of a built model against its data and config: input shapes, target forms for the loss, names, the first batch."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from kerasrun._tf import keras
+from kerasrun.build import registry
+from kerasrun.build.model import input_names, output_names
+from kerasrun.config.schema import Config
+from kerasrun.data import Split
+from kerasrun.errors import Problem, first_line
+
+
+def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Config) -> Problem | None:
+    """A problem when the data's per-sample shape doesn't fit the model's input, naming both."""
+    try:
+        expected = model.input_shape if not isinstance(model.input_shape, list) else model.input_shape[0]
+    except AttributeError:  # a subclassed model declares no input shape: Keras checks at the first call
+        return None
+    if not isinstance(expected, tuple):
+        return None
+    expected_sample = tuple(expected[1:])
+    if len(expected_sample) != len(x_shape) or any(e is not None and e != d for e, d in zip(expected_sample, x_shape, strict=True)):
+        loc = ("model", "inputs") if config.model.inputs else ("model", "factory")
+        return config.problem(
+            loc,
+            f"the data's samples have shape {tuple(x_shape)} but the model expects {expected_sample}",
+            hint="add a `reshape` step under data.preprocess, or change the input shape",
+        )
+    return None
+
+
+# Losses whose targets have a known form (names normalised: lower case, no underscores).
+SPARSE_LOSSES = {"sparsecategoricalcrossentropy"}
+ONE_HOT_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
+BINARY_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+
+
+@dataclass
+class LossKind:
+    """What kerasrun knows of an output's loss: its normalised name, and a label Keras ignores (`ignore_class`)."""
+
+    name: str
+    ignore_class: int | None = None
+
+
+def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
+    """The loss of each output that is given by Keras name (import paths and objects are not checked)."""
+    loss = config.compile.loss
+    if isinstance(loss, list):
+        per_output = dict(zip(outputs, loss, strict=False))
+    elif isinstance(loss, dict) and "class_name" not in loss and set(loss) <= set(outputs) and outputs:
+        per_output = dict(loss)
+    else:
+        per_output = dict.fromkeys(outputs, loss)
+    kinds = {}
+    for output, spec in per_output.items():
+        name, kwargs, _ = registry.split_spec(spec) if isinstance(spec, (str, dict)) and spec else (None, {}, None)
+        if isinstance(name, str) and ":" not in name:
+            ignore = kwargs.get("ignore_class")
+            kinds[output] = LossKind(name.lower().replace("_", ""), ignore if isinstance(ignore, int) else None)
+    return kinds
+
+
+def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem]:
+    """Targets must be what each output's loss expects: labels in [0, units) for sparse categorical losses,
+    one-hot rows as wide as the output for categorical ones, values in [0, 1] for binary ones."""
+    outputs = output_names(model)
+    if not outputs or not getattr(model, "outputs", None):
+        return []  # a subclassed model declares no outputs: Keras checks at the first step
+    shapes = {name: tuple(tensor.shape) for name, tensor in zip(outputs, model.outputs, strict=True)}
+    losses = loss_kinds(config, outputs)
+    problems = []
+    for split_name in ("train", "validation", "test"):
+        split = getattr(data, split_name)
+        if not hasattr(split, "y"):
+            continue  # a tf.data dataset: its batches are checked by Keras as they come
+        targets = (
+            split.y
+            if isinstance(split.y, dict)
+            else dict(zip(outputs, split.y, strict=False))
+            if isinstance(split.y, list)
+            else {outputs[0]: split.y}
+        )
+        for output, y in targets.items():
+            problem = target_problem(losses.get(output), shapes.get(output), np.asarray(y))
+            if problem:
+                where = f"`{output}` " if len(outputs) > 1 else ""
+                problems.append(config.problem(("compile", "loss"), f"{split_name} targets for output {where}{problem}"))
+    return problems
+
+
+def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.ndarray) -> str | None:
+    """What is wrong with targets `y` for an output of `shape` (batch first) trained with `loss`, or None."""
+    if loss is None or not shape or shape[-1] is None or y.size == 0 or y.dtype.kind not in "biuf":
+        return None
+    units, label = shape[-1], loss_label(loss.name)
+    if loss.name in SPARSE_LOSSES:
+        # One-hot rows look like the output itself; labels of sequences, (n, T), have one dimension less.
+        if y.ndim == len(shape) and y.shape[-1] == units and units > 1:
+            return f"are one-hot rows of width {units}, but {label} wants integer labels (use categorical_crossentropy, or drop one_hot)"
+        labels = y if loss.ignore_class is None else y[y != loss.ignore_class]
+        if labels.size == 0:
+            return None
+        if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
+            bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))].flat[0]
+            return f"hold non-integer labels such as {bad} ({label} wants class numbers)"
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= units:
+            ignored = f" (besides ignore_class {loss.ignore_class})" if loss.ignore_class is not None else ""
+            return f"range over {low}..{high}{ignored}, but the output has {units} units: {label} wants labels in [0, {units})"
+    elif loss.name in ONE_HOT_LOSSES:
+        width = y.shape[-1] if y.ndim >= 2 else 1
+        if width != units:
+            return f"are {width} wide, but the output has {units} units: {label} wants one-hot rows as wide as the output (integer labels: use sparse_categorical_crossentropy, or add a one_hot step)"
+    elif loss.name in BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
+        return f"range over {y.min():g}..{y.max():g}, but {label} wants values in [0, 1]"
+    return None
+
+
+def loss_label(normalised: str) -> str:
+    """A normalised loss name back in Keras's snake case."""
+    return {
+        "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
+        "categoricalcrossentropy": "categorical_crossentropy",
+        "categoricalfocalcrossentropy": "categorical_focal_crossentropy",
+        "categoricalhinge": "categorical_hinge",
+        "binarycrossentropy": "binary_crossentropy",
+        "binaryfocalcrossentropy": "binary_focal_crossentropy",
+    }.get(normalised, normalised)
+
+
+def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem | None:
+    """Put the first training batch through the model and its loss, eagerly, before any folder exists.
+
+    What the static checks can't see — a custom loss that wants other shapes or dtypes, a layer that
+    can't take these values — then fails here as one located line instead of in the first step of
+    training, after the run folder was made. It runs in inference mode inside a StatelessScope: no
+    variable changes (a stateful RNN keeps its state, metric trackers their counts).
+    """
+    split = data.train
+    if config.train.step is not None or not isinstance(split, Split) or config.runtime.strategy != "none":
+        return None  # a user step computes its own loss; a tf.data source is checked by Keras; strategies trace on replicas
+    batch = split.take(slice(0, min(config.train.batch_size, len(split))))
+    sample_weight: Any = batch.sample_weight
+    if isinstance(sample_weight, dict):  # per output, as make_dataset passes them
+        sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    # A model may override compute_loss without `training` (Keras allows it): pass it only if taken.
+    extra = {"training": False} if "training" in inspect.signature(model.compute_loss).parameters else {}
+    try:
+        # Reads see every variable's value; writes stay in the scope (a stateful RNN keeps its state).
+        state = [(variable, variable.value) for variable in [*model.variables, *model.metrics_variables]]
+        with keras.StatelessScope(state_mapping=state, collect_losses=True):  # add_loss terms are gathered in the scope
+            y_pred = model(batch.x, training=False)
+            model.compute_loss(x=batch.x, y=batch.y, y_pred=y_pred, sample_weight=sample_weight, **extra)
+    except Exception as exc:  # Keras and TensorFlow raise many kinds; the first line says what
+        return config.problem(
+            ("compile", "loss"), f"the first training batch does not go through the model and its loss: {first_line(exc)}"
+        )
+    return None
+
+
+def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Problem]:
+    """Named arrays must match the model's input and output names (both sides named in the message)."""
+    split = data.train
+    problems = []
+    sides = (("x", getattr(split, "x", None), input_names(model)), ("y", getattr(split, "y", None), output_names(model)))
+    for side, arrays, names in sides:
+        if not isinstance(arrays, dict) or not names:
+            continue
+        for key in arrays:
+            if key not in names:
+                problems.append(
+                    config.problem(
+                        ("data",),
+                        f"the data's {side} array `{key}` matches no model {'input' if side == 'x' else 'output'} ({', '.join(names)})",
+                        registry.suggest(key, names),
+                    )
+                )
+        for name in names:
+            if name not in arrays:
+                problems.append(
+                    config.problem(
+                        ("data",),
+                        f"the model's {'input' if side == 'x' else 'output'} `{name}` gets no data (the {side} arrays: {', '.join(arrays)})",
+                    )
+                )
+    return problems
