@@ -22,7 +22,7 @@ from typing import Any
 from kerasrun._tf import keras
 from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
 from kerasrun.errors import ConfigError, first_line
-from kerasrun.rundir.io import is_finite, read_json, write_json_atomic
+from kerasrun.rundir.io import RunFileError, is_finite, read_json, write_json_atomic
 from kerasrun.rundir.layout import (
     CLASSES_FILE,
     CONFIG_FILE,
@@ -94,7 +94,7 @@ class MlflowTracker:
         if resumed and link.is_file():
             try:
                 known = read_json(link)
-            except (OSError, ValueError):
+            except RunFileError:
                 known = {}
             if isinstance(known, dict) and known.get("tracking_uri") == self.client.tracking_uri and isinstance(known.get("run_id"), str):
                 self.safely(self.client.update_run, known["run_id"], "RUNNING")
@@ -133,13 +133,13 @@ class MlflowTracker:
         run_dir = Path(run_dir)
         try:
             status = str(read_json(run_dir / RUN_FILE).get("status"))
-        except (OSError, ValueError, AttributeError):
+        except (RunFileError, AttributeError):
             status = "failed"
         metrics_file = run_dir / METRICS_FILE
         if metrics_file.is_file() and status == "completed":
             try:
                 test = read_json(metrics_file)
-            except (OSError, ValueError):
+            except RunFileError:
                 test = {}
             self.log_metrics({f"test_{key}": value for key, value in test.items()}, 0)
         spec = self.config.output.mlflow

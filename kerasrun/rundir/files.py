@@ -5,14 +5,14 @@ Nothing here imports TensorFlow or code a config names: a run folder is data (YA
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from kerasrun.errors import ConfigError, Problem
+from kerasrun.errors import Problem
+from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
 
 # libyaml's safe loader parses a config ~20x faster than the pure-Python one: it matters when listing 1,000 runs.
@@ -26,26 +26,10 @@ DEFAULT_MONITOR = "val_loss"
 HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "fbeta", "iou", "r2", "cosine_similarity")
 
 
-class RunFileError(ConfigError):
-    """A file of a run folder cannot be read or is not what kerasrun writes."""
-
-
-def read_json_file(path: Path) -> Any:
-    """A JSON file's value; RunFileError when it is missing, unreadable or not JSON."""
-    try:
-        return json.loads(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
-    except OSError as exc:
-        raise RunFileError(Problem(key="", message=f"cannot be read: {exc.strerror}", file=str(path))) from None
-    except ValueError as exc:
-        raise RunFileError(Problem(key="", message=f"is not valid JSON: {exc}", file=str(path))) from None
-
-
 def read_history(run_dir: Path) -> dict[str, list[Any]]:
     """history.json: a column per metric, one value per epoch (None where an epoch has no value)."""
     path = Path(run_dir) / HISTORY_FILE
-    history = read_json_file(path)
+    history = read_json(path)
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise RunFileError(Problem(key="", message="is not a history (an object of lists)", file=str(path)))
     return history
@@ -56,7 +40,7 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return None
-    metrics = read_json_file(path)
+    metrics = read_json(path)
     if not isinstance(metrics, dict):
         raise RunFileError(Problem(key="", message="is not a JSON object", file=str(path)))
     return metrics

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from kerasrun.errors import ConfigError, Problem
+
 
 def to_jsonable(value: Any) -> Any:
     """Plain JSON values: numpy scalars/arrays become Python, NaN/inf become null."""
@@ -71,6 +73,17 @@ def write_json_atomic(path: Path, value: Any) -> None:
     write_text_atomic(path, json.dumps(to_jsonable(value), indent=2, allow_nan=False) + "\n")
 
 
+class RunFileError(ConfigError):
+    """A file of a run folder cannot be read or is not what kerasrun writes."""
+
+
 def read_json(path: Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A JSON file's value: the one reader of a run folder's JSON; RunFileError when it is missing, unreadable or not JSON."""
+    try:
+        return json.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
+    except OSError as exc:
+        raise RunFileError(Problem(key="", message=f"cannot be read: {exc.strerror}", file=str(path))) from None
+    except ValueError as exc:
+        raise RunFileError(Problem(key="", message=f"is not valid JSON: {exc}", file=str(path))) from None

@@ -25,10 +25,7 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         raise ConfigError(Problem(key="", message="is a file; a run folder is expected", file=str(run_dir), hint=hint))
     if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(run_dir)))
-    try:
-        info = read_json(run_dir / RUN_FILE)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(Problem(key="", message=f"run.json cannot be read: {exc}", file=str(run_dir / RUN_FILE))) from None
+    info = read_json(run_dir / RUN_FILE)  # RunFileError, located at run.json, when it can't be read
     if not isinstance(info, dict):
         raise ConfigError(Problem(key="", message="run.json is not a JSON object", file=str(run_dir / RUN_FILE)))
     return info

@@ -10,16 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.files import (
-    RunFileError,
-    best_epoch,
-    last_value,
-    metric_mode,
-    read_config_data,
-    read_history,
-    read_json_file,
-    read_metrics,
-)
+from kerasrun.rundir.files import best_epoch, last_value, metric_mode, read_config_data, read_history, read_metrics
+from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
 
@@ -81,7 +73,7 @@ class RunFiles:
 
 def read_run_files(run_dir: Path) -> RunFiles:
     """run.json, config.yaml, history.json and metrics.json of a run; a ConfigError naming the file that can't be read."""
-    info = read_json_file(run_dir / RUN_FILE)
+    info = read_json(run_dir / RUN_FILE)
     if not isinstance(info, dict):
         raise RunFileError(Problem(key="", message="is not a JSON object", file=str(run_dir / RUN_FILE)))
     config = read_config_data(run_dir)

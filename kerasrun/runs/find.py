@@ -7,7 +7,7 @@ from typing import Any
 
 from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.io import read_json
+from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
 from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
 from kerasrun.rundir.opened import read_run_info
@@ -23,7 +23,7 @@ def runs_named(runs_dir: Path, name: str) -> tuple[list[tuple[Path, dict[str, An
     for path in sorted(base.glob("*/" + RUN_FILE)) if base.is_dir() else []:
         try:
             info = read_json(path)
-        except (OSError, ValueError) as exc:
+        except RunFileError as exc:
             unreadable.append((path, str(exc)))
             continue
         if isinstance(info, dict) and info.get("name") == name:
@@ -38,7 +38,7 @@ def run_names(runs_dir: Path) -> list[str]:
     for path in Path(runs_dir).glob("*/" + RUN_FILE) if Path(runs_dir).is_dir() else []:
         try:
             info = read_json(path)
-        except (OSError, ValueError):
+        except RunFileError:
             continue
         if isinstance(info, dict) and isinstance(info.get("name"), str):
             names.add(info["name"])

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.files import RunFileError, last_value, monitored_metric, read_config_section, read_history, read_json_file
+from kerasrun.rundir.files import last_value, monitored_metric, read_config_section, read_history
+from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, RUN_FILE, SWEEP_FILE
 from kerasrun.rundir.liveness import effective_status, seconds_since
 
@@ -91,7 +92,7 @@ def summarize_run(run_dir: Path) -> RunSummary:
     """One run folder's summary; never raises for a broken folder (its summary says what is wrong)."""
     summary = RunSummary(str(run_dir), None, UNREADABLE, None, None, None, None, None, None, None, None, None, None)
     try:
-        info = read_json_file(run_dir / RUN_FILE)
+        info = read_json(run_dir / RUN_FILE)
         if not isinstance(info, dict):
             raise RunFileError(Problem(key="", message="is not a JSON object", file=str(run_dir / RUN_FILE)))
     except RunFileError as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kerasrun.rundir.io import read_json
+from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
 
@@ -72,7 +72,7 @@ def missing_metric_note(record: SweepRecord) -> str | None:
         return None
     try:
         columns = [k for k in read_json(record.path / str(completed[0].run_dir) / HISTORY_FILE) if k != "epoch"]
-    except (OSError, ValueError):
+    except RunFileError:
         columns = []
     return f"no completed trial logged `{record.metric}`, so none is ranked; its history.json has: {', '.join(columns) or 'nothing'} (--metric)"
 

@@ -17,7 +17,7 @@ from typing import Any
 from kerasrun._tf import keras, tf
 from kerasrun.config.schema import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
-from kerasrun.rundir.io import read_json
+from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 from kerasrun.train.signals import Interrupted, as_interrupted
 
@@ -124,6 +124,6 @@ def read_history(run_dir: Path) -> dict[str, list[Any]]:
     """The epochs a stopped trial recorded ({} without a history.json)."""
     try:
         history = read_json(run_dir / HISTORY_FILE)
-    except (OSError, ValueError):
+    except RunFileError:
         return {}
     return history if isinstance(history, dict) else {}
