@@ -173,21 +173,17 @@ def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Prob
     for side, arrays, names in sides:
         if not isinstance(arrays, dict) or not names:
             continue
-        for key in arrays:
-            if key not in names:
-                problems.append(
-                    config.problem(
-                        ("data",),
-                        f"the data's {side} array `{key}` matches no model {'input' if side == 'x' else 'output'} ({', '.join(names)})",
-                        registry.suggest(key, names),
-                    )
-                )
-        for name in names:
-            if name not in arrays:
-                problems.append(
-                    config.problem(
-                        ("data",),
-                        f"the model's {'input' if side == 'x' else 'output'} `{name}` gets no data (the {side} arrays: {', '.join(arrays)})",
-                    )
-                )
+        what = "input" if side == "x" else "output"
+        problems += [
+            config.problem(
+                ("data",), f"the data's {side} array `{key}` matches no model {what} ({', '.join(names)})", registry.suggest(key, names)
+            )
+            for key in arrays
+            if key not in names
+        ]
+        problems += [
+            config.problem(("data",), f"the model's {what} `{name}` gets no data (the {side} arrays: {', '.join(arrays)})")
+            for name in names
+            if name not in arrays
+        ]
     return problems

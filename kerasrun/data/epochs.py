@@ -31,18 +31,7 @@ class EpochClock:
 
     def callback(self) -> keras.callbacks.Callback:
         """A Keras callback that sets the clock at the start of every epoch, in fit and in the custom loop."""
-        return SetEpoch(self)
-
-
-class SetEpoch(keras.callbacks.Callback):
-    """Sets an EpochClock in on_epoch_begin, before the epoch's first batch is read."""
-
-    def __init__(self, clock: EpochClock) -> None:
-        super().__init__()
-        self.clock = clock
-
-    def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.clock.set(epoch)
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: self.set(epoch))
 
 
 # Stands in for a graph-level seed of 0 in seeded_shuffle: TensorFlow's get_seed compares (graph seed, op

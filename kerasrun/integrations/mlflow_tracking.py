@@ -162,17 +162,10 @@ class MlflowTracker:
             return None
 
     def callback(self) -> Any:
-        """The Keras callback that logs each epoch's metrics."""
-        return EpochMetrics(self)
+        """The Keras callback that logs every epoch's logs at step = the epoch number history.json gives it (1-based)."""
+        return keras.callbacks.LambdaCallback(on_epoch_end=self.log_epoch)
 
-
-class EpochMetrics(keras.callbacks.Callback):
-    """Logs every epoch's logs to MLflow at step = the epoch number history.json gives it (1-based)."""
-
-    def __init__(self, tracker: MlflowTracker) -> None:
-        super().__init__()
-        self.tracker = tracker
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        if is_finite((logs or {}).get("loss", 0.0)):  # as history.json: a diverged epoch is not recorded
-            self.tracker.log_metrics(dict(logs or {}), epoch + 1)
+    def log_epoch(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        """Log one epoch's metrics, unless it diverged (as history.json: a diverged epoch is not recorded)."""
+        if is_finite((logs or {}).get("loss", 0.0)):
+            self.log_metrics(dict(logs or {}), epoch + 1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,23 +61,9 @@ def run_experiment(
     resume: ResumePlan | None = None,
     extra_callbacks: list[Any] | None = None,
 ) -> RunResult:
-    """Train into `run_dir` (see train_into); with output.mlflow, the MLflow run ends with the folder's final status."""
-    try:
-        return train_into(experiment, run_dir, progress, command, resume, extra_callbacks)
-    finally:
-        if experiment.tracker is not None:
-            experiment.tracker.end(run_dir)  # run.json holds the final status whichever way training ended
-
-
-def train_into(
-    experiment: Experiment,
-    run_dir: Path,
-    progress: str = "auto",
-    command: list[str] | None = None,
-    resume: ResumePlan | None = None,
-    extra_callbacks: list[Any] | None = None,
-) -> RunResult:
     """Train, save and evaluate into `run_dir` — a new folder, or with `resume` the run's own folder.
+
+    With output.mlflow, the MLflow run ends with the folder's final status, whichever way training ended.
 
     The folder records failure, interruption (with the signal) or divergence too; a checkpoint is
     written after every epoch (output.checkpoint) and on interruption, so `kerasrun resume` continues
@@ -104,7 +92,7 @@ def train_into(
         """From the signal watchdog, when the main thread is stuck in TensorFlow: record the interruption."""
         finish_quietly("interrupted", signal=signal.Signals(signum).name, forced=True, checkpoint_epoch=latest_epoch(checkpointer))
 
-    with on_forced_exit(mark_forced):
+    with on_forced_exit(mark_forced), mlflow_run_ended(experiment, run_dir):
         try:
             record = open_record(experiment, run_dir, command, resume)
             record.record_config(config_to_yaml(config, data.data_dir))
@@ -196,8 +184,18 @@ def train_into(
             if record is not None and resume_blocker(run_dir, record.info) is None:
                 also += f"; after fixing the cause, `kerasrun resume {run_dir}` continues from its last checkpoint"
             raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
-    record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
+        record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     return RunResult(run_dir, "completed", history.history, metrics, warnings)
+
+
+@contextmanager
+def mlflow_run_ended(experiment: Experiment, run_dir: Path) -> Iterator[None]:
+    """End the experiment's MLflow run when the block ends, after run.json holds the final status (output.mlflow)."""
+    try:
+        yield
+    finally:
+        if experiment.tracker is not None:
+            experiment.tracker.end(run_dir)
 
 
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:

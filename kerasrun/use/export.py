@@ -43,15 +43,11 @@ class ExportUnavailableError(ConfigError):
 
 
 class ExportMismatchError(KerasrunError):
-    """The exported artifact does not give the Keras model's predictions (it was not written)."""
-
-    exit_code = 1
+    """The exported artifact does not give the Keras model's predictions (it was not written); exit 1."""
 
 
 class ExportFailedError(KerasrunError):
-    """Keras's exporter (or the converter under it) failed; nothing was written."""
-
-    exit_code = 1
+    """Keras's exporter (or the converter under it) failed; nothing was written; exit 1."""
 
 
 @dataclass
