@@ -1,0 +1,197 @@
+"""`kerasrun trust`, `runs`, `compare` and `plot`: run folders signed, listed, compared and drawn (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kerasrun.cli.options import RunsDirOption, RunTargets
+from kerasrun.cli.render import err_console, fail, out_console, warn_unreadable
+from kerasrun.errors import KerasrunError
+from kerasrun.rundir.layout import CURVES_FILE
+
+
+def trust_command(
+    run_dirs: Annotated[list[Path], typer.Argument(metavar="RUN_DIR...", help="Run folders to sign with your key.")],
+) -> None:
+    """Trust run folders from elsewhere: show the code their config names, then sign them with your key."""
+    from kerasrun.config.schema import import_paths
+    from kerasrun.runs.find import open_run, sign_run
+
+    try:
+        for run_dir in run_dirs:
+            run = open_run(run_dir, trust=True)  # read once: what is shown is what gets signed
+            names = import_paths(run.config())
+            typer.echo(f"{run_dir}: " + (f"its config imports {', '.join(names)}" if names else "its config names no Python code"))
+            sign_run(run_dir, run.info, run.config_text.encode("utf-8"))
+            typer.echo(f"trusted {run_dir} (signed with your key)")
+    except KerasrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def resolve_runs(targets: list[Path], runs_dir: Path | None) -> list[Path]:
+    """Run folders as `evaluate` finds them: a folder itself, or a config's newest completed run (under --runs-dir)."""
+    from kerasrun.runs.find import find_run_dir
+
+    found = []
+    for target in targets:
+        run_dir, unreadable = find_run_dir(target, None if target.is_dir() else runs_dir)
+        warn_unreadable(unreadable)
+        found.append(run_dir)
+    return found
+
+
+def runs_command(
+    runs_dir: RunsDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (only JSON on stdout).")] = False,
+    status: Annotated[
+        list[str] | None, typer.Option("--status", help="Only runs with this status (completed, running, crashed, …). Repeatable.")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Only runs whose name (or folder) matches this glob, e.g. 'mnist-*'.")] = None,
+) -> None:
+    """List the run folders: status (a dead `running` run shows as crashed), epochs, loop, device, metrics."""
+    from kerasrun.runs.listing import COLUMNS, list_runs, plain_table, table_cells
+
+    try:
+        summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
+    except KerasrunError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps([summary.to_json() for summary in summaries], indent=2))
+        return
+    rows = [table_cells(summary) for summary in summaries]
+    if not sys.stdout.isatty():
+        if rows:
+            typer.echo(plain_table(COLUMNS, rows))
+        return
+    from rich import box
+    from rich.table import Table
+
+    colours = {"completed": "green", "running": "cyan", "interrupted": "yellow", "crashed": "red", "failed": "red", "diverged": "magenta"}
+    table = Table(
+        box=box.SIMPLE_HEAD, caption="monitored: the metric the run's callbacks watch, after the last epoch", caption_justify="left"
+    )
+    for column in COLUMNS:
+        table.add_column(
+            column,
+            justify="right" if column in ("epochs", "duration") else "left",
+            no_wrap=column in ("status", "duration", "epochs"),
+            overflow="fold",
+        )
+    for row in rows:
+        colour = colours.get(row[2], "bold red")
+        table.add_row(*row[:2], f"[{colour}]{row[2]}[/]", *row[3:])
+    out_console().print(table)
+    if not rows:
+        err_console().print("no runs found", markup=False)
+
+
+def compare(
+    targets: RunTargets,
+    runs_dir: RunsDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
+) -> None:
+    """Show what differs between runs: config keys, final/best/test metrics with deltas, versions and devices."""
+    from kerasrun.runs.compare import compare_runs, format_delta
+    from kerasrun.runs.listing import format_number
+
+    try:
+        comparison = compare_runs(resolve_runs(targets, runs_dir))
+    except KerasrunError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(comparison.to_json(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    labels = [Path(run["path"]).name for run in comparison.runs]
+    # Piped into a file or a pager, the tables keep whole metric names instead of Rich's default 80 columns.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    runs_table = Table(title="runs", title_justify="left")
+    for column in ("", "run", "name", "status", "epochs"):
+        runs_table.add_column(column)
+    for index, run in enumerate(comparison.runs):
+        runs_table.add_row(f"#{index + 1}", labels[index], str(run["name"]), run["status"], str(run["epochs"]))
+    console.print(runs_table)
+    numbered = [f"#{i + 1}" for i in range(len(labels))]
+    if comparison.config:
+        console.print(values_table(comparison.config, numbered, "key", title="config keys that differ", title_justify="left"))
+    else:
+        console.print("the configs are identical", markup=False)
+    table = Table(title="metrics (Δ against #1; best: the epoch in brackets)", title_justify="left")
+    table.add_column("")
+    table.add_column("metric")
+    for index, label in enumerate(numbered):
+        table.add_column(label, justify="right")
+        if index:
+            table.add_column(f"Δ{label}", justify="right")
+    for row in comparison.metrics:
+        cells = []
+        for index, value in enumerate(row.values):
+            epoch = f" [{row.epochs[index]}]" if row.kind == "best" and row.epochs[index] is not None else ""
+            cells.append(format_number(value) + epoch)
+            if index:
+                cells.append(format_delta(row.deltas[index]))
+        table.add_row(row.kind, row.metric, *cells)
+    console.print(table, markup=False)
+    if comparison.environment:
+        console.print("versions and devices that differ", style="italic")
+        console.print(values_table(comparison.environment, numbered, ""))
+
+
+def values_table(rows: list[Any], labels: list[str], first: str, **options: Any) -> Any:
+    """A Rich table of (key, [value per run]) rows: one column per run."""
+    from rich.table import Table
+
+    from kerasrun.runs.compare import format_value
+
+    table = Table(**options)
+    table.add_column(first)
+    for label in labels:
+        table.add_column(label, overflow="fold")
+    for key, values in rows:
+        table.add_row(key, *(format_value(v) for v in values))
+    return table
+
+
+def plot_command(
+    targets: RunTargets,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Picture file: .png, .svg or .pdf. Without it: a plot in the terminal (plotext), else curves.png."
+        ),
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Only this metric (train and val_ curves). Repeatable.")
+    ] = None,
+    runs_dir: RunsDirOption = None,
+) -> None:
+    """Draw learning curves: a panel per metric, train and val_ curves, a colour per run, the best epoch marked."""
+    from kerasrun.runs.plot import choose_metrics, load_curves, plot_in_terminal, save_curves
+
+    try:
+        if output is not None:
+            from kerasrun.runs.plot import output_format
+
+            output_format(output)  # a bad suffix fails before any run is read
+        curves = load_curves(resolve_runs(targets, runs_dir))
+        metrics = choose_metrics(curves, metric)
+        if output is None and sys.stdout.isatty():
+            try:
+                typer.echo(plot_in_terminal(curves, metrics, shutil.get_terminal_size().columns))
+                return
+            except Exception as exc:  # no plotext, or one whose API we don't know: the picture file is the fallback
+                err_console().print(f"note: no terminal plot ({exc}); writing a picture instead", markup=False)
+        written = save_curves(curves, metrics, output or Path(CURVES_FILE))
+    except KerasrunError as exc:
+        fail(exc)
+    typer.echo(f"wrote {written}")

@@ -1,0 +1,94 @@
+"""What the commands show: the consoles, errors and interruptions (with their exit codes), metrics, informational lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from kerasrun.cli.options import Progress
+from kerasrun.errors import ConfigError, format_problem
+from kerasrun.rundir.layout import RUN_FILE
+from kerasrun.train.signals import Interrupted
+
+EXIT_FAILED = 1
+
+state = {"debug": False}
+
+
+def err_console() -> Any:
+    """A Rich console on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # never break a file path across lines
+
+
+def out_console() -> Any:
+    """A Rich console on stdout."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Render a kerasrun error (all its problems) and exit with its code; never a traceback unless --debug."""
+    console = err_console()
+    if state["debug"] and sys.exc_info()[0] is not None:
+        console.print_exception()
+    if isinstance(exc, ConfigError):
+        count = len(exc.problems)
+        console.print(f"[bold red]error:[/] {count} problem{'s' if count != 1 else ''} found", markup=True)
+        for problem in exc.problems:
+            console.print(format_problem(problem), markup=False)
+    else:
+        console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+    raise typer.Exit(getattr(exc, "exit_code", EXIT_FAILED))
+
+
+def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) -> None:
+    """Final metrics as a Rich table (or JSON)."""
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4f}")
+    out_console().print(table)
+
+
+def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
+    """Say what an interruption left behind and exit 128 + the signal number."""
+    console = err_console()
+    for note in exc.notes:
+        console.print(f"[bold red]error:[/] {note}", markup=True)
+    if run_dir is not None and not (run_dir / RUN_FILE).exists():  # stopped while the new folder was being set up
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir = None
+    if run_dir is None:
+        console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
+    elif exc.not_resumable:
+        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
+    else:
+        console.print(
+            f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
+        )
+    raise typer.Exit(exc.exit_code)
+
+
+def say(text: str, progress: Progress) -> None:
+    """An informational line: on stdout, except with `--progress json`, whose stdout holds only JSON lines."""
+    typer.echo(text, err=progress == Progress.json)
+
+
+def warn_unreadable(unreadable: list[tuple[Path, str]]) -> None:
+    """Name the run.json files a search skipped because they can't be read."""
+    for path, why in unreadable:
+        err_console().print(f"warning: skipped {path}: {why}", markup=False)

@@ -1,0 +1,129 @@
+"""`kerasrun sweep`: train a config many times with different values and rank the trials."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kerasrun.cli.options import Mode, Progress, Pruner, Sampler, SetOption
+from kerasrun.cli.render import EXIT_FAILED, err_console, fail
+from kerasrun.errors import ConfigError, KerasrunError
+from kerasrun.train.signals import as_interrupted
+
+
+def sweep(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
+    grid: Annotated[
+        list[str] | None, typer.Option("--grid", "-g", help="key=v1,v2,… (values parsed like --set). Repeatable: every combination.")
+    ] = None,
+    random_count: Annotated[int | None, typer.Option("--random", help="N trials drawn from the --space distributions (seeded).")] = None,
+    optuna_count: Annotated[
+        int | None, typer.Option("--optuna", help="N trials of Bayesian search with Optuna (the `sweep` extra).")
+    ] = None,
+    space_items: Annotated[
+        list[str] | None,
+        typer.Option("--space", help="key=loguniform(a,b) | uniform(a,b) | int(a,b) | choice(v1,v2,…). Repeatable."),
+    ] = None,
+    metric: Annotated[str, typer.Option("--metric", help="The history.json column that ranks trials (its best epoch).")] = "val_loss",
+    mode: Annotated[Mode, typer.Option("--mode", help="Whether the metric is better low or high.")] = Mode.min,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of --random and Optuna's sampler.")] = 0,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes, each training its share of the trials.")] = 1,
+    set_: SetOption = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where the sweep folder goes (default: output.runs_dir).")] = None,
+    print_commands: Annotated[
+        bool, typer.Option("--print-commands", help="Print one `kerasrun train … --set …` line per trial and exit (for a Slurm array).")
+    ] = False,
+    sampler: Annotated[Sampler, typer.Option("--sampler", help="Optuna's sampler.")] = Sampler.tpe,
+    pruner: Annotated[
+        Pruner, typer.Option("--pruner", help="Optuna's pruner: stops trials whose metric is worse than the median at the same epoch.")
+    ] = Pruner.median,
+    prune_startup: Annotated[int, typer.Option("--prune-startup", min=0, help="Trials that run in full before pruning starts.")] = 2,
+    prune_warmup: Annotated[int, typer.Option("--prune-warmup", min=0, help="Epochs a trial trains before it can be pruned.")] = 1,
+    progress: Annotated[Progress, typer.Option("--progress", help="Each trial's epoch display (in this process only).")] = Progress.none,
+    as_json: Annotated[bool, typer.Option("--json", help="Print only sweep.json's content on stdout (the rest on stderr).")] = False,
+) -> None:
+    """Train a config many times with different values (grid, random or Optuna), in one process; rank the trials."""
+    import shlex
+
+    from kerasrun.sweep.search import create_sweep, plan_sweep, run_sweep
+    from kerasrun.sweep.summary import format_number, missing_metric_note, plain_table, summary_rows, trial_line
+    from kerasrun.train.signals import signals_raise_interrupted
+
+    try:
+        plan = plan_sweep(
+            config_path,
+            list(grid or []),
+            random_count,
+            optuna_count,
+            list(space_items or []),
+            metric=metric,
+            mode=mode.value,
+            seed=seed,
+            jobs=jobs,
+            base_overrides=list(set_ or []),
+            runs_dir=runs_dir,
+            progress=Progress.none.value if as_json or jobs > 1 else progress.value,
+            sampler=sampler.value,
+            pruner=pruner.value,
+            prune_startup=prune_startup,
+            prune_warmup=prune_warmup,
+        )
+        if print_commands and plan.method == "optuna":
+            raise ConfigError(
+                "--print-commands needs a planned search (--grid or --random): Optuna picks each trial's values from the ones before",
+                file="--print-commands",
+            )
+    except KerasrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt as exc:  # while every trial's config was being checked: nothing was written yet
+        raise typer.Exit(as_interrupted(exc).exit_code) from None
+    if print_commands:
+        for trial in plan.trials:
+            typer.echo(shlex.join(plan.train_command(trial)))
+        return
+    from rich.console import Console
+
+    say = Console(stderr=as_json, highlight=False, soft_wrap=True)  # a long trial line stays one line in a log
+    record = None
+    try:
+        with signals_raise_interrupted(force_exit=jobs == 1):  # with workers, this process only waits for them (as launch does)
+            record = create_sweep(plan, ["kerasrun", *sys.argv[1:]])
+            say.print(f"sweep folder: {record.path}  ({plan.count} {plan.method} trial(s), {record.metric} {record.mode})", markup=False)
+            run_sweep(plan, record, lambda rec, trial: say.print(trial_line(rec, trial), markup=False))
+    except KeyboardInterrupt as exc:
+        interrupted = as_interrupted(exc)
+        where = f"; {record.path / 'sweep.json'} records the trials that ran" if record is not None else ""
+        err_console().print(f"interrupted ({interrupted.name}){where}", markup=False)
+        raise typer.Exit(interrupted.exit_code) from None
+    except KerasrunError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(record.as_dict(), indent=2))
+    else:
+        headers, rows = summary_rows(record)
+        if say.is_terminal:
+            from rich import box
+            from rich.table import Table
+
+            table = Table(title=f"sweep {record.path.name}: ranked by {record.metric} ({record.mode})", box=box.SIMPLE_HEAD)
+            for position, header in enumerate(headers):  # short columns keep their width; long values fold
+                table.add_column(header, overflow="fold", min_width=min(max(len(r[position]) for r in [headers, *rows]), 14))
+            for row in rows:
+                table.add_row(*row)
+            say.print(table)
+        else:
+            typer.echo(plain_table(headers, rows))
+        best = record.best()
+        typer.echo(
+            f"best: trial {best.index + 1} ({record.path / str(best.run_dir)}), {record.metric} {format_number(best.metric)}"
+            if best
+            else "no trial completed with a value of " + record.metric
+        )
+    if (note := missing_metric_note(record)) is not None:
+        err_console().print(f"warning: {note}", markup=False)
+    if not any(t.status == "completed" for t in record.trials):
+        raise typer.Exit(EXIT_FAILED)
