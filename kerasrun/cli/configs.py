@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from kerasrun.cli.options import SetOption
-from kerasrun.cli.render import EXIT_FAILED, err_console, fail
-from kerasrun.errors import ConfigError, KerasrunError
+from kerasrun.cli.render import EXIT_FAILED, err_console, fail, reported_errors
+from kerasrun.errors import ConfigError
 
 
 def validate(
@@ -55,7 +55,7 @@ def data_command(
     """Load the data as training would and print what each split holds and the input pipeline's throughput, without training."""
     from kerasrun.config.schema import load_config
 
-    try:
+    with reported_errors():
         config = load_config(config_path, list(set_ or []))
         from kerasrun.data import load_data
         from kerasrun.data.summary import describe_data, measure_throughput
@@ -66,8 +66,6 @@ def data_command(
         report["load_s"] = time.perf_counter() - start
         if seconds > 0:
             report["throughput"] = measure_throughput(data, config, seconds)
-    except KerasrunError as exc:
-        fail(exc)
     for note in data.notes:
         err_console().print(f"note: {note}", markup=False)
     if as_json:
@@ -121,7 +119,7 @@ def plot_model(
     """Draw the model with keras.utils.plot_model (needs pydot and Graphviz); else print the text summary."""
     from kerasrun.config.schema import load_config
 
-    try:
+    with reported_errors():
         config = load_config(config_path, list(set_ or []))
         from kerasrun.build.model import build_model, draw_model, summarize
 
@@ -134,8 +132,6 @@ def plot_model(
                 markup=False,
             )
             raise typer.Exit(EXIT_FAILED)
-    except KerasrunError as exc:
-        fail(exc)
     typer.echo(f"wrote {output}")
 
 
@@ -143,10 +139,8 @@ def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: S
     """Print the fully resolved config: bases (extends) merged, ${VAR}s substituted, defaults filled in, overrides applied."""
     from kerasrun.config.schema import config_to_yaml, load_config
 
-    try:
+    with reported_errors():
         typer.echo(config_to_yaml(load_config(config_path, list(set_ or []))), nl=False)
-    except KerasrunError as exc:
-        fail(exc)
 
 
 def schema() -> None:

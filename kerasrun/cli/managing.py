@@ -11,8 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from kerasrun.cli.options import RunsDirOption, RunTargets
-from kerasrun.cli.render import err_console, fail, out_console, warn_unreadable
-from kerasrun.errors import KerasrunError
+from kerasrun.cli.render import err_console, out_console, reported_errors, silently, warn_unreadable
 from kerasrun.rundir.layout import CURVES_FILE
 
 
@@ -23,17 +22,13 @@ def trust_command(
     from kerasrun.config.schema import import_paths
     from kerasrun.runs.find import open_run, sign_run
 
-    try:
+    with reported_errors(silently):
         for run_dir in run_dirs:
             run = open_run(run_dir, trust=True)  # read once: what is shown is what gets signed
             names = import_paths(run.config())
             typer.echo(f"{run_dir}: " + (f"its config imports {', '.join(names)}" if names else "its config names no Python code"))
             sign_run(run_dir, run.info, run.config_text.encode("utf-8"))
             typer.echo(f"trusted {run_dir} (signed with your key)")
-    except KerasrunError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
 
 
 def resolve_runs(targets: list[Path], runs_dir: Path | None) -> list[Path]:
@@ -59,10 +54,8 @@ def runs_command(
     """List the run folders: status (a dead `running` run shows as crashed), epochs, loop, device, metrics."""
     from kerasrun.runs.listing import COLUMNS, list_runs, plain_table, table_cells
 
-    try:
+    with reported_errors():
         summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
-    except KerasrunError as exc:
-        fail(exc)
     if as_json:
         typer.echo(json.dumps([summary.to_json() for summary in summaries], indent=2))
         return
@@ -102,10 +95,8 @@ def compare(
     from kerasrun.runs.compare import compare_runs, format_delta
     from kerasrun.runs.listing import format_number
 
-    try:
+    with reported_errors():
         comparison = compare_runs(resolve_runs(targets, runs_dir))
-    except KerasrunError as exc:
-        fail(exc)
     if as_json:
         typer.echo(json.dumps(comparison.to_json(), indent=2))
         return
@@ -178,7 +169,7 @@ def plot_command(
     """Draw learning curves: a panel per metric, train and val_ curves, a colour per run, the best epoch marked."""
     from kerasrun.runs.plot import choose_metrics, load_curves, plot_in_terminal, save_curves
 
-    try:
+    with reported_errors():
         if output is not None:
             from kerasrun.runs.plot import output_format
 
@@ -192,6 +183,4 @@ def plot_command(
             except Exception as exc:  # no plotext, or one whose API we don't know: the picture file is the fallback
                 err_console().print(f"note: no terminal plot ({exc}); writing a picture instead", markup=False)
         written = save_curves(curves, metrics, output or Path(CURVES_FILE))
-    except KerasrunError as exc:
-        fail(exc)
     typer.echo(f"wrote {written}")

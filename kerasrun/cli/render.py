@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NoReturn
 
 import typer
 
 from kerasrun.cli.options import Progress
-from kerasrun.errors import ConfigError, format_problem
+from kerasrun.errors import ConfigError, KerasrunError, format_problem
 from kerasrun.rundir.layout import RUN_FILE
-from kerasrun.train.signals import Interrupted
+from kerasrun.train.signals import Interrupted, as_interrupted
 
 EXIT_FAILED = 1
 
@@ -49,6 +51,29 @@ def fail(exc: BaseException) -> NoReturn:
     raise typer.Exit(getattr(exc, "exit_code", EXIT_FAILED))
 
 
+@contextmanager
+def reported_errors(on_interrupt: Callable[[Interrupted], object] | None = None) -> Iterator[None]:
+    """Render a kerasrun error raised inside and exit with its code; with `on_interrupt`, a stop exits 128 + the signal number.
+
+    `on_interrupt(stopped)` says what the stop left behind (`silently` says nothing). Without it, Ctrl-C
+    is left to Click ("Aborted!", exit 1), as the commands that never catch it have always shown.
+    """
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if on_interrupt is None:
+            raise
+        stopped = as_interrupted(exc)
+        on_interrupt(stopped)
+        raise typer.Exit(stopped.exit_code) from None
+    except KerasrunError as exc:
+        fail(exc)
+
+
+def silently(stopped: Interrupted) -> None:
+    """Say nothing about a stop: nothing was written yet, or nothing is left to clean up."""
+
+
 def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) -> None:
     """Final metrics as a Rich table (or JSON)."""
     if as_json:
@@ -64,8 +89,8 @@ def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) 
     out_console().print(table)
 
 
-def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
-    """Say what an interruption left behind and exit 128 + the signal number."""
+def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
+    """Say what an interruption left behind: no run folder (a half-made one is removed), or one to resume."""
     console = err_console()
     for note in exc.notes:
         console.print(f"[bold red]error:[/] {note}", markup=True)
@@ -80,7 +105,6 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> NoReturn:
         console.print(
             f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
         )
-    raise typer.Exit(exc.exit_code)
 
 
 def say(text: str, progress: Progress) -> None:

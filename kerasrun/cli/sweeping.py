@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 
 from kerasrun.cli.options import Mode, Progress, Pruner, Sampler, SetOption
-from kerasrun.cli.render import EXIT_FAILED, err_console, fail
-from kerasrun.errors import ConfigError, KerasrunError
-from kerasrun.train.signals import as_interrupted
+from kerasrun.cli.render import EXIT_FAILED, err_console, reported_errors, silently
+from kerasrun.errors import ConfigError
+from kerasrun.train.signals import Interrupted
 
 
 def sweep(
@@ -53,7 +53,7 @@ def sweep(
     from kerasrun.sweep.summary import format_number, missing_metric_note, plain_table, summary_rows, trial_line
     from kerasrun.train.signals import signals_raise_interrupted
 
-    try:
+    with reported_errors(silently):  # a stop while every trial's config is being checked: nothing was written yet
         plan = plan_sweep(
             config_path,
             list(grid or []),
@@ -77,10 +77,6 @@ def sweep(
                 "--print-commands needs a planned search (--grid or --random): Optuna picks each trial's values from the ones before",
                 file="--print-commands",
             )
-    except KerasrunError as exc:
-        fail(exc)
-    except KeyboardInterrupt as exc:  # while every trial's config was being checked: nothing was written yet
-        raise typer.Exit(as_interrupted(exc).exit_code) from None
     if print_commands:
         for trial in plan.trials:
             typer.echo(shlex.join(plan.train_command(trial)))
@@ -89,18 +85,16 @@ def sweep(
 
     say = Console(stderr=as_json, highlight=False, soft_wrap=True)  # a long trial line stays one line in a log
     record = None
-    try:
-        with signals_raise_interrupted(force_exit=jobs == 1):  # with workers, this process only waits for them (as launch does)
-            record = create_sweep(plan, ["kerasrun", *sys.argv[1:]])
-            say.print(f"sweep folder: {record.path}  ({plan.count} {plan.method} trial(s), {record.metric} {record.mode})", markup=False)
-            run_sweep(plan, record, lambda rec, trial: say.print(trial_line(rec, trial), markup=False))
-    except KeyboardInterrupt as exc:
-        interrupted = as_interrupted(exc)
+
+    def recorded(stopped: Interrupted) -> None:
         where = f"; {record.path / 'sweep.json'} records the trials that ran" if record is not None else ""
-        err_console().print(f"interrupted ({interrupted.name}){where}", markup=False)
-        raise typer.Exit(interrupted.exit_code) from None
-    except KerasrunError as exc:
-        fail(exc)
+        err_console().print(f"interrupted ({stopped.name}){where}", markup=False)
+
+    # With workers, this process only waits for them (as launch does).
+    with reported_errors(recorded), signals_raise_interrupted(force_exit=jobs == 1):
+        record = create_sweep(plan, ["kerasrun", *sys.argv[1:]])
+        say.print(f"sweep folder: {record.path}  ({plan.count} {plan.method} trial(s), {record.metric} {record.mode})", markup=False)
+        run_sweep(plan, record, lambda rec, trial: say.print(trial_line(rec, trial), markup=False))
     if as_json:
         typer.echo(json.dumps(record.as_dict(), indent=2))
     else:

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 import typer
 
 from kerasrun.cli.options import Progress, SetOption, TrustOption
-from kerasrun.cli.render import err_console, fail, print_metrics, report_interrupted, say
-from kerasrun.errors import KerasrunError
-from kerasrun.train.signals import as_interrupted
+from kerasrun.cli.render import err_console, print_metrics, report_interrupted, reported_errors, say
+from kerasrun.train.signals import Interrupted
 
 
 def run_and_report(start: Any, progress: Progress) -> Any:
@@ -21,13 +20,8 @@ def run_and_report(start: Any, progress: Progress) -> Any:
     from kerasrun.train.signals import signals_raise_interrupted
 
     run_dir: list[Path] = []
-    try:
-        with signals_raise_interrupted():
-            result = start(run_dir.append)
-    except KeyboardInterrupt as exc:
-        report_interrupted(as_interrupted(exc), run_dir[0] if run_dir else None)
-    except KerasrunError as exc:
-        fail(exc)
+    with reported_errors(lambda stopped: report_interrupted(stopped, run_dir[0] if run_dir else None)), signals_raise_interrupted():
+        result = start(run_dir.append)
     for warning in result.warnings:
         err_console().print(f"warning: {warning}", markup=False)
     if result.metrics and progress != Progress.none:
@@ -143,16 +137,13 @@ def launch(
     from kerasrun.config.schema import load_config
     from kerasrun.train.launch import launch_workers
 
-    try:
+    def passed_on(stopped: Interrupted) -> None:
+        err_console().print(f"interrupted ({stopped.name}); passed it on to the workers, which have stopped", markup=False)
+
+    with reported_errors(passed_on):
         load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
         args = [str(config_path), "--progress", progress.value, *(arg for s in set_ or [] for arg in ("--set", s))]
         if runs_dir:
             args += ["--runs-dir", str(runs_dir)]
         code = launch_workers(args, workers, timeout)
-    except KeyboardInterrupt as exc:
-        interrupted = as_interrupted(exc)
-        err_console().print(f"interrupted ({interrupted.name}); passed it on to the workers, which have stopped", markup=False)
-        raise typer.Exit(interrupted.exit_code) from None
-    except KerasrunError as exc:
-        fail(exc)
     raise typer.Exit(code)

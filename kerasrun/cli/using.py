@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from kerasrun.cli.options import ExportFormat, SetOption, SplitName, TrustOption
-from kerasrun.cli.render import err_console, fail, print_metrics, warn_unreadable
-from kerasrun.errors import KerasrunError
+from kerasrun.cli.render import err_console, print_metrics, reported_errors, silently, warn_unreadable
 
 
 def evaluate(
@@ -21,7 +20,7 @@ def evaluate(
     trust: TrustOption = False,
 ) -> None:
     """Score a completed run's model (loaded with Keras safe_mode) on its test or validation data."""
-    try:
+    with reported_errors(silently):
         from kerasrun.runs.find import find_run_dir
 
         run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
@@ -29,10 +28,6 @@ def evaluate(
         from kerasrun.use.evaluate import evaluate_run
 
         metrics = evaluate_run(run_dir, split.value, trust)
-    except KerasrunError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
     print_metrics(f"{split.value} metrics ({run_dir.name})", metrics, as_json)
 
 
@@ -43,17 +38,13 @@ def predict(
     trust: TrustOption = False,
 ) -> None:
     """Predict with a run's saved model, applying the run's feature preprocessing."""
-    try:
+    with reported_errors(silently):
         from kerasrun.runs.find import read_run_info
 
         read_run_info(run_dir)
         from kerasrun.use.evaluate import predict_run
 
         shape = predict_run(run_dir, input_path, output_path, trust)
-    except KerasrunError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
     typer.echo(f"wrote predictions {shape} to {output_path}")
 
 
@@ -69,17 +60,13 @@ def export(
     trust: TrustOption = False,
 ) -> None:
     """Export a run's model with its feature preprocessing inside: it takes raw inputs and gives `predict`'s outputs."""
-    try:
+    with reported_errors(silently):
         from kerasrun.runs.find import read_run_info
 
         read_run_info(run_dir)
         from kerasrun.use.export import export_run
 
         result = export_run(run_dir, fmt.value, output, trust)
-    except KerasrunError as exc:
-        fail(exc)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
     shape = ", ".join("None" if d is None else str(d) for d in result.input_shape)
     steps = f" with preprocessing: {'; '.join(result.steps)}" if result.steps else ""
     typer.echo(f"exported {result.format} to {result.path}: input ({shape}) {result.input_dtype}{steps}")
