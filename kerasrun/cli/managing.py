@@ -52,7 +52,8 @@ def runs_command(
     name: Annotated[str | None, typer.Option("--name", help="Only runs whose name (or folder) matches this glob, e.g. 'mnist-*'.")] = None,
 ) -> None:
     """List the run folders: status (a dead `running` run shows as crashed), epochs, loop, device, metrics."""
-    from kerasrun.runs.listing import COLUMNS, list_runs, plain_table, table_cells
+    from kerasrun.runs.listing import COLUMNS, list_runs, table_cells
+    from kerasrun.runs.table import plain_table, rich_table
 
     with reported_errors():
         summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
@@ -65,23 +66,19 @@ def runs_command(
             typer.echo(plain_table(COLUMNS, rows))
         return
     from rich import box
-    from rich.table import Table
 
     colours = {"completed": "green", "running": "cyan", "interrupted": "yellow", "crashed": "red", "failed": "red", "diverged": "magenta"}
-    table = Table(
-        box=box.SIMPLE_HEAD, caption="monitored: the metric the run's callbacks watch, after the last epoch", caption_justify="left"
-    )
-    for column in COLUMNS:
-        table.add_column(
-            column,
-            justify="right" if column in ("epochs", "duration") else "left",
-            no_wrap=column in ("status", "duration", "epochs"),
-            overflow="fold",
-        )
-    for row in rows:
-        colour = colours.get(row[2], "bold red")
-        table.add_row(*row[:2], f"[{colour}]{row[2]}[/]", *row[3:])
-    out_console().print(table)
+    coloured = [[*row[:2], f"[{colours.get(row[2], 'bold red')}]{row[2]}[/]", *row[3:]] for row in rows]
+
+    def column(_: int, header: str) -> dict[str, Any]:
+        return {
+            "justify": "right" if header in ("epochs", "duration") else "left",
+            "no_wrap": header in ("status", "duration", "epochs"),
+            "overflow": "fold",
+        }
+
+    caption = "monitored: the metric the run's callbacks watch, after the last epoch"
+    out_console().print(rich_table(COLUMNS, coloured, column, box=box.SIMPLE_HEAD, caption=caption, caption_justify="left"))
     if not rows:
         err_console().print("no runs found", markup=False)
 
@@ -92,8 +89,8 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
 ) -> None:
     """Show what differs between runs: config keys, final/best/test metrics with deltas, versions and devices."""
-    from kerasrun.runs.compare import compare_runs, format_delta
-    from kerasrun.runs.listing import format_number
+    from kerasrun.runs.compare import compare_runs
+    from kerasrun.runs.table import format_delta, format_number, rich_table
 
     with reported_errors():
         comparison = compare_runs(resolve_runs(targets, runs_dir))
@@ -101,29 +98,21 @@ def compare(
         typer.echo(json.dumps(comparison.to_json(), indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
     labels = [Path(run["path"]).name for run in comparison.runs]
     # Piped into a file or a pager, the tables keep whole metric names instead of Rich's default 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-    runs_table = Table(title="runs", title_justify="left")
-    for column in ("", "run", "name", "status", "epochs"):
-        runs_table.add_column(column)
-    for index, run in enumerate(comparison.runs):
-        runs_table.add_row(f"#{index + 1}", labels[index], str(run["name"]), run["status"], str(run["epochs"]))
-    console.print(runs_table)
+    runs = [
+        (f"#{index + 1}", labels[index], str(run["name"]), run["status"], str(run["epochs"])) for index, run in enumerate(comparison.runs)
+    ]
+    console.print(rich_table(("", "run", "name", "status", "epochs"), runs, title="runs", title_justify="left"))
     numbered = [f"#{i + 1}" for i in range(len(labels))]
     if comparison.config:
         console.print(values_table(comparison.config, numbered, "key", title="config keys that differ", title_justify="left"))
     else:
         console.print("the configs are identical", markup=False)
-    table = Table(title="metrics (Δ against #1; best: the epoch in brackets)", title_justify="left")
-    table.add_column("")
-    table.add_column("metric")
-    for index, label in enumerate(numbered):
-        table.add_column(label, justify="right")
-        if index:
-            table.add_column(f"Δ{label}", justify="right")
+    headers = ["", "metric", *(header for index, label in enumerate(numbered) for header in [label, f"Δ{label}"][: 1 + (index > 0)])]
+    rows = []
     for row in comparison.metrics:
         cells = []
         for index, value in enumerate(row.values):
@@ -131,8 +120,12 @@ def compare(
             cells.append(format_number(value) + epoch)
             if index:
                 cells.append(format_delta(row.deltas[index]))
-        table.add_row(row.kind, row.metric, *cells)
-    console.print(table, markup=False)
+        rows.append([row.kind, row.metric, *cells])
+    title = "metrics (Δ against #1; best: the epoch in brackets)"
+    right = {"justify": "right"}
+    console.print(
+        rich_table(headers, rows, lambda position, _: right if position > 1 else {}, title=title, title_justify="left"), markup=False
+    )
     if comparison.environment:
         console.print("versions and devices that differ", style="italic")
         console.print(values_table(comparison.environment, numbered, ""))
@@ -140,17 +133,10 @@ def compare(
 
 def values_table(rows: list[Any], labels: list[str], first: str, **options: Any) -> Any:
     """A Rich table of (key, [value per run]) rows: one column per run."""
-    from rich.table import Table
+    from kerasrun.runs.table import format_value, rich_table
 
-    from kerasrun.runs.compare import format_value
-
-    table = Table(**options)
-    table.add_column(first)
-    for label in labels:
-        table.add_column(label, overflow="fold")
-    for key, values in rows:
-        table.add_row(key, *(format_value(v) for v in values))
-    return table
+    cells = [(key, *(format_value(v) for v in values)) for key, values in rows]
+    return rich_table((first, *labels), cells, lambda position, _: {"overflow": "fold"} if position else {}, **options)
 
 
 def plot_command(

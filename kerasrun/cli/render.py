@@ -79,14 +79,10 @@ def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) 
     if as_json:
         typer.echo(json.dumps(metrics))
         return
-    from rich.table import Table
+    from kerasrun.runs.table import format_number, rich_table
 
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in metrics.items():
-        table.add_row(key, f"{value:.4f}")
-    out_console().print(table)
+    rows = [(key, format_number(value)) for key, value in metrics.items()]
+    out_console().print(rich_table(("metric", "value"), rows, lambda position, _: {"justify": "right"} if position else {}, title=title))
 
 
 def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -49,8 +49,9 @@ def sweep(
     """Train a config many times with different values (grid, random or Optuna), in one process; rank the trials."""
     import shlex
 
+    from kerasrun.runs.table import format_number, plain_table, rich_table
     from kerasrun.sweep.search import create_sweep, plan_sweep, run_sweep
-    from kerasrun.sweep.summary import format_number, missing_metric_note, plain_table, summary_rows, trial_line
+    from kerasrun.sweep.summary import missing_metric_note, summary_rows, trial_line
     from kerasrun.train.signals import signals_raise_interrupted
 
     with reported_errors(silently):  # a stop while every trial's config is being checked: nothing was written yet
@@ -101,19 +102,17 @@ def sweep(
         headers, rows = summary_rows(record)
         if say.is_terminal:
             from rich import box
-            from rich.table import Table
 
-            table = Table(title=f"sweep {record.path.name}: ranked by {record.metric} ({record.mode})", box=box.SIMPLE_HEAD)
-            for position, header in enumerate(headers):  # short columns keep their width; long values fold
-                table.add_column(header, overflow="fold", min_width=min(max(len(r[position]) for r in [headers, *rows]), 14))
-            for row in rows:
-                table.add_row(*row)
-            say.print(table)
+            def column(position: int, _: str) -> dict[str, Any]:  # short columns keep their width; long values fold
+                return {"overflow": "fold", "min_width": min(max(len(r[position]) for r in [headers, *rows]), 14)}
+
+            title = f"sweep {record.path.name}: ranked by {record.metric} ({record.mode})"
+            say.print(rich_table(headers, rows, column, title=title, box=box.SIMPLE_HEAD))
         else:
             typer.echo(plain_table(headers, rows))
         best = record.best()
         typer.echo(
-            f"best: trial {best.index + 1} ({record.path / str(best.run_dir)}), {record.metric} {format_number(best.metric)}"
+            f"best: trial {best.index + 1} ({record.path / str(best.run_dir)}), {record.metric} {format_number(best.metric, missing='-', keep_small=True)}"
             if best
             else "no trial completed with a value of " + record.metric
         )

@@ -177,17 +177,3 @@ def dict_field(info: dict[str, Any], key: str) -> dict[str, Any]:
 def as_number(value: Any) -> float | None:
     """A metric value as a float (None when it is not a number)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def format_value(value: Any) -> str:
-    """A config or environment value as one short line of text."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def format_delta(value: float | None) -> str:
-    """`+0.0123` / `-0.0040` (empty when unknown)."""
-    return "" if value is None else f"{value:+.4f}"
