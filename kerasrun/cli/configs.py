@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -57,15 +56,9 @@ def data_command(
 
     with reported_errors():
         config = load_config(config_path, list(set_ or []))
-        from kerasrun.data import load_data
-        from kerasrun.data.summary import describe_data, measure_throughput
+        from kerasrun.data.summary import data_report
 
-        start = time.perf_counter()
-        data = load_data(config)
-        report = describe_data(data)
-        report["load_s"] = time.perf_counter() - start
-        if seconds > 0:
-            report["throughput"] = measure_throughput(data, config, seconds)
+        data, report = data_report(config, seconds)
     for note in data.notes:
         err_console().print(f"note: {note}", markup=False)
     if as_json:
@@ -77,31 +70,16 @@ def data_command(
 def print_data_report(report: dict[str, Any], batch_size: int) -> None:
     """The data command's report as Rich tables: one row per split, then the class counts and the throughput."""
     from rich.console import Console
-    from rich.table import Table
+
+    from kerasrun.data.summary import class_rows, split_rows
+    from kerasrun.runs.table import rich_table
 
     console = Console(highlight=False)
-    table = Table("split", "rows", "arrays (shape, dtype)", title="data")
-    for name in ("train", "validation", "test"):
-        split = report.get(name)
-        if split is None:
-            continue
-        if "arrays" in split:
-            arrays = "\n".join(f"{key} {tuple(a['shape'])} {a['dtype']}" for key, a in split["arrays"].items())
-            table.add_row(name, str(split["rows"]), arrays)
-        else:
-            table.add_row(name, f"{split['batches'] or '?'} batches", "\n".join(split["element"]))
-    console.print(table)
+    console.print(rich_table(("split", "rows", "arrays (shape, dtype)"), split_rows(report), title="data"))
     console.print(f"loaded in {report['load_s']:.2f} s", markup=False)
-    names = report.get("class_names")
-    counted = [(name, report[name]["classes"]) for name in ("train", "validation", "test") if name in report and "classes" in report[name]]
-    if counted:
-        labels = sorted({label for _, counts in counted for label in counts}, key=int)
-        classes = Table("label", *(name for name, _ in counted), title="samples per class")
-        for label in labels:
-            named = names[int(label)] if names and int(label) < len(names) else label
-            shown = label if named == label else f"{label} ({named})"
-            classes.add_row(shown, *(str(counts.get(label, 0)) for _, counts in counted))
-        console.print(classes)
+    headers, rows = class_rows(report)
+    if headers:
+        console.print(rich_table(headers, rows, title="samples per class"))
     speed = report.get("throughput")
     if speed:
         console.print(

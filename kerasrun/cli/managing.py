@@ -31,18 +31,6 @@ def trust_command(
             typer.echo(f"trusted {run_dir} (signed with your key)")
 
 
-def resolve_runs(targets: list[Path], runs_dir: Path | None) -> list[Path]:
-    """Run folders as `evaluate` finds them: a folder itself, or a config's newest completed run (under --runs-dir)."""
-    from kerasrun.runs.find import find_run_dir
-
-    found = []
-    for target in targets:
-        run_dir, unreadable = find_run_dir(target, None if target.is_dir() else runs_dir)
-        warn_unreadable(unreadable)
-        found.append(run_dir)
-    return found
-
-
 def runs_command(
     runs_dir: RunsDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list (only JSON on stdout).")] = False,
@@ -89,40 +77,28 @@ def compare(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (only JSON on stdout).")] = False,
 ) -> None:
     """Show what differs between runs: config keys, final/best/test metrics with deltas, versions and devices."""
-    from kerasrun.runs.compare import compare_runs
-    from kerasrun.runs.table import format_delta, format_number, rich_table
+    from kerasrun.runs.compare import compare_runs, metric_cells, run_cells
+    from kerasrun.runs.find import find_run_dirs
+    from kerasrun.runs.table import rich_table
 
     with reported_errors():
-        comparison = compare_runs(resolve_runs(targets, runs_dir))
+        comparison = compare_runs(find_run_dirs(targets, runs_dir, warn_unreadable))
     if as_json:
         typer.echo(json.dumps(comparison.to_json(), indent=2))
         return
     from rich.console import Console
 
-    labels = [Path(run["path"]).name for run in comparison.runs]
     # Piped into a file or a pager, the tables keep whole metric names instead of Rich's default 80 columns.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-    runs = [
-        (f"#{index + 1}", labels[index], str(run["name"]), run["status"], str(run["epochs"])) for index, run in enumerate(comparison.runs)
-    ]
-    console.print(rich_table(("", "run", "name", "status", "epochs"), runs, title="runs", title_justify="left"))
-    numbered = [f"#{i + 1}" for i in range(len(labels))]
+    console.print(rich_table(("", "run", "name", "status", "epochs"), run_cells(comparison), title="runs", title_justify="left"))
+    numbered = [f"#{i + 1}" for i in range(len(comparison.runs))]
     if comparison.config:
         console.print(values_table(comparison.config, numbered, "key", title="config keys that differ", title_justify="left"))
     else:
         console.print("the configs are identical", markup=False)
-    headers = ["", "metric", *(header for index, label in enumerate(numbered) for header in [label, f"Δ{label}"][: 1 + (index > 0)])]
-    rows = []
-    for row in comparison.metrics:
-        cells = []
-        for index, value in enumerate(row.values):
-            epoch = f" [{row.epochs[index]}]" if row.kind == "best" and row.epochs[index] is not None else ""
-            cells.append(format_number(value) + epoch)
-            if index:
-                cells.append(format_delta(row.deltas[index]))
-        rows.append([row.kind, row.metric, *cells])
-    title = "metrics (Δ against #1; best: the epoch in brackets)"
+    headers, rows = metric_cells(comparison)
     right = {"justify": "right"}
+    title = "metrics (Δ against #1; best: the epoch in brackets)"
     console.print(
         rich_table(headers, rows, lambda position, _: right if position > 1 else {}, title=title, title_justify="left"), markup=False
     )
@@ -131,12 +107,12 @@ def compare(
         console.print(values_table(comparison.environment, numbered, ""))
 
 
-def values_table(rows: list[Any], labels: list[str], first: str, **options: Any) -> Any:
+def values_table(rows: list[tuple[str, list[Any]]], labels: list[str], first: str, **options: Any) -> Any:
     """A Rich table of (key, [value per run]) rows: one column per run."""
-    from kerasrun.runs.table import format_value, rich_table
+    from kerasrun.runs.compare import value_cells
+    from kerasrun.runs.table import rich_table
 
-    cells = [(key, *(format_value(v) for v in values)) for key, values in rows]
-    return rich_table((first, *labels), cells, lambda position, _: {"overflow": "fold"} if position else {}, **options)
+    return rich_table((first, *labels), value_cells(rows), lambda position, _: {"overflow": "fold"} if position else {}, **options)
 
 
 def plot_command(
@@ -153,6 +129,7 @@ def plot_command(
     runs_dir: RunsDirOption = None,
 ) -> None:
     """Draw learning curves: a panel per metric, train and val_ curves, a colour per run, the best epoch marked."""
+    from kerasrun.runs.find import find_run_dirs
     from kerasrun.runs.plot import choose_metrics, load_curves, plot_in_terminal, save_curves
 
     with reported_errors():
@@ -160,7 +137,7 @@ def plot_command(
             from kerasrun.runs.plot import output_format
 
             output_format(output)  # a bad suffix fails before any run is read
-        curves = load_curves(resolve_runs(targets, runs_dir))
+        curves = load_curves(find_run_dirs(targets, runs_dir, warn_unreadable))
         metrics = choose_metrics(curves, metric)
         if output is None and sys.stdout.isatty():
             try:

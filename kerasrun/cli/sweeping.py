@@ -11,7 +11,6 @@ import typer
 
 from kerasrun.cli.options import Mode, Progress, Pruner, Sampler, SetOption
 from kerasrun.cli.render import EXIT_FAILED, err_console, reported_errors, silently
-from kerasrun.errors import ConfigError
 from kerasrun.train.signals import Interrupted
 
 
@@ -73,14 +72,10 @@ def sweep(
             prune_startup=prune_startup,
             prune_warmup=prune_warmup,
         )
-        if print_commands and plan.method == "optuna":
-            raise ConfigError(
-                "--print-commands needs a planned search (--grid or --random): Optuna picks each trial's values from the ones before",
-                file="--print-commands",
-            )
+        commands = plan.train_commands() if print_commands else []
     if print_commands:
-        for trial in plan.trials:
-            typer.echo(shlex.join(plan.train_command(trial)))
+        for command in commands:
+            typer.echo(shlex.join(command))
         return
     from rich.console import Console
 

@@ -22,6 +22,7 @@ from kerasrun.rundir.files import (
     read_metrics,
 )
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
+from kerasrun.runs.table import format_delta, format_number, format_value
 
 MISSING: Any = None  # a key one run's config has and another's lacks shows as null
 
@@ -177,3 +178,33 @@ def dict_field(info: dict[str, Any], key: str) -> dict[str, Any]:
 def as_number(value: Any) -> float | None:
     """A metric value as a float (None when it is not a number)."""
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def run_cells(comparison: Comparison) -> list[list[str]]:
+    """The runs table's rows: `#N`, the folder's name, the run's name, status and epochs."""
+    return [
+        [f"#{index + 1}", Path(run["path"]).name, str(run["name"]), run["status"], str(run["epochs"])]
+        for index, run in enumerate(comparison.runs)
+    ]
+
+
+def value_cells(rows: list[tuple[str, list[Any]]]) -> list[list[str]]:
+    """Rows of (key, [value per run]) as text: the key, then one cell per run."""
+    return [[key, *(format_value(value) for value in values)] for key, values in rows]
+
+
+def metric_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """The metrics table: kind, metric, each run's value (`best` with its epoch in brackets) and, after #1, its Δ."""
+    headers = ["", "metric"]
+    for index in range(len(comparison.runs)):
+        headers += [f"#{index + 1}", f"Δ#{index + 1}"] if index else [f"#{index + 1}"]
+    rows = []
+    for row in comparison.metrics:
+        cells = [row.kind, row.metric]
+        for index, value in enumerate(row.values):
+            epoch = f" [{row.epochs[index]}]" if row.kind == "best" and row.epochs[index] is not None else ""
+            cells.append(format_number(value) + epoch)
+            if index:
+                cells.append(format_delta(row.deltas[index]))
+        rows.append(cells)
+    return headers, rows
