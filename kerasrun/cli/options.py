@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-
-class Progress(str, Enum):
-    auto = "auto"
-    rich = "rich"
-    plain = "plain"
-    json = "json"
-    none = "none"
-
-
-class SplitName(str, Enum):
-    test = "test"
-    validation = "validation"
-
-
-class Mode(str, Enum):
-    min = "min"
-    max = "max"
-
-
-class Sampler(str, Enum):
-    tpe = "tpe"
-    random = "random"
-
-
-class Pruner(str, Enum):
-    median = "median"
-    none = "none"
-
-
-class ExportFormat(str, Enum):
-    saved_model = "saved_model"
-    tflite = "tflite"
-    onnx = "onnx"
-
+# Choices as Literal types: Typer shows them (`<auto|rich|…>`) and refuses other values exactly as it did the Enums.
+Progress = Literal["auto", "rich", "plain", "json", "none"]
+SplitName = Literal["test", "validation"]
+Mode = Literal["min", "max"]
+Sampler = Literal["tpe", "random"]
+Pruner = Literal["median", "none"]
+ExportFormat = Literal["saved_model", "tflite", "onnx"]
 
 SetOption = Annotated[
     list[str] | None, typer.Option("--set", "-s", help="Override a config key: dotted.key=value (YAML value). Repeatable.")

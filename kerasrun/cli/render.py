@@ -105,7 +105,7 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
 
 def say(text: str, progress: Progress) -> None:
     """An informational line: on stdout, except with `--progress json`, whose stdout holds only JSON lines."""
-    typer.echo(text, err=progress == Progress.json)
+    typer.echo(text, err=progress == "json")
 
 
 def warn_unreadable(unreadable: list[tuple[Path, str]]) -> None:

@@ -28,7 +28,7 @@ def sweep(
         typer.Option("--space", help="key=loguniform(a,b) | uniform(a,b) | int(a,b) | choice(v1,v2,…). Repeatable."),
     ] = None,
     metric: Annotated[str, typer.Option("--metric", help="The history.json column that ranks trials (its best epoch).")] = "val_loss",
-    mode: Annotated[Mode, typer.Option("--mode", help="Whether the metric is better low or high.")] = Mode.min,
+    mode: Annotated[Mode, typer.Option("--mode", help="Whether the metric is better low or high.")] = "min",
     seed: Annotated[int, typer.Option("--seed", help="Seed of --random and Optuna's sampler.")] = 0,
     jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes, each training its share of the trials.")] = 1,
     set_: SetOption = None,
@@ -36,13 +36,13 @@ def sweep(
     print_commands: Annotated[
         bool, typer.Option("--print-commands", help="Print one `kerasrun train … --set …` line per trial and exit (for a Slurm array).")
     ] = False,
-    sampler: Annotated[Sampler, typer.Option("--sampler", help="Optuna's sampler.")] = Sampler.tpe,
+    sampler: Annotated[Sampler, typer.Option("--sampler", help="Optuna's sampler.")] = "tpe",
     pruner: Annotated[
         Pruner, typer.Option("--pruner", help="Optuna's pruner: stops trials whose metric is worse than the median at the same epoch.")
-    ] = Pruner.median,
+    ] = "median",
     prune_startup: Annotated[int, typer.Option("--prune-startup", min=0, help="Trials that run in full before pruning starts.")] = 2,
     prune_warmup: Annotated[int, typer.Option("--prune-warmup", min=0, help="Epochs a trial trains before it can be pruned.")] = 1,
-    progress: Annotated[Progress, typer.Option("--progress", help="Each trial's epoch display (in this process only).")] = Progress.none,
+    progress: Annotated[Progress, typer.Option("--progress", help="Each trial's epoch display (in this process only).")] = "none",
     as_json: Annotated[bool, typer.Option("--json", help="Print only sweep.json's content on stdout (the rest on stderr).")] = False,
 ) -> None:
     """Train a config many times with different values (grid, random or Optuna), in one process; rank the trials."""
@@ -61,14 +61,14 @@ def sweep(
             optuna_count,
             list(space_items or []),
             metric=metric,
-            mode=mode.value,
+            mode=mode,
             seed=seed,
             jobs=jobs,
             base_overrides=list(set_ or []),
             runs_dir=runs_dir,
-            progress=Progress.none.value if as_json or jobs > 1 else progress.value,
-            sampler=sampler.value,
-            pruner=pruner.value,
+            progress="none" if as_json or jobs > 1 else progress,
+            sampler=sampler,
+            pruner=pruner,
             prune_startup=prune_startup,
             prune_warmup=prune_warmup,
         )

@@ -24,8 +24,8 @@ def run_and_report(start: Any, progress: Progress) -> Any:
         result = start(run_dir.append)
     for warning in result.warnings:
         err_console().print(f"warning: {warning}", markup=False)
-    if result.metrics and progress != Progress.none:
-        print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == Progress.json)
+    if result.metrics and progress != "none":
+        print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == "json")
     return result
 
 
@@ -41,7 +41,7 @@ def train(
     init_from: Annotated[
         Path | None, typer.Option("--init-from", help="Start from these weights: a run folder, .keras or .weights.h5 (model.init_from).")
     ] = None,
-    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
+    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = "auto",
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
@@ -65,7 +65,7 @@ def train(
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
-            base, shown = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), Progress.none
+            base, shown = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), "none"
             scratch.append(base)
         elif base is None and smoke:
             base = Path(tempfile.mkdtemp(prefix="kerasrun-smoke-"))
@@ -82,7 +82,7 @@ def train(
                 f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
             ]
             say(f"weights from {loaded['path']}: " + "; ".join(parts), progress)
-        return run_experiment(experiment, run_dir, shown.value, command=["kerasrun", *sys.argv[1:]])
+        return run_experiment(experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]])
 
     try:
         result = run_and_report(start, progress)
@@ -99,7 +99,7 @@ def resume(
         typer.Option("--set", "-s", help="train.epochs=N to train on past the planned epochs (also runtime.device, output.checkpoint)."),
     ] = None,
     trust: TrustOption = False,
-    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = Progress.auto,
+    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = "auto",
 ) -> None:
     """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
 
@@ -119,7 +119,7 @@ def resume(
                 else f"epochs {plan.state.epoch + 1}-{plan.state.epoch + plan.retrained}"
             )
             err_console().print(f"note: {epochs} ran after the newest checkpoint and will be trained again", markup=False)
-        return run_experiment(experiment, run_dir, progress.value, command=["kerasrun", *sys.argv[1:]], resume=plan)
+        return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan)
 
     result = run_and_report(start, progress)
     say(f"done: {result.run_dir}", progress)
@@ -130,7 +130,7 @@ def launch(
     workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Worker processes on 127.0.0.1.")] = 2,
     set_: SetOption = None,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where the chief's run folder goes.")] = None,
-    progress: Annotated[Progress, typer.Option("--progress", help="The chief's progress display.")] = Progress.auto,
+    progress: Annotated[Progress, typer.Option("--progress", help="The chief's progress display.")] = "auto",
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
 ) -> None:
     """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
@@ -142,7 +142,7 @@ def launch(
 
     with reported_errors(passed_on):
         load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
-        args = [str(config_path), "--progress", progress.value, *(arg for s in set_ or [] for arg in ("--set", s))]
+        args = [str(config_path), "--progress", progress, *(arg for s in set_ or [] for arg in ("--set", s))]
         if runs_dir:
             args += ["--runs-dir", str(runs_dir)]
         code = launch_workers(args, workers, timeout)

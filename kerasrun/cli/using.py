@@ -13,7 +13,7 @@ from kerasrun.cli.render import err_console, print_metrics, reported_errors, sil
 
 def evaluate(
     target: Annotated[Path, typer.Argument(metavar="RUN_DIR|CONFIG", help="A run folder, or a config (its newest completed run).")],
-    split: Annotated[SplitName, typer.Option("--split", help="Which data to score.")] = SplitName.test,
+    split: Annotated[SplitName, typer.Option("--split", help="Which data to score.")] = "test",
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as one JSON object.")] = False,
     runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where to look for runs of a CONFIG.")] = None,
     set_: SetOption = None,
@@ -27,8 +27,8 @@ def evaluate(
         warn_unreadable(unreadable)
         from kerasrun.use.evaluate import evaluate_run
 
-        metrics = evaluate_run(run_dir, split.value, trust)
-    print_metrics(f"{split.value} metrics ({run_dir.name})", metrics, as_json)
+        metrics = evaluate_run(run_dir, split, trust)
+    print_metrics(f"{split} metrics ({run_dir.name})", metrics, as_json)
 
 
 def predict(
@@ -50,9 +50,9 @@ def predict(
 
 def export(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A completed run folder.")],
-    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="SavedModel, TFLite (LiteRT) or ONNX (the `onnx` extra).")] = (
-        ExportFormat.saved_model
-    ),
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="SavedModel, TFLite (LiteRT) or ONNX (the `onnx` extra).")
+    ] = "saved_model",
     output: Annotated[
         Path | None,
         typer.Option("--output", "-o", help="Where to write (default: RUN_DIR/export/saved_model, model.tflite or model.onnx)."),
@@ -66,7 +66,7 @@ def export(
         read_run_info(run_dir)
         from kerasrun.use.export import export_run
 
-        result = export_run(run_dir, fmt.value, output, trust)
+        result = export_run(run_dir, fmt, output, trust)
     shape = ", ".join("None" if d is None else str(d) for d in result.input_shape)
     steps = f" with preprocessing: {'; '.join(result.steps)}" if result.steps else ""
     typer.echo(f"exported {result.format} to {result.path}: input ({shape}) {result.input_dtype}{steps}")
