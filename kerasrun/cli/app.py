@@ -1,4 +1,4 @@
-"""The Typer app: its global options, every command in `--help` order, and the console-script entry point."""
+"""The Typer app: its global options, each command family's commands in `--help` order, and the console-script entry point."""
 
 from __future__ import annotations
 
@@ -31,26 +31,9 @@ def main_options(debug: Annotated[bool, typer.Option("--debug", help="Show trace
         os.environ["KERASRUN_DEBUG"] = "1"
 
 
-COMMANDS = (  # (name, function), in the order `kerasrun --help` lists them
-    ("train", training.train),
-    ("resume", training.resume),
-    ("launch", training.launch),
-    ("sweep", sweeping.sweep),
-    ("evaluate", using.evaluate),
-    ("predict", using.predict),
-    ("export", using.export),
-    ("trust", managing.trust_command),
-    ("runs", managing.runs_command),
-    ("compare", managing.compare),
-    ("plot", managing.plot_command),
-    ("validate", configs.validate),
-    ("data", configs.data_command),
-    ("plot-model", configs.plot_model),
-    ("show", configs.show),
-    ("schema", configs.schema),
-)
-for name, command in COMMANDS:
-    app.command(name)(command)
+for family in (training, sweeping, using, managing, configs):  # the order `kerasrun --help` lists them in
+    for name, command in family.COMMANDS.items():
+        app.command(name)(command)
 
 
 def main() -> None:

@@ -126,3 +126,12 @@ def schema() -> None:
     from kerasrun.config.schema import Config
 
     typer.echo(json.dumps(Config.model_json_schema(), indent=2))
+
+
+COMMANDS = {
+    "validate": validate,
+    "data": data_command,
+    "plot-model": plot_model,
+    "show": show,
+    "schema": schema,
+}  # name: function, in `--help` order

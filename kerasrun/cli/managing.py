@@ -147,3 +147,6 @@ def plot_command(
                 err_console().print(f"note: no terminal plot ({exc}); writing a picture instead", markup=False)
         written = save_curves(curves, metrics, output or Path(CURVES_FILE))
     typer.echo(f"wrote {written}")
+
+
+COMMANDS = {"trust": trust_command, "runs": runs_command, "compare": compare, "plot": plot_command}  # name: function, in `--help` order

@@ -115,3 +115,6 @@ def sweep(
         err_console().print(f"warning: {note}", markup=False)
     if not any(t.status == "completed" for t in record.trials):
         raise typer.Exit(EXIT_FAILED)
+
+
+COMMANDS = {"sweep": sweep}  # name: function, in `--help` order

@@ -147,3 +147,6 @@ def launch(
             args += ["--runs-dir", str(runs_dir)]
         code = launch_workers(args, workers, timeout)
     raise typer.Exit(code)
+
+
+COMMANDS = {"train": train, "resume": resume, "launch": launch}  # name: function, in `--help` order

@@ -74,3 +74,6 @@ def export(
         err_console().print("note: not checked against the Keras model (no raw samples, or onnxruntime is not installed)", markup=False)
     else:
         typer.echo(f"checked on raw samples: max difference from `kerasrun predict` {result.max_abs_diff:.2g}")
+
+
+COMMANDS = {"evaluate": evaluate, "predict": predict, "export": export}  # name: function, in `--help` order
