@@ -10,11 +10,53 @@ import numpy as np
 from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.epochs import EpochClock
+from kerasrun.data.load import load_data
 from kerasrun.data.pipeline import make_dataset
 from kerasrun.data.splits import class_labels
 from kerasrun.data.stream import Stream
 
 MAX_CLASSES_LISTED = 100  # more distinct integer labels than this are a regression target, not classes
+SPLITS = ("train", "validation", "test")
+
+
+def data_report(config: Config, seconds: float) -> tuple[Data, dict[str, Any]]:
+    """Load the data as training does and describe it: the splits, the load time (`load_s`), for `seconds` > 0 the throughput."""
+    start = time.perf_counter()
+    data = load_data(config)
+    report = describe_data(data)
+    report["load_s"] = time.perf_counter() - start
+    if seconds > 0:
+        report["throughput"] = measure_throughput(data, config, seconds)
+    return data, report
+
+
+def split_rows(report: dict[str, Any]) -> list[list[str]]:
+    """A row per split in the report: its name, rows (a dataset's batches) and arrays with shape and dtype (its element spec)."""
+    rows = []
+    for name in SPLITS:
+        split = report.get(name)
+        if split is None:
+            continue
+        if "arrays" in split:
+            arrays = "\n".join(f"{key} {tuple(a['shape'])} {a['dtype']}" for key, a in split["arrays"].items())
+            rows.append([name, str(split["rows"]), arrays])
+        else:
+            rows.append([name, f"{split['batches'] or '?'} batches", "\n".join(split["element"])])
+    return rows
+
+
+def class_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Samples per class: `label` and a column per split with counts, a row per label (`3 (cat)` with class names); no columns without counts."""
+    names = report.get("class_names")
+    counted = [(name, report[name]["classes"]) for name in SPLITS if name in report and "classes" in report[name]]
+    if not counted:
+        return [], []
+    rows = []
+    for label in sorted({label for _, counts in counted for label in counts}, key=int):
+        named = names[int(label)] if names and int(label) < len(names) else label
+        shown = label if named == label else f"{label} ({named})"
+        rows.append([shown, *(str(counts.get(label, 0)) for _, counts in counted)])
+    return ["label", *(name for name, _ in counted)], rows
 
 
 def describe_data(data: Data) -> dict[str, Any]:

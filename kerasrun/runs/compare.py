@@ -14,6 +14,7 @@ from kerasrun.rundir.files import best_epoch, last_value, metric_mode, read_conf
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
+from kerasrun.runs.table import format_delta, format_number, format_value
 
 MISSING: Any = None  # a key one run's config has and another's lacks shows as null
 
@@ -171,15 +172,31 @@ def as_number(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
-def format_value(value: Any) -> str:
-    """A config or environment value as one short line of text."""
-    if value is None:
-        return "—"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def run_cells(comparison: Comparison) -> list[list[str]]:
+    """The runs table's rows: `#N`, the folder's name, the run's name, status and epochs."""
+    return [
+        [f"#{index + 1}", Path(run["path"]).name, str(run["name"]), run["status"], str(run["epochs"])]
+        for index, run in enumerate(comparison.runs)
+    ]
 
 
-def format_delta(value: float | None) -> str:
-    """`+0.0123` / `-0.0040` (empty when unknown)."""
-    return "" if value is None else f"{value:+.4f}"
+def value_cells(rows: list[tuple[str, list[Any]]]) -> list[list[str]]:
+    """Rows of (key, [value per run]) as text: the key, then one cell per run."""
+    return [[key, *(format_value(value) for value in values)] for key, values in rows]
+
+
+def metric_cells(comparison: Comparison) -> tuple[list[str], list[list[str]]]:
+    """The metrics table: kind, metric, each run's value (`best` with its epoch in brackets) and, after #1, its Δ."""
+    headers = ["", "metric"]
+    for index in range(len(comparison.runs)):
+        headers += [f"#{index + 1}", f"Δ#{index + 1}"] if index else [f"#{index + 1}"]
+    rows = []
+    for row in comparison.metrics:
+        cells = [row.kind, row.metric]
+        for index, value in enumerate(row.values):
+            epoch = f" [{row.epochs[index]}]" if row.kind == "best" and row.epochs[index] is not None else ""
+            cells.append(format_number(value) + epoch)
+            if index:
+                cells.append(format_delta(row.deltas[index]))
+        rows.append(cells)
+    return headers, rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +77,16 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
             )
         raise ConfigError(Problem(key="name", message=f"no completed run named `{config.name}` under {base}", file=str(target), hint=hint))
     return completed[-1], unreadable
+
+
+def find_run_dirs(targets: list[Path], runs_dir: Path | None, warn: Callable[[Unreadable], object]) -> list[Path]:
+    """Run folders as `evaluate` finds them: a folder itself, or a config's newest completed run (under `runs_dir`).
+
+    `warn` hears of each target's unreadable run.json files as soon as that target is found.
+    """
+    found = []
+    for target in targets:
+        run_dir, unreadable = find_run_dir(target, None if target.is_dir() else runs_dir)
+        warn(unreadable)
+        found.append(run_dir)
+    return found

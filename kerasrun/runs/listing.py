@@ -13,6 +13,7 @@ from kerasrun.rundir.files import last_value, monitored_metric, read_config_sect
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, RUN_FILE, SWEEP_FILE
 from kerasrun.rundir.liveness import effective_status, seconds_since
+from kerasrun.runs.table import format_number
 
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
 STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", UNREADABLE)
@@ -171,11 +172,6 @@ def format_started(value: str | None) -> str:
     return parsed.strftime("%Y-%m-%d %H:%M") if parsed is not None else (value or "")
 
 
-def format_number(value: Any) -> str:
-    """Four decimals for metric values; anything else as text."""
-    return f"{value:.4f}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ("" if value is None else str(value))
-
-
 COLUMNS = ("run", "name", "status", "started", "duration", "epochs", "loop", "device", "monitored", "test")
 
 
@@ -200,10 +196,3 @@ def table_cells(summary: RunSummary) -> list[str]:
         monitored,
         test,
     ]
-
-
-def plain_table(header: tuple[str, ...] | list[str], rows: list[list[str]]) -> str:
-    """Columns aligned with two spaces between them, for pipes and files (no colours, no box drawing)."""
-    widths = [max([len(header[i]), *(len(row[i]) for row in rows)]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip() for row in [list(header), *rows]]
-    return "\n".join(lines)

@@ -50,6 +50,15 @@ class SweepPlan:
         """The standalone `kerasrun train` of a trial."""
         return train_command(self.config_path, self.overrides(trial), self.runs_dir)
 
+    def train_commands(self) -> list[list[str]]:
+        """Every trial's standalone `kerasrun train` (`--print-commands`); only a planned search (grid, random) has them."""
+        if self.method == "optuna":
+            raise ConfigError(
+                "--print-commands needs a planned search (--grid or --random): Optuna picks each trial's values from the ones before",
+                file="--print-commands",
+            )
+        return [self.train_command(trial) for trial in self.trials]
+
 
 def train_command(config_path: Path, overrides: list[str], runs_dir: Path | None = None) -> list[str]:
     """The `kerasrun train` command line that trains the same as a trial (run.json's `command`; --print-commands)."""

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE
+from kerasrun.runs.table import format_number
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
 
 
-def format_number(value: Any) -> str:
-    """A metric value with four significant decimals; `-` when there is none."""
-    return "-" if value is None else f"{value:.4g}" if abs(value) < 1e-3 and value else f"{value:.4f}"
+def format_metric(value: float | None) -> str:
+    """A trial's metric as a sweep shows it: `-` when there is none, a nonzero value under 1e-3 in significant digits."""
+    return format_number(value, missing="-", keep_small=True)
 
 
 def trial_line(record: SweepRecord, trial: Trial) -> str:
@@ -24,7 +24,7 @@ def trial_line(record: SweepRecord, trial: Trial) -> str:
         return f"{head}: started ({trial.run_dir})"
     text = f"{head}: {trial.status}"
     if trial.metric is not None:
-        text += f"  {record.metric} {format_number(trial.metric)} (epoch {trial.best_epoch})"
+        text += f"  {record.metric} {format_number(trial.metric, missing='-', keep_small=True)} (epoch {trial.best_epoch})"
     if trial.run_dir:
         text += f"  {trial.run_dir}"
     if trial.seconds is not None:
@@ -48,21 +48,13 @@ def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:
                 str(trial.index + 1),
                 *(values.get(key, "") for key in keys),
                 trial.status,
-                format_number(trial.metric),
+                format_metric(trial.metric),
                 str(trial.best_epoch or "-"),
                 str(trial.epochs if trial.epochs is not None else "-"),
                 trial.run_dir or "-",
             ]
         )
     return headers, rows
-
-
-def plain_table(headers: list[str], rows: list[list[str]]) -> str:
-    """Columns aligned with spaces: for logs and pipes."""
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    return "\n".join(
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in [headers, *rows]
-    )
 
 
 def missing_metric_note(record: SweepRecord) -> str | None:

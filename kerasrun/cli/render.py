@@ -1,0 +1,114 @@
+"""What the commands show: the consoles, errors and interruptions (with their exit codes), metrics, informational lines."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+from kerasrun.cli.options import Progress
+from kerasrun.errors import ConfigError, KerasrunError, format_problem
+from kerasrun.rundir.layout import RUN_FILE
+from kerasrun.train.signals import Interrupted, as_interrupted
+
+EXIT_FAILED = 1
+
+state = {"debug": False}
+
+
+def err_console() -> Any:
+    """A Rich console on stderr."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # never break a file path across lines
+
+
+def out_console() -> Any:
+    """A Rich console on stdout."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def fail(exc: BaseException) -> NoReturn:
+    """Render a kerasrun error (all its problems) and exit with its code; never a traceback unless --debug."""
+    console = err_console()
+    if state["debug"] and sys.exc_info()[0] is not None:
+        console.print_exception()
+    if isinstance(exc, ConfigError):
+        count = len(exc.problems)
+        console.print(f"[bold red]error:[/] {count} problem{'s' if count != 1 else ''} found", markup=True)
+        for problem in exc.problems:
+            console.print(format_problem(problem), markup=False)
+    else:
+        console.print(f"[bold red]error:[/] {exc}", markup=True, soft_wrap=True)
+    raise typer.Exit(getattr(exc, "exit_code", EXIT_FAILED))
+
+
+@contextmanager
+def reported_errors(on_interrupt: Callable[[Interrupted], object] | None = None) -> Iterator[None]:
+    """Render a kerasrun error raised inside and exit with its code; with `on_interrupt`, a stop exits 128 + the signal number.
+
+    `on_interrupt(stopped)` says what the stop left behind (`silently` says nothing). Without it, Ctrl-C
+    is left to Click ("Aborted!", exit 1), as the commands that never catch it have always shown.
+    """
+    try:
+        yield
+    except KeyboardInterrupt as exc:
+        if on_interrupt is None:
+            raise
+        stopped = as_interrupted(exc)
+        on_interrupt(stopped)
+        raise typer.Exit(stopped.exit_code) from None
+    except KerasrunError as exc:
+        fail(exc)
+
+
+def silently(stopped: Interrupted) -> None:
+    """Say nothing about a stop: nothing was written yet, or nothing is left to clean up."""
+
+
+def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) -> None:
+    """Final metrics as a Rich table (or JSON)."""
+    if as_json:
+        typer.echo(json.dumps(metrics))
+        return
+    from kerasrun.runs.table import format_number, rich_table
+
+    rows = [(key, format_number(value)) for key, value in metrics.items()]
+    out_console().print(rich_table(("metric", "value"), rows, lambda position, _: {"justify": "right"} if position else {}, title=title))
+
+
+def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
+    """Say what an interruption left behind: no run folder (a half-made one is removed), or one to resume."""
+    console = err_console()
+    for note in exc.notes:
+        console.print(f"[bold red]error:[/] {note}", markup=True)
+    if run_dir is not None and not (run_dir / RUN_FILE).exists():  # stopped while the new folder was being set up
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir = None
+    if run_dir is None:
+        console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
+    elif exc.not_resumable:
+        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
+    else:
+        console.print(
+            f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
+        )
+
+
+def say(text: str, progress: Progress) -> None:
+    """An informational line: on stdout, except with `--progress json`, whose stdout holds only JSON lines."""
+    typer.echo(text, err=progress == "json")
+
+
+def warn_unreadable(unreadable: list[tuple[Path, str]]) -> None:
+    """Name the run.json files a search skipped because they can't be read."""
+    for path, why in unreadable:
+        err_console().print(f"warning: skipped {path}: {why}", markup=False)

@@ -1,0 +1,154 @@
+"""`kerasrun train`, `resume` and `launch`: a run folder trained, continued, or trained by several local workers."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kerasrun.cli.options import Progress, SetOption, TrustOption
+from kerasrun.cli.render import err_console, print_metrics, report_interrupted, reported_errors, say
+from kerasrun.train.signals import Interrupted
+
+
+def run_and_report(start: Any, progress: Progress) -> Any:
+    """Run `start(set_run_dir)` with SIGTERM/SIGHUP handled like Ctrl-C; render errors and interruptions."""
+    from kerasrun.train.signals import signals_raise_interrupted
+
+    run_dir: list[Path] = []
+    with reported_errors(lambda stopped: report_interrupted(stopped, run_dir[0] if run_dir else None)), signals_raise_interrupted():
+        result = start(run_dir.append)
+    for warning in result.warnings:
+        err_console().print(f"warning: {warning}", markup=False)
+    if result.metrics and progress != "none":
+        print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == "json")
+    return result
+
+
+def train(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
+    set_: SetOption = None,
+    smoke: Annotated[
+        bool,
+        typer.Option("--smoke", help="One epoch, at most 2 batches each, CPU, into a temp folder (removed after): a seconds-long check."),
+    ] = False,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where run folders go (default: output.runs_dir).")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name (default: the config's name).")] = None,
+    init_from: Annotated[
+        Path | None, typer.Option("--init-from", help="Start from these weights: a run folder, .keras or .weights.h5 (model.init_from).")
+    ] = None,
+    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = "auto",
+    device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
+) -> None:
+    """Build the model, train it, and write a new run folder."""
+    from kerasrun.config.schema import load_config, shrink_for_smoke
+
+    values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
+    if init_from is not None:  # the path replaces path/run; the config's skip list stays
+        values["model.init_from.path"] = str(init_from.resolve())
+        values["model.init_from.run"] = None
+    if device is not None:
+        values["runtime.device"] = device
+    scratch: list[Path] = []  # temporary folders to remove at the end
+
+    def start(set_run_dir: Any) -> Any:
+        config = load_config(config_path, list(set_ or []), values)
+        if smoke:
+            config = shrink_for_smoke(config)
+        from kerasrun.rundir.record import create_run_dir
+        from kerasrun.train.experiment import prepare_experiment
+        from kerasrun.train.run import run_experiment
+
+        experiment = prepare_experiment(config, runs_dir)
+        base, shown = runs_dir, progress
+        if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
+            base, shown = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), "none"
+            scratch.append(base)
+        elif base is None and smoke:
+            base = Path(tempfile.mkdtemp(prefix="kerasrun-smoke-"))
+            scratch.append(base)
+        run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
+        set_run_dir(run_dir)
+        say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
+        for note in experiment.data.notes:
+            typer.echo(f"note: {note}", err=True)
+        if experiment.init_from:
+            loaded = experiment.init_from
+            parts = [f"loaded {', '.join(loaded['loaded']) or 'nothing'}"]
+            parts += [
+                f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
+            ]
+            say(f"weights from {loaded['path']}: " + "; ".join(parts), progress)
+        return run_experiment(experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]])
+
+    try:
+        result = run_and_report(start, progress)
+    finally:
+        for folder in scratch:  # a smoke run's or a worker's folder only held what nobody keeps
+            shutil.rmtree(folder, ignore_errors=True)
+    say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
+
+
+def resume(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="The run folder to continue.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option("--set", "-s", help="train.epochs=N to train on past the planned epochs (also runtime.device, output.checkpoint)."),
+    ] = None,
+    trust: TrustOption = False,
+    progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = "auto",
+) -> None:
+    """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
+
+    def start(set_run_dir: Any) -> Any:
+        from kerasrun.train.resume import load_for_resume
+
+        plan = load_for_resume(run_dir, list(set_ or []), trust)
+        from kerasrun.train.experiment import prepare_experiment
+        from kerasrun.train.run import run_experiment
+
+        experiment = prepare_experiment(plan.config, initial_weights=False)
+        set_run_dir(run_dir)
+        say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+        if plan.retrained:
+            epochs = (
+                f"epoch {plan.state.epoch + 1}"
+                if plan.retrained == 1
+                else f"epochs {plan.state.epoch + 1}-{plan.state.epoch + plan.retrained}"
+            )
+            err_console().print(f"note: {epochs} ran after the newest checkpoint and will be trained again", markup=False)
+        return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan)
+
+    result = run_and_report(start, progress)
+    say(f"done: {result.run_dir}", progress)
+
+
+def launch(
+    config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
+    workers: Annotated[int, typer.Option("--workers", "-n", min=1, help="Worker processes on 127.0.0.1.")] = 2,
+    set_: SetOption = None,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where the chief's run folder goes.")] = None,
+    progress: Annotated[Progress, typer.Option("--progress", help="The chief's progress display.")] = "auto",
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
+) -> None:
+    """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
+    from kerasrun.config.schema import load_config
+    from kerasrun.train.launch import launch_workers
+
+    def passed_on(stopped: Interrupted) -> None:
+        err_console().print(f"interrupted ({stopped.name}); passed it on to the workers, which have stopped", markup=False)
+
+    with reported_errors(passed_on):
+        load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
+        args = [str(config_path), "--progress", progress, *(arg for s in set_ or [] for arg in ("--set", s))]
+        if runs_dir:
+            args += ["--runs-dir", str(runs_dir)]
+        code = launch_workers(args, workers, timeout)
+    raise typer.Exit(code)
+
+
+COMMANDS = {"train": train, "resume": resume, "launch": launch}  # name: function, in `--help` order

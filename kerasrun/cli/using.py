@@ -1,0 +1,79 @@
+"""`kerasrun evaluate`, `predict` and `export`: use a completed run's model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kerasrun.cli.options import ExportFormat, SetOption, SplitName, TrustOption
+from kerasrun.cli.render import err_console, print_metrics, reported_errors, silently, warn_unreadable
+
+
+def evaluate(
+    target: Annotated[Path, typer.Argument(metavar="RUN_DIR|CONFIG", help="A run folder, or a config (its newest completed run).")],
+    split: Annotated[SplitName, typer.Option("--split", help="Which data to score.")] = "test",
+    as_json: Annotated[bool, typer.Option("--json", help="Print metrics as one JSON object.")] = False,
+    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Where to look for runs of a CONFIG.")] = None,
+    set_: SetOption = None,
+    trust: TrustOption = False,
+) -> None:
+    """Score a completed run's model (loaded with Keras safe_mode) on its test or validation data."""
+    with reported_errors(silently):
+        from kerasrun.runs.find import find_run_dir
+
+        run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
+        warn_unreadable(unreadable)
+        from kerasrun.use.evaluate import evaluate_run
+
+        metrics = evaluate_run(run_dir, split, trust)
+    print_metrics(f"{split} metrics ({run_dir.name})", metrics, as_json)
+
+
+def predict(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A completed run folder.")],
+    input_path: Annotated[Path, typer.Option("--input", "-i", help="Features: .npy, .npz or .csv.")],
+    output_path: Annotated[Path, typer.Option("--output", "-o", help="Predictions: .npy, .npz or .csv.")],
+    trust: TrustOption = False,
+) -> None:
+    """Predict with a run's saved model, applying the run's feature preprocessing."""
+    with reported_errors(silently):
+        from kerasrun.rundir.opened import read_run_info
+
+        read_run_info(run_dir)
+        from kerasrun.use.predict import predict_run
+
+        shape = predict_run(run_dir, input_path, output_path, trust)
+    typer.echo(f"wrote predictions {shape} to {output_path}")
+
+
+def export(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A completed run folder.")],
+    fmt: Annotated[
+        ExportFormat, typer.Option("--format", "-f", help="SavedModel, TFLite (LiteRT) or ONNX (the `onnx` extra).")
+    ] = "saved_model",
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Where to write (default: RUN_DIR/export/saved_model, model.tflite or model.onnx)."),
+    ] = None,
+    trust: TrustOption = False,
+) -> None:
+    """Export a run's model with its feature preprocessing inside: it takes raw inputs and gives `predict`'s outputs."""
+    with reported_errors(silently):
+        from kerasrun.rundir.opened import read_run_info
+
+        read_run_info(run_dir)
+        from kerasrun.use.export import export_run
+
+        result = export_run(run_dir, fmt, output, trust)
+    shape = ", ".join("None" if d is None else str(d) for d in result.input_shape)
+    steps = f" with preprocessing: {'; '.join(result.steps)}" if result.steps else ""
+    typer.echo(f"exported {result.format} to {result.path}: input ({shape}) {result.input_dtype}{steps}")
+    if result.max_abs_diff is None:
+        err_console().print("note: not checked against the Keras model (no raw samples, or onnxruntime is not installed)", markup=False)
+    else:
+        typer.echo(f"checked on raw samples: max difference from `kerasrun predict` {result.max_abs_diff:.2g}")
+
+
+COMMANDS = {"evaluate": evaluate, "predict": predict, "export": export}  # name: function, in `--help` order
