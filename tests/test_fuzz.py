@@ -1,10 +1,9 @@
 """Hundreds of broken configs and data files: every one exits 0 or 2 (3 for a diverged loss), never with a
-traceback, quickly, in bounded memory, and leaves a run folder only when it trained."""
+traceback, in bounded memory, and leaves a run folder only when it trained."""
 
 from __future__ import annotations
 
 import logging
-import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,7 @@ from typer.testing import CliRunner
 from kerasrun.cli import app
 
 MUTATIONS = mutations()
-MAX_SECONDS = 2.0  # validate: no TensorFlow, a bomb or a deep file refused at once
-MAX_PEAK_MB = 64
+MAX_PEAK_MB = 64  # validate: no TensorFlow, a bomb or a deep file refused before it grows
 
 
 @pytest.fixture(autouse=True)
@@ -27,13 +25,12 @@ def quiet_tensorflow_logging() -> None:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
-def validate(runner: CliRunner, path: Path) -> tuple[Any, float, float]:
-    """`kerasrun validate PATH`: the result, seconds and peak traced memory (MB)."""
+def validate(runner: CliRunner, path: Path) -> tuple[Any, float]:
+    """`kerasrun validate PATH`: the result and the peak traced memory (MB)."""
     tracemalloc.start()
-    start = time.perf_counter()
     try:
         result = runner.invoke(app, ["validate", str(path)])
-        return result, time.perf_counter() - start, tracemalloc.get_traced_memory()[1] / 1e6
+        return result, tracemalloc.get_traced_memory()[1] / 1e6
     finally:
         tracemalloc.stop()
 
@@ -47,9 +44,9 @@ def test_validate_every_mutation(runner, tmp_path) -> None:
     for ident, text in MUTATIONS:
         path = tmp_path / "config.yaml"
         path.write_text(text)
-        result, seconds, peak = validate(runner, path)
-        if result.exit_code not in (0, 2) or "Traceback" in result.output or seconds > MAX_SECONDS or peak > MAX_PEAK_MB:
-            bad.append(f"{ident}: exit {result.exit_code}, {seconds:.2f} s, {peak:.0f} MB: {result.output[-200:]!r}")
+        result, peak = validate(runner, path)
+        if result.exit_code not in (0, 2) or "Traceback" in result.output or peak > MAX_PEAK_MB:
+            bad.append(f"{ident}: exit {result.exit_code}, {peak:.0f} MB: {result.output[-200:]!r}")
     assert not bad, "\n".join(bad)
 
 
@@ -66,9 +63,7 @@ def trainable(runner: CliRunner, tmp_path: Path) -> list[tuple[str, str]]:
 
 def smoke(runner: CliRunner, path: Path, runs: Path, codes: dict[int, int] | None = None) -> str | None:
     """`kerasrun train PATH --smoke`; what is wrong with the outcome, or None (`codes` counts the exit codes)."""
-    start = time.perf_counter()
     result = runner.invoke(app, ["train", str(path), "--smoke", "--runs-dir", str(runs), "--progress", "none"])
-    seconds = time.perf_counter() - start
     if codes is not None:
         codes[result.exit_code] = codes.get(result.exit_code, 0) + 1
     folders = [p for p in runs.iterdir()] if runs.exists() else []
@@ -76,8 +71,6 @@ def smoke(runner: CliRunner, path: Path, runs: Path, codes: dict[int, int] | Non
         return f"exit {result.exit_code}: {result.output[-300:]!r} {result.exception!r:.200}"
     if result.exit_code == 2 and folders:
         return f"exit 2 but a run folder was written: {folders}"
-    if seconds > 120:
-        return f"took {seconds:.0f} s"
     return None
 
 

@@ -464,10 +464,10 @@ def test_a_stuck_main_thread_is_marked_and_ended_by_the_watchdog(write_config, t
     while not marker.exists():
         assert process.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    started = time.monotonic()
     process.terminate()
-    assert process.wait(timeout=30) == 143
-    assert time.monotonic() - started < 10  # the grace period (2 s), not the callback's 120 s sleep
+    # Ended by the watchdog after the grace period (2 s): the callback's 120 s sleep would outlast the timeout. `forced` below
+    # says the watchdog did it.
+    assert process.wait(timeout=60) == 143
     info = read_json(only_run(tmp_path / "runs") / "run.json")
     assert (info["status"], info["signal"], info["forced"], info["epochs_completed"]) == ("interrupted", "SIGTERM", True, 1)
 
