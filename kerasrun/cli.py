@@ -168,7 +168,7 @@ def train(
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
-    from kerasrun.config.schema import load_config, shrink_for_smoke
+    from kerasrun.config.load import load_config, shrink_for_smoke
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
     if init_from is not None:  # the path replaces path/run; the config's skip list stays
@@ -259,7 +259,7 @@ def launch(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
 ) -> None:
     """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
     from kerasrun.train.launch import launch_workers
 
     try:
@@ -699,7 +699,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check configs against the schema (without TensorFlow); report every problem in every file."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     problems: list[Any] = []
     for path in config_paths:
@@ -731,7 +731,7 @@ def data_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """Load the data as training would and print what each split holds and the input pipeline's throughput, without training."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     try:
         config = load_config(config_path, list(set_ or []))
@@ -798,7 +798,7 @@ def plot_model(
     set_: SetOption = None,
 ) -> None:
     """Draw the model with keras.utils.plot_model (needs pydot and Graphviz); else print the text summary."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     try:
         config = load_config(config_path, list(set_ or []))
@@ -821,7 +821,8 @@ def plot_model(
 @app.command()
 def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: SetOption = None) -> None:
     """Print the fully resolved config: bases (extends) merged, ${VAR}s substituted, defaults filled in, overrides applied."""
-    from kerasrun.config.schema import config_to_yaml, load_config
+    from kerasrun.config.load import load_config
+    from kerasrun.config.resolved import config_to_yaml
 
     try:
         typer.echo(config_to_yaml(load_config(config_path, list(set_ or []))), nl=False)

@@ -13,7 +13,8 @@ from helpers import TINY, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.config.schema import NpzData, SyntheticData, load_config
+from kerasrun.config.data import NpzData, SyntheticData
+from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError
 
 

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from kerasrun.config.schema import Config, config_to_yaml, load_config, shrink_for_smoke
+from kerasrun.config.load import load_config, shrink_for_smoke
+from kerasrun.config.resolved import config_to_yaml
+from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]

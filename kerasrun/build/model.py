@@ -11,7 +11,9 @@ import numpy as np
 from kerasrun._tf import keras
 from kerasrun.build import adapt, registry
 from kerasrun.build.layers import ActivationStatistic
-from kerasrun.config.schema import Config, adapt_flag, input_shape_and_dtype, split_layer_entry
+from kerasrun.config.model import input_shape_and_dtype
+from kerasrun.config.schema import Config
+from kerasrun.config.spec import adapt_flag, split_layer_entry
 from kerasrun.data import Split
 from kerasrun.errors import Collector, ConfigError, Problem, first_line
 from kerasrun.keras_private import symbolic_build

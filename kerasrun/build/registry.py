@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.config.schema import CALLBACK_PATH_KEYS, IMPORT_PATH, import_paths
+from kerasrun.config.schema import import_paths
+from kerasrun.config.spec import IMPORT_PATH
+from kerasrun.config.train import CALLBACK_PATH_KEYS
 from kerasrun.errors import Collector, ConfigError, Problem
 
 Loc = tuple[Any, ...]

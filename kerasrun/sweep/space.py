@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from kerasrun.config.schema import Config, load_config
+from kerasrun.config.load import load_config
+from kerasrun.config.schema import Config
 from kerasrun.config.yamlsource import load_yaml_value
 from kerasrun.errors import ConfigError, Problem
 

@@ -29,7 +29,8 @@ from kerasrun.build.model import (
     output_names,
     summarize,
 )
-from kerasrun.config.schema import Config, config_to_yaml
+from kerasrun.config.resolved import config_to_yaml
+from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, input_sample_shape, load_data, make_dataset, name_lists
 from kerasrun.data.epochs import EpochClock
 from kerasrun.data.stream import cache_in
