@@ -6,10 +6,13 @@ import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from kerasrun.config.spec import IMPORT_PATH
 
-ObjectSpec = Annotated[Any, Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
+# An object spec to the JSON schema: a name or a mapping (kerasrun checks the forms, with messages a JSON schema can't give).
+SPEC_JSON_SCHEMA: JsonDict = {"anyOf": [{"type": "string"}, {"type": "object"}]}
+ObjectSpec = Annotated[Any, Field(json_schema_extra=SPEC_JSON_SCHEMA)]
 
 # Upper bounds where a larger value can only be a mistake (each message names its bound).
 MAX_EPOCHS = 1_000_000

@@ -7,8 +7,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from kerasrun.config.fields import MAX_LAYERS, MAX_STEPS, Finite, ImportPath, LayerName, ObjectSpec, Size, Strict, check_layer_name
-from kerasrun.config.spec import check_object_spec, object_kwargs, split_layer_entry
+from kerasrun.config.fields import (
+    MAX_LAYERS,
+    MAX_STEPS,
+    SPEC_JSON_SCHEMA,
+    Finite,
+    ImportPath,
+    LayerName,
+    ObjectSpec,
+    Size,
+    Strict,
+    check_layer_name,
+)
+from kerasrun.config.spec import check_object_spec, split_layer_entry, split_spec
 
 # Layer arguments whose values are Keras objects themselves (resolved by registry.resolve_nested).
 NESTED_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint", "activation")
@@ -20,7 +31,7 @@ def check_layer_entry(entry: Any) -> Any:
     """A layer entry has an object shape (and a usable `name`), plus an optional `inputs` naming what it takes."""
     spec, refs = split_layer_entry(entry)
     check_object_spec(spec)
-    kwargs = object_kwargs(spec)
+    kwargs = split_spec(spec)[1]
     if "name" in kwargs:
         check_layer_name(kwargs["name"])
     for key, value in kwargs.items():
@@ -36,7 +47,7 @@ def check_layer_entry(entry: Any) -> Any:
     return entry
 
 
-LayerEntry = Annotated[Any, AfterValidator(check_layer_entry), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})]
+LayerEntry = Annotated[Any, AfterValidator(check_layer_entry), Field(json_schema_extra=SPEC_JSON_SCHEMA)]
 
 
 class ActivationMetric(Strict):
@@ -147,7 +158,7 @@ class CompileConfig(Strict):
     def check_spec(cls, value: Any) -> Any:
         """The optimizer is an object spec whose numbers Keras would take but can only be mistakes are refused."""
         check_object_spec(value)
-        for key, number in object_kwargs(value).items():
+        for key, number in split_spec(value)[1].items():
             if isinstance(number, bool) or not isinstance(number, (int, float)):
                 continue  # schedules, names, nested specs: Keras checks those
             if not math.isfinite(number):

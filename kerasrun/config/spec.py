@@ -10,35 +10,40 @@ from kerasrun.config.yamlsource import SCIENTIFIC
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
+def split_spec(spec: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
+    """(name, kwargs, Keras's dict or None) of an object spec in any of its forms; ("", {}, None) for anything else."""
+    if isinstance(spec, str):
+        return spec, {}, None
+    if isinstance(spec, dict) and "class_name" in spec:
+        config = spec.get("config")
+        return str(spec["class_name"]), dict(config) if isinstance(config, dict) else {}, spec
+    if isinstance(spec, dict) and len(spec) == 1:
+        ((name, kwargs),) = spec.items()
+        return str(name), dict(kwargs) if isinstance(kwargs, dict) else {}, None
+    return "", {}, None
+
+
+def is_named_object(value: Any) -> bool:
+    """Whether `value` is `{Name: {kwargs}}`: one string key whose value is a mapping or null."""
+    if not isinstance(value, dict) or len(value) != 1 or "class_name" in value:
+        return False
+    ((name, kwargs),) = value.items()
+    return isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict))
+
+
 def check_object_spec(value: Any) -> Any:
     """Accept `name`, `module:Name`, `{Name: {kwargs}}` or Keras's `{class_name:, config:}`."""
-    if isinstance(value, str) and value.strip():
+    if (isinstance(value, str) and value.strip()) or (isinstance(value, dict) and "class_name" in value) or is_named_object(value):
+        check_numbers_are_numbers(split_spec(value)[1])
         return value
-    if isinstance(value, dict):
-        if "class_name" in value:
-            check_numbers_are_numbers(value.get("config"))
-            return value
-        if len(value) == 1:
-            ((name, kwargs),) = value.items()
-            if isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict)):
-                check_numbers_are_numbers(kwargs)
-                return value
     raise ValueError(
         "expected a name (`adam`), an import path (`pkg.module:Name`), `{Name: {kwargs}}` or Keras's `{class_name: ..., config: {...}}`"
     )
 
 
-def object_kwargs(spec: Any) -> dict[str, Any]:
-    """The keyword arguments of an object spec (`{Name: {kwargs}}` or Keras's `{class_name:, config:}`); {} for a bare name."""
-    if not isinstance(spec, dict):
-        return {}
-    kwargs = spec.get("config") if "class_name" in spec else next(iter(spec.values()), None)
-    return kwargs if isinstance(kwargs, dict) else {}
-
-
-def check_numbers_are_numbers(kwargs: Any) -> None:
+def check_numbers_are_numbers(kwargs: dict[str, Any]) -> None:
     """`learning_rate: 1e-3` is the text "1e-3" to YAML 1.1: say so here, not as a TypeError inside Keras."""
-    for key, value in kwargs.items() if isinstance(kwargs, dict) else ():
+    for key, value in kwargs.items():
         if isinstance(value, str) and SCIENTIFIC.match(value.strip()):
             raise ValueError(
                 f"`{key}: {value}` is text to YAML, not a number: write it with a dot and a signed exponent, e.g. {float(value):.1e}"

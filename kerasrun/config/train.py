@@ -9,8 +9,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
-from kerasrun.config.fields import MAX_BATCH, MAX_EPOCHS, MAX_SAMPLES, MAX_STEPS, DeviceName, Fraction, ImportPath, Strict
-from kerasrun.config.spec import check_object_spec
+from kerasrun.config.fields import MAX_BATCH, MAX_EPOCHS, MAX_SAMPLES, MAX_STEPS, SPEC_JSON_SCHEMA, DeviceName, Fraction, ImportPath, Strict
+from kerasrun.config.spec import check_object_spec, split_spec
 
 # Callback arguments that name files; relative ones are placed inside the run folder.
 CALLBACK_PATH_KEYS = ("filepath", "filename", "log_dir", "backup_dir")
@@ -18,15 +18,7 @@ CALLBACK_PATH_KEYS = ("filepath", "filename", "log_dir", "backup_dir")
 
 def check_callback_entry(spec: Any) -> Any:
     """A callback spec whose relative file arguments stay inside the run folder; no BackupAndRestore."""
-    check_object_spec(spec)
-    kwargs: dict[str, Any]
-    if isinstance(spec, str):
-        name, kwargs = spec, {}
-    elif "class_name" in spec:
-        name, kwargs = str(spec["class_name"]), spec.get("config") or {}
-    else:
-        ((name, kwargs),) = spec.items()
-        kwargs = kwargs or {}
+    name, kwargs, _ = split_spec(check_object_spec(spec))
     if name.rsplit(":", 1)[-1] == "BackupAndRestore":
         raise ValueError(
             "kerasrun checkpoints the run itself (output.checkpoint) and continues it with `kerasrun resume RUN_DIR`, "
@@ -41,9 +33,7 @@ def check_callback_entry(spec: Any) -> Any:
     return spec
 
 
-CallbackEntry = Annotated[
-    Any, AfterValidator(check_callback_entry), Field(json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]})
-]
+CallbackEntry = Annotated[Any, AfterValidator(check_callback_entry), Field(json_schema_extra=SPEC_JSON_SCHEMA)]
 
 
 def check_label_weights(value: dict[Any, Any]) -> dict[int, float]:
