@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal, get_args
 
 from pydantic import Field, model_validator
 
@@ -38,6 +38,10 @@ StreamCache = Annotated[
 class DataCommon(Strict):
     """Keys shared by every data source."""
 
+    # The fields naming files or folders (or globs of them), relative to the config file. The one list of them:
+    # compose.py makes a base config's absolute under `extends`, resolved.py makes them absolute in a run folder's config.
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ()
+
     preprocess: list[PreprocessStep] = Field(
         default_factory=list, description="steps applied to features (and one_hot to targets), in order"
     )
@@ -47,6 +51,8 @@ class DataCommon(Strict):
 class KerasData(DataCommon):
     """A `keras.datasets` dataset, read offline from a data directory when it is there."""
 
+    PATH_FIELDS = ("dir",)
+
     source: Literal["keras"]
     name: str = Field(description="keras.datasets name, e.g. mnist, fashion_mnist, cifar10")
     dir: str | None = Field(None, description="data directory; default $KERASRUN_DATA_DIR")
@@ -54,6 +60,8 @@ class KerasData(DataCommon):
 
 class NpzData(DataCommon):
     """Arrays from a NumPy .npz file."""
+
+    PATH_FIELDS = ("path",)
 
     source: Literal["npz"]
     path: str
@@ -68,6 +76,8 @@ class NpzData(DataCommon):
 
 class CsvData(DataCommon):
     """A table in a CSV file: feature columns and one target column."""
+
+    PATH_FIELDS = ("path", "test_path", "validation_path")
 
     source: Literal["csv"]
     path: str
@@ -146,6 +156,8 @@ IMAGE_SIZE_MAX = 8192  # pixels per side; more is a typo (or a picture no model 
 class ClassFolders(DataCommon):
     """Keys of the sources read from one subfolder per class: labels follow the sorted subfolder names."""
 
+    PATH_FIELDS = ("path", "test_path", "validation_path")
+
     path: str = Field(description="folder with one subfolder per class")
     test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
     test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
@@ -217,6 +229,8 @@ class TfRecordFeature(Strict):
 class TfRecordData(DataCommon):
     """tf.train.Example records in TFRecord files (several shards), read by tf.data while training."""
 
+    PATH_FIELDS = ("files", "validation_files", "test_files")
+
     source: Literal["tfrecord"]
     files: str | list[str] = Field(description="a glob or a list of globs of training shards, relative to the config")
     validation_files: str | list[str] | None = Field(None, description="shards of validation examples (instead of train.validation_split)")
@@ -249,3 +263,15 @@ DataConfig = Annotated[
     KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | TextFolderData | TfRecordData | PythonData,
     Field(discriminator="source"),
 ]
+# Each source's class by its `source` name, for raw YAML not validated yet (compose.py).
+SOURCES: dict[str, type[DataCommon]] = {
+    get_args(cls.model_fields["source"].annotation)[0]: cls for cls in get_args(get_args(DataConfig)[0])
+}
+# Every source's path fields, for a section naming no source it knows (a base config the config extending it completes).
+ANY_SOURCE_PATH_FIELDS = tuple(dict.fromkeys(name for cls in SOURCES.values() for name in cls.PATH_FIELDS))
+
+
+def path_fields(source: Any) -> tuple[str, ...]:
+    """The path fields of the data source named `source`; every source's when it names none this version knows."""
+    cls = SOURCES.get(source) if isinstance(source, str) else None
+    return cls.PATH_FIELDS if cls is not None else ANY_SOURCE_PATH_FIELDS

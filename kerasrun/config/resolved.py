@@ -20,14 +20,12 @@ def resolved_dict(config: Config, data_dir: Path | None = None) -> dict[str, Any
     """The config as plain data with file paths made absolute, so a run folder stands on its own."""
     out = config.model_dump(mode="json")
     data = out["data"]
-    for key in ("path", "test_path", "validation_path", "dir"):
-        if data.get(key):
-            data[key] = str(config.resolve_path(data[key]))
-    for key in ("files", "validation_files", "test_files"):  # globs of shards
-        if isinstance(data.get(key), str):
-            data[key] = str(config.resolve_path(data[key]))
-        elif isinstance(data.get(key), list):
-            data[key] = [str(config.resolve_path(pattern)) for pattern in data[key]]
+    for key in type(config.data).PATH_FIELDS:
+        value = data.get(key)
+        if isinstance(value, list):  # globs of shards
+            data[key] = [str(config.resolve_path(pattern)) for pattern in value]
+        elif isinstance(value, str) and value:
+            data[key] = str(config.resolve_path(value))
     if data.get("source") == "keras" and data_dir is not None:
         data["dir"] = str(Path(data_dir).resolve())
     init_from = out["model"].get("init_from")
