@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kerasrun.config.load import load_config, shrink_for_smoke
+from kerasrun.config.load import dotted_parts, load_config, shrink_for_smoke
 from kerasrun.config.resolved import config_to_yaml
 from kerasrun.config.schema import Config
 from kerasrun.config.spec import split_spec
@@ -206,3 +206,8 @@ def test_one_parser_takes_every_object_spec_apart(spec: object, expected: tuple[
     name, kwargs, keras_dict = split_spec(spec)
     assert (name, kwargs) == expected[:2]
     assert keras_dict is (spec if expected[2] == "self" else None)
+
+
+def test_one_parser_of_dotted_keys_for_set_and_sweeps() -> None:
+    assert dotted_parts("model.layers[2].Dense.units") == ["model", "layers", 2, "Dense", "units"]
+    assert dotted_parts("train.callbacks[0][1]") == ["train", "callbacks", 0, 1]

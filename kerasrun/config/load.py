@@ -39,9 +39,14 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
         set_dotted(data, dotted, value, source)
 
 
+def dotted_parts(dotted: str) -> list[str | int]:
+    """The keys and list indices of a dotted key: `a.b[2].c` → ["a", "b", 2, "c"] (as --set and a sweep's keys write them)."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+
+
 def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap, append: bool = False) -> None:
     """Set `a.b[2].c` in the raw config (or append to the list there), creating mappings on the way; remember it came from the command line."""
-    parts: list[Any] = [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+    parts: list[Any] = dotted_parts(dotted)
     target: Any = data
     for i, part in enumerate(parts[:-1]):
         if isinstance(target, list) and isinstance(part, int) and part < len(target):
