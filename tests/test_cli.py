@@ -12,7 +12,7 @@ from helpers import REPO, only_run, skip_if_a_gpu_is_visible, train
 
 from kerasrun.build.model import effective_steps_per_execution
 from kerasrun.cli import app
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.io import read_json
 

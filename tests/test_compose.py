@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import textwrap
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +15,10 @@ from helpers import TINY, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.config.schema import NpzData, SyntheticData, load_config
+from kerasrun.config.compose import read_config_file
+from kerasrun.config.data import ANY_SOURCE_PATH_FIELDS, SOURCES, NpzData, SyntheticData
+from kerasrun.config.load import load_config
+from kerasrun.config.resolved import resolved_dict
 from kerasrun.errors import ConfigError
 
 
@@ -70,6 +75,36 @@ def test_a_base_configs_relative_paths_are_its_own(tmp_path: Path) -> None:
     config = load_config(write(tmp_path / "runs" / "exp.yaml", "extends: ../bases/npz.yaml\n"))
     assert isinstance(config.data, NpzData)
     assert config.resolve_path(config.data.path) == tmp_path / "bases" / "d.npz"
+
+
+PATH_FIELDS = [(source, field) for source, cls in SOURCES.items() for field in cls.PATH_FIELDS]
+
+
+@pytest.mark.parametrize(("source", "field"), [*PATH_FIELDS, *((None, field) for field in ANY_SOURCE_PATH_FIELDS)])
+def test_a_path_field_declared_on_its_source_is_resolved_under_extends_and_in_the_run_folder(
+    tmp_path: Path, write_config, source: str | None, field: str
+) -> None:
+    """A base config's relative path is the base's own; a run folder's config.yaml has it absolute: both from PATH_FIELDS."""
+    named = f"  source: {source}\n" if source else ""  # a base may leave the source to the config that extends it
+    write(tmp_path / "bases" / "base.yaml", f"data:\n{named}  {field}: shards/x\n")
+    composed, _ = read_config_file(write(tmp_path / "exp.yaml", "extends: bases/base.yaml\n"))
+    assert composed["data"][field] == str(tmp_path.resolve() / "bases" / "shards" / "x")
+    if source is None:
+        return
+    config = load_config(write_config(name="run.yaml"))
+    values: dict[str, Any] = {"source": source, field: "shards/x"}
+    section = SOURCES[source].model_construct(**values)  # only the field under test: any source's other keys can stay out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # pydantic's serializer warns about the keys left out
+        resolved = resolved_dict(config.model_copy(update={"data": section}))
+    assert resolved["data"][field] == str(tmp_path.resolve() / "shards" / "x")
+
+
+def test_every_path_like_field_of_a_source_is_declared_a_path_field() -> None:
+    for cls in SOURCES.values():
+        texts = {name for name, info in cls.model_fields.items() if "str" in str(info.annotation)}  # not parallel_files: a number
+        path_like = {name for name in texts if name.endswith(("path", "files", "dir"))}
+        assert set(cls.PATH_FIELDS) <= set(cls.model_fields) and path_like <= set(cls.PATH_FIELDS), cls.__name__
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from kerasrun.config.schema import Config, config_to_yaml, load_config, shrink_for_smoke
+from kerasrun.config.load import dotted_parts, load_config, shrink_for_smoke
+from kerasrun.config.resolved import config_to_yaml
+from kerasrun.config.schema import Config
+from kerasrun.config.spec import split_spec
 from kerasrun.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,3 +187,27 @@ def test_errors_inside_lists_name_the_index(write_config) -> None:
 def test_a_bare_metric_gets_one_clear_message(write_config) -> None:
     [problem] = problems_of(write_config({"compile": {"metrics": "accuracy"}}))
     assert "compile.metrics: expected a list of metrics, e.g. [accuracy]" in problem
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("adam", ("adam", {}, None)),
+        ("pkg.mod:Name", ("pkg.mod:Name", {}, None)),
+        ({"Adam": {"learning_rate": 0.1}}, ("Adam", {"learning_rate": 0.1}, None)),
+        ({"Adam": None}, ("Adam", {}, None)),
+        ({"class_name": "Adam", "config": {"learning_rate": 0.1}}, ("Adam", {"learning_rate": 0.1}, "self")),
+        ({"class_name": "Adam"}, ("Adam", {}, "self")),
+        ({"a": 1, "b": 2}, ("", {}, None)),  # no spec: read leniently (a run folder's config is data)
+        (3, ("", {}, None)),
+    ],
+)
+def test_one_parser_takes_every_object_spec_apart(spec: object, expected: tuple[object, ...]) -> None:
+    name, kwargs, keras_dict = split_spec(spec)
+    assert (name, kwargs) == expected[:2]
+    assert keras_dict is (spec if expected[2] == "self" else None)
+
+
+def test_one_parser_of_dotted_keys_for_set_and_sweeps() -> None:
+    assert dotted_parts("model.layers[2].Dense.units") == ["model", "layers", 2, "Dense", "units"]
+    assert dotted_parts("train.callbacks[0][1]") == ["train", "callbacks", 0, 1]

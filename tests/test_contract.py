@@ -203,7 +203,7 @@ def test_a_compute_loss_without_training_and_names_with_underscores(runner, writ
 def test_the_first_batch_changes_no_state(write_config) -> None:
     from kerasrun._tf import keras
     from kerasrun.build.checks import check_first_batch
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
     from kerasrun.data import Data, Split
 
     inputs = keras.Input((5, 2), batch_size=4)

@@ -13,7 +13,7 @@ from helpers import merge, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.data import Stream, load_data
 
 ROWS = 1500  # more than the 1,000 rows the reader checks with Python's csv module: later rows are tf.data's alone

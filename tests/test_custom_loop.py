@@ -131,7 +131,7 @@ def test_step_needs_the_custom_loop(runner, write_config, runs_dir) -> None:
 
 
 def test_validation_from_first(write_config) -> None:
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
     from kerasrun.data import load_data
 
     changes: dict[str, Any] = {"data": {"test_fraction": None}, "train": {"validation_split": 0.25, "stratify": False}}

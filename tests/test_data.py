@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from helpers import HAS_MNIST, SHARED_DATA
 
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.data import (
     TENSOR_ALIGNMENT,
     Split,

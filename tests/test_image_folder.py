@@ -16,7 +16,7 @@ from helpers_images import mnist_sample, write_image_folder
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.data import Stream, load_data
 
 pytestmark = needs_mnist

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from kerasrun._tf import keras
 from kerasrun.cli import app
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.data import load_data
 from kerasrun.rundir.io import read_json
 

@@ -273,7 +273,7 @@ def test_a_config_error_found_during_training_marks_the_folder(runner, write_con
 
 
 def test_checkpoint_off_in_yaml(write_config) -> None:
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     path = write_config()
     path.write_text(path.read_text() + "output:\n  checkpoint: off\n")

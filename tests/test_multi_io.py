@@ -248,7 +248,7 @@ def test_synthetic_named_arrays(runner, tmp_path) -> None:
 def test_balanced_class_weight_per_output(runner, tmp_path) -> None:
     import numpy as np
 
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
     from kerasrun.data import load_data
 
     config = load_config(write(tmp_path, {"train": {"validation_split": None, "class_weight": {"class_output": "balanced"}}}))

@@ -11,7 +11,7 @@ from helpers import only_run
 from kerasrun._tf import keras
 from kerasrun.build.model import build_training_state
 from kerasrun.cli import app
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.data import load_data, make_dataset
 from kerasrun.rundir.io import read_json
 from kerasrun.train.experiment import prepare_experiment

@@ -7,7 +7,7 @@ import pytest
 from kerasrun._tf import keras
 from kerasrun.build.model import build_model, compile_model
 from kerasrun.build.registry import SpecError, resolve_callback, resolve_layer, resolve_loss, resolve_metric, resolve_optimizer
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError
 
 

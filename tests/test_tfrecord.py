@@ -14,7 +14,7 @@ from helpers_images import mnist_sample
 from typer.testing import CliRunner
 
 from kerasrun._tf import tf
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.data import Stream, load_data
 
 pytestmark = needs_mnist

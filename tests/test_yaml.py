@@ -9,7 +9,7 @@ import yaml
 
 from kerasrun.cli import app
 from kerasrun.config import yamlsource
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.config.yamlsource import parse_yaml
 from kerasrun.errors import ConfigError
 

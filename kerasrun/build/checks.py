@@ -12,6 +12,7 @@ from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.build.model import input_names, output_names
 from kerasrun.config.schema import Config
+from kerasrun.config.spec import split_spec
 from kerasrun.data import Split
 from kerasrun.errors import Problem, first_line
 
@@ -60,7 +61,7 @@ def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
         per_output = dict.fromkeys(outputs, loss)
     kinds = {}
     for output, spec in per_output.items():
-        name, kwargs, _ = registry.split_spec(spec) if isinstance(spec, (str, dict)) and spec else (None, {}, None)
+        name, kwargs, _ = split_spec(spec) if isinstance(spec, (str, dict)) and spec else (None, {}, None)
         if isinstance(name, str) and ":" not in name:
             ignore = kwargs.get("ignore_class")
             kinds[output] = LossKind(name.lower().replace("_", ""), ignore if isinstance(ignore, int) else None)

@@ -7,7 +7,9 @@ from typing import Any
 from kerasrun._tf import keras
 from kerasrun.build import adapt, registry
 from kerasrun.build.layers import ActivationStatistic
-from kerasrun.config.schema import Config, adapt_flag, input_shape_and_dtype, split_layer_entry
+from kerasrun.config.model import input_shape_and_dtype
+from kerasrun.config.schema import Config
+from kerasrun.config.spec import adapt_flag, split_layer_entry, split_spec
 from kerasrun.errors import Collector, ConfigError, first_line
 from kerasrun.keras_private import symbolic_build
 
@@ -66,7 +68,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
         loc = ("model", "layers", index)
         layer_spec, refs = split_layer_entry(entry)
         if refs is not None and broken & set([refs] if isinstance(refs, str) else refs):
-            broken.add(registry.split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
+            broken.add(split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
             continue
         if index == len(spec.layers) - 1 and not spec.outputs and config.runtime.precision != "float32":
             layer_spec = with_float32_output(layer_spec)
@@ -74,7 +76,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
             layer = registry.resolve_layer(layer_spec, loc)
         except registry.SpecError as exc:
             collector.add(config.problem(exc.loc or loc, str(exc), exc.hint))
-            broken.add(registry.split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
+            broken.add(split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
             failed = True
             continue
         argument = layer_argument(refs, previous, tensors, config, loc, collector) if not (failed and refs is None) else None
@@ -171,7 +173,7 @@ def effective_steps_per_execution(config: Config) -> int:
 
 def with_float32_output(spec: Any) -> Any:
     """The last layer computes in float32 under mixed precision, as Keras recommends, unless its dtype is set."""
-    name, kwargs, keras_dict = registry.split_spec(spec)
+    name, kwargs, keras_dict = split_spec(spec)
     if "dtype" in kwargs:
         return spec
     if keras_dict is not None:

@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.config.schema import CALLBACK_PATH_KEYS, IMPORT_PATH, import_paths
+from kerasrun.config.schema import import_paths
+from kerasrun.config.spec import IMPORT_PATH, is_named_object, split_spec
+from kerasrun.config.train import CALLBACK_PATH_KEYS
 from kerasrun.errors import Collector, ConfigError, Problem
 
 Loc = tuple[Any, ...]
@@ -34,16 +36,6 @@ class SpecError(Exception):
         super().__init__(message)
         self.hint = hint
         self.loc = loc
-
-
-def split_spec(spec: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:
-    """Return (name, kwargs, keras_dict) for any accepted spec form."""
-    if isinstance(spec, str):
-        return spec, {}, None
-    if "class_name" in spec:
-        return str(spec["class_name"]), dict(spec.get("config") or {}), spec
-    ((name, kwargs),) = spec.items()
-    return str(name), dict(kwargs or {}), None
 
 
 def import_object(path: str) -> Any:
@@ -220,28 +212,27 @@ def resolve_argument(value: Any, loc: Loc, key: str | None = None) -> Any:
             return keras.saving.deserialize_keras_object(value)
         except Exception as exc:  # Keras raises many kinds for a bad serialization dict
             raise SpecError(f"Keras cannot deserialize this object: {exc}", loc=loc) from None
-    if len(value) == 1:
-        ((name, kwargs),) = value.items()
-        if isinstance(name, str) and (kwargs is None or isinstance(kwargs, dict)):
-            target = None
-            if IMPORT_PATH.match(name):
-                try:
-                    target = import_object(name)
-                except SpecError as exc:
-                    raise SpecError(str(exc), exc.hint, loc=loc) from None
-            else:
-                target = keras_class(name, key)
-                kinds = argument_namespaces(key)
-                if target is None and len(kinds) == 1 and name[:1].isupper():  # e.g. learning_rate: {ExponentialDecayy: …}
-                    kind, namespace, base = kinds[0]
-                    raise SpecError(f"unknown {kind} `{name}`", suggest(name, public_names(namespace, base)), loc=loc + (name,))
-            if target is not None:
-                inner = loc + (name,)
-                arguments = resolve_nested(dict(kwargs or {}), inner)
-                try:
-                    return call_with_kwargs(target, arguments, key or "argument")
-                except SpecError as exc:
-                    raise SpecError(str(exc), exc.hint, loc=inner) from None
+    if is_named_object(value):
+        name, kwargs, _ = split_spec(value)
+        target = None
+        if IMPORT_PATH.match(name):
+            try:
+                target = import_object(name)
+            except SpecError as exc:
+                raise SpecError(str(exc), exc.hint, loc=loc) from None
+        else:
+            target = keras_class(name, key)
+            kinds = argument_namespaces(key)
+            if target is None and len(kinds) == 1 and name[:1].isupper():  # e.g. learning_rate: {ExponentialDecayy: …}
+                kind, namespace, base = kinds[0]
+                raise SpecError(f"unknown {kind} `{name}`", suggest(name, public_names(namespace, base)), loc=loc + (name,))
+        if target is not None:
+            inner = loc + (name,)
+            arguments = resolve_nested(kwargs, inner)
+            try:
+                return call_with_kwargs(target, arguments, key or "argument")
+            except SpecError as exc:
+                raise SpecError(str(exc), exc.hint, loc=inner) from None
     return {k: resolve_argument(v, loc + (k,), k if isinstance(k, str) else None) for k, v in value.items()}
 
 

@@ -21,7 +21,7 @@ def validate(
     ] = False,
 ) -> None:
     """Check configs against the schema (without TensorFlow); report every problem in every file."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     problems: list[Any] = []
     for path in config_paths:
@@ -52,7 +52,7 @@ def data_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON only, on stdout.")] = False,
 ) -> None:
     """Load the data as training would and print what each split holds and the input pipeline's throughput, without training."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     with reported_errors():
         config = load_config(config_path, list(set_ or []))
@@ -95,7 +95,7 @@ def plot_model(
     set_: SetOption = None,
 ) -> None:
     """Draw the model with keras.utils.plot_model (needs pydot and Graphviz); else print the text summary."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     with reported_errors():
         config = load_config(config_path, list(set_ or []))
@@ -115,7 +115,8 @@ def plot_model(
 
 def show(config_path: Annotated[Path, typer.Argument(metavar="CONFIG")], set_: SetOption = None) -> None:
     """Print the fully resolved config: bases (extends) merged, ${VAR}s substituted, defaults filled in, overrides applied."""
-    from kerasrun.config.schema import config_to_yaml, load_config
+    from kerasrun.config.load import load_config
+    from kerasrun.config.resolved import config_to_yaml
 
     with reported_errors():
         typer.echo(config_to_yaml(load_config(config_path, list(set_ or []))), nl=False)

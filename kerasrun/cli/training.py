@@ -45,7 +45,7 @@ def train(
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
 ) -> None:
     """Build the model, train it, and write a new run folder."""
-    from kerasrun.config.schema import load_config, shrink_for_smoke
+    from kerasrun.config.load import load_config, shrink_for_smoke
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
     if init_from is not None:  # the path replaces path/run; the config's skip list stays
@@ -136,7 +136,7 @@ def launch(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds before the workers are stopped.")] = 24 * 3600,
 ) -> None:
     """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
     from kerasrun.train.launch import launch_workers
 
     def passed_on(stopped: Interrupted) -> None:

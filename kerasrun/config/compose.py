@@ -12,21 +12,11 @@ import re
 from pathlib import Path
 from typing import Any
 
+from kerasrun.config.data import path_fields
 from kerasrun.config.yamlsource import SourceMap, load_yaml_value, read_yaml
 from kerasrun.errors import ConfigError, Problem
 
 MAX_EXTENDS_DEPTH = 8  # a base of a base of ...: deeper chains are a loop or a maze
-# Keys holding file paths: a base config's relative paths are relative to the base config's folder.
-PATH_KEYS = (
-    ("data", "path"),
-    ("data", "test_path"),
-    ("data", "validation_path"),
-    ("data", "dir"),
-    ("data", "files"),  # a tfrecord source's glob (a list of globs stays as written)
-    ("data", "validation_files"),
-    ("data", "test_files"),
-    ("model", "init_from", "path"),
-)
 # ${NAME}, ${NAME:-default}, and $${ for a literal ${.
 VARIABLE = re.compile(r"\$\$\{|\$\{([^}:]*)(?::-([^}]*))?\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -73,21 +63,24 @@ def compose(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
 
 
 def make_paths_absolute(data: dict[str, Any], folder: Path) -> None:
-    """Relative file paths in a base config, made absolute against the base config's folder."""
-    for keys in PATH_KEYS:
-        parent: Any = data
-        for key in keys[:-1]:
-            parent = parent.get(key) if isinstance(parent, dict) else None
-        last = keys[-1]
-        if (
-            keys == ("model", "init_from", "path")
-            and isinstance(data.get("model"), dict)
-            and isinstance(data["model"].get("init_from"), str)
-        ):
-            parent, last = data["model"], "init_from"  # the shorthand `init_from: PATH`
-        value = parent.get(last) if isinstance(parent, dict) else None
-        if isinstance(value, str) and value and "${" not in value and not Path(value).expanduser().is_absolute():
-            parent[last] = str(folder / value)
+    """Relative file paths in a base config (its data source's path fields, `model.init_from`), made absolute against the base config's folder."""
+    section = data.get("data")
+    if isinstance(section, dict):
+        for key in path_fields(section.get("source")):
+            make_absolute(section, key, folder)  # a path, or a glob (a list of globs stays as written)
+    model = data.get("model")
+    if isinstance(model, dict):
+        if isinstance(model.get("init_from"), dict):
+            make_absolute(model["init_from"], "path", folder)
+        else:
+            make_absolute(model, "init_from", folder)  # the shorthand `init_from: PATH`
+
+
+def make_absolute(parent: dict[str, Any], key: str, folder: Path) -> None:
+    """`parent[key]`, when it is a relative path, made absolute against `folder`; `${VAR}`s are substituted later, so they stay."""
+    value = parent.get(key)
+    if isinstance(value, str) and value and "${" not in value and not Path(value).expanduser().is_absolute():
+        parent[key] = str(folder / value)
 
 
 def merge_into(base: dict[str, Any], base_source: SourceMap, over: dict[str, Any], over_source: SourceMap, prefix: tuple[str, ...]) -> None:

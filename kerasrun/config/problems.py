@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import difflib
-import re
 import typing
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ValidationError
 
-from kerasrun.config.yamlsource import SourceMap, format_key
+from kerasrun.config.yamlsource import SCIENTIFIC, SourceMap, format_key
 from kerasrun.errors import Collector, Problem
-
-# Numbers YAML 1.1 reads as strings: `1e-3`, `1.0e30` (its floats need a dot and a signed exponent).
-SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def describe_validation_error(exc: ValidationError, data: dict[str, Any], source: SourceMap, root: type[BaseModel]) -> list[Problem]:

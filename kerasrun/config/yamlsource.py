@@ -34,6 +34,8 @@ MERGE_TAG = "tag:yaml.org,2002:merge"
 BOOL_TAG, NULL_TAG = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"
 INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
+# Numbers YAML 1.1 reads as strings: `1e-3`, `1.0e30` (its floats need a dot and a signed exponent).
+SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass

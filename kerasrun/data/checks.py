@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import Config, text_inputs
+from kerasrun.config.model import text_inputs
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.errors import ConfigError, Problem
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import Config, PreprocessStep
+from kerasrun.config.data import PreprocessStep
+from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Split
 from kerasrun.data.memory import cast_aligned
 from kerasrun.errors import ConfigError

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from kerasrun.config.schema import Config
+from kerasrun.config.spec import split_spec
 from kerasrun.errors import Problem
 from kerasrun.optional import package_problem
 
@@ -18,15 +19,7 @@ PACKAGES = {"tensorboard": ("tensorboard", "tensorboard"), "mlflow": ("mlflow", 
 
 def callback_name(spec: Any) -> str:
     """The class name a `train.callbacks` entry names (`TensorBoard`, `pkg.mod:Name` → `Name`)."""
-    if isinstance(spec, str):
-        name = spec
-    elif isinstance(spec, dict) and "class_name" in spec:
-        name = str(spec["class_name"])
-    elif isinstance(spec, dict) and len(spec) == 1:
-        name = str(next(iter(spec)))
-    else:
-        return ""
-    return name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+    return split_spec(spec)[0].rsplit(":", 1)[-1].rsplit(".", 1)[-1]
 
 
 def missing_packages(config: Config, deep: bool = False) -> list[Problem]:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.config.schema import Config, absolute_tracking_uri, resolved_dict
+from kerasrun.config.resolved import absolute_tracking_uri, resolved_dict
+from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, first_line
 from kerasrun.rundir.io import RunFileError, is_finite, read_json, write_json_atomic
 from kerasrun.rundir.layout import (

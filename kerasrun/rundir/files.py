@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from kerasrun.config.spec import split_spec
 from kerasrun.errors import Problem
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
@@ -97,25 +98,12 @@ def metric_mode(name: str) -> str:
     return "max" if any(part in base for part in HIGHER_IS_BETTER) and "loss" not in base else "min"
 
 
-def callback_spec(spec: Any) -> tuple[str, dict[str, Any]]:
-    """(name, kwargs) of a train.callbacks entry in any of its forms: `Name`, `{Name: {...}}`, a Keras dict."""
-    if isinstance(spec, str):
-        return spec, {}
-    if isinstance(spec, dict) and "class_name" in spec:
-        config = spec.get("config")
-        return str(spec["class_name"]), dict(config) if isinstance(config, dict) else {}
-    if isinstance(spec, dict) and len(spec) == 1:
-        ((name, kwargs),) = spec.items()
-        return str(name), dict(kwargs) if isinstance(kwargs, dict) else {}
-    return "", {}
-
-
 def monitored_metric(train: dict[str, Any] | None, history: dict[str, list[Any]] | None) -> str | None:
     """The metric the run's callbacks (config `train` section) watch — EarlyStopping's `monitor`, …; else val_loss, else loss."""
     columns = set(history or {}) - {"epoch"}
     callbacks = (train or {}).get("callbacks")
     for spec in callbacks if isinstance(callbacks, list) else []:
-        name, kwargs = callback_spec(spec)
+        name, kwargs, _ = split_spec(spec)
         monitor = kwargs.get("monitor")
         if isinstance(monitor, str) and monitor:
             return monitor

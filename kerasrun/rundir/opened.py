@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasrun.config.schema import Config, load_config_text
+from kerasrun.config.load import load_config_text
+from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.io import read_json
 from kerasrun.rundir.layout import CONFIG_FILE, RUN_FILE

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE

@@ -132,7 +132,7 @@ def plan_sweep(
 
 def create_sweep(plan: SweepPlan, command: list[str]) -> SweepRecord:
     """Create the sweep folder (`<runs dir>/<time>-<name>-sweep`) and its first sweep.json."""
-    from kerasrun.config.schema import load_config
+    from kerasrun.config.load import load_config
 
     runs_dir = plan.runs_dir or Path(load_config(plan.config_path, plan.base_overrides).output.runs_dir)
     folder = create_run_dir(runs_dir, f"{plan.name}-sweep")

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from kerasrun.config.schema import Config, load_config
+from kerasrun.config.load import dotted_parts, load_config
+from kerasrun.config.schema import Config
 from kerasrun.config.yamlsource import load_yaml_value
 from kerasrun.errors import ConfigError, Problem
 
@@ -281,7 +282,7 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
 def key_exists(data: Any, dotted: str) -> bool:
     """Whether `a.b[2].c` names something in the resolved config."""
     target = data
-    for part in [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]:
+    for part in dotted_parts(dotted):
         found = part in target if isinstance(target, dict) else isinstance(part, int) and isinstance(target, list) and part < len(target)
         if not found:
             return False

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras, tf
-from kerasrun.config.schema import load_config
+from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE

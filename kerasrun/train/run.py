@@ -17,8 +17,13 @@ from typing import Any
 
 from kerasrun._tf import keras, tf
 from kerasrun.build import registry
-from kerasrun.build.model import build_training_state, output_names, summarize
-from kerasrun.config.schema import Config, config_to_yaml
+from kerasrun.build.model import (
+    build_training_state,
+    output_names,
+    summarize,
+)
+from kerasrun.config.resolved import config_to_yaml
+from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, make_dataset
 from kerasrun.data.epochs import EpochClock
 from kerasrun.data.stream import cache_in

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from kerasrun._tf import keras, tf
-from kerasrun.config.schema import Config, PreprocessStep
+from kerasrun.config.data import PreprocessStep
+from kerasrun.config.schema import Config
 from kerasrun.data import Split, Stream, preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where

@@ -1,6 +1,6 @@
 """One reader per data source: `kerasrun.data.sources.<source>.read(spec, where)`, where `<source>` is `data.source`.
 
-A new source is one new module here (plus its section's schema in kerasrun/config/schema.py): a `read`
+A new source is one new module here (plus its section's schema class in kerasrun/config/data.py): a `read`
 function that takes only its own config section and a `Where`, and returns `Data`.
 """
 

@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from kerasrun.build import registry
-from kerasrun.config.schema import CsvData
+from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, split_test
 from kerasrun.errors import ConfigError, Problem

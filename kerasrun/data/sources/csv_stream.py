@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import CsvData
+from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import ImageFolderData
+from kerasrun.config.data import ImageFolderData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.memory import empty_aligned
 from kerasrun.data.preprocess import preprocess_element

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from kerasrun.build import registry
-from kerasrun.config.schema import KerasData
+from kerasrun.config.data import KerasData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where
 from kerasrun.data.sources.npz import open_npz

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import NpzData
+from kerasrun.config.data import NpzData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError

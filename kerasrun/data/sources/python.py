@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from kerasrun.build import registry
-from kerasrun.config.schema import PythonData
+from kerasrun.config.data import PythonData
 from kerasrun.data.arrays import Data, Split, as_arrays
 from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError, first_line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kerasrun.config.schema import SklearnData
+from kerasrun.config.data import SklearnData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where, split_test
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import SyntheticData
+from kerasrun.config.data import SyntheticData
 from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, split_test
 from kerasrun.errors import ConfigError

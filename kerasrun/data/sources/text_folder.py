@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import TextFolderData
+from kerasrun.config.data import TextFolderData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where, split_test
 from kerasrun.data.sources.image_folder import class_folders

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import TfRecordData
+from kerasrun.config.data import TfRecordData
 from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test

@@ -1,0 +1,277 @@
+"""The `data` section: one schema class per `source`, discriminated by `source`, and the preprocessing steps."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal, get_args
+
+from pydantic import Field, model_validator
+
+from kerasrun.config.fields import MAX_CLASSES, MAX_SAMPLES, Dimension, Finite, Fraction, ImportPath, LayerName, Real, Size, Strict
+
+
+class PreprocessStep(Strict):
+    """One preprocessing step; exactly one key is set."""
+
+    reshape: list[Dimension] | None = Field(None, description="new per-sample shape of the features, -1 allowed")
+    scale: Real | None = Field(None, description="divide the features by this number", gt=0, allow_inf_nan=False)
+    cast: str | None = Field(None, description="cast the features to this dtype, e.g. float32")
+    one_hot: int | None = Field(
+        None, description="one-hot encode the integer targets into this many classes", ge=2, le=MAX_CLASSES, strict=True
+    )
+
+    @model_validator(mode="after")
+    def check_one_key(self) -> PreprocessStep:
+        """Each list entry must be a single step."""
+        if sum(getattr(self, name) is not None for name in type(self).model_fields) != 1:
+            raise ValueError("each preprocess entry must set exactly one of reshape, scale, cast, one_hot")
+        return self
+
+
+# Keys of the sources read while training (streamed CSV, streamed image folders, TFRecord).
+ShuffleBuffer = Annotated[int, Field(ge=1, le=1 << 26, strict=True, description="streamed: rows the training shuffle holds at once")]
+StreamCache = Annotated[
+    Literal["none", "file"],
+    Field(description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there"),
+]
+
+
+class DataCommon(Strict):
+    """Keys shared by every data source."""
+
+    # The fields naming files or folders (or globs of them), relative to the config file. The one list of them:
+    # compose.py makes a base config's absolute under `extends`, resolved.py makes them absolute in a run folder's config.
+    PATH_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    preprocess: list[PreprocessStep] = Field(
+        default_factory=list, description="steps applied to features (and one_hot to targets), in order"
+    )
+    allow_nonfinite: bool = Field(False, description="accept NaN/inf in the input arrays instead of refusing them")
+
+
+class KerasData(DataCommon):
+    """A `keras.datasets` dataset, read offline from a data directory when it is there."""
+
+    PATH_FIELDS = ("dir",)
+
+    source: Literal["keras"]
+    name: str = Field(description="keras.datasets name, e.g. mnist, fashion_mnist, cifar10")
+    dir: str | None = Field(None, description="data directory; default $KERASRUN_DATA_DIR")
+
+
+class NpzData(DataCommon):
+    """Arrays from a NumPy .npz file."""
+
+    PATH_FIELDS = ("path",)
+
+    source: Literal["npz"]
+    path: str
+    x: str | dict[str, str] = Field("x_train", description="array key; for several inputs {input name: key}")
+    y: str | dict[str, str] = Field("y_train", description="array key; for several outputs {output name: key}")
+    x_val: str | dict[str, str] | None = Field("x_val", description="validation features, used when the file has them")
+    y_val: str | dict[str, str] | None = Field("y_val", description="validation targets, used when the file has them")
+    x_test: str | dict[str, str] | None = "x_test"
+    y_test: str | dict[str, str] | None = "y_test"
+    sample_weight: str | None = Field(None, description="key of per-sample training weights")
+
+
+class CsvData(DataCommon):
+    """A table in a CSV file: feature columns and one target column."""
+
+    PATH_FIELDS = ("path", "test_path", "validation_path")
+
+    source: Literal["csv"]
+    path: str
+    target: str | dict[str, str] = Field(description="target column; {output name: column} for several outputs")
+    features: list[str] | dict[str, list[str]] | None = Field(
+        None, description="feature columns (default: every other column); {input name: columns} for several inputs"
+    )
+    test_path: str | None = None
+    test_fraction: Fraction | None = None
+    validation_path: str | None = Field(None, description="a CSV file of validation rows (instead of train.validation_split)")
+    sample_weight: str | None = Field(None, description="a column of per-row training weights (not a feature)")
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
+    stream: bool = Field(False, description="read with tf.data while training instead of loading the file into memory")
+    column_types: dict[str, Literal["float32", "int64", "string"]] = Field(
+        default_factory=dict, description="stream: a target column's type (default: inferred from the first rows)"
+    )
+    shuffle_buffer: ShuffleBuffer = 10_000
+    cache: StreamCache = "none"
+
+
+class SklearnData(DataCommon):
+    """A real dataset bundled with scikit-learn (no network needed)."""
+
+    source: Literal["sklearn"]
+    name: Literal["digits", "iris", "breast_cancer", "wine", "diabetes"] = Field(
+        description="classification: digits, iris, breast_cancer, wine; regression: diabetes"
+    )
+    test_fraction: Fraction = 0.2
+    stratify: bool = True
+
+
+class SyntheticData(DataCommon):
+    """Seeded generated data: Gaussian `blobs` per class, or `random` arrays."""
+
+    source: Literal["synthetic"]
+    generator: Literal["blobs", "random"]
+    means: list[list[Finite]] | None = Field(None, description="blobs: one mean vector per class", max_length=MAX_CLASSES)
+    cov: list[list[Finite]] | None = Field(None, description="blobs: shared covariance matrix")
+    samples_per_class: int | None = Field(None, ge=1, le=MAX_SAMPLES, strict=True, description="blobs: points per class")
+    x_shape: list[int] | dict[str, list[int]] | None = Field(
+        None, description="random: per-sample feature shape; {input: shape} for several inputs"
+    )
+    classes: int | dict[str, int] | None = Field(
+        None, description="random: integer labels in [0, classes); {output: classes} for class outputs"
+    )
+    y_shape: list[int] | dict[str, list[int]] | None = Field(
+        None, description="random: per-sample float target shape; {output: shape} for float outputs"
+    )
+    samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, strict=True, description="random: number of training samples")
+    test_fraction: Fraction | None = None
+
+    @model_validator(mode="after")
+    def check_generator_keys(self) -> SyntheticData:
+        """Blobs needs means/cov/samples_per_class; random needs x_shape, samples and classes or y_shape."""
+        if self.generator == "blobs":
+            missing = [k for k in ("means", "cov", "samples_per_class") if getattr(self, k) is None]
+        else:
+            missing = [k for k in ("x_shape", "samples") if getattr(self, k) is None]
+            if self.classes is None and self.y_shape is None:
+                missing.append("classes or y_shape")
+        if missing:
+            raise ValueError(f"generator {self.generator} needs {', '.join(missing)}")
+        if self.generator == "blobs" and self.means is not None and self.cov is not None:
+            width = len(self.means[0]) if self.means else 0
+            if not self.means or any(len(mean) != width for mean in self.means) or width == 0:
+                raise ValueError("means must be a list of mean vectors of one length (one per class)")
+            if len(self.cov) != width or any(len(row) != width for row in self.cov):
+                raise ValueError(f"cov must be {width}x{width}, matching the means")
+        return self
+
+
+IMAGE_SIZE_MAX = 8192  # pixels per side; more is a typo (or a picture no model input takes whole)
+
+
+class ClassFolders(DataCommon):
+    """Keys of the sources read from one subfolder per class: labels follow the sorted subfolder names."""
+
+    PATH_FIELDS = ("path", "test_path", "validation_path")
+
+    path: str = Field(description="folder with one subfolder per class")
+    test_path: str | None = Field(None, description="a folder with the same class subfolders for the test split")
+    test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction, stratified by class, for testing")
+    validation_path: str | None = Field(None, description="a folder of the same classes for validation (instead of train.validation_split)")
+
+    @model_validator(mode="after")
+    def check_test_keys(self) -> ClassFolders:
+        """One way to make a test split."""
+        if self.test_path is not None and self.test_fraction is not None:
+            raise ValueError("give test_path or test_fraction, not both")
+        return self
+
+
+class ImageFolderData(ClassFolders):
+    """A folder of images, one subfolder per class, read with keras.utils.image_dataset_from_directory."""
+
+    source: Literal["image_folder"]
+    image_size: list[Annotated[int, Field(ge=1, le=IMAGE_SIZE_MAX, strict=True)]] = Field(
+        min_length=2, max_length=2, description="[height, width] every image is resized to"
+    )
+    color_mode: Literal["grayscale", "rgb", "rgba"] = Field("rgb", description="channels of the decoded images: 1, 3 or 4")
+    interpolation: Literal["bilinear", "nearest", "bicubic", "area", "lanczos3", "lanczos5", "gaussian", "mitchellcubic"] = "bilinear"
+    crop_to_aspect_ratio: bool = Field(False, description="crop to the target aspect ratio before resizing (no distortion)")
+    pad_to_aspect_ratio: bool = Field(False, description="pad to the target aspect ratio before resizing (no distortion)")
+    bad_images: Literal["refuse", "skip"] = Field(
+        "refuse", description="an image that cannot be decoded: refuse the data (naming it), or skip it and count it"
+    )
+    memory_limit_mb: int = Field(
+        2048,
+        ge=0,
+        le=1 << 22,
+        strict=True,
+        description="decoded images are held in memory (float32) up to this size; beyond it (or with 0), streamed from disk",
+    )
+    shuffle_buffer: ShuffleBuffer = 10_000
+    cache: StreamCache = "none"
+
+    @model_validator(mode="after")
+    def check_image_keys(self) -> ImageFolderData:
+        """One aspect-ratio rule."""
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ValueError("crop_to_aspect_ratio and pad_to_aspect_ratio can't both be true")
+        return self
+
+
+class PythonData(DataCommon):
+    """A Python function `module:function` returning arrays or a tf.data.Dataset."""
+
+    source: Literal["python"]
+    function: ImportPath
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class TextFolderData(ClassFolders):
+    """A folder of .txt files, one subfolder per class, read with keras.utils.text_dataset_from_directory."""
+
+    source: Literal["text_folder"]
+    max_length: int | None = Field(None, ge=1, le=1 << 30, strict=True, description="keep at most this many characters of each text")
+    memory_limit_mb: int = Field(2048, ge=1, le=1 << 22, strict=True, description="the texts are held in memory up to this size")
+
+
+class TfRecordFeature(Strict):
+    """One feature of a tf.train.Example: its dtype and per-example shape (tf.io.FixedLenFeature)."""
+
+    dtype: Literal["float32", "int64", "string"] = Field(description="the Example's list type: float32, int64 or string (bytes)")
+    shape: list[Size] = Field(default_factory=list, description="per-example shape; [] for a scalar")
+
+
+class TfRecordData(DataCommon):
+    """tf.train.Example records in TFRecord files (several shards), read by tf.data while training."""
+
+    PATH_FIELDS = ("files", "validation_files", "test_files")
+
+    source: Literal["tfrecord"]
+    files: str | list[str] = Field(description="a glob or a list of globs of training shards, relative to the config")
+    validation_files: str | list[str] | None = Field(None, description="shards of validation examples (instead of train.validation_split)")
+    test_files: str | list[str] | None = Field(None, description="shards of test examples")
+    test_fraction: Fraction | None = Field(None, description="or hold out this seeded fraction of the training examples")
+    compression: Literal["none", "gzip", "zlib"] = Field("none", description="how the files are compressed")
+    features: dict[LayerName, TfRecordFeature] = Field(min_length=1, description="feature name -> {dtype, shape}: what to parse")
+    inputs: list[LayerName] = Field(min_length=1, description="features the model takes (one: the input; several: by name)")
+    targets: list[LayerName] = Field(min_length=1, description="features the model predicts (one: the target; several: by output name)")
+    sample_weight: LayerName | None = Field(None, description="a float feature with each example's training weight")
+    shuffle_buffer: ShuffleBuffer = 10_000
+    parallel_files: int = Field(4, ge=1, le=1024, strict=True, description="shards read at once, interleaved in a fixed order")
+    cache: StreamCache = "none"
+
+    @model_validator(mode="after")
+    def check_feature_roles(self) -> TfRecordData:
+        """Inputs, targets and the weight are declared features, each in one role."""
+        roles = [*self.inputs, *self.targets, *([self.sample_weight] if self.sample_weight else [])]
+        unknown = [name for name in roles if name not in self.features]
+        if unknown:
+            raise ValueError(f"not in features: {', '.join(unknown)}; declare each feature's dtype and shape under features")
+        if len(set(roles)) != len(roles):
+            raise ValueError("a feature can be an input, a target or the sample weight, not two of these")
+        if self.test_files is not None and self.test_fraction is not None:
+            raise ValueError("give test_files or test_fraction, not both")
+        return self
+
+
+DataConfig = Annotated[
+    KerasData | NpzData | CsvData | SklearnData | SyntheticData | ImageFolderData | TextFolderData | TfRecordData | PythonData,
+    Field(discriminator="source"),
+]
+# Each source's class by its `source` name, for raw YAML not validated yet (compose.py).
+SOURCES: dict[str, type[DataCommon]] = {
+    get_args(cls.model_fields["source"].annotation)[0]: cls for cls in get_args(get_args(DataConfig)[0])
+}
+# Every source's path fields, for a section naming no source it knows (a base config the config extending it completes).
+ANY_SOURCE_PATH_FIELDS = tuple(dict.fromkeys(name for cls in SOURCES.values() for name in cls.PATH_FIELDS))
+
+
+def path_fields(source: Any) -> tuple[str, ...]:
+    """The path fields of the data source named `source`; every source's when it names none this version knows."""
+    cls = SOURCES.get(source) if isinstance(source, str) else None
+    return cls.PATH_FIELDS if cls is not None else ANY_SOURCE_PATH_FIELDS

@@ -1,0 +1,118 @@
+"""`load_config(path, overrides)`: read, compose, apply `--set`, validate against the schema and the rules across sections; `--smoke` shrinking."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from kerasrun.config.compose import read_config_file
+from kerasrun.config.problems import describe_validation_error
+from kerasrun.config.schema import Config, check_across_sections
+from kerasrun.config.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml
+from kerasrun.errors import Collector, ConfigError, Problem
+from kerasrun.startup import make_config_folder_importable
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMap, values: dict[str, Any] | None = None) -> None:
+    """Apply `dotted.key=value` overrides (values parsed as YAML), then `values` (taken as they are)."""
+    for item in overrides:
+        dotted, _, raw = item.partition("=")
+        append = dotted.endswith("+")  # key+=[a, b] appends to the list at key
+        dotted = dotted.removesuffix("+")
+        if "=" not in item or not dotted.strip(".[] "):
+            raise ConfigError(Problem(key=item, message="expected --set dotted.key=value", file="--set"))
+        try:
+            value, _, duplicates = load_yaml_value(raw, "--set")
+        except ConfigError as exc:
+            raise ConfigError(
+                [Problem(key=dotted, message=f"value is not valid YAML: {p.message}", file="--set") for p in exc.problems]
+            ) from None
+        if duplicates:  # duplicate keys, or numbers in a surprising base, inside the value
+            raise ConfigError(
+                [Problem(key=".".join(x for x in (dotted, p.key) if x), message=p.message, file="--set", hint=p.hint) for p in duplicates]
+            )
+        set_dotted(data, dotted, value, source, append)
+    for dotted, value in (values or {}).items():
+        set_dotted(data, dotted, value, source)
+
+
+def dotted_parts(dotted: str) -> list[str | int]:
+    """The keys and list indices of a dotted key: `a.b[2].c` → ["a", "b", 2, "c"] (as --set and a sweep's keys write them)."""
+    return [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap, append: bool = False) -> None:
+    """Set `a.b[2].c` in the raw config (or append to the list there), creating mappings on the way; remember it came from the command line."""
+    parts: list[Any] = dotted_parts(dotted)
+    target: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(target, list) and isinstance(part, int) and part < len(target):
+            target = target[part]
+        elif isinstance(target, dict):
+            if isinstance(target.get(part), str) and tuple(parts[: i + 1]) == ("model", "init_from"):
+                target[part] = {"path": target[part]}  # the shorthand `init_from: PATH`, spelled out to set a key in it
+            target = target.setdefault(part, {})
+        else:
+            raise ConfigError(Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set"))
+    if append:
+        current = target.get(parts[-1], []) if isinstance(target, dict) else None
+        if not isinstance(current, list):
+            raise ConfigError(Problem(key=dotted, message="+= appends to a list; this key holds no list", file="--set"))
+        target[parts[-1]] = current + (value if isinstance(value, list) else [value])
+        source.overrides.add(tuple(str(p) for p in (*parts, len(current))))  # the new items came from the command line
+        return
+    if (isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target)) or isinstance(target, dict):
+        target[parts[-1]] = value
+    else:
+        raise ConfigError(Problem(key=dotted, message="cannot set a key inside a non-mapping", file="--set"))
+    source.overrides.add(tuple(str(p) for p in parts))
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, values: dict[str, Any] | None = None) -> Config:
+    """Read, override and validate a config file; raise ConfigError listing every problem.
+
+    `values` are set as given, not parsed as YAML: `--name 2024` is the name "2024", not a number.
+    """
+    data, source = read_config_file(Path(path))  # with the configs it extends merged in and ${VAR}s substituted
+    make_config_folder_importable(str(Path(path).resolve().parent))
+    return validate_config(data, source, overrides or [], Path(path).resolve().parent, values)
+
+
+def load_config_text(text: str, path: Path, overrides: list[str] | None = None) -> Config:
+    """Validate config text already read (a run folder's, whose bytes were verified), located as `path`."""
+    data, source = parse_yaml(text, str(path))
+    return validate_config(data, source, overrides or [], Path(path).resolve().parent)
+
+
+def validate_config(
+    data: dict[str, Any], source: SourceMap, overrides: list[str], base_dir: Path, values: dict[str, Any] | None = None
+) -> Config:
+    """Apply overrides and validate the raw mapping against the schema, then the rules that span sections."""
+    apply_overrides(data, overrides, source, values)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc, data, source, Config)) from None
+    config._source = source
+    config._base_dir = base_dir
+    collector = Collector()
+    for problem in check_across_sections(config):
+        collector.add(problem)
+    collector.raise_if_any()
+    return config
+
+
+def shrink_for_smoke(config: Config) -> Config:
+    """The same experiment cut to one epoch of at most 2 train/validation/test batches, on the CPU, not logged to MLflow."""
+    steps = min(config.train.steps_per_epoch or 2, 2)
+    return config.model_copy(
+        update={
+            "train": config.train.model_copy(update={"epochs": 1, "initial_epoch": 0, "steps_per_epoch": steps, "validation_steps": 2}),
+            "evaluate": config.evaluate.model_copy(update={"steps": 2}),
+            "runtime": config.runtime.model_copy(update={"device": "cpu"}),
+            "output": config.output.model_copy(update={"mlflow": None}),  # a throwaway check leaves no run in the MLflow store
+        }
+    )
