@@ -6,9 +6,10 @@ import pytest
 
 from kerasrun._tf import keras
 from kerasrun.build.model import build_model, compile_model
-from kerasrun.build.registry import SpecError, resolve_callback, resolve_layer, resolve_loss, resolve_metric, resolve_optimizer
+from kerasrun.build.registry import resolve_callback, resolve_layer, resolve_loss, resolve_metric, resolve_optimizer
 from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError
+from kerasrun.imports import SpecError
 
 
 def test_optimizer_forms() -> None:

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 
 from kerasrun._tf import keras
-from kerasrun.build import registry
 from kerasrun.build.model import input_names, output_names
 from kerasrun.config.schema import Config
 from kerasrun.config.spec import split_spec
 from kerasrun.data import Split
 from kerasrun.errors import Problem, first_line
+from kerasrun.imports import suggest
 
 
 def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Config) -> Problem | None:
@@ -176,9 +176,7 @@ def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Prob
             continue
         what = "input" if side == "x" else "output"
         problems += [
-            config.problem(
-                ("data",), f"the data's {side} array `{key}` matches no model {what} ({', '.join(names)})", registry.suggest(key, names)
-            )
+            config.problem(("data",), f"the data's {side} array `{key}` matches no model {what} ({', '.join(names)})", suggest(key, names))
             for key in arrays
             if key not in names
         ]

@@ -21,6 +21,7 @@ from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError, Problem, first_line
+from kerasrun.imports import suggest
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.checkpoints import variable_name
 from kerasrun.rundir.io import read_json
@@ -39,7 +40,7 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
         base = Path(runs_dir or config.output.runs_dir)
         found, _ = newest_completed(base, spec.run)
         if found is None:
-            hint = registry.suggest(spec.run, run_names(base)) or "train it first"
+            hint = suggest(spec.run, run_names(base)) or "train it first"
             raise ConfigError(config.problem(LOC + ("run",), f"no completed run named `{spec.run}` under {base}", hint))
         return found.resolve()
     assert spec.path is not None
@@ -106,7 +107,7 @@ def copy_by_name(source: Source, model: Any, config: Config) -> dict[str, Any]:
     problems: list[Problem] = []
     for index, name in enumerate(spec.skip):
         if name not in targets:
-            hint = registry.suggest(name, list(targets)) or f"layers with weights: {', '.join(targets)}"
+            hint = suggest(name, list(targets)) or f"layers with weights: {', '.join(targets)}"
             problems.append(config.problem(LOC + ("skip", index), f"the model has no layer `{name}` with weights", hint))
     found = {name: source.weights_for(layer) for name, layer in targets.items() if name not in spec.skip}
     missing = [name for name, weights in found.items() if weights is None]

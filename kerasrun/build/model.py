@@ -11,6 +11,7 @@ from kerasrun.config.model import input_shape_and_dtype
 from kerasrun.config.schema import Config
 from kerasrun.config.spec import adapt_flag, split_layer_entry, split_spec
 from kerasrun.errors import Collector, ConfigError, first_line
+from kerasrun.imports import SpecError, import_object, suggest
 from kerasrun.keras_private import symbolic_build
 
 
@@ -33,8 +34,8 @@ def build_from_factory(config: Config, collector: Collector) -> Any:
     assert config.model.factory is not None  # build_model calls this only for a factory model
     loc = ("model", "factory")
     try:
-        factory = registry.import_object(config.model.factory)
-    except registry.SpecError as exc:
+        factory = import_object(config.model.factory)
+    except SpecError as exc:
         collector.add(config.problem(loc, str(exc), exc.hint))
         return None
     try:
@@ -74,7 +75,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
             layer_spec = with_float32_output(layer_spec)
         try:
             layer = registry.resolve_layer(layer_spec, loc)
-        except registry.SpecError as exc:
+        except SpecError as exc:
             collector.add(config.problem(exc.loc or loc, str(exc), exc.hint))
             broken.add(split_spec(layer_spec)[1].get("name", f"<layer {index}>"))
             failed = True
@@ -105,7 +106,7 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
                 config.problem(
                     ("model", "activation_metrics", index, "layer"),
                     f"no layer is named `{watch.layer}`",
-                    registry.suggest(watch.layer, list(tensors)),
+                    suggest(watch.layer, list(tensors)),
                 )
             )
     if failed or collector.problems:
@@ -136,7 +137,7 @@ def layer_argument(refs: Any, previous: Any, tensors: dict[str, Any], config: Co
             config.problem(
                 loc + ("inputs",),
                 f"`{name}` is not a model input or an earlier layer (layers are applied in order)",
-                registry.suggest(name, list(tensors)),
+                suggest(name, list(tensors)),
             )
         )
     if missing:
@@ -151,7 +152,7 @@ def model_outputs(names: list[str] | None, previous: Any, tensors: dict[str, Any
         return previous
     missing = [name for name in names if name not in tensors]
     for name in missing:
-        collector.add(config.problem(("model", "outputs"), f"`{name}` is not a layer of the model", registry.suggest(name, list(tensors))))
+        collector.add(config.problem(("model", "outputs"), f"`{name}` is not a layer of the model", suggest(name, list(tensors))))
     if missing:
         return None
     return tensors[names[0]] if len(names) == 1 else [tensors[name] for name in names]
@@ -261,9 +262,7 @@ def check_output_keys(mapping: dict[str, Any], loc: tuple, outputs: list[str], c
     for key in mapping:
         if key not in outputs:
             collector.add(
-                config.problem(
-                    loc + (key,), f"the model has no output `{key}`", registry.suggest(key, outputs) or f"outputs: {', '.join(outputs)}"
-                )
+                config.problem(loc + (key,), f"the model has no output `{key}`", suggest(key, outputs) or f"outputs: {', '.join(outputs)}")
             )
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -11,9 +9,10 @@ from typing import Any
 
 from kerasrun._tf import keras
 from kerasrun.config.schema import import_paths
-from kerasrun.config.spec import IMPORT_PATH, is_named_object, split_spec
+from kerasrun.config.spec import is_named_object, split_spec
 from kerasrun.config.train import CALLBACK_PATH_KEYS
 from kerasrun.errors import Collector, ConfigError, Problem
+from kerasrun.imports import IMPORT_PATH, SpecError, import_object, suggest
 
 Loc = tuple[Any, ...]
 # Keys in layer kwargs whose values are themselves Keras objects, and the Keras namespace that resolves each.
@@ -29,33 +28,6 @@ NESTED_KINDS: dict[str, tuple[str, Any]] = {
 DATA_ARGUMENTS = ("vocabulary", "name", "oov_token", "mask_token")
 
 
-class SpecError(Exception):
-    """A spec could not be resolved; carries the message and an optional hint."""
-
-    def __init__(self, message: str, hint: str | None = None, loc: Loc = ()) -> None:
-        super().__init__(message)
-        self.hint = hint
-        self.loc = loc
-
-
-def import_object(path: str) -> Any:
-    """Import `package.module:name` (dots after the colon walk attributes)."""
-    if not IMPORT_PATH.match(path):
-        raise SpecError(f"expected an import path `package.module:name`, got {path!r}")
-    module_name, attr_path = path.split(":", 1)
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise SpecError(f"cannot import module `{module_name}`: {exc}", hint="is it installed, or on PYTHONPATH?") from None
-    for attr in attr_path.split("."):
-        if not hasattr(obj, attr):
-            public = [n for n in dir(obj) if not n.startswith("_")]
-            close = difflib.get_close_matches(attr, public, n=1)
-            raise SpecError(f"module `{module_name}` has no attribute `{attr}`", hint=f"did you mean `{close[0]}`?" if close else None)
-        obj = getattr(obj, attr)
-    return obj
-
-
 def call_with_kwargs(obj: Any, kwargs: dict[str, Any], what: str) -> Any:
     """Instantiate a class (or call a factory) with kwargs; a plain function without kwargs is returned as is."""
     if inspect.isclass(obj):
@@ -68,15 +40,6 @@ def call_with_kwargs(obj: Any, kwargs: dict[str, Any], what: str) -> Any:
             raise SpecError(f"{what} `{getattr(obj, '__name__', obj)}` is a function; it takes no arguments here")
         return obj
     raise SpecError(f"{what} import path must name a class or function, got {type(obj).__name__}")
-
-
-def suggest(name: str, candidates: list[str]) -> str | None:
-    """A 'did you mean' hint, matching case-insensitively."""
-    lowered = {c.lower(): c for c in candidates}
-    close = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
-    if not close:
-        return None
-    return "did you mean " + " or ".join(f"`{lowered[c]}`" for c in close) + "?"
 
 
 def public_names(module: Any, base: type | None = None) -> list[str]:

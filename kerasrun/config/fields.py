@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from kerasrun.config.spec import IMPORT_PATH
+from kerasrun.imports import IMPORT_PATH
 
 # An object spec to the JSON schema: a name or a mapping (kerasrun checks the forms, with messages a JSON schema can't give).
 SPEC_JSON_SCHEMA: JsonDict = {"anyOf": [{"type": "string"}, {"type": "object"}]}

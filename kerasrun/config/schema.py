@@ -10,10 +10,10 @@ from pydantic import AfterValidator, Field, PrivateAttr
 from kerasrun.config.data import DataConfig
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig
-from kerasrun.config.spec import IMPORT_PATH
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem
+from kerasrun.imports import IMPORT_PATH
 
 
 class Config(Strict):

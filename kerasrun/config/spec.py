@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kerasrun.config.yamlsource import SCIENTIFIC
-
-IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def split_spec(spec: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None]:

@@ -7,12 +7,12 @@ from typing import Any, Literal, TypeGuard, cast
 
 import numpy as np
 
-from kerasrun.build import registry
 from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Split
 from kerasrun.data.splits import class_labels
 from kerasrun.data.stream import Stream
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.imports import suggest
 
 
 def class_weight_table(
@@ -126,7 +126,7 @@ def weight_outputs(train: Split, config: Config) -> Split:
                 config.problem(
                     loc + (name,),
                     f"the targets have no output `{name}`",
-                    registry.suggest(name, list(train.y)) or f"outputs: {', '.join(train.y)}",
+                    suggest(name, list(train.y)) or f"outputs: {', '.join(train.y)}",
                 )
                 for name in unknown
             ]

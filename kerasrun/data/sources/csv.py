@@ -10,11 +10,11 @@ from typing import Any, cast
 
 import numpy as np
 
-from kerasrun.build import registry
 from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, split_test
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.imports import suggest
 
 
 def read_csv_table(
@@ -108,7 +108,7 @@ def choose_columns(
         where.problem(
             (key,) + ((group,) if group else ()),
             f"{path.name} has no column `{name}`",
-            registry.suggest(name, header) or f"columns: {', '.join(header)}",
+            suggest(name, header) or f"columns: {', '.join(header)}",
         )
         for key, groups in (
             ("target", {g: [c] for g, c in targets.items()}),

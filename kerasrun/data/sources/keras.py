@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kerasrun.build import registry
 from kerasrun.config.data import KerasData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where
 from kerasrun.data.sources.npz import open_npz
 from kerasrun.errors import ConfigError, DataUnavailableError
+from kerasrun.imports import suggest
 
 DATA_DIR_ENV = "KERASRUN_DATA_DIR"
 # Keras datasets whose original files Keras reads from a subfolder of its cache (name -> subfolder, files).
@@ -32,7 +32,7 @@ def read(spec: KerasData, where: Where) -> Data:
     module = getattr(keras.datasets, spec.name, None)
     if module is None or not hasattr(module, "load_data"):
         known = [n for n in dir(keras.datasets) if hasattr(getattr(keras.datasets, n), "load_data")]
-        raise ConfigError(where.problem(("name",), f"keras.datasets has no dataset `{spec.name}`", registry.suggest(spec.name, known)))
+        raise ConfigError(where.problem(("name",), f"keras.datasets has no dataset `{spec.name}`", suggest(spec.name, known)))
     data_dir = where.resolve_path(spec.dir) if spec.dir else (Path(os.environ[DATA_DIR_ENV]) if os.environ.get(DATA_DIR_ENV) else None)
     if data_dir is not None:
         npz = data_dir / f"{spec.name}.npz"

@@ -7,11 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from kerasrun.build import registry
 from kerasrun.config.data import PythonData
 from kerasrun.data.arrays import Data, Split, as_arrays
 from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError, first_line
+from kerasrun.imports import SpecError, import_object, suggest
 
 
 def check_call(function: Any, kwargs: dict[str, Any]) -> str | None:
@@ -29,8 +29,8 @@ def read(spec: PythonData, where: Where) -> Data:
     """Call `data.function(**kwargs)`: arrays (x, y), ((x, y), (x_test, y_test)), a dict of arrays, or datasets."""
     loc = ("function",)
     try:
-        function = registry.import_object(spec.function)
-    except registry.SpecError as exc:
+        function = import_object(spec.function)
+    except SpecError as exc:
         raise ConfigError(where.problem(loc, str(exc), exc.hint)) from None
     if (problem := check_call(function, spec.kwargs)) is not None:
         raise ConfigError(where.problem(("kwargs",) if spec.kwargs else loc, problem))
@@ -56,7 +56,7 @@ def check_keys(result: dict[Any, Any], known: tuple[str, ...]) -> None:
     """Every key of a returned dict is one kerasrun reads: a misspelled `x_vall` is an error, never silently dropped."""
     unknown = [key for key in result if key not in known]
     if unknown:
-        hints = [f"{key!r}" + (f" ({hint.rstrip('?')})" if (hint := registry.suggest(str(key), list(known))) else "") for key in unknown]
+        hints = [f"{key!r}" + (f" ({hint.rstrip('?')})" if (hint := suggest(str(key), list(known))) else "") for key in unknown]
         raise NotData(f"a dict with keys kerasrun doesn't read: {', '.join(hints)}; the keys are {', '.join(known)}")
 
 

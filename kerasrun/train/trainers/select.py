@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kerasrun.build import registry
 from kerasrun.build.model import output_names
 from kerasrun.config.schema import Config
 from kerasrun.data import Data, make_dataset
 from kerasrun.errors import ConfigError
+from kerasrun.imports import SpecError, import_object
 from kerasrun.train.devices import Placement
 from kerasrun.train.trainers.base import Trainer
 from kerasrun.train.trainers.custom import CustomLoop, CustomTrainer, check_step_signature
@@ -43,8 +43,8 @@ def make_custom_loop(config: Config, model: Any, data: Data, placement: Placemen
     loc = ("train", "step")
     if config.train.step is not None:
         try:
-            step = registry.import_object(config.train.step)
-        except registry.SpecError as exc:
+            step = import_object(config.train.step)
+        except SpecError as exc:
             raise ConfigError(config.problem(loc, str(exc), exc.hint)) from None
         if (problem := check_step_signature(step)) is not None:
             raise ConfigError(config.problem(loc, problem))
