@@ -9,12 +9,11 @@ from __future__ import annotations
 import copy
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import yaml
+from helpers import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 # Configs that train in about a second from data on this machine (no MNIST-sized loading, no init_from run).
 FAST_CONFIGS = [
     "digits_mlp",

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import only_run
+from helpers import REPO, only_run
 
 from kerasrun.rundir.io import read_json
 
@@ -37,7 +37,7 @@ def test_help_does_not_import_tensorflow() -> None:
 
 
 def test_validate_and_show_do_not_import_tensorflow(tmp_path) -> None:
-    config = Path(__file__).resolve().parents[1] / "configs" / "digits_mlp.yaml"
+    config = REPO / "configs" / "digits_mlp.yaml"
     code = (
         "from typer.testing import CliRunner\nfrom kerasrun.cli import app\n"
         f"assert CliRunner().invoke(app, ['validate', {str(config)!r}]).exit_code == 0\n"
@@ -51,7 +51,7 @@ def gc_and_path_after_import(configure: bool) -> tuple[str, int, bool]:
     """In a fresh interpreter: is the collector on, how many objects are frozen, is the cwd on sys.path."""
     setup = "from kerasrun.startup import configure_command_process\nconfigure_command_process()\n" if configure else ""
     code = setup + "import gc, os, sys\nfrom kerasrun._tf import tf\nprint(gc.isenabled(), gc.get_freeze_count(), os.getcwd() in sys.path)"
-    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=Path(__file__).parent.parent / "bench")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO / "bench")
     enabled, frozen, on_path = out.stdout.split()
     return enabled, int(frozen), on_path == "True"
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
 from kerasrun.config.load import dotted_parts, load_config, shrink_for_smoke
 from kerasrun.config.resolved import config_to_yaml
 from kerasrun.config.schema import Config
 from kerasrun.config.spec import split_spec
 from kerasrun.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def problems_of(path: Path, overrides: list[str] | None = None) -> list[str]:

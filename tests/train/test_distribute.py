@@ -14,7 +14,6 @@ from helpers import kerasrun_process, only_run, skip_if_a_gpu_is_visible
 from kerasrun.cli import app
 from kerasrun.rundir.io import read_json
 
-TESTS = Path(__file__).resolve().parent
 # The same global batch on one device and split over replicas: equal up to float summation order.
 TOLERANCE = 1e-4  # relative, per epoch and key; shuffling is off so every run sees the same batches
 NO_SHUFFLE = ["--set", "train.shuffle=false", "--set", "train.epochs=3"]

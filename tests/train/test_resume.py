@@ -18,13 +18,12 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import TINY, merge, only_run
+from helpers import TESTS, TINY, merge, only_run
 
 from kerasrun.rundir.io import read_json
 from kerasrun.rundir.liveness import effective_status
 
 PY = sys.executable
-TESTS = Path(__file__).resolve().parent
 PAUSE_EPOCH = 3  # the interrupted run stops at the start of epoch 4, after 3 complete epochs
 
 RESUMABLE: dict[str, Any] = {
