@@ -1,4 +1,4 @@
-"""Errors raised by the library; only cli.py turns them into messages and exit codes."""
+"""Errors raised by the library; only cli/ turns them into messages and exit codes."""
 
 from __future__ import annotations
 
