@@ -10,6 +10,7 @@ import typer
 
 from kerasrun.cli import configs, managing, sweeping, training, using
 from kerasrun.cli.render import EXIT_FAILED, err_console, state
+from kerasrun.errors import first_line
 from kerasrun.startup import configure_command_process
 
 app = typer.Typer(
@@ -45,8 +46,6 @@ def main() -> None:
         console = err_console()
         if state["debug"]:
             console.print_exception()
-        console.print(
-            f"[bold red]error:[/] {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}", soft_wrap=True
-        )
+        console.print(f"[bold red]error:[/] {type(exc).__name__}: {first_line(exc)}", soft_wrap=True)
         console.print("(run with --debug for the traceback)", markup=False)
         sys.exit(EXIT_FAILED)

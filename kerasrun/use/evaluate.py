@@ -11,7 +11,7 @@ from kerasrun.build.model import build_training_state, input_names, output_names
 from kerasrun.build.registry import config_objects
 from kerasrun.config.schema import Config
 from kerasrun.data import load_data, make_dataset, name_lists
-from kerasrun.errors import ConfigError, Problem, RunFailedError
+from kerasrun.errors import ConfigError, Problem, RunFailedError, first_line
 from kerasrun.rundir.layout import CONFIG_FILE, MODEL_FILE
 from kerasrun.rundir.opened import open_run, require_completed
 from kerasrun.train.trainers.base import evaluate_model
@@ -33,7 +33,7 @@ def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, custom_objects=config_objects(config))
     except (TypeError, ValueError) as exc:
-        raise RunFailedError(f"cannot load {model_path}: {str(exc).strip().splitlines()[0]}") from None
+        raise RunFailedError(f"cannot load {model_path}: {first_line(exc)}") from None
     return config, model
 
 

@@ -12,7 +12,7 @@ from kerasrun.config.data import KerasData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where
 from kerasrun.data.sources.npz import open_npz
-from kerasrun.errors import ConfigError, DataUnavailableError
+from kerasrun.errors import ConfigError, DataUnavailableError, first_line
 from kerasrun.imports import suggest
 
 DATA_DIR_ENV = "KERASRUN_DATA_DIR"
@@ -59,7 +59,7 @@ def read(spec: KerasData, where: Where) -> Data:
         raise DataUnavailableError(
             where.problem(
                 ("name",),
-                f"dataset `{spec.name}` is not available offline and Keras could not download it ({str(exc).splitlines()[0][:160]}){looked}",
+                f"dataset `{spec.name}` is not available offline and Keras could not download it ({first_line(exc)[:160]}){looked}",
                 hint=f"put {files_wanted} in a folder and set data.dir or {DATA_DIR_ENV} to it",
             )
         ) from None
