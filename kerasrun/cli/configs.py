@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from kerasrun.cli.options import SetOption
-from kerasrun.cli.render import EXIT_FAILED, err_console, fail, reported_errors
+from kerasrun.cli.render import EXIT_FAILED, err_console, fail, json_stdout, reported_errors
 from kerasrun.errors import ConfigError
 
 
@@ -54,7 +54,7 @@ def data_command(
     """Load the data as training would and print what each split holds and the input pipeline's throughput, without training."""
     from kerasrun.config.load import load_config
 
-    with reported_errors():
+    with reported_errors(), json_stdout(as_json):
         config = load_config(config_path, list(set_ or []))
         from kerasrun.data.summary import data_report
 

@@ -6,9 +6,9 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 import typer
 
@@ -68,6 +68,21 @@ def reported_errors(on_interrupt: Callable[[Interrupted], object] | None = None)
         raise typer.Exit(stopped.exit_code) from None
     except KerasrunError as exc:
         fail(exc)
+
+
+@contextmanager
+def json_stdout(enabled: bool) -> Iterator[TextIO]:
+    """Yield the real stdout; while `enabled` (`--json`, `--progress json`) anything else printed goes to stderr.
+
+    So stdout holds kerasrun's JSON only, whatever Keras ("Found 300 files belonging to 3 classes."),
+    TensorFlow, a data source's function or a callback prints meanwhile: `kerasrun … --json | jq` works.
+    """
+    stdout = sys.stdout
+    if not enabled:
+        yield stdout
+        return
+    with redirect_stdout(sys.stderr):
+        yield stdout
 
 
 def silently(stopped: Interrupted) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from kerasrun.cli.options import Mode, Progress, Pruner, Sampler, SetOption
-from kerasrun.cli.render import EXIT_FAILED, err_console, reported_errors, silently
+from kerasrun.cli.render import EXIT_FAILED, err_console, json_stdout, reported_errors, silently
 from kerasrun.train.signals import Interrupted
 
 
@@ -87,7 +87,7 @@ def sweep(
         err_console().print(f"interrupted ({stopped.name}){where}", markup=False)
 
     # With workers, this process only waits for them (as launch does).
-    with reported_errors(recorded), signals_raise_interrupted(force_exit=jobs == 1):
+    with reported_errors(recorded), signals_raise_interrupted(force_exit=jobs == 1), json_stdout(as_json):
         record = create_sweep(plan, ["kerasrun", *sys.argv[1:]])
         say.print(f"sweep folder: {record.path}  ({plan.count} {plan.method} trial(s), {record.metric} {record.mode})", markup=False)
         run_sweep(plan, record, lambda rec, trial: say.print(trial_line(rec, trial), markup=False))

@@ -6,22 +6,29 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TextIO
 
 import typer
 
 from kerasrun.cli.options import Progress, SetOption, TrustOption
-from kerasrun.cli.render import err_console, print_metrics, report_interrupted, reported_errors, say
+from kerasrun.cli.render import err_console, json_stdout, print_metrics, report_interrupted, reported_errors, say
 from kerasrun.train.signals import Interrupted
 
 
 def run_and_report(start: Any, progress: Progress) -> Any:
-    """Run `start(set_run_dir)` with SIGTERM/SIGHUP handled like Ctrl-C; render errors and interruptions."""
+    """Run `start(set_run_dir, stdout)` with SIGTERM/SIGHUP handled like Ctrl-C; render errors and interruptions.
+
+    With `--progress json`, `stdout` is where the epochs' JSON lines go; anything else printed meanwhile goes to stderr.
+    """
     from kerasrun.train.signals import signals_raise_interrupted
 
     run_dir: list[Path] = []
-    with reported_errors(lambda stopped: report_interrupted(stopped, run_dir[0] if run_dir else None)), signals_raise_interrupted():
-        result = start(run_dir.append)
+    with (
+        reported_errors(lambda stopped: report_interrupted(stopped, run_dir[0] if run_dir else None)),
+        signals_raise_interrupted(),
+        json_stdout(progress == "json") as stdout,
+    ):
+        result = start(run_dir.append, stdout)
     for warning in result.warnings:
         err_console().print(f"warning: {warning}", markup=False)
     if result.metrics and progress != "none":
@@ -55,7 +62,7 @@ def train(
         values["runtime.device"] = device
     scratch: list[Path] = []  # temporary folders to remove at the end
 
-    def start(set_run_dir: Any) -> Any:
+    def start(set_run_dir: Any, stdout: TextIO) -> Any:
         config = load_config(config_path, list(set_ or []), values)
         if smoke:
             config = shrink_for_smoke(config)
@@ -83,7 +90,7 @@ def train(
                 f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
             ]
             say(f"weights from {loaded['path']}: " + "; ".join(parts), progress)
-        return run_experiment(experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]])
+        return run_experiment(experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]], progress_stream=stdout)
 
     try:
         result = run_and_report(start, progress)
@@ -104,7 +111,7 @@ def resume(
 ) -> None:
     """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
 
-    def start(set_run_dir: Any) -> Any:
+    def start(set_run_dir: Any, stdout: TextIO) -> Any:
         from kerasrun.train.resume import load_for_resume
 
         plan = load_for_resume(run_dir, list(set_ or []), trust)
@@ -121,7 +128,7 @@ def resume(
                 else f"epochs {plan.state.epoch + 1}-{plan.state.epoch + plan.retrained}"
             )
             err_console().print(f"note: {epochs} ran after the newest checkpoint and will be trained again", markup=False)
-        return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan)
+        return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
 
     result = run_and_report(start, progress)
     say(f"done: {result.run_dir}", progress)

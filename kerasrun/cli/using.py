@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kerasrun.cli.options import ExportFormat, SetOption, SplitName, TrustOption
-from kerasrun.cli.render import err_console, print_metrics, reported_errors, silently, warn_unreadable
+from kerasrun.cli.render import err_console, json_stdout, print_metrics, reported_errors, silently, warn_unreadable
 
 
 def evaluate(
@@ -20,7 +20,7 @@ def evaluate(
     trust: TrustOption = False,
 ) -> None:
     """Score a completed run's model (loaded with Keras safe_mode) on its test or validation data."""
-    with reported_errors(silently):
+    with reported_errors(silently), json_stdout(as_json):
         from kerasrun.runs.find import find_run_dir
 
         run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))

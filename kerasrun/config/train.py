@@ -200,9 +200,7 @@ class OutputConfig(Strict):
 
     runs_dir: str = "runs"
     save_model: bool = True
-    curves: bool = Field(
-        True, description="draw curves.png (learning curves, with matplotlib: the `plot` extra) into the run folder at the end of training"
-    )
+    curves: bool = Field(True, description="draw curves.png (learning curves, with matplotlib) into the run folder at the end of training")
     checkpoint: Annotated[CheckpointConfig | None, BeforeValidator(checkpoints_off)] = Field(
         default_factory=CheckpointConfig, description="`off` (or false): no checkpoints, so the run can't be resumed"
     )

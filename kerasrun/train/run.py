@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from kerasrun._tf import keras, tf
 from kerasrun.build import registry
@@ -65,6 +65,7 @@ def run_experiment(
     command: list[str] | None = None,
     resume: ResumePlan | None = None,
     extra_callbacks: list[Any] | None = None,
+    progress_stream: TextIO | None = None,
 ) -> RunResult:
     """Train, save and evaluate into `run_dir` — a new folder, or with `resume` the run's own folder.
 
@@ -74,6 +75,7 @@ def run_experiment(
     written after every epoch (output.checkpoint) and on interruption, so `kerasrun resume` continues
     from the last completed epoch and ends with the uninterrupted run's bytes. `extra_callbacks` run
     after kerasrun's own (the epoch is recorded and checkpointed first): a sweep's pruning callback.
+    Plain and JSON progress lines go to `progress_stream` (default: stdout).
     """
     config, model, data, trainer = experiment.config, experiment.model, experiment.data, experiment.trainer
     run_dir = Path(run_dir)
@@ -133,7 +135,7 @@ def run_experiment(
                 if config.output.checkpoint:
                     spec = config.output.checkpoint
                     checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep)
-                bar = make_progress(progress)
+                bar = make_progress(progress, progress_stream)
                 callbacks = RunCallbacks(
                     user=user_callbacks,
                     restore=restore,

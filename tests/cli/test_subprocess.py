@@ -75,6 +75,8 @@ def test_smoke_train_in_a_real_process(write_config, tmp_path) -> None:
     assert "epoch 1/1" in out.stdout and "\r" not in out.stdout  # stdout is a pipe: plain lines
     assert read_json(only_run(runs) / "run.json")["status"] == "completed"
     assert "oneDNN" not in out.stderr and "cuda" not in out.stderr.lower()  # TensorFlow's start-up noise is kept off
+    assert "warning" not in out.stderr.lower(), out.stderr  # a first run is clean: curves.png drawn (matplotlib is a dependency)
+    assert (only_run(runs) / "curves.png").is_file()
 
 
 def test_config_error_exit_code_in_a_real_process(write_config, tmp_path) -> None:

@@ -124,8 +124,11 @@ class RichProgress(keras.callbacks.Callback):
             self.progress = None
 
 
-def make_progress(mode: str) -> keras.callbacks.Callback | None:
-    """The progress callback for a mode; `auto` is Rich on a terminal and plain lines otherwise."""
+def make_progress(mode: str, stream: TextIO | None = None) -> keras.callbacks.Callback | None:
+    """The progress callback for a mode; `auto` is Rich on a terminal and plain lines otherwise; lines go to `stream` (stdout)."""
     if mode == "auto":
-        mode = "rich" if sys.stdout.isatty() else "plain"
-    return {"rich": RichProgress, "plain": PlainProgress, "json": JsonProgress}.get(mode, lambda: None)()
+        mode = "rich" if (stream or sys.stdout).isatty() else "plain"
+    if mode == "rich":
+        return RichProgress()
+    lines = {"plain": PlainProgress, "json": JsonProgress}.get(mode)
+    return lines(stream) if lines is not None else None
