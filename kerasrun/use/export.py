@@ -334,11 +334,14 @@ def convert(model: Any, fmt: str, staged: Path) -> None:
             model.export(str(staged), format=KERAS_FORMAT[fmt], verbose=False, **kwargs)
     except Exception as exc:  # a converter's own errors (TFLite, tf2onnx): nothing was written
         select = re.search(r"TF Select ops: ([^\n]+)", str(exc))
-        if fmt == "tflite" and select:
+        # Keras 3's LSTM/GRU loop over tensor lists, which the converter lowers to builtins only for some graphs.
+        lists = "tensor list ops" in str(exc)
+        if fmt == "tflite" and (select or lists):
+            what = select.group(1).strip() if select else "the tensor-list ops of its recurrent loop"
             raise ExportUnavailableError(
                 Problem(
                     key="--format",
-                    message=f"tflite can't hold this model: TFLite's builtin ops have no {select.group(1).strip()}"
+                    message=f"tflite can't hold this model: TFLite's builtin ops have no {what}"
                     " (TensorFlow Select ops would need the Flex delegate, which TensorFlow's TFLite interpreter lacks)",
                     hint="export a SavedModel (--format saved_model)",
                 )

@@ -418,3 +418,17 @@ def test_predict_on_a_string_input_refuses_numbers(texts, tmp_path: Path) -> Non
     result = CliRunner().invoke(app, ["predict", str(run), "-i", str(tmp_path / "numbers.npy"), "-o", str(tmp_path / "p.npy")])
     assert result.exit_code == 2 and "--input: holds float64 values; the model's input takes text" in result.output, result.output
     assert not (tmp_path / "p.npy").exists()
+
+
+def test_a_recurrent_loop_tflite_cannot_hold_is_exit_2(tmp_path: Path) -> None:
+    """Keras 3's LSTM converts to TFLite only with Select ops (FlexTensorListReserve): the real converter's error becomes exit 2."""
+    from kerasrun._tf import keras
+    from kerasrun.use.export import ExportUnavailableError, convert
+
+    inputs = keras.Input((6, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(4)(inputs)))
+    with pytest.raises(ExportUnavailableError) as refused:
+        convert(model, "tflite", tmp_path / "model.tflite")
+    assert refused.value.exit_code == 2 and "tflite can't hold this model" in str(refused.value)
+    assert "tensor-list ops of its recurrent loop" in str(refused.value) or "TensorListReserve" in str(refused.value)
+    assert not (tmp_path / "model.tflite").exists()
