@@ -45,7 +45,8 @@ def predict(
         from kerasrun.use.predict import predict_run
 
         shape = predict_run(run_dir, input_path, output_path, trust)
-    typer.echo(f"wrote predictions {shape} to {output_path}")
+    shapes = ", ".join(f"{name} {each}" for name, each in shape.items()) if isinstance(shape, dict) else str(shape)
+    typer.echo(f"wrote predictions {shapes} to {output_path}")
 
 
 def export(
@@ -67,9 +68,15 @@ def export(
         from kerasrun.use.export import export_run
 
         result = export_run(run_dir, fmt, output, trust)
-    shape = ", ".join("None" if d is None else str(d) for d in result.input_shape)
     steps = f" with preprocessing: {'; '.join(result.steps)}" if result.steps else ""
-    typer.echo(f"exported {result.format} to {result.path}: input ({shape}) {result.input_dtype}{steps}")
+    if len(result.inputs) > 1:
+        inputs = "inputs " + ", ".join(f"{each.name} {each.shape_text()} {each.dtype}" for each in result.inputs)
+    else:
+        inputs = "".join(f"input {each.shape_text()} {each.dtype}" for each in result.inputs)
+    outputs = (
+        f"; outputs in order: {', '.join(f'{each.name} {each.shape_text()}' for each in result.outputs)}" if len(result.outputs) > 1 else ""
+    )
+    typer.echo(f"exported {result.format} to {result.path}: {inputs}{steps}{outputs}")
     if result.max_abs_diff is None:
         err_console().print("note: not checked against the Keras model (no raw samples, or onnxruntime is not installed)", markup=False)
     else:

@@ -6,15 +6,25 @@ scale, cast; one_hot only touches targets) become a `FeaturePreprocessing` layer
 trained model. The wrapped model is exported by Keras's own `model.export` (SavedModel, LiteRT/TFLite
 through TensorFlow's converter, ONNX through tf2onnx), written under a temporary name and renamed
 into place, then checked against the Keras model on a few raw samples.
+
+Models with string inputs, several named inputs or several outputs export too. A format that cannot
+hold a model is exit 2 naming the ops, as the converter itself reports them: TFLite is converted with
+its builtin ops only (TensorFlow Select ops would need the Flex delegate, which TensorFlow's own
+`tf.lite.Interpreter` lacks, so no artifact with them could be checked), and an ONNX graph in which
+tf2onnx left TensorFlow ops it has no ONNX op for (string splitting, regex, hash tables) is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import shutil
+import sys
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +40,7 @@ from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError, KerasrunError, Problem, first_line
 from kerasrun.optional import is_installed
 from kerasrun.use.evaluate import load_run
+from kerasrun.use.predict import Features, as_outputs, model_feed
 
 FORMATS = ("saved_model", "tflite", "onnx")
 # Keras's names for the formats, and the default artifact name inside <run>/export/.
@@ -52,13 +63,27 @@ class ExportFailedError(KerasrunError):
 
 
 @dataclass
+class Tensor:
+    """One input or output of the artifact: its name, shape (None: any size) and dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    def shape_text(self) -> str:
+        """`(None, 8, 8)`; a string input's `(None,)`."""
+        dims = ["None" if d is None else str(d) for d in self.shape]
+        return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+
+@dataclass
 class ExportResult:
     """What `export_run` wrote and how it was checked."""
 
     path: Path
     format: str
-    input_shape: tuple[int | None, ...]
-    input_dtype: str
+    inputs: list[Tensor]  # in the model's order; a SavedModel's signature and TFLite/ONNX take them by these names
+    outputs: list[Tensor]  # in the order every format gives them (SavedModel and TFLite name them output_0, output_1, ...)
     steps: list[str]  # the preprocess steps inside the artifact, as `reshape [784]`
     max_abs_diff: float | None  # vs the Keras model on raw samples; None when there was nothing to check with
 
@@ -122,18 +147,28 @@ def after_steps(shape: tuple[int | None, ...], dtype: np.dtype, steps: list[dict
     return tuple(sample.shape[1:]), sample.dtype
 
 
-def raw_features(config: Config, run_dir: Path) -> np.ndarray:
-    """A few of the run's raw training features (before preprocess): they fix the shape and dtype a client sends.
+def source_features(config: Config) -> Any:
+    """The first few raw training features the run's source gives (before preprocess): an array, {name: array}, or None.
 
     The source is read without the steps: a streamed CSV applies them row by row inside its dataset,
     so its raw rows come from the same reader with none (and only the first few are read).
     """
-    data = read_source(config.data.model_copy(update={"preprocess": []}), Where.of(config))
+    with contextlib.redirect_stdout(sys.stderr):  # Keras's directory readers print "Found N files" on stdout
+        data = read_source(config.data.model_copy(update={"preprocess": []}), Where.of(config))
     if isinstance(data.train, Stream):
         rows = [element[0] for element in data.train.make().take(CHECK_SAMPLES).as_numpy_iterator()]
-        x: Any = np.stack(rows) if rows else None
-    else:
-        x = data.train.x if isinstance(data.train, Split) else None
+        if not rows:
+            return None
+        return {k: np.stack([row[k] for row in rows]) for k in rows[0]} if isinstance(rows[0], dict) else np.stack(rows)
+    x = data.train.x if isinstance(data.train, Split) else None
+    if isinstance(x, dict):
+        return {k: np.asarray(v)[:CHECK_SAMPLES] for k, v in x.items()}
+    return x[:CHECK_SAMPLES] if isinstance(x, np.ndarray) else None
+
+
+def raw_features(config: Config, run_dir: Path) -> np.ndarray:
+    """A few of the run's raw training features (before preprocess): they fix the shape and dtype a client sends."""
+    x = source_features(config)
     if not isinstance(x, np.ndarray):  # load_data refuses preprocess steps on anything else
         raise ConfigError(
             Problem(key="data.preprocess", message="the run's features are not one array; preprocess can't be exported", file=str(run_dir))
@@ -154,11 +189,47 @@ def serving_model(model: Any, config: Config, raw: np.ndarray | None, float32_ma
     return keras.Model(inputs, outputs, name=f"{model.name}_serving")
 
 
-def keras_predictions(model: Any, config: Config, raw: np.ndarray) -> np.ndarray:
-    """What `kerasrun predict` gives for these raw features: NumPy preprocessing, then the Keras model."""
-    steps = config.model_copy(update={"data": config.data.model_copy(update={"preprocess": feature_steps(config)})})
-    features = preprocess(Split(raw, np.zeros(len(raw))), steps, "input").x
-    return np.asarray(model.predict(features, verbose=0))
+def check_samples(model: Any, config: Config, run_dir: Path) -> Features | None:
+    """Raw samples to check the artifact with, as a client would send them.
+
+    With feature steps: the source's raw features (they fix the artifact's input). Without, float
+    inputs of fixed shape get seeded random samples (no data needed); text, integer and free-length
+    inputs take the source's own training samples, as random ones would say nothing (or not fit).
+    """
+    if feature_steps(config):
+        return raw_features(config, run_dir)
+    inputs = list(getattr(model, "inputs", None) or [])
+    if not inputs:
+        return None  # a subclassed model declares no inputs
+    if all(str(t.dtype) in ("float16", "float32", "float64") and None not in t.shape[1:] for t in inputs):
+        rng = np.random.default_rng(config.seed)
+        samples = {t.name: rng.standard_normal((CHECK_SAMPLES, *t.shape[1:])).astype(str(t.dtype)) for t in inputs}
+        return samples if len(inputs) > 1 else samples[inputs[0].name]
+    x = source_features(config)
+    if len(inputs) > 1:
+        return x if isinstance(x, dict) and all(t.name in x for t in inputs) else None
+    return next(iter(x.values())) if isinstance(x, dict) and len(x) == 1 else x
+
+
+def sliced(raw: Features, stop: int) -> Features:
+    """The first `stop` samples of every array, contiguous (runtimes copy nothing else)."""
+    if isinstance(raw, dict):
+        return {name: np.ascontiguousarray(array[:stop]) for name, array in raw.items()}
+    return np.ascontiguousarray(raw[:stop])
+
+
+def keras_predictions(model: Any, config: Config, raw: Features) -> list[np.ndarray]:
+    """What `kerasrun predict` gives for these raw features: NumPy preprocessing, then the Keras model; one array per output."""
+    features: Features = raw
+    if isinstance(raw, np.ndarray) and feature_steps(config):
+        steps = config.model_copy(update={"data": config.data.model_copy(update={"preprocess": feature_steps(config)})})
+        features = np.asarray(preprocess(Split(raw, np.zeros(len(raw))), steps, "input").x)
+    return as_outputs(model.predict(model_feed(features), verbose=0), output_names(model))
+
+
+def output_names(model: Any) -> list[str]:
+    """The model's output names, in its order."""
+    return list(getattr(model, "output_names", None) or [])
 
 
 def check_format_available(fmt: str) -> None:
@@ -213,12 +284,9 @@ def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], flo
         ) from None
     try:
         staged = scratch / DEFAULT_NAME[fmt]  # with the suffix Keras would otherwise append
-        try:
-            with warnings.catch_warnings():  # tf2onnx's NumPy 2 shim warns on import; nothing the user can act on
-                warnings.simplefilter("ignore", FutureWarning)
-                model.export(str(staged), format=KERAS_FORMAT[fmt], verbose=False)
-        except Exception as exc:  # a converter's own errors (TFLite, tf2onnx): nothing was written
-            raise ExportFailedError(f"Keras could not export the model as {fmt}: {type(exc).__name__}: {first_line(exc)}") from exc
+        convert(model, fmt, staged)
+        if fmt == "onnx":
+            refuse_unsupported_onnx(staged)
         diff = check(staged)  # a wrong artifact never takes the place of a good one
         if path.is_dir() and not path.is_symlink():
             old = scratch / ".replaced"
@@ -229,50 +297,138 @@ def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], flo
     return diff
 
 
-def run_artifact(path: Path, fmt: str, raw: np.ndarray) -> np.ndarray:
-    """The artifact's predictions for `raw`, through the runtime a server would use."""
+@contextlib.contextmanager
+def quiet_converters() -> Iterator[None]:
+    """File descriptor 2 parked and the converters' loggers hushed while Keras exports.
+
+    TFLite's MLIR converter prints every op it can't convert with its graph location from C++, and
+    tf2onnx logs each unsupported op with a traceback; the error kerasrun raises names the ops once.
+    """
+    loggers = [logging.getLogger(name) for name in ("tf2onnx", "tensorflow")]
+    levels = [logger.level for logger in loggers]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as parked, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # tf2onnx's NumPy 2 shim warns on import; nothing the user can act on
+        os.dup2(parked.fileno(), 2)
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            for logger, level in zip(loggers, levels, strict=True):
+                logger.setLevel(level)
+
+
+def convert(model: Any, fmt: str, staged: Path) -> None:
+    """Keras's exporter into `staged`; a TFLite model that needs TensorFlow Select ops is exit 2 naming them."""
+    kwargs: dict[str, Any] = {}
+    if fmt == "tflite":
+        # Builtins only: Keras adds SELECT_TF_OPS, whose artifact needs the Flex delegate, which TensorFlow's
+        # tf.lite.Interpreter doesn't have ("Select TensorFlow op(s) ... not supported by this interpreter").
+        kwargs["target_spec"] = {"supported_ops": [tf.lite.OpsSet.TFLITE_BUILTINS]}
+    try:
+        with quiet_converters():
+            model.export(str(staged), format=KERAS_FORMAT[fmt], verbose=False, **kwargs)
+    except Exception as exc:  # a converter's own errors (TFLite, tf2onnx): nothing was written
+        select = re.search(r"TF Select ops: ([^\n]+)", str(exc))
+        # Keras 3's LSTM/GRU loop over tensor lists, which the converter lowers to builtins only for some graphs.
+        lists = "tensor list ops" in str(exc)
+        if fmt == "tflite" and (select or lists):
+            what = select.group(1).strip() if select else "the tensor-list ops of its recurrent loop"
+            raise ExportUnavailableError(
+                Problem(
+                    key="--format",
+                    message=f"tflite can't hold this model: TFLite's builtin ops have no {what}"
+                    " (TensorFlow Select ops would need the Flex delegate, which TensorFlow's TFLite interpreter lacks)",
+                    hint="export a SavedModel (--format saved_model)",
+                )
+            ) from None
+        raise ExportFailedError(f"Keras could not export the model as {fmt}: {type(exc).__name__}: {first_line(exc)}") from exc
+
+
+def refuse_unsupported_onnx(path: Path) -> None:
+    """Exit 2 when tf2onnx left TensorFlow ops in the graph that no ONNX opset defines (it writes them and only logs)."""
+    import onnx
+
+    proto = onnx.load(str(path), load_external_data=False)
+    nodes = [*proto.graph.node, *(node for function in proto.functions for node in function.node)]
+    missing = sorted({node.op_type for node in nodes if not onnx.defs.has(node.op_type, node.domain)})
+    if missing:
+        raise ExportUnavailableError(
+            Problem(
+                key="--format",
+                message=f"onnx can't hold this model: tf2onnx has no ONNX op for {', '.join(missing)}",
+                hint="export a SavedModel (--format saved_model)",
+            )
+        )
+
+
+def run_artifact(path: Path, fmt: str, raw: Features, outputs: list[str]) -> list[np.ndarray]:
+    """The artifact's predictions for `raw`, one array per output in the model's order, through the runtime a server would use."""
     if fmt == "saved_model":
         loaded = tf.saved_model.load(str(path))
-        return np.asarray(loaded.serve(tf.constant(raw)))
+        return as_outputs(loaded.serve(model_feed(raw)), outputs)
     if fmt == "tflite":
-        return run_tflite(path, raw)
+        return tflite_outputs(path, raw)
     import onnxruntime  # verified only when installed (see check_artifact)
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return np.asarray(session.run(None, {session.get_inputs()[0].name: raw})[0])
+    names = [entry.name for entry in session.get_inputs()]
+    feed = {name: raw[name] for name in names} if isinstance(raw, dict) else {names[0]: raw}
+    return [np.asarray(out) for out in session.run(None, feed)]
 
 
-def run_tflite(path: Path, raw: np.ndarray) -> np.ndarray:
-    """Predictions from TensorFlow's TFLite interpreter, resized to the batch."""
+def tflite_outputs(path: Path, raw: Features) -> list[np.ndarray]:
+    """Predictions from TensorFlow's TFLite interpreter through its serving signature (inputs by name, any batch), in output order."""
     with warnings.catch_warnings():  # tf.lite.Interpreter warns that it moves to ai_edge_litert
         warnings.simplefilter("ignore")
         interpreter = tf.lite.Interpreter(model_path=str(path))
-    entry, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    interpreter.resize_tensor_input(entry["index"], raw.shape)
-    interpreter.allocate_tensors()
-    interpreter.set_tensor(entry["index"], raw)
-    interpreter.invoke()
-    return np.asarray(interpreter.get_tensor(out["index"]))
+    (key,) = interpreter.get_signature_list()
+    runner = interpreter.get_signature_runner(key)
+    names = interpreter.get_signature_list()[key]["inputs"]
+    got = runner(**(raw if isinstance(raw, dict) else {names[0]: raw}))
+
+    def position(name: str) -> tuple[int, str]:
+        number = re.fullmatch(r"output_(\d+)", name)  # Keras's names for a list of outputs: output_10 after output_9
+        return (int(number.group(1)) if number else 0, name)
+
+    return [np.asarray(got[name]) for name in sorted(got, key=position)]
 
 
-def check_artifact(path: Path, fmt: str, model: Any, config: Config, raw: np.ndarray | None) -> float | None:
-    """Largest difference between the artifact and `kerasrun predict` on raw samples; raise when they disagree."""
+def run_tflite(path: Path, raw: Features) -> np.ndarray:
+    """The only output of a one-output TFLite model (see tflite_outputs)."""
+    (only,) = tflite_outputs(path, raw)
+    return only
+
+
+def check_artifact(path: Path, fmt: str, model: Any, config: Config, raw: Features | None) -> float | None:
+    """Largest difference between the artifact and `kerasrun predict` on raw samples, over every output; raise when they disagree."""
     if raw is None or (fmt == "onnx" and not is_installed("onnxruntime")):
         return None
-    sample = np.ascontiguousarray(raw[:CHECK_SAMPLES])
+    sample = sliced(raw, CHECK_SAMPLES)
+    names = output_names(model)
     expected = keras_predictions(model, config, sample)
     try:
-        got = run_artifact(path, fmt, sample)
-    except Exception as exc:  # the runtime can't run what the converter wrote (e.g. TFLite Flex ops)
+        got = run_artifact(path, fmt, sample, names)
+    except Exception as exc:  # the runtime can't run what the converter wrote
         raise ExportMismatchError(f"the {fmt} artifact does not run in its runtime: {type(exc).__name__}: {first_line(exc)}") from exc
-    if got.shape != expected.shape:
-        raise ExportMismatchError(f"the {fmt} artifact gives predictions of shape {got.shape}, the model {expected.shape}")
-    diff = float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64)))) if got.size else 0.0
-    if not np.allclose(got, expected, rtol=TOLERANCE, atol=TOLERANCE):
-        raise ExportMismatchError(
-            f"the {fmt} artifact does not give the model's predictions on raw samples (max difference {diff:.3g}); nothing written"
-        )
-    return diff
+    if len(got) != len(expected):
+        raise ExportMismatchError(f"the {fmt} artifact gives {len(got)} outputs, the model {len(expected)}")
+    diffs = []
+    for index, (ours, theirs) in enumerate(zip(got, expected, strict=True)):
+        which = f" for output `{names[index]}`" if len(expected) > 1 and index < len(names) else ""
+        if ours.shape != theirs.shape:
+            raise ExportMismatchError(f"the {fmt} artifact gives predictions of shape {ours.shape}{which}, the model {theirs.shape}")
+        diff = float(np.max(np.abs(ours.astype(np.float64) - theirs.astype(np.float64)))) if ours.size else 0.0
+        if not np.allclose(ours, theirs, rtol=TOLERANCE, atol=TOLERANCE):
+            raise ExportMismatchError(
+                f"the {fmt} artifact does not give the model's predictions{which} on raw samples (max difference {diff:.3g}); nothing written"
+            )
+        diffs.append(diff)
+    return max(diffs, default=0.0)
 
 
 def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | None = None, trust: bool = False) -> ExportResult:
@@ -283,22 +439,21 @@ def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | None = No
     config, model = load_run(run_dir, trust)  # refuses untrusted and unfinished runs; safe_mode
     if len(getattr(model, "inputs", None) or [None]) > 1 and feature_steps(config):
         raise ConfigError(Problem(key="data.preprocess", message="preprocess steps apply to one input only", file=str(run_dir)))
-    raw = raw_features(config, run_dir) if feature_steps(config) else None
-    wrapped = serving_model(model, config, raw, float32_math=fmt == "tflite")
-    spec = wrapped.inputs[0] if getattr(wrapped, "inputs", None) else None
-    if raw is None and spec is not None and all(d is not None for d in spec.shape[1:]):
-        # No steps, so raw features are the model's own input: check with a few seeded ones of its shape.
-        raw = np.random.default_rng(config.seed).standard_normal((CHECK_SAMPLES, *spec.shape[1:])).astype(spec.dtype)
+    raw = check_samples(model, config, run_dir)
+    wrapped = serving_model(model, config, raw if isinstance(raw, np.ndarray) else None, float32_math=fmt == "tflite")
     if raw is not None:
-        wrapped(raw[:1])  # Keras's ONNX export refuses a model that was never called
+        wrapped(model_feed(sliced(raw, 1)))  # Keras's ONNX export refuses a model that was never called
     path = Path(output) if output is not None else default_output(run_dir, fmt)
-    single = len(getattr(model, "inputs", None) or [None]) == 1
-    diff = write_artifact(wrapped, fmt, path, lambda staged: check_artifact(staged, fmt, model, config, raw) if single else None)
+    diff = write_artifact(wrapped, fmt, path, lambda staged: check_artifact(staged, fmt, model, config, raw))
+    names = output_names(model)
     return ExportResult(
         path=path,
         format=fmt,
-        input_shape=tuple(spec.shape) if spec is not None else (),
-        input_dtype=str(spec.dtype) if spec is not None else "",
+        inputs=[Tensor(t.name, tuple(t.shape), str(t.dtype)) for t in getattr(wrapped, "inputs", None) or []],
+        outputs=[
+            Tensor(names[i] if i < len(names) else f"output_{i}", tuple(t.shape), str(t.dtype))
+            for i, t in enumerate(getattr(model, "outputs", None) or [])
+        ],
         steps=[describe_step(step) for step in feature_steps(config)],
         max_abs_diff=diff,
     )

@@ -225,3 +225,210 @@ def test_onnx_without_tf2onnx_exits_2_naming_the_extra(trained) -> None:
     assert out.returncode == 2, out.stderr
     assert "--format: onnx needs the `tf2onnx` package" in out.stderr and "pip install 'kerasrun[onnx]'" in out.stderr
     assert not (run.parent / "blocked.onnx").exists()
+
+
+# --------------------------------------------------------------------------- string inputs, several inputs and outputs
+
+# A text-folder run: one `dtype: string` input, TextVectorization adapted inside the model.
+TEXT: dict[str, Any] = {
+    "name": "reviews",
+    "seed": 3,
+    "data": {"source": "text_folder", "path": "texts", "test_path": "texts"},
+    "model": {
+        "inputs": {"review": {"shape": [], "dtype": "string"}},
+        "layers": [
+            {"TextVectorization": {"max_tokens": 50, "output_sequence_length": 12}},
+            {"Embedding": {"input_dim": 50, "output_dim": 4}},
+            {"GlobalAveragePooling1D": {}},
+            {"Dense": {"units": 2, "activation": "softmax"}},
+        ],
+    },
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy"},
+    "train": {"epochs": 1, "batch_size": 16},
+}
+
+
+def exported(result: Any) -> Path:
+    """The artifact's path from `kerasrun export`'s report (Keras's folder readers may print lines before it)."""
+    assert result.exit_code == 0, result.output
+    line = next(line for line in result.output.splitlines() if line.startswith("exported "))
+    return Path(line.split(" to ", 1)[1].split(": input", 1)[0])
+
+
+@pytest.fixture(scope="module")
+def texts(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A completed text-folder run, raw texts it never saw (a NumPy str array) and `kerasrun predict`'s outputs for them."""
+    import random
+
+    folder = tmp_path_factory.mktemp("texts")
+    rng = random.Random(0)
+    words = {"neg": ["awful", "boring", "dull"], "pos": ["great", "lovely", "fun"]}
+    for label, telling in words.items():
+        (folder / "texts" / label).mkdir(parents=True)
+        for i in range(20):
+            text = " ".join(rng.choice(["the", "movie", "was", "a", *telling]) for _ in range(rng.randint(3, 10)))
+            (folder / "texts" / label / f"{i:02d}.txt").write_text(text)
+    (folder / "text.yaml").write_text(yaml.safe_dump(TEXT, sort_keys=False))
+    runner = CliRunner()
+    assert train(runner, folder / "text.yaml", folder / "runs").exit_code == 0
+    run = only_run(folder / "runs")
+    raw = np.array(["a great and lovely movie", "dull, boring: AWFUL", "", "words it never saw"])
+    np.save(folder / "raw.npy", raw)
+    result = runner.invoke(app, ["predict", str(run), "-i", str(folder / "raw.npy"), "-o", str(folder / "predicted.npy")])
+    assert result.exit_code == 0 and "wrote predictions (4, 2)" in result.output, result.output
+    return run, raw, np.load(folder / "predicted.npy")
+
+
+def test_a_string_input_exports_as_a_saved_model(texts) -> None:
+    from kerasrun._tf import tf
+
+    run, raw, predicted = texts
+    result = CliRunner().invoke(app, ["export", str(run)])
+    path = exported(result)
+    assert path == run / "export" / "saved_model" and "input (None,) string" in result.output
+    assert "checked on raw samples" in result.output  # on the run's own training texts
+    loaded = tf.saved_model.load(str(path))
+    np.testing.assert_allclose(loaded.serve(tf.constant(raw)).numpy(), predicted, rtol=1e-5, atol=1e-6)
+    ((spec,),) = [tuple(loaded.signatures["serving_default"].structured_input_signature[1].values())]
+    assert spec.dtype == tf.string and spec.name == "review"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        (
+            "tflite",
+            "--format: tflite can't hold this model: TFLite's builtin ops have no RaggedTensorToTensor, StaticRegexReplace, StringLower,"
+            " StringSplitV2 (TensorFlow Select ops would need the Flex delegate, which TensorFlow's TFLite interpreter lacks)",
+        ),
+        pytest.param(
+            "onnx",
+            "--format: onnx can't hold this model: tf2onnx has no ONNX op for LookupTableFindV2, StaticRegexReplace, StringSplitV2",
+            marks=pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is None, reason="tf2onnx is not installed (the onnx extra)"),
+        ),
+    ],
+)
+def test_a_format_that_cannot_hold_text_ops_exits_2_naming_them(texts, tmp_path: Path, fmt: str, message: str) -> None:
+    run, _, _ = texts
+    result = CliRunner().invoke(app, ["export", str(run), "--format", fmt, "-o", str(tmp_path / "out" / "model")])
+    assert result.exit_code == 2 and message in result.output, result.output
+    assert "export a SavedModel (--format saved_model)" in result.output
+    assert "Traceback" not in result.output and "loc(" not in result.output  # no converter graph dump
+    assert list((tmp_path / "out").iterdir()) == []  # no artifact, no temp folder
+
+
+@pytest.fixture(scope="module")
+def multi_io(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A completed run of configs/multi_io.yaml (two named inputs, two outputs), raw inputs and `kerasrun predict`'s outputs (.npz)."""
+    from helpers import REPO
+
+    folder = tmp_path_factory.mktemp("multi_io")
+    runner = CliRunner()
+    assert train(runner, REPO / "configs" / "multi_io.yaml", folder / "runs", "--set", "train.epochs=1").exit_code == 0
+    run = only_run(folder / "runs")
+    rng = np.random.default_rng(5)
+    raw: dict[str, Any] = {"img_input": rng.random((6, 32, 32, 3), np.float32), "ts_input": rng.normal(size=(6, 9, 10)).astype(np.float32)}
+    np.savez(folder / "raw.npz", **raw)
+    result = runner.invoke(app, ["predict", str(run), "-i", str(folder / "raw.npz"), "-o", str(folder / "predicted.npz")])
+    assert result.exit_code == 0 and "wrote predictions score_output (6, 1), class_output (6, 5)" in result.output, result.output
+    with np.load(folder / "predicted.npz") as predicted:
+        return run, raw, {name: predicted[name] for name in predicted}
+
+
+def artifact_outputs(path: Path, fmt: str, raw: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The artifact's outputs for named raw inputs, through each format's own runtime, in the order it gives them."""
+    from kerasrun._tf import tf
+
+    if fmt == "saved_model":
+        loaded = tf.saved_model.load(str(path))
+        signature = loaded.signatures["serving_default"]
+        named = signature(**{name: tf.constant(array) for name, array in raw.items()})
+        return [named[f"output_{i}"].numpy() for i in range(len(named))]
+    if fmt == "tflite":
+        from kerasrun.use.export import tflite_outputs
+
+        return tflite_outputs(path, raw)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert sorted(entry.name for entry in session.get_inputs()) == sorted(raw)
+    return list(session.run(None, raw))
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [
+        "saved_model",
+        pytest.param("tflite", marks=pytest.mark.slow),
+        pytest.param(
+            "onnx",
+            marks=[
+                pytest.mark.slow,
+                pytest.mark.skipif(importlib.util.find_spec("onnxruntime") is None, reason="onnxruntime is not installed"),
+                pytest.mark.skipif(importlib.util.find_spec("tf2onnx") is None, reason="tf2onnx is not installed (the onnx extra)"),
+            ],
+        ),
+    ],
+)
+def test_two_named_inputs_and_two_outputs_export_to_every_format(multi_io, tmp_path: Path, fmt: str) -> None:
+    run, raw, predicted = multi_io
+    target = tmp_path / {"saved_model": "sm", "tflite": "m.tflite", "onnx": "m.onnx"}[fmt]
+    result = CliRunner().invoke(app, ["export", str(run), "--format", fmt, "-o", str(target)])
+    assert exported(result) == target
+    assert "inputs img_input (None, 32, 32, 3) float32, ts_input (None, None, 10) float32" in result.output
+    assert "outputs in order: score_output (None, 1), class_output (None, 5)" in result.output
+    assert "checked on raw samples" in result.output  # on the source's samples: ts_input has a free length
+    score, classes = artifact_outputs(target, fmt, raw)
+    np.testing.assert_allclose(score, predicted["score_output"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(classes, predicted["class_output"], rtol=1e-5, atol=1e-6)
+
+
+def test_predict_with_named_inputs_and_outputs_refuses_what_does_not_fit(multi_io, tmp_path: Path) -> None:
+    run, raw, predicted = multi_io
+    runner = CliRunner()
+    np.savez(tmp_path / "raw.npz", **raw)
+    result = runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npz"), "-o", str(tmp_path / "p.npy")])
+    assert (
+        result.exit_code == 2
+        and "--output: this model has 2 outputs (score_output, class_output); one .npy holds one array" in result.output
+    )
+    result = runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npz"), "-o", str(tmp_path / "p.csv")])
+    assert result.exit_code == 0, result.output
+    header, *rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert header == "score_output_0," + ",".join(f"class_output_{i}" for i in range(5)) and len(rows) == 6
+    np.testing.assert_allclose(
+        np.array([row.split(",") for row in rows], dtype=np.float64),
+        np.concatenate([predicted["score_output"], predicted["class_output"]], axis=1),
+        rtol=1e-6,
+    )
+    np.savez(tmp_path / "typo.npz", img_inputs=raw["img_input"])
+    result = runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "typo.npz"), "-o", str(tmp_path / "q.npz")])
+    assert result.exit_code == 2 and "2 problems found" in result.output, result.output
+    assert "has no array `img_input` for the model's input `img_input` (it holds img_inputs)" in result.output
+    assert "did you mean `img_inputs`?" in result.output and "has no array `ts_input`" in result.output
+    np.save(tmp_path / "one.npy", raw["img_input"])
+    result = runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "one.npy"), "-o", str(tmp_path / "q.npz")])
+    assert result.exit_code == 2 and "this model has 2 inputs (img_input, ts_input); one .npy holds one array" in result.output
+    assert not (tmp_path / "q.npz").exists()
+
+
+def test_predict_on_a_string_input_refuses_numbers(texts, tmp_path: Path) -> None:
+    run, _, _ = texts
+    np.save(tmp_path / "numbers.npy", np.zeros(3))
+    result = CliRunner().invoke(app, ["predict", str(run), "-i", str(tmp_path / "numbers.npy"), "-o", str(tmp_path / "p.npy")])
+    assert result.exit_code == 2 and "--input: holds float64 values; the model's input takes text" in result.output, result.output
+    assert not (tmp_path / "p.npy").exists()
+
+
+def test_a_recurrent_loop_tflite_cannot_hold_is_exit_2(tmp_path: Path) -> None:
+    """Keras 3's LSTM converts to TFLite only with Select ops (FlexTensorListReserve): the real converter's error becomes exit 2."""
+    from kerasrun._tf import keras
+    from kerasrun.use.export import ExportUnavailableError, convert
+
+    inputs = keras.Input((6, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(4)(inputs)))
+    with pytest.raises(ExportUnavailableError) as refused:
+        convert(model, "tflite", tmp_path / "model.tflite")
+    assert refused.value.exit_code == 2 and "tflite can't hold this model" in str(refused.value)
+    assert "tensor-list ops of its recurrent loop" in str(refused.value) or "TensorListReserve" in str(refused.value)
+    assert not (tmp_path / "model.tflite").exists()
