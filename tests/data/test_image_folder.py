@@ -43,8 +43,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_image_folder(x, y, root / "train")
     x_test, y_test = mnist_sample(SHARED_DATA / "mnist.npz", 5, "test")
     write_image_folder(x_test, y_test, root / "test")
-    # The order Keras lists the files in: class folders sorted, files by name (the index) within each.
+    # The order Keras lists the files in: class folders sorted, files by name (the index) within each;
+    # the training folder then shuffled as image_dataset_from_directory(shuffle=True, seed=3) shuffles it.
     order, order_test = np.argsort(y, kind="stable"), np.argsort(y_test, kind="stable")
+    order = order[np.random.RandomState(BASE["seed"]).permutation(len(order))]
     np.savez(
         root / "same.npz", x_train=x[order][..., None], y_train=y[order], x_test=x_test[order_test][..., None], y_test=y_test[order_test]
     )
@@ -86,8 +88,20 @@ def test_same_values_as_keras_loader_for_rgb_jpeg_resized_and_cropped(tmp_path: 
         str(tmp_path / "jpgs"), batch_size=None, image_size=(16, 16), shuffle=False, crop_to_aspect_ratio=True, verbose=False
     )
     pixels, labels = zip(*expected.as_numpy_iterator(), strict=True)
-    np.testing.assert_array_equal(data.train.x, np.stack(pixels))
-    np.testing.assert_array_equal(data.train.y, np.array(labels))
+    order = np.random.RandomState(BASE["seed"]).permutation(6)  # the training folder in Keras's seeded order
+    np.testing.assert_array_equal(data.train.x, np.stack(pixels)[order])
+    np.testing.assert_array_equal(data.train.y, np.array(labels)[order])
+    streamed = load_data(
+        load_config(
+            write(
+                tmp_path, "s.yaml", merge(changes, {"data": {"memory_limit_mb": 0}, "train": {"validation_split": None, "stratify": False}})
+            )
+        )
+    )
+    assert isinstance(streamed.train, Stream)
+    decoded, streamed_labels = zip(*streamed.train.elements().as_numpy_iterator(), strict=True)
+    np.testing.assert_array_equal(np.stack(decoded), data.train.x)  # Keras's decoder, file by file, in the same order
+    np.testing.assert_array_equal(np.array(streamed_labels), data.train.y)
 
 
 def test_trains_exactly_like_the_same_arrays_in_an_npz(folders: Path, runner: CliRunner, tmp_path: Path) -> None:

@@ -66,12 +66,18 @@ def write(folder: Path, name: str, config: dict[str, Any]) -> Path:
     return path
 
 
-def test_texts_are_read_in_class_order_as_bytes(folder: Path) -> None:
+def test_texts_are_read_in_kerass_seeded_order_as_bytes(folder: Path) -> None:
     data = load_data(load_config(write(folder, "a.yaml", {**TEXT, "train": {**TEXT["train"], "validation_split": None}})))
     assert data.class_names == ["neg", "pos"] and len(data.train) == 120 and len(data.test) == 20
     assert data.train.x.dtype == object and isinstance(data.train.x[0], bytes)
-    assert data.train.y.tolist() == [0] * 60 + [1] * 60
-    assert data.train.x[0] == (folder / "train" / "neg" / "000.txt").read_bytes()
+    # The training folder in the order text_dataset_from_directory(shuffle=True, seed=3) lists it; the test folder sorted.
+    from keras.src.utils.dataset_utils import index_directory  # the listing text_dataset_from_directory runs
+
+    paths, labels, _ = index_directory(str(folder / "train"), "inferred", formats=(".txt",), shuffle=True, seed=3)
+    assert [Path(p).read_bytes() for p in paths] == list(data.train.x)
+    assert data.train.y.tolist() == labels.tolist() != [0] * 60 + [1] * 60
+    assert data.test.y.tolist() == [0] * 10 + [1] * 10
+    assert data.test.x[0] == (folder / "test" / "neg" / "000.txt").read_bytes()
 
 
 def test_adapted_text_vectorization_equals_plain_keras(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
