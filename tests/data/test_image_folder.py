@@ -246,3 +246,63 @@ def test_a_streamed_folder_cached_to_the_run_folder_trains_the_same(folders: Pat
     resumed = runner.invoke(app, ["resume", str(only_run(tmp_path / "short")), "--set", "train.epochs=3", "--progress", "none"])
     assert resumed.exit_code == 0, resumed.output
     assert (only_run(tmp_path / "short") / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()
+
+
+def seed_putting_last_file_in_validation(count: int, fraction: float) -> int:
+    """A seed whose Keras order puts the folder's last file (in sorted order) into the last-fraction validation split."""
+    split_at = int(np.floor(count * (1 - fraction)))
+    return next(s for s in range(1000) if int(np.flatnonzero(np.random.RandomState(s).permutation(count) == count - 1)[0]) >= split_at)
+
+
+def test_validation_split_holds_keras_subset_of_every_class_and_reruns_the_same(folders: Path) -> None:
+    from kerasrun._tf import keras
+
+    config = write(folders, "v.yaml", {"train": {"stratify": False}})
+    data, again = load_data(load_config(config)), load_data(load_config(config))
+    assert sorted(np.unique(data.validation.y).tolist()) == list(range(10))  # sorted files would validate on 8 and 9 only
+    np.testing.assert_array_equal(data.train.x, again.train.x)
+    np.testing.assert_array_equal(data.validation.y, again.validation.y)
+    # The images Keras's own loader validates on with the same seed and fraction: the same set.
+    theirs = keras.utils.image_dataset_from_directory(
+        str(folders / "train"),
+        batch_size=None,
+        image_size=(28, 28),
+        color_mode="grayscale",
+        validation_split=0.2,
+        subset="validation",
+        seed=3,
+        verbose=False,
+    )
+    keyed = sorted((int(label), image.tobytes()) for image, label in theirs.as_numpy_iterator())
+    ours = sorted(
+        (int(label), (image * 255).astype(np.float32).tobytes()) for image, label in zip(data.validation.x, data.validation.y, strict=True)
+    )
+    assert ours == keyed
+    streamed = load_data(load_config(config, ["data.memory_limit_mb=0"]))
+    assert isinstance(streamed.validation, Stream) and streamed.validation.y.tolist() == data.validation.y.tolist()
+
+
+def test_an_in_memory_folder_resumes_to_the_same_bytes(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    config = write(folders, "r.yaml", {"data": {"test_path": "test"}, "train": {"stratify": False, "epochs": 3}})
+    whole = train(runner, config, tmp_path / "whole")
+    short = train(runner, config, tmp_path / "short", "--set", "train.epochs=2")
+    assert whole.exit_code == 0 and short.exit_code == 0, whole.output + short.output
+    resumed = runner.invoke(app, ["resume", str(only_run(tmp_path / "short")), "--set", "train.epochs=3", "--progress", "none"])
+    assert resumed.exit_code == 0, resumed.output
+    for name in ("history.json", "metrics.json"):
+        assert (only_run(tmp_path / "short") / name).read_bytes() == (only_run(tmp_path / "whole") / name).read_bytes()
+
+
+def test_a_class_the_split_leaves_untrained_is_refused(folders: Path, tmp_path: Path, runner: CliRunner) -> None:
+    root = tmp_path / "lone"
+    shutil.copytree(folders / "train", root / "train")
+    (root / "train" / "zz").mkdir()
+    shutil.copy(next((folders / "train" / "3").iterdir()), root / "train" / "zz" / "only.png")
+    seed = seed_putting_last_file_in_validation(10 * PER_CLASS + 1, 0.2)
+    for memory in ("1000", "0"):  # in memory and streamed
+        config = write(root, f"z{memory}.yaml", {"seed": seed, "data": {"memory_limit_mb": int(memory)}, "train": {"stratify": False}})
+        result = runner.invoke(app, ["data", str(config), "--seconds", "0"])
+        assert result.exit_code == 2, result.output
+        assert "train.validation_split: the training split has 0 samples of class 10 (zz): 1 validation sample" in result.output
+        assert "set train.stratify: true" in result.output
+    assert train(runner, config, tmp_path / "runs").exit_code == 2 and not (tmp_path / "runs").exists()
