@@ -68,3 +68,35 @@ KERAS_CALLBACK_STATE: dict[str, tuple[str, ...]] = {
     "ModelCheckpoint": ("best", "_batches_seen_since_last_saving", "_last_batch_seen", "_current_epoch"),
     "TensorBoard": ("_global_train_batch", "_global_test_batch"),
 }
+
+
+def image_loader(image_size: tuple[int, int], channels: int, interpolation: str, crop: bool, pad: bool) -> Any:
+    """Keras's per-file image decoder of image_dataset_from_directory, as a function of a path tensor.
+
+    A streamed image folder reads its files in kerasrun's seeded order, which the public loader
+    cannot take (it lists the files itself). `_load_image_tf` is what that loader maps over its
+    paths. Fallback: the same TensorFlow ops written out (read, decode, resize, crop or pad), the
+    same numbers on the versions read.
+    """
+    from kerasrun._tf import tf
+
+    if private_api_ok():
+        try:
+            from keras.src.utils.image_dataset_utils import _load_image_tf
+        except ImportError:
+            pass
+        else:
+            return lambda path: _load_image_tf(path, image_size, channels, interpolation, "channels_last", crop, pad)
+
+    def load(path: Any) -> Any:
+        image = tf.image.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+        if crop:
+            image = keras.preprocessing.image.smart_resize(image, image_size, interpolation=interpolation)
+        elif pad:
+            image = tf.image.resize_with_pad(image, image_size[0], image_size[1], method=interpolation)
+        else:
+            image = tf.image.resize(image, image_size, method=interpolation)
+        image.set_shape((*image_size, channels))
+        return image
+
+    return load

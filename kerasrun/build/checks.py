@@ -91,9 +91,40 @@ def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem
         for output, y in targets.items():
             problem = target_problem(losses.get(output), shapes.get(output), np.asarray(y))
             if problem:
-                where = f"`{output}` " if len(outputs) > 1 else ""
-                problems.append(config.problem(("compile", "loss"), f"{split_name} targets for output {where}{problem}"))
+                problems.append(config.problem(("compile", "loss"), f"{split_name} targets for output `{output}` {problem}"))
     return problems
+
+
+def width_notes(model: keras.Model, data: Any, config: Config) -> list[str]:
+    """One line per sparse-categorical output wider than its classes need (Keras allows it; the extra units are never a target).
+
+    The classes are the source's class names when it has them, else labels 0 to the largest label of
+    any split. Too narrow an output is check_targets's error, not a note.
+    """
+    outputs = output_names(model)
+    if not outputs or not getattr(model, "outputs", None) or len(outputs) != 1:
+        return []
+    loss = loss_kinds(config, outputs).get(outputs[0])
+    units = model.outputs[0].shape[-1]
+    if loss is None or loss.name not in SPARSE_LOSSES or units is None or units < 2:
+        return []
+    tops = []
+    for split_name in ("train", "validation", "test"):
+        y = np.asarray(getattr(getattr(data, split_name), "y", np.zeros(0)))
+        labels = y if loss.ignore_class is None else y[y != loss.ignore_class]
+        if y.ndim == len(model.outputs[0].shape) and y.shape[-1] == units:
+            return []  # one-hot rows: check_targets refuses them for a sparse loss
+        if labels.size and labels.dtype.kind in "biu":
+            tops.append(int(labels.max()))
+    if not tops:
+        return []
+    classes = max(max(tops) + 1, len(data.class_names or []))
+    if units <= classes:
+        return []
+    return [
+        f"output `{outputs[0]}` has {units} units but the labels need {classes} (0..{classes - 1}): "
+        f"the other {units - classes} are never a target (compile.loss {loss_label(loss.name)})"
+    ]
 
 
 def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.ndarray) -> str | None:
@@ -112,7 +143,9 @@ def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.n
             bad = labels[~(np.isfinite(labels) & (labels == np.round(labels)))].flat[0]
             return f"hold non-integer labels such as {bad} ({label} wants class numbers)"
         low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high >= units:
+        if low >= 0 and high >= units:
+            return f"go up to label {high}, but the output has {units} units: {label} wants labels in [0, {units}) (give it at least {high + 1} units)"
+        if low < 0:
             ignored = f" (besides ignore_class {loss.ignore_class})" if loss.ignore_class is not None else ""
             return f"range over {low}..{high}{ignored}, but the output has {units} units: {label} wants labels in [0, {units})"
     elif loss.name in ONE_HOT_LOSSES:

@@ -1,4 +1,4 @@
-"""The data flow's entry point: source → contract checks → preprocessing → validation split → weights."""
+"""The data flow's entry point: source → contract checks → preprocessing → validation split (no class left untrained) → weights."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from kerasrun.data.checks import check_arrays, check_finite
 from kerasrun.data.preprocess import preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
-from kerasrun.data.splits import split_validation
+from kerasrun.data.splits import check_classes_trained, split_validation
 from kerasrun.data.stream import Stream
 from kerasrun.data.weights import weight_training
 from kerasrun.errors import ConfigError
@@ -31,4 +31,5 @@ def load_data(config: Config) -> Data:
     elif config.data.preprocess and not isinstance(data.train, Stream):  # a Stream's reader applies them row by row
         raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))
     data = split_validation(data, config)
+    check_classes_trained(data, config)
     return replace(data, train=weight_training(data.train, config))

@@ -1,4 +1,4 @@
-"""Validation data: Keras's last-fraction split, a stratified split, the test split, or batches of a tf.data source."""
+"""Validation data: Keras's last-fraction split, a stratified split, the test split, or batches of a tf.data source; no class left untrained."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from kerasrun.config.schema import Config
+from kerasrun.config.spec import split_spec
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.stream import Stream
 from kerasrun.errors import ConfigError
@@ -84,3 +85,99 @@ def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
         )
     # With train.shuffle, make_dataset reshuffles the training batches every epoch (see Data.shuffle_batches).
     return {"train": dataset.take(batches - held), "validation": dataset.skip(batches - held), "shuffle_batches": True}
+
+
+# Losses whose targets are classes (names normalised: lower case, no underscores): sparse labels, one-hot rows or 0/1 labels.
+SPARSE_CLASS_LOSSES = {"sparsecategoricalcrossentropy"}
+ONE_HOT_CLASS_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
+BINARY_CLASS_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+SHOWN_CLASSES = 10  # classes named in one message; the rest are counted
+
+
+def split_classes(split: Any, config: Config, named: bool) -> np.ndarray | None:
+    """The integer class of every sample of a split when its one target is a class, else None.
+
+    A target is a class when the source names the classes (`named`) or the one loss is a classification
+    loss given by Keras name; a regression target, several outputs, sequence labels, multi-label rows
+    and a tf.data source (its labels are not known before training) give None.
+    """
+    if isinstance(split, Stream):
+        return None if split.labels is None else split.y.astype(np.int64)
+    if not isinstance(split, Split):
+        return None
+    y: Any = split.y
+    if isinstance(y, dict) and len(y) == 1:
+        (y,) = y.values()
+    elif isinstance(y, list) and len(y) == 1:
+        y = y[0]
+    if not isinstance(y, np.ndarray) or y.dtype.kind not in "biuf" or len(y) == 0:
+        return None
+    name, kwargs, _ = split_spec(config.compile.loss) if isinstance(config.compile.loss, (str, dict)) else ("", {}, None)
+    loss = name.lower().replace("_", "")
+    column = y.ndim == 1 or (y.ndim == 2 and y.shape[1] == 1)
+    if loss in ONE_HOT_CLASS_LOSSES and y.ndim == 2 and y.shape[1] > 1:
+        return np.asarray(y.argmax(axis=1), np.int64)
+    if not column or not (named or loss in SPARSE_CLASS_LOSSES | BINARY_CLASS_LOSSES):
+        return None
+    labels = y.reshape(len(y))
+    if labels.dtype.kind == "f" and not np.all(labels == np.round(labels)):
+        return None  # soft labels (or NaN): no classes to count
+    labels = labels.astype(np.int64)
+    ignore = kwargs.get("ignore_class")
+    return labels[labels != ignore] if isinstance(ignore, int) and loss in SPARSE_CLASS_LOSSES else labels
+
+
+def check_classes_trained(data: Data, config: Config) -> None:
+    """Refuse validation or test data holding a class the training split has no sample of: a split that dropped a class.
+
+    A model never trained on a class cannot predict it, and its validation and test numbers then
+    measure the split, not the model. A class that is merely rare in training is not refused
+    (`kerasrun data` shows the counts per split).
+    """
+    named = data.class_names is not None
+    train = split_classes(data.train, config, named)
+    if train is None:
+        return
+    trained = set(np.unique(train).tolist())
+    problems = []
+    for name, split in (("validation", data.validation), ("test", data.test)):
+        if name == "validation" and config.train.validation_data == "test":
+            continue  # the test split itself: checked once, below
+        labels = split_classes(split, config, named)
+        if labels is None:
+            continue
+        values, counts = np.unique(labels, return_counts=True)
+        missing = [(int(v), int(c)) for v, c in zip(values, counts, strict=True) if int(v) not in trained]
+        if not missing:
+            continue
+        shown = ", ".join(
+            f"{v}{f' ({data.class_names[v]})' if data.class_names and 0 <= v < len(data.class_names) and data.class_names[v] != str(v) else ''}"
+            f": {c} {name} sample{'s' if c != 1 else ''}"
+            for v, c in missing[:SHOWN_CLASSES]
+        ) + (f" and {len(missing) - SHOWN_CLASSES} more classes" if len(missing) > SHOWN_CLASSES else "")
+        loc, hint = classes_loc(name, config)
+        problems.append(
+            config.problem(
+                loc, f"the training split has 0 samples of class {shown}: a model never trained on a class cannot learn it", hint
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
+
+
+def classes_loc(split_name: str, config: Config) -> tuple[tuple[Any, ...], str]:
+    """Where the validation or test split came from (the key that made it), and what to change there."""
+    stratify = "set train.stratify: true (each class split in proportion), or hold out a smaller fraction"
+    if split_name == "validation" and config.train.validation_split is not None:
+        return ("train", "validation_split"), stratify
+    if split_name == "test" and getattr(config.data, "test_fraction", None) is not None:
+        if hasattr(config.data, "stratify"):
+            return ("data", "test_fraction"), "set data.stratify: true (each class split in proportion), or hold out a smaller fraction"
+        return ("data", "test_fraction"), "hold out a smaller test_fraction, or give test data of its own (e.g. data.test_path)"
+    key = {"validation": ("validation_path", "y_val"), "test": ("test_path", "y_test")}[split_name]
+    given = next((k for k in key if getattr(config.data, k, None) is not None), None)
+    where = ("data", given) if given else ("data",)
+    return (
+        where,
+        f"the {split_name} data has classes the training data lacks: add training samples of them, or drop them from the {split_name} data",
+    )

@@ -10,7 +10,7 @@ from typing import Any
 from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.build.adapt import adapt_layers
-from kerasrun.build.checks import check_data_names, check_first_batch, check_input_shape, check_targets
+from kerasrun.build.checks import check_data_names, check_first_batch, check_input_shape, check_targets, width_notes
 from kerasrun.build.init_from import load_initial_weights
 from kerasrun.build.model import build_model, compile_model, input_names, output_names
 from kerasrun.config.schema import Config
@@ -65,6 +65,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         collector.add(problem)
     check_user_callbacks(model, config, collector)
     collector.raise_if_any()
+    data.notes.extend(width_notes(model, data, config))
     with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
         data.notes.extend(adapt_layers(model, data, config))
     if (problem := check_first_batch(model, data, config)) is not None:

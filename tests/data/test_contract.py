@@ -79,7 +79,11 @@ def test_arrays_that_cannot_train(runner, write_config, tmp_path, runs_dir, arra
 @pytest.mark.parametrize(
     ("y", "loss", "message"),
     [
-        (np.where(Y == 2, 12, Y), None, "train targets for output range over 0..12, but the output has 3 units"),
+        (
+            np.where(Y == 2, 12, Y),
+            None,
+            "` go up to label 12, but the output has 3 units: sparse_categorical_crossentropy wants labels in [0, 3) (give it at least 13 units)",
+        ),
         (
             np.where(Y == 2, -1, Y),
             None,

@@ -43,8 +43,10 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_image_folder(x, y, root / "train")
     x_test, y_test = mnist_sample(SHARED_DATA / "mnist.npz", 5, "test")
     write_image_folder(x_test, y_test, root / "test")
-    # The order Keras lists the files in: class folders sorted, files by name (the index) within each.
+    # The order Keras lists the files in: class folders sorted, files by name (the index) within each;
+    # the training folder then shuffled as image_dataset_from_directory(shuffle=True, seed=3) shuffles it.
     order, order_test = np.argsort(y, kind="stable"), np.argsort(y_test, kind="stable")
+    order = order[np.random.RandomState(BASE["seed"]).permutation(len(order))]
     np.savez(
         root / "same.npz", x_train=x[order][..., None], y_train=y[order], x_test=x_test[order_test][..., None], y_test=y_test[order_test]
     )
@@ -86,8 +88,20 @@ def test_same_values_as_keras_loader_for_rgb_jpeg_resized_and_cropped(tmp_path: 
         str(tmp_path / "jpgs"), batch_size=None, image_size=(16, 16), shuffle=False, crop_to_aspect_ratio=True, verbose=False
     )
     pixels, labels = zip(*expected.as_numpy_iterator(), strict=True)
-    np.testing.assert_array_equal(data.train.x, np.stack(pixels))
-    np.testing.assert_array_equal(data.train.y, np.array(labels))
+    order = np.random.RandomState(BASE["seed"]).permutation(6)  # the training folder in Keras's seeded order
+    np.testing.assert_array_equal(data.train.x, np.stack(pixels)[order])
+    np.testing.assert_array_equal(data.train.y, np.array(labels)[order])
+    streamed = load_data(
+        load_config(
+            write(
+                tmp_path, "s.yaml", merge(changes, {"data": {"memory_limit_mb": 0}, "train": {"validation_split": None, "stratify": False}})
+            )
+        )
+    )
+    assert isinstance(streamed.train, Stream)
+    decoded, streamed_labels = zip(*streamed.train.elements().as_numpy_iterator(), strict=True)
+    np.testing.assert_array_equal(np.stack(decoded), data.train.x)  # Keras's decoder, file by file, in the same order
+    np.testing.assert_array_equal(np.array(streamed_labels), data.train.y)
 
 
 def test_trains_exactly_like_the_same_arrays_in_an_npz(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
@@ -232,3 +246,92 @@ def test_a_streamed_folder_cached_to_the_run_folder_trains_the_same(folders: Pat
     resumed = runner.invoke(app, ["resume", str(only_run(tmp_path / "short")), "--set", "train.epochs=3", "--progress", "none"])
     assert resumed.exit_code == 0, resumed.output
     assert (only_run(tmp_path / "short") / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()
+
+
+def seed_putting_last_file_in_validation(count: int, fraction: float) -> int:
+    """A seed whose Keras order puts the folder's last file (in sorted order) into the last-fraction validation split."""
+    split_at = int(np.floor(count * (1 - fraction)))
+    return next(s for s in range(1000) if int(np.flatnonzero(np.random.RandomState(s).permutation(count) == count - 1)[0]) >= split_at)
+
+
+def test_validation_split_holds_keras_subset_of_every_class_and_reruns_the_same(folders: Path) -> None:
+    from kerasrun._tf import keras
+
+    config = write(folders, "v.yaml", {"train": {"stratify": False}})
+    data, again = load_data(load_config(config)), load_data(load_config(config))
+    assert sorted(np.unique(data.validation.y).tolist()) == list(range(10))  # sorted files would validate on 8 and 9 only
+    np.testing.assert_array_equal(data.train.x, again.train.x)
+    np.testing.assert_array_equal(data.validation.y, again.validation.y)
+    # The images Keras's own loader validates on with the same seed and fraction: the same set.
+    theirs = keras.utils.image_dataset_from_directory(
+        str(folders / "train"),
+        batch_size=None,
+        image_size=(28, 28),
+        color_mode="grayscale",
+        validation_split=0.2,
+        subset="validation",
+        seed=3,
+        verbose=False,
+    )
+    keyed = sorted((int(label), image.tobytes()) for image, label in theirs.as_numpy_iterator())
+    ours = sorted(
+        (int(label), (image * 255).astype(np.float32).tobytes()) for image, label in zip(data.validation.x, data.validation.y, strict=True)
+    )
+    assert ours == keyed
+    streamed = load_data(load_config(config, ["data.memory_limit_mb=0"]))
+    assert isinstance(streamed.validation, Stream) and streamed.validation.y.tolist() == data.validation.y.tolist()
+
+
+def test_an_in_memory_folder_resumes_to_the_same_bytes(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    config = write(folders, "r.yaml", {"data": {"test_path": "test"}, "train": {"stratify": False, "epochs": 3}})
+    whole = train(runner, config, tmp_path / "whole")
+    short = train(runner, config, tmp_path / "short", "--set", "train.epochs=2")
+    assert whole.exit_code == 0 and short.exit_code == 0, whole.output + short.output
+    resumed = runner.invoke(app, ["resume", str(only_run(tmp_path / "short")), "--set", "train.epochs=3", "--progress", "none"])
+    assert resumed.exit_code == 0, resumed.output
+    for name in ("history.json", "metrics.json"):
+        assert (only_run(tmp_path / "short") / name).read_bytes() == (only_run(tmp_path / "whole") / name).read_bytes()
+
+
+def test_a_class_the_split_leaves_untrained_is_refused(folders: Path, tmp_path: Path, runner: CliRunner) -> None:
+    root = tmp_path / "lone"
+    shutil.copytree(folders / "train", root / "train")
+    (root / "train" / "zz").mkdir()
+    shutil.copy(next((folders / "train" / "3").iterdir()), root / "train" / "zz" / "only.png")
+    seed = seed_putting_last_file_in_validation(10 * PER_CLASS + 1, 0.2)
+    for memory in ("1000", "0"):  # in memory and streamed
+        config = write(root, f"z{memory}.yaml", {"seed": seed, "data": {"memory_limit_mb": int(memory)}, "train": {"stratify": False}})
+        result = runner.invoke(app, ["data", str(config), "--seconds", "0"])
+        assert result.exit_code == 2, result.output
+        assert "train.validation_split: the training split has 0 samples of class 10 (zz): 1 validation sample" in result.output
+        assert "set train.stratify: true" in result.output
+    assert train(runner, config, tmp_path / "runs").exit_code == 2 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_mnist_pngs_with_validation_split_train_as_well_as_the_npz(tmp_path: Path, runner: CliRunner) -> None:
+    """12,000 MNIST PNGs in class folders with validation_split 0.1 reach the test accuracy of the same images as an .npz."""
+    x, y = mnist_sample(SHARED_DATA / "mnist.npz", 1200)
+    with np.load(SHARED_DATA / "mnist.npz") as mnist:
+        x_test, y_test = mnist["x_test"], mnist["y_test"]
+    write_image_folder(x, y, tmp_path / "train")
+    write_image_folder(x_test, y_test, tmp_path / "test")
+    np.savez(tmp_path / "same.npz", x_train=x[..., None], y_train=y, x_test=x_test[..., None], y_test=y_test)  # MNIST's own order
+    mlp = {
+        "model": {
+            "layers": [{"Flatten": {}}, {"Dense": {"units": 128, "activation": "relu"}}, {"Dense": {"units": 10, "activation": "softmax"}}]
+        },
+        "train": {"epochs": 5, "batch_size": 128, "validation_split": 0.1, "stratify": False},
+    }
+    images = write(tmp_path, "images.yaml", merge(mlp, {"data": {"test_path": "test"}}))
+    arrays = write(
+        tmp_path, "arrays.yaml", merge(mlp, {"data": {"source": "npz", "path": "same.npz", "image_size": None, "color_mode": None}})
+    )
+    accuracy = {}
+    for config in (images, arrays):
+        result = train(runner, config, tmp_path / config.stem)
+        assert result.exit_code == 0, result.output
+        accuracy[config.stem] = json.loads((only_run(tmp_path / config.stem) / "metrics.json").read_text())["accuracy"]
+    print(f"test accuracy: image folder {accuracy['images']:.4f}, npz {accuracy['arrays']:.4f}")
+    assert accuracy["arrays"] >= 0.93
+    assert abs(accuracy["images"] - accuracy["arrays"]) <= 0.005, accuracy

@@ -66,12 +66,18 @@ def write(folder: Path, name: str, config: dict[str, Any]) -> Path:
     return path
 
 
-def test_texts_are_read_in_class_order_as_bytes(folder: Path) -> None:
+def test_texts_are_read_in_kerass_seeded_order_as_bytes(folder: Path) -> None:
     data = load_data(load_config(write(folder, "a.yaml", {**TEXT, "train": {**TEXT["train"], "validation_split": None}})))
     assert data.class_names == ["neg", "pos"] and len(data.train) == 120 and len(data.test) == 20
     assert data.train.x.dtype == object and isinstance(data.train.x[0], bytes)
-    assert data.train.y.tolist() == [0] * 60 + [1] * 60
-    assert data.train.x[0] == (folder / "train" / "neg" / "000.txt").read_bytes()
+    # The training folder in the order text_dataset_from_directory(shuffle=True, seed=3) lists it; the test folder sorted.
+    from keras.src.utils.dataset_utils import index_directory  # the listing text_dataset_from_directory runs
+
+    paths, labels, _ = index_directory(str(folder / "train"), "inferred", formats=(".txt",), shuffle=True, seed=3)
+    assert [Path(p).read_bytes() for p in paths] == list(data.train.x)
+    assert data.train.y.tolist() == labels.tolist() != [0] * 60 + [1] * 60
+    assert data.test.y.tolist() == [0] * 10 + [1] * 10
+    assert data.test.x[0] == (folder / "test" / "neg" / "000.txt").read_bytes()
 
 
 def test_adapted_text_vectorization_equals_plain_keras(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
@@ -125,3 +131,22 @@ def test_texts_over_the_memory_limit_are_refused(folder: Path, runner: CliRunner
     config = write(folder, "big.yaml", {**TEXT, "data": {"source": "text_folder", "path": "big", "memory_limit_mb": 1}})
     result = train(runner, config, tmp_path / "runs")
     assert result.exit_code == 2 and "data.memory_limit_mb" in result.output and "over memory_limit_mb 1" in result.output, result.output
+
+
+def test_a_validation_split_holds_every_class_and_refuses_an_untrained_one(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
+    import shutil
+
+    config = write(folder, "v.yaml", {**TEXT, "data": {"source": "text_folder", "path": "train"}})
+    data = load_data(load_config(config))
+    assert sorted(np.unique(data.validation.y).tolist()) == [0, 1]  # sorted files would validate on `pos` only
+    assert data.train.y.tolist() == load_data(load_config(config)).train.y.tolist()
+    shutil.copytree(folder / "train", tmp_path / "train")
+    (tmp_path / "train" / "zz").mkdir()
+    (tmp_path / "train" / "zz" / "only.txt").write_text("a lone review")
+    split_at = math.floor(121 * 0.75)  # the lone file is last in sorted order: find a seed that holds it out
+    seed = next(s for s in range(1000) if int(np.flatnonzero(np.random.RandomState(s).permutation(121) == 120)[0]) >= split_at)
+    lone = write(tmp_path, "z.yaml", {**TEXT, "seed": seed, "data": {"source": "text_folder", "path": "train"}})
+    result = train(runner, lone, tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "train.validation_split: the training split has 0 samples of class 2 (zz): 1 validation sample" in result.output
+    assert not (tmp_path / "runs").exists()

@@ -32,6 +32,17 @@ class Where:
         return self.locate(("data", *loc), message, hint)
 
 
+def keras_order(count: int, seed: int) -> np.ndarray:
+    """The seeded order Keras's directory loaders give `count` files in (shuffle=True, seed=seed): row j is file order[j].
+
+    `image_dataset_from_directory` and `text_dataset_from_directory` list the files sorted by class and
+    then shuffle them with `np.random.RandomState(seed).shuffle`; a permutation of arange from the
+    same generator is that shuffle. Sources whose natural order is by class take it before any split,
+    so a last-fraction split never holds out the last classes.
+    """
+    return np.random.RandomState(seed).permutation(count)
+
+
 def split_test(split: Any, fraction: float, stratify: bool, where: Where) -> Data:
     """Hold out a seeded test fraction (stratified by label when asked) of a Split or a Stream: the same rows for both."""
     from sklearn.model_selection import train_test_split

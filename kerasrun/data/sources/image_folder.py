@@ -1,9 +1,12 @@
 """`source: image_folder`: one subfolder of images per class, decoded by Keras's image_dataset_from_directory into memory.
 
 Keras lists the files and decodes and resizes them (the same tf.data ops a plain Keras script runs);
-kerasrun reads that dataset once, in file order, into one float32 array. From there an image folder
-is array data like any other: seeded per-epoch shuffling, exact `steps_per_epoch`, stratified
-splits, class weights and byte-identical resume all work as they do for an `.npz` file.
+kerasrun reads that dataset once into one float32 array. The training folder's images are put in the
+seeded order Keras's loader gives them with `shuffle=True, seed=seed` (files sorted by class, then
+shuffled), so that `train.validation_split` holds out a mix of classes, never the last ones; a
+validation or test folder stays in sorted order. From there an image folder is array data like any
+other: seeded per-epoch shuffling, exact `steps_per_epoch`, stratified splits, class weights and
+byte-identical resume all work as they do for an `.npz` file.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from kerasrun.config.data import ImageFolderData
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.memory import empty_aligned
 from kerasrun.data.preprocess import preprocess_element
-from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.sources.base import Where, keras_order, split_test
 from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, Problem
 
@@ -45,7 +48,10 @@ def read(spec: ImageFolderData, where: Where) -> Data:
 def read_folder(
     spec: ImageFolderData, where: Where, loc: tuple[Any, ...], classes: list[str] | None, notes: list[str]
 ) -> tuple[Split | Stream, list[str]]:
-    """One folder of class subfolders → Split(images, labels) and the class names (the training folder's, for a test folder)."""
+    """One folder of class subfolders → Split(images, labels) and the class names (the training folder's, for a test folder).
+
+    The training folder (`path`) comes in Keras's seeded order (`keras_order`), the others sorted.
+    """
     from kerasrun._tf import keras, tf
 
     root = where.resolve_path(getattr(spec, loc[0]))
@@ -56,6 +62,7 @@ def read_folder(
     needed_mb = count * height * width * channels * 4 / 2**20
     names = list(found)
     streamed = needed_mb > spec.memory_limit_mb
+    shuffled = loc == ("path",)
 
     def dataset() -> Any:
         """Keras's own loader: files listed in sorted class order, decoded and resized in parallel, not shuffled."""
@@ -84,16 +91,18 @@ def read_folder(
             f"streaming the {count} images of {root} from disk every epoch: decoded they take {needed_mb:.0f} MB, "
             f"over memory_limit_mb {spec.memory_limit_mb}"
         )
-        return stream_folder(source, paths, names, root, spec, where, loc, notes), names
+        return stream_folder(paths, names, root, spec, where, loc, notes, shuffled), names
+    order = keras_order(len(paths), where.seed) if shuffled else None
     try:
-        return decode_all(source, len(paths), (height, width, channels)), names
+        return decode_all(source, len(paths), (height, width, channels), order), names
     except tf.errors.OpError:
         pass  # a file that can't be decoded: find every one, by name
     bad = undecodable(paths, channels)
     if not bad:  # the failure was not about one file (e.g. a file vanished mid-read): report it as it is
         raise ConfigError(where.problem(loc, f"reading the images of {root} failed; read it again or check the files"))
     refuse_or_note(bad, len(paths), root, spec, where, loc, notes)
-    return decode_all(source.ignore_errors(), len(paths) - len(bad), (height, width, channels)), names
+    kept = len(paths) - len(bad)
+    return decode_all(source.ignore_errors(), kept, (height, width, channels), keras_order(kept, where.seed) if shuffled else None), names
 
 
 def refuse_or_note(
@@ -115,22 +124,42 @@ def refuse_or_note(
 
 
 def stream_folder(
-    source: Any, paths: list[str], names: list[str], root: Path, spec: ImageFolderData, where: Where, loc: tuple[Any, ...], notes: list[str]
+    paths: list[str],
+    names: list[str],
+    root: Path,
+    spec: ImageFolderData,
+    where: Where,
+    loc: tuple[Any, ...],
+    notes: list[str],
+    shuffled: bool,
 ) -> Stream:
-    """A folder too big for memory as a Stream over Keras's loader: one checking pass decodes every image, labels come from the paths."""
+    """A folder too big for memory as a Stream of Keras's per-file decoder: one checking pass decodes every image, labels come from the paths.
+
+    Its rows are the decodable files in the order the in-memory reader puts them in (Keras's seeded
+    order for the training folder), so a split holds the same images either way.
+    """
+    from kerasrun._tf import tf
+    from kerasrun.keras_private import image_loader
+
     found = undecodable(paths, CHANNELS[spec.color_mode])
     if found:
         refuse_or_note(found, len(paths), root, spec, where, loc, notes)
     bad, number = set(found), {name: index for index, name in enumerate(names)}
-    labels = np.array([number[Path(p).relative_to(root).parts[0]] for p in paths if p not in bad], dtype=np.int64)
-    kept = source.ignore_errors() if bad else source  # the decoder fails on exactly the files found above
+    good = [p for p in paths if p not in bad]
+    if shuffled:
+        good = [good[i] for i in keras_order(len(good), where.seed)]
+    # int32 labels, as Keras's loader gives them.
+    labels = np.array([number[Path(p).relative_to(root).parts[0]] for p in good], dtype=np.int32)
+    size = (spec.image_size[0], spec.image_size[1])
+    load = image_loader(size, CHANNELS[spec.color_mode], spec.interpolation, spec.crop_to_aspect_ratio, spec.pad_to_aspect_ratio)
     steps = spec.preprocess
 
     def make() -> Any:
-        """Every image of the folder, decoded in file order, preprocessed."""
-        return kept.map(lambda x, y: preprocess_element(x, y, steps)) if steps else kept
+        """Every decodable image of the folder, in the split's order, decoded, preprocessed."""
+        images = tf.data.Dataset.from_tensor_slices((good, labels)).map(lambda p, y: (load(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+        return images.map(lambda x, y: preprocess_element(x, y, steps)) if steps else images
 
-    return Stream(make=make, total=len(labels), shuffle_buffer=spec.shuffle_buffer, labels=compact(labels))
+    return Stream(make=make, total=len(labels), shuffle_buffer=spec.shuffle_buffer, labels=compact(labels.astype(np.int64)))
 
 
 def class_folders(
@@ -168,14 +197,19 @@ def count_files(folder: Path, extensions: tuple[str, ...]) -> int:
     return sum(name.lower().endswith(extensions) for _, _, files in os.walk(folder) for name in files)
 
 
-def decode_all(dataset: Any, count: int, shape: tuple[int, int, int]) -> Split:
-    """Read (image, label) pairs into one aligned float32 array and an int64 label vector."""
+def decode_all(dataset: Any, count: int, shape: tuple[int, int, int], order: np.ndarray | None = None) -> Split:
+    """Read (image, label) pairs into one aligned float32 array and an int64 label vector; row j is image order[j] when given."""
     x = empty_aligned((count, *shape), np.float32)
     y = np.empty(count, np.int64)
+    # Where each image read (in file order) goes: written in place, never a second copy of the array.
+    at = np.arange(count) if order is None else np.argsort(order)
     filled = 0
     for images, labels in dataset.batch(READ_BATCH).as_numpy_iterator():
-        x[filled : filled + len(images)] = images
-        y[filled : filled + len(labels)] = labels
+        if filled + len(images) > count:  # Keras listed one number of files and decoded another: never train on a partial read
+            raise RuntimeError(f"read over {filled + len(images) - 1} images, expected {count}")
+        rows = at[filled : filled + len(images)]
+        x[rows] = images
+        y[rows] = labels
         filled += len(images)
     if filled != count:  # Keras listed one number of files and decoded another: never train on a partial read
         raise RuntimeError(f"read {filled} images, expected {count}")

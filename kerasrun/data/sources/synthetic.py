@@ -1,4 +1,4 @@
-"""`source: synthetic`: seeded generated data (Gaussian blobs per class, or random arrays)."""
+"""`source: synthetic`: seeded generated data (Gaussian blobs per class, in a seeded mixed order, or random arrays)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 
 from kerasrun.config.data import SyntheticData
 from kerasrun.data.arrays import Arrays, Data, Split
-from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.sources.base import Where, keras_order, split_test
 from kerasrun.errors import ConfigError
 
 
@@ -27,6 +27,8 @@ def read(spec: SyntheticData, where: Where) -> Data:
             )
         x = np.concatenate([rng.multivariate_normal(m, cov, size=spec.samples_per_class) for m in means]).astype(np.float32)
         y = np.repeat(np.arange(len(means)), spec.samples_per_class).astype(np.int64)
+        order = keras_order(len(y), where.seed)  # generated class by class: mixed before any split
+        x, y = x[order], y[order]
     else:
         assert spec.x_shape is not None and spec.samples is not None  # check_generator_keys requires them for random
         x = map_shapes(spec.x_shape, lambda shape: rng.standard_normal((spec.samples, *shape)).astype(np.float32))

@@ -2,7 +2,10 @@
 
 Each text becomes one element of an array of Python bytes objects (no fixed-width padding), labelled
 by its class folder in sorted order — what a model with a `dtype: string` input and an adapted
-`TextVectorization` layer takes. From there a text folder is array data like any other.
+`TextVectorization` layer takes. The training folder's texts come in the seeded order
+`text_dataset_from_directory(shuffle=True, seed=seed)` gives them, so `train.validation_split` holds
+out a mix of classes; validation and test folders stay sorted. From there a text folder is array
+data like any other.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import numpy as np
 
 from kerasrun.config.data import TextFolderData
 from kerasrun.data.arrays import Data, Split
-from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.sources.base import Where, keras_order, split_test
 from kerasrun.data.sources.image_folder import class_folders
 from kerasrun.errors import ConfigError, first_line
 
@@ -32,7 +35,7 @@ def read(spec: TextFolderData, where: Where) -> Data:
 
 
 def read_folder(spec: TextFolderData, where: Where, loc: tuple[Any, ...], classes: list[str] | None) -> tuple[Split, list[str]]:
-    """One folder of class subfolders → Split(texts, labels) and the class names."""
+    """One folder of class subfolders → Split(texts, labels) and the class names: the training folder (`path`) in Keras's seeded order."""
     from kerasrun._tf import keras, tf
 
     root = where.resolve_path(getattr(spec, loc[0]))
@@ -58,4 +61,5 @@ def read_folder(spec: TextFolderData, where: Where, loc: tuple[Any, ...], classe
         raise ConfigError(where.problem(loc, f"Keras cannot read the texts of {root}: {first_line(exc)}")) from None
     x = np.empty(len(texts), dtype=object)
     x[:] = texts  # bytes objects, one per text: no padding to the longest
-    return Split(x, np.array(labels, dtype=np.int64)), names
+    split = Split(x, np.array(labels, dtype=np.int64))
+    return (split.take(keras_order(len(split), where.seed)) if loc == ("path",) else split), names
