@@ -56,26 +56,26 @@ def as_outputs(predictions: Any, names: list[str]) -> list[np.ndarray]:
     return [np.asarray(predictions)]
 
 
-def input_problem(path: Path, message: str, hint: str | None = None) -> ConfigError:
-    """A problem with the --input file."""
-    return ConfigError(Problem(key="--input", message=message, file=str(path), hint=hint))
+def file_problem(path: Path, message: str, hint: str | None = None, option: str = "--input") -> ConfigError:
+    """A problem with the file of an option: --input, unless named (--output)."""
+    return ConfigError(Problem(key=option, message=message, file=str(path), hint=hint))
 
 
 def read_input(path: Path, names: list[str] | None = None) -> Features:
     """Features from .npy, .npz (the input's name, `x`, `x_test`, or its only array; one per name for several inputs) or .csv (numbers, optional header)."""
     suffix = path.suffix.lower()
     if not path.exists():
-        raise input_problem(path, "no such file")
+        raise file_problem(path, "no such file")
     if not path.is_file():  # a FIFO or a device would block or never end
-        raise input_problem(path, "is not a regular file")
+        raise file_problem(path, "is not a regular file")
     if suffix not in (".npy", ".npz", ".csv"):
-        raise input_problem(path, f"unsupported file type `{suffix}`", "use .npy, .npz or .csv")
+        raise file_problem(path, f"unsupported file type `{suffix}`", "use .npy, .npz or .csv")
     with path.open("rb") as f:
         start = f.read(6)
     if suffix in MAGIC and not start.startswith(MAGIC[suffix]):
-        raise input_problem(path, f"it is not a NumPy {suffix} file")  # np.load would try to unpickle it
+        raise file_problem(path, f"it is not a NumPy {suffix} file")  # np.load would try to unpickle it
     if names and len(names) > 1 and suffix != ".npz":
-        raise input_problem(
+        raise file_problem(
             path,
             f"this model has {len(names)} inputs ({', '.join(names)}); one {suffix} holds one array",
             "give an .npz with one array per input name",
@@ -91,20 +91,20 @@ def read_input(path: Path, names: list[str] | None = None) -> Features:
                 return named_arrays(path, arrays, names)
             key = next((k for k in (*(names or [])[:1], "x", "x_test", "inputs") if k in arrays), keys[0] if len(keys) == 1 else None)
             if key is None:
-                raise input_problem(path, f"cannot tell which array holds the features: {keys}", "name it `x`")
+                raise file_problem(path, f"cannot tell which array holds the features: {keys}", "name it `x`")
             array = arrays[key]
             if not isinstance(array, np.ndarray):  # a member that isn't a .npy comes back as raw bytes
-                raise input_problem(path, f"its member `{key}` is not a NumPy array")
+                raise file_problem(path, f"its member `{key}` is not a NumPy array")
             return array
     except ConfigError:
         raise
     except ValueError as exc:
         why = "it holds pickled Python objects; kerasrun reads plain numeric arrays only" if "allow_pickle" in str(exc) else str(exc)
-        raise input_problem(path, f"cannot read it: {why}") from None
+        raise file_problem(path, f"cannot read it: {why}") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise input_problem(path, f"cannot read it: not a complete {suffix} file ({exc})") from None
+        raise file_problem(path, f"cannot read it: not a complete {suffix} file ({exc})") from None
     except MemoryError:
-        raise input_problem(path, "it declares an array too large to load") from None
+        raise file_problem(path, "it declares an array too large to load") from None
 
 
 def named_arrays(path: Path, arrays: Any, names: list[str]) -> dict[str, np.ndarray]:
@@ -126,7 +126,7 @@ def named_arrays(path: Path, arrays: Any, names: list[str]) -> dict[str, np.ndar
     features = {name: arrays[name] for name in names}
     for name, array in features.items():
         if not isinstance(array, np.ndarray):  # a member that isn't a .npy comes back as raw bytes
-            raise input_problem(path, f"its member `{name}` is not a NumPy array")
+            raise file_problem(path, f"its member `{name}` is not a NumPy array")
     return features
 
 
@@ -136,17 +136,17 @@ def read_csv_input(path: Path) -> np.ndarray:
         with path.open(newline="", encoding="utf-8") as f:
             rows = [(number, row) for number, row in enumerate(csv.reader(f), start=1) if row]
     except UnicodeDecodeError as exc:
-        raise input_problem(path, f"not UTF-8 text (byte {exc.start})") from None
+        raise file_problem(path, f"not UTF-8 text (byte {exc.start})") from None
     if rows and not any(is_number(v) for v in rows[0][1]):  # a header has no numbers; a data row with a typo keeps its line
         rows = rows[1:]  # a header row
     widths = {len(row) for _, row in rows}
     if len(widths) > 1:
         number, row = next((n, r) for n, r in rows if len(r) != len(rows[0][1]))
-        raise input_problem(path, f"line {number} has {len(row)} fields, line {rows[0][0]} has {len(rows[0][1])}")
+        raise file_problem(path, f"line {number} has {len(row)} fields, line {rows[0][0]} has {len(rows[0][1])}")
     for number, row in rows:
         bad = next((v for v in row if not is_number(v)), None)
         if bad is not None:
-            raise input_problem(path, f"line {number}: {bad!r} is not a number")
+            raise file_problem(path, f"line {number}: {bad!r} is not a number")
     return np.array([row for _, row in rows], dtype=np.float32).reshape(len(rows), -1)
 
 
@@ -164,7 +164,7 @@ def check_input(path: Path, x: Features, config: Config, text: dict[str, bool] |
     if isinstance(x, dict):
         lengths = {name: len(array) if array.ndim else 0 for name, array in x.items()}
         if len(set(lengths.values())) > 1:
-            raise input_problem(path, f"its arrays hold different numbers of samples: {lengths}")
+            raise file_problem(path, f"its arrays hold different numbers of samples: {lengths}")
         for name, array in x.items():
             check_array(path, array, config, (text or {}).get(name, False), f"`{name}` ")
         return
@@ -174,16 +174,16 @@ def check_input(path: Path, x: Features, config: Config, text: dict[str, bool] |
 def check_array(path: Path, x: np.ndarray, config: Config, text: bool, which: str) -> None:
     """One input's array: samples, of the kind its model input takes, finite."""
     if x.ndim == 0 or len(x) == 0:
-        raise input_problem(path, f"{which}holds no samples (an empty array)")
+        raise file_problem(path, f"{which}holds no samples (an empty array)")
     if text:
         if x.dtype.kind not in "US":  # an object array can't come through np.load without pickle
-            raise input_problem(path, f"{which}holds {x.dtype} values; the model's input takes text", "save NumPy str or bytes arrays")
+            raise file_problem(path, f"{which}holds {x.dtype} values; the model's input takes text", "save NumPy str or bytes arrays")
         return
     if x.dtype.kind not in "biuf":
-        raise input_problem(path, f"{which}holds {x.dtype} values; features must be numbers")
+        raise file_problem(path, f"{which}holds {x.dtype} values; features must be numbers")
     if x.dtype.kind == "f" and not config.data.allow_nonfinite and not np.isfinite(x).all():
         where = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
-        raise input_problem(
+        raise file_problem(
             path, f"holds NaN or inf at index {where}", "the run was trained on finite numbers (data.allow_nonfinite: false)"
         )
 
@@ -199,7 +199,7 @@ def check_input_fits(path: Path, features: Features, model: Any) -> None:
         expected = tuple(tensor.shape[1:])
         got = tuple(array.shape[1:])
         if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got, strict=False)):
-            raise input_problem(path, f"its {which}samples have shape {got} after the run's preprocessing, but the model takes {expected}")
+            raise file_problem(path, f"its {which}samples have shape {got} after the run's preprocessing, but the model takes {expected}")
 
 
 def write_output(path: Path, predictions: np.ndarray | dict[str, np.ndarray]) -> None:
@@ -224,31 +224,20 @@ def write_output(path: Path, predictions: np.ndarray | dict[str, np.ndarray]) ->
 def check_output_fits(path: Path, names: list[str]) -> None:
     """One .npy holds one array: a model with several outputs writes .npz or .csv."""
     if len(names) > 1 and path.suffix.lower() == ".npy":
-        raise ConfigError(
-            Problem(
-                key="--output",
-                message=f"this model has {len(names)} outputs ({', '.join(names)}); one .npy holds one array",
-                file=str(path),
-                hint="use .npz (one array per output name) or .csv",
-            )
+        raise file_problem(
+            path,
+            f"this model has {len(names)} outputs ({', '.join(names)}); one .npy holds one array",
+            "use .npz (one array per output name) or .csv",
+            option="--output",
         )
 
 
 def predict_run(run_dir: Path, input_path: Path, output_path: Path, trust: bool = False) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
     """Apply the run's feature preprocessing to a file, predict, and write the predictions; their shape (one per output name)."""
     if output_path.suffix.lower() not in (".npy", ".npz", ".csv"):
-        raise ConfigError(
-            Problem(
-                key="--output",
-                message=f"unsupported file type `{output_path.suffix}`",
-                file=str(output_path),
-                hint="use .npy, .npz or .csv",
-            )
-        )
+        raise file_problem(output_path, f"unsupported file type `{output_path.suffix}`", "use .npy, .npz or .csv", option="--output")
     if output_path.resolve() == input_path.resolve():
-        raise ConfigError(
-            Problem(key="--output", message="is the --input file; predictions would overwrite the features", file=str(output_path))
-        )
+        raise file_problem(output_path, "is the --input file; predictions would overwrite the features", option="--output")
     config, model = load_run(run_dir, trust)
     outputs = list(getattr(model, "output_names", None) or [])
     check_output_fits(output_path, outputs)

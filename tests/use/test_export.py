@@ -78,7 +78,7 @@ def test_saved_model_takes_raw_inputs_and_gives_predict_outputs(trained) -> None
 
 
 def test_tflite_takes_raw_inputs_and_gives_predict_outputs(trained, tmp_path: Path) -> None:
-    from kerasrun.use.export import run_tflite
+    from kerasrun.use.artifacts import run_tflite
 
     run, raw, predicted = trained
     path = export(run, "--format", "tflite", "-o", str(tmp_path / "served"))  # no suffix: written as named
@@ -147,7 +147,7 @@ def test_float64_features_and_a_run_without_steps(tmp_path: Path, runner: CliRun
     assert runner.invoke(app, ["predict", str(run), "-i", str(tmp_path / "raw.npy"), "-o", str(tmp_path / "p.npy")]).exit_code == 0
     result = runner.invoke(app, ["export", str(run), "--format", "tflite"])
     assert result.exit_code == 0 and "input (None, 4, 2) float64" in result.output, result.output
-    from kerasrun.use.export import run_tflite
+    from kerasrun.use.artifacts import run_tflite
 
     np.testing.assert_allclose(run_tflite(run / "export" / "model.tflite", x[:7]), np.load(tmp_path / "p.npy"), rtol=1e-5, atol=1e-6)
 
@@ -345,7 +345,7 @@ def artifact_outputs(path: Path, fmt: str, raw: dict[str, np.ndarray]) -> list[n
         named = signature(**{name: tf.constant(array) for name, array in raw.items()})
         return [named[f"output_{i}"].numpy() for i in range(len(named))]
     if fmt == "tflite":
-        from kerasrun.use.export import tflite_outputs
+        from kerasrun.use.artifacts import tflite_outputs
 
         return tflite_outputs(path, raw)
     import onnxruntime
@@ -423,7 +423,7 @@ def test_predict_on_a_string_input_refuses_numbers(texts, tmp_path: Path) -> Non
 def test_a_recurrent_loop_tflite_cannot_hold_is_exit_2(tmp_path: Path) -> None:
     """Keras 3's LSTM converts to TFLite only with Select ops (FlexTensorListReserve): the real converter's error becomes exit 2."""
     from kerasrun._tf import keras
-    from kerasrun.use.export import ExportUnavailableError, convert
+    from kerasrun.use.artifacts import ExportUnavailableError, convert
 
     inputs = keras.Input((6, 3))
     model = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.LSTM(4)(inputs)))
