@@ -83,6 +83,8 @@ def train(
         say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
             typer.echo(f"note: {note}", err=True)
+        for warning in experiment.notes:
+            typer.echo(f"warning: {warning}", err=True)
         if experiment.init_from:
             loaded = experiment.init_from
             parts = [f"loaded {', '.join(loaded['loaded']) or 'nothing'}"]
@@ -115,12 +117,15 @@ def resume(
         from kerasrun.train.resume import load_for_resume
 
         plan = load_for_resume(run_dir, list(set_ or []), trust)
+        from kerasrun.train.checkpoint import uncaptured
         from kerasrun.train.experiment import prepare_experiment
         from kerasrun.train.run import run_experiment
 
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
         say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+        for missing in uncaptured(plan.state):
+            err_console().print(f"warning: {missing}", markup=False)
         if plan.retrained:
             epochs = (
                 f"epoch {plan.state.epoch + 1}"

@@ -22,7 +22,10 @@ if TYPE_CHECKING:  # NumPy is imported where a file is read or written: listing 
 
 FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")
 META_KEY = "meta.json"  # the JSON half of a checkpoint, stored as bytes inside the .npz
-FORMAT = 1
+# 2: each callback's state as tagged JSON (tuples, dicts, NumPy scalars, arrays of any rank, tensors keep
+# their types) and the names of what could not be held; 1: plain JSON values plus single arrays or lists of them.
+FORMAT = 2
+READABLE = (1, 2)  # a run checkpointed by the previous kerasrun still resumes
 
 
 @dataclass
@@ -83,7 +86,7 @@ def read(path: Path) -> TrainingState:
     with np.load(path, allow_pickle=False) as npz:
         arrays = {key: npz[key] for key in npz.files}
     meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
-    if meta.get("format") != FORMAT:
+    if meta.get("format") not in READABLE:
         raise RunFailedError(f"{path} is a checkpoint format this kerasrun cannot read ({meta.get('format')})")
     return TrainingState(int(meta["epoch"]), meta.pop("history"), arrays, meta)
 

@@ -19,6 +19,7 @@ from kerasrun.errors import Collector, ConfigError
 from kerasrun.integrations import missing_packages
 from kerasrun.integrations.mlflow_tracking import MlflowTracker
 from kerasrun.train.callbacks.records import check_callbacks
+from kerasrun.train.checkpoint import CallbackStates
 from kerasrun.train.devices import Placement, select_placement
 from kerasrun.train.trainers.base import Trainer
 from kerasrun.train.trainers.select import make_trainer
@@ -36,6 +37,7 @@ class Experiment:
     timings: dict[str, float] = field(default_factory=dict)
     init_from: dict[str, Any] | None = None  # what model.init_from loaded, for run.json
     tracker: MlflowTracker | None = None  # output.mlflow: the store, opened before the folder exists
+    notes: list[str] = field(default_factory=list)  # warnings for the start of the run: callback state a checkpoint cannot hold
 
 
 def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_weights: bool = True) -> Experiment:
@@ -63,7 +65,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         collector.add(problem)
     for problem in [*check_data_names(model, data, config), *check_targets(model, data, config)]:
         collector.add(problem)
-    check_user_callbacks(model, config, collector)
+    notes = CallbackStates(check_user_callbacks(model, config, collector)).notes()
     collector.raise_if_any()
     data.notes.extend(width_notes(model, data, config))
     with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
@@ -77,7 +79,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     trainer = make_trainer(config, model, data, placement)
     tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
     timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker)
+    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker, notes)
 
 
 def build_checked_model(config: Config) -> Any:
@@ -90,9 +92,10 @@ def build_checked_model(config: Config) -> Any:
     return model
 
 
-def check_user_callbacks(model: Any, config: Config, collector: Collector) -> None:
-    """Instantiate train.callbacks and check them against the compiled model; problems go to `collector`."""
+def check_user_callbacks(model: Any, config: Config, collector: Collector) -> list[Any]:
+    """Instantiate train.callbacks and check them against the compiled model; problems go to `collector`, the callbacks back."""
     callbacks = registry.resolve_each(config.train.callbacks, ("train", "callbacks"), registry.resolve_callback, config, collector)
     if len(callbacks) == len(config.train.callbacks):  # all resolved: check them against the compiled model
         for problem in check_callbacks(model, callbacks, config):
             collector.add(problem)
+    return callbacks

@@ -40,7 +40,7 @@ from kerasrun.train.callbacks.checkpointer import Checkpointer
 from kerasrun.train.callbacks.order import RunCallbacks
 from kerasrun.train.callbacks.progress import make_progress
 from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress
-from kerasrun.train.checkpoint import RestoreCallbackState
+from kerasrun.train.checkpoint import CallbackStates, RestoreCallbackState
 from kerasrun.train.experiment import Experiment
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
@@ -114,6 +114,7 @@ def run_experiment(
             user_callbacks = [
                 registry.resolve_callback(spec, run_dir, ("train", "callbacks", index)) for index, spec in enumerate(config.train.callbacks)
             ]
+            states = CallbackStates(user_callbacks)  # as built: what training changes later is their state
             if state is not None:
                 checkpoint.prepare_callbacks_for_resume(user_callbacks, state.epoch)
             if getattr(config.data, "cache", "none") == "file":  # decode streamed rows once, into the run folder
@@ -131,10 +132,10 @@ def run_experiment(
                 if state is not None:
                     trainer.build_state(train_ds)
                     checkpoint.restore_variables(trainer.state_variables(), state)
-                    restore = RestoreCallbackState(user_callbacks, state)
+                    restore = RestoreCallbackState(states, state)
                 if config.output.checkpoint:
                     spec = config.output.checkpoint
-                    checkpointer = Checkpointer(run_dir, trainer.state_variables, user_callbacks, history, spec.every, spec.keep)
+                    checkpointer = Checkpointer(run_dir, trainer.state_variables, states, history, spec.every, spec.keep)
                 bar = make_progress(progress, progress_stream)
                 callbacks = RunCallbacks(
                     user=user_callbacks,

@@ -10,7 +10,7 @@ from typing import Any
 from kerasrun._tf import keras
 from kerasrun.rundir.checkpoints import TrainingState, write
 from kerasrun.rundir.io import is_finite
-from kerasrun.train.checkpoint import capture
+from kerasrun.train.checkpoint import CallbackStates, capture
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -24,7 +24,7 @@ class Checkpointer(keras.callbacks.Callback):
         self,
         run_dir: Path,
         variables: Callable[[], dict[str, list[Any]]],
-        callbacks: list[Any],
+        callbacks: CallbackStates,
         history: Any,
         every: int,
         keep: int,
