@@ -222,6 +222,14 @@ def test_set_appends_to_a_list(write_config, runner: CliRunner) -> None:
     assert result.exit_code == 2 and "+= appends to a list" in result.output, result.output
 
 
+@pytest.mark.parametrize("dotted", ["train..epochs", ".train.epochs", "train.epochs.", "model.layers[x].Dense", "train[0"])
+def test_set_refuses_what_is_not_a_dotted_key(write_config, runner: CliRunner, dotted: str) -> None:
+    # `train..epochs=5` used to set train.epochs and train; an empty key is a typo, not a key.
+    result = runner.invoke(app, ["validate", str(write_config({})), "--set", f"{dotted}=5"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert f"--set: {dotted}: not a dotted key: keys joined by single dots, list items as [N]" in result.output
+
+
 def test_the_run_folder_keeps_the_merged_substituted_config(
     tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner
 ) -> None:
