@@ -293,3 +293,37 @@ def test_plot_model(runner, tmp_path) -> None:
         assert result.exit_code == 0 and out.is_file() and out.stat().st_size > 1000
     else:
         assert result.exit_code == 1 and "pip install pydot" in result.output and "Total params" in result.output
+
+
+def unusable_runs_dir(tmp_path: Path, kind: str) -> tuple[str, str]:
+    """A runs dir no run folder can be made in, and what the error says about it."""
+    (tmp_path / "a_file").write_text("not a folder")
+    if kind.startswith("loop"):
+        (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+        (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    return {
+        "file": (str(tmp_path / "a_file"), "a_file is a file"),
+        "devnull": ("/dev/null", "/dev/null is not a folder (a device, FIFO or socket)"),
+        "below-a-file": (str(tmp_path / "a_file" / "runs"), "a_file is a file, so no folder can be made below it"),
+        "loop": (str(tmp_path / "loop_a"), "Symlink loop"),
+        "loop-below": (str(tmp_path / "loop_a" / "runs"), "Symlink loop"),
+        "proc": ("/proc/self", "no folder can be made in /proc/"),
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["file", "devnull", "below-a-file", "loop", "loop-below", "proc"])
+@pytest.mark.parametrize("how", ["--runs-dir", "output.runs_dir", "--set"])
+def test_an_unusable_runs_dir_is_exit_2_naming_the_key_before_anything_trains(
+    runner, write_config, tmp_path: Path, kind: str, how: str
+) -> None:
+    if kind == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    path, says = unusable_runs_dir(tmp_path, kind)
+    config = write_config({"output": {"runs_dir": path}} if how == "output.runs_dir" else {})
+    args = ["train", str(config), "--progress", "none"]
+    args += ["--runs-dir", path] if how == "--runs-dir" else ["--set", f"output.runs_dir={path}"] if how == "--set" else []
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    where = {"--runs-dir": "--runs-dir: ", "output.runs_dir": "config.yaml:", "--set": "--set: output.runs_dir: "}[how]
+    assert where in result.output and says in result.output and "Traceback" not in result.output, result.output
+    assert "run folder:" not in result.output and not list(tmp_path.glob("**/run.json"))
