@@ -227,6 +227,9 @@ def resolve_callback(spec: Any, run_dir: Path | None = None, loc: Loc = ()) -> A
         for key in CALLBACK_PATH_KEYS:
             if isinstance(kwargs.get(key), str) and not Path(kwargs[key]).is_absolute():
                 kwargs[key] = str(run_dir / kwargs[key])
+            if isinstance(kwargs.get(key), str) and kwargs[key]:
+                # `logs/train.csv`: CSVLogger opens its file without making the folder (checked before training: it can be made).
+                Path(kwargs[key]).expanduser().parent.mkdir(parents=True, exist_ok=True)
     if ":" in name:
         obj = import_object(name)
     else:

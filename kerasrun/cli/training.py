@@ -36,6 +36,20 @@ def run_and_report(start: Any, progress: Progress) -> Any:
     return result
 
 
+def check_runs_dir(config: Any, runs_dir: Path | None) -> None:
+    """ConfigError naming --runs-dir or output.runs_dir when no run folder can be made there: before anything trains."""
+    from kerasrun.errors import ConfigError, Problem
+    from kerasrun.rundir.record import runs_dir_problem
+
+    why = runs_dir_problem(runs_dir if runs_dir is not None else Path(config.output.runs_dir))
+    if why is None:
+        return
+    hint = "give a folder (it is made if missing)"
+    if runs_dir is not None:
+        raise ConfigError(Problem(key="--runs-dir", message=why, hint=hint))
+    raise ConfigError(config.problem(("output", "runs_dir"), why, hint))
+
+
 def train(
     config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment YAML file.")],
     set_: SetOption = None,
@@ -70,6 +84,8 @@ def train(
         from kerasrun.train.experiment import prepare_experiment
         from kerasrun.train.run import run_experiment
 
+        if runs_dir is not None or not smoke:  # a smoke run without --runs-dir goes to a temporary folder
+            check_runs_dir(config, runs_dir)
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder

@@ -9,31 +9,82 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kerasrun.config.data import path_fields
-from kerasrun.config.yamlsource import SourceMap, load_yaml_value, read_yaml
+from kerasrun.config.yamlsource import MAX_BYTES, SourceMap, load_yaml_value, read_yaml
 from kerasrun.errors import ConfigError, Problem
 
 MAX_EXTENDS_DEPTH = 8  # a base of a base of ...: deeper chains are a loop or a maze
-# ${NAME}, ${NAME:-default}, and $${ for a literal ${.
-VARIABLE = re.compile(r"\$\$\{|\$\{([^}:]*)(?::-([^}]*))?\}")
+# Config files read for one config, a base extended twice counting twice: the transfer-learning chain
+# in configs/ reads 3, and 8 bases of 8 bases of ... (8**7 reads) would otherwise run for hours.
+MAX_EXTENDS_FILES = 64
+# ${ and $${: where a variable may start. The rest is scanned by hand (`substitute`), in one pass.
+VARIABLE_START = re.compile(r"\$\$\{|\$\{")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass
+class Budget:
+    """What composing one config may still read: files and bytes, summed over every base (as the YAML loader bounds one file)."""
+
+    files: int = MAX_EXTENDS_FILES
+    bytes: int = MAX_BYTES
+
+    def spend(self, path: Path, source: SourceMap, where: tuple[Any, ...]) -> None:
+        """Count `path` (named at `where` in `source`) against the budget; ConfigError once it is spent."""
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = 0  # read_yaml says why it cannot be read
+        self.files -= 1
+        self.bytes -= size
+        if self.files < 0:
+            raise ConfigError(
+                source.problem(
+                    where,
+                    f"extends reads more than {MAX_EXTENDS_FILES} config files in all, counting a base each time it is extended "
+                    f"(limit: extends files {MAX_EXTENDS_FILES})",
+                    "extend fewer bases, or merge bases into one file",
+                )
+            )
+        if self.bytes < 0:
+            raise ConfigError(
+                source.problem(
+                    where,
+                    f"the config and its bases hold more than {MAX_BYTES / 1e6:.0f} MB of YAML in all, counting a base each time it "
+                    f"is extended (limit: extends size {MAX_BYTES / 1e6:.0f} MB)",
+                )
+            )
 
 
 def read_config_file(path: Path) -> tuple[dict[str, Any], SourceMap]:
     """A config file with its base configs merged in and environment variables substituted; every problem at once."""
-    data, source = compose(path, ())
-    problems = interpolate(data, source, ())
+    data, source = compose(path, (), Budget())
+    problems = interpolate(data, source, (), [MAX_BYTES])
     if problems:
         raise ConfigError(problems)
     return data, source
 
 
-def compose(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], SourceMap]:
-    """`path`'s mapping over its `extends:` bases (in order, later wins), merged key by key."""
-    data, source = read_yaml(path)
+def resolved(path: Path, source: SourceMap, where: tuple[Any, ...]) -> Path:
+    """`path` with its symlinks resolved; a symlink loop is a located ConfigError (pathlib raises RuntimeError)."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError) as exc:
+        raise ConfigError(
+            source.problem(where, f"{path} cannot be resolved: {exc}", "point extends at a config file, not a symlink loop")
+        ) from None
+
+
+def compose(path: Path, chain: tuple[Path, ...], budget: Budget | None = None) -> tuple[dict[str, Any], SourceMap]:
+    """`path`'s mapping over its `extends:` bases (in order, later wins), merged key by key, within `budget`."""
+    budget = budget if budget is not None else Budget()
+    data, source = read_yaml(path)  # a file over the size of one config is refused here, as itself
+    if not chain:  # the top config counts too; each base is counted by the config that names it, where it is named
+        budget.spend(path, source, ())
     if "extends" not in data:
         return data, source
     bases = data.pop("extends")
@@ -43,7 +94,7 @@ def compose(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
         bases = [bases]
     if not isinstance(bases, list) or not bases or not all(isinstance(b, str) and b for b in bases):
         raise ConfigError(source.problem(loc, "expected a config file to extend, or a list of them", "extends: base.yaml"))
-    here = path.resolve()
+    here = resolved(path, source, ())
     if len(chain) >= MAX_EXTENDS_DEPTH:
         raise ConfigError(source.problem(loc, f"more than {MAX_EXTENDS_DEPTH} levels of extends (limit: extends depth)"))
     merged: dict[str, Any] = {}
@@ -51,11 +102,13 @@ def compose(path: Path, chain: tuple[Path, ...]) -> tuple[dict[str, Any], Source
     for index, base in enumerate(bases):
         where = (*loc, index) if listed else loc
         base_path = path.parent / Path(base).expanduser()  # named as written, relative to this config's folder
-        if base_path.resolve() == here or base_path.resolve() in chain:
+        target = resolved(base_path, source, where)
+        if target == here or target in chain:
             raise ConfigError(source.problem(where, f"{base} extends itself (through {' → '.join(p.name for p in (*chain, here))})"))
         if not base_path.is_file():
             raise ConfigError(source.problem(where, f"no such config file: {base_path}"))
-        base_data, base_source = compose(base_path, (*chain, here))
+        budget.spend(base_path, source, where)
+        base_data, base_source = compose(base_path, (*chain, here), budget)
         make_paths_absolute(base_data, base_path.parent.resolve())
         merge_into(merged, merged_source, base_data, base_source, ())
     merge_into(merged, merged_source, data, source, ())
@@ -91,12 +144,29 @@ def merge_into(base: dict[str, Any], base_source: SourceMap, over: dict[str, Any
             copy_position(base_source, over_source, path)
             merge_into(base[key], base_source, value, over_source, path)
             continue
+        # The positions under a key are those of the values under it: walking the values (not every
+        # position of the map for every key) keeps a merge of 64 wide bases linear.
+        if key in base:
+            for stale in paths_under(base[key], path):
+                base_source.positions.pop(stale, None)
+                base_source.files.pop(stale, None)
         base[key] = value
-        for stale in [k for k in base_source.positions if k[: len(path)] == path]:
-            del base_source.positions[stale]
-            base_source.files.pop(stale, None)
-        for known in [k for k in over_source.positions if k[: len(path)] == path]:
+        for known in paths_under(value, path):
             copy_position(base_source, over_source, known)
+
+
+def paths_under(value: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """`path` and the path of every key and item inside `value`, as a SourceMap names them."""
+    found: list[tuple[str, ...]] = []
+    stack: list[tuple[Any, tuple[str, ...]]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        found.append(where)
+        if isinstance(item, dict):
+            stack.extend((child, (*where, str(name))) for name, child in item.items())
+        elif isinstance(item, list):
+            stack.extend((child, (*where, str(index))) for index, child in enumerate(item))
+    return found
 
 
 def copy_position(target: SourceMap, source: SourceMap, key: tuple[str, ...]) -> None:
@@ -106,39 +176,98 @@ def copy_position(target: SourceMap, source: SourceMap, key: tuple[str, ...]) ->
         target.files[key] = source.file_of(key)
 
 
-def interpolate(value: Any, source: SourceMap, loc: tuple[Any, ...]) -> list[Problem]:
-    """Substitute ${VAR} / ${VAR:-default} in every string, in place; a string that is one variable becomes a YAML value."""
+def interpolate(value: Any, source: SourceMap, loc: tuple[Any, ...], room: list[int]) -> list[Problem]:
+    """Substitute ${VAR} / ${VAR:-default} in every string, in place; a string that is one variable becomes a YAML value.
+
+    `room` holds how many characters substitution may still add, over the whole config: a 120 kB
+    variable used in a thousand places is refused like a 120 MB file would be.
+    """
     problems: list[Problem] = []
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else []
     for key, item in list(items):
         if isinstance(item, str) and "${" in item:
             try:
-                value[key] = substitute(item)
+                value[key] = substitute(item, room)
             except ValueError as exc:
                 message, name = exc.args
-                problems.append(source.problem((*loc, key), message, f"export it, or give a default: ${{{name}:-value}}"))
+                hint = f"export it, or give a default: ${{{name}:-value}}" if name is not None else None
+                problems.append(source.problem((*loc, key), message, hint))
+                if name is None:  # over the size limit: every later string would say the same
+                    return problems
         elif isinstance(item, (dict, list)):
-            problems += interpolate(item, source, (*loc, key))
+            problems += interpolate(item, source, (*loc, key), room)
+            if room[0] < 0:
+                return problems
     return problems
 
 
-def substitute(text: str) -> Any:
-    """`text` with its variables replaced; the YAML value when `text` is exactly one variable (`epochs: ${EPOCHS}` is a number)."""
-    whole = VARIABLE.fullmatch(text)
+def variables(text: str) -> list[tuple[int, int, str | None, str | None]]:
+    """Each `${NAME}`, `${NAME:-default}` and `$${` in `text` as (start, end, name, default); `$${` has name None.
 
-    def replace(match: re.Match[str]) -> str:
+    Read as a regex would (a name holds no `}` or `:`, a default no `}`; left to right), but in one pass:
+    the next `}` and `:` are found once and reused, so a text of many unclosed `${` is linear, not quadratic.
+    """
+    found: list[tuple[int, int, str | None, str | None]] = []
+    close = colon = -1  # the next `}` / `:` at or after the current start (-2: none left)
+    position = 0
+    while (match := VARIABLE_START.search(text, position)) is not None:
+        start = match.start()
         if match.group(0) == "$${":
-            return "${"
-        name, default = match.group(1), match.group(2)
-        if not NAME.match(name):
-            raise ValueError(f"`${{{name}}}` is not a variable name (letters, digits and _)", name)
-        found = os.environ.get(name, default)
-        if found is None:
-            raise ValueError(f"environment variable {name} is not set", name)
-        return found
+            found.append((start, match.end(), None, None))
+            position = match.end()
+            continue
+        body = start + 2
+        if close != -2 and close < body:
+            close = text.find("}", body)
+            close = -2 if close < 0 else close
+        if close == -2:  # no `}` after this one: no later `${` closes either (each costs one look); `$${` still counts
+            position = body
+            continue
+        if colon != -2 and colon < body:
+            colon = text.find(":", body)
+            colon = -2 if colon < 0 else colon
+        if colon == -2 or colon > close:
+            found.append((start, close + 1, text[body:close], None))
+            position = close + 1
+        elif text.startswith(":-", colon):
+            found.append((start, close + 1, text[body:colon], text[colon + 2 : close]))
+            position = close + 1
+        else:
+            position = body  # `${a:b}` is not a variable; a `${` inside it may be
+    return found
 
-    result = VARIABLE.sub(replace, text)
-    if whole is not None and whole.group(0) != "$${":
+
+def substitute(text: str, room: list[int] | None = None) -> Any:
+    """`text` with its variables replaced; the YAML value when `text` is exactly one variable (`epochs: ${EPOCHS}` is a number)."""
+    room = room if room is not None else [MAX_BYTES]
+    found = variables(text)
+    parts: list[str] = []
+    position = 0
+    for start, end, name, default in found:
+        parts.append(text[position:start])
+        position = end
+        if name is None:
+            parts.append("${")
+            continue
+        if not NAME.match(name):
+            shown = name if len(name) <= 40 else f"{name[:40]}…"  # a name is a word; a page of text was no name
+            raise ValueError(f"`${{{shown}}}` is not a variable name (letters, digits and _)", shown)
+        value = os.environ.get(name, default)
+        if value is None:
+            raise ValueError(f"environment variable {name} is not set", name)
+        room[0] -= len(value)
+        if room[0] < 0:
+            raise ValueError(
+                f"substituting ${{{name}}} takes the config past {MAX_BYTES / 1e6:.0f} MB of text in all "
+                f"(limit: file size {MAX_BYTES / 1e6:.0f} MB, with every variable substituted)",
+                None,
+            )
+        parts.append(value)
+    parts.append(text[position:])
+    result = "".join(parts)
+    if len(found) == 1 and found[0][:2] == (0, len(text)) and found[0][2] is not None:
+        if result.lstrip()[:1] in ("[", "{"):  # a flow collection would be parsed only to stay text (below): it stays text now
+            return result
         try:
             parsed, _, problems = load_yaml_value(result, "${...}")
         except ConfigError:  # not a YAML value on its own (e.g. "a: b: c"): it stays text

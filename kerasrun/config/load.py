@@ -39,14 +39,28 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
         set_dotted(data, dotted, value, source)
 
 
+# A dotted key: a key, then `.key` or `[index]` any number of times; a key holds no `.`, `[` or `]`.
+DOTTED = re.compile(r"[^.\[\]]+(?:\.[^.\[\]]+|\[\d+\])*")
+
+
 def dotted_parts(dotted: str) -> list[str | int]:
-    """The keys and list indices of a dotted key: `a.b[2].c` → ["a", "b", 2, "c"] (as --set and a sweep's keys write them)."""
+    """The keys and list indices of a dotted key: `a.b[2].c` → ["a", "b", 2, "c"] (as --set and a sweep's keys write them).
+
+    ValueError for what is not one: `train..epochs`, `.a`, `a.`, `a[x]` (an empty key would set some other key, silently).
+    """
+    if not DOTTED.fullmatch(dotted):
+        raise ValueError("not a dotted key: keys joined by single dots, list items as [N]")
     return [int(p) if p.isdigit() else p for p in re.split(r"\.|\[(\d+)\]", dotted) if p]
 
 
 def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap, append: bool = False) -> None:
     """Set `a.b[2].c` in the raw config (or append to the list there), creating mappings on the way; remember it came from the command line."""
-    parts: list[Any] = dotted_parts(dotted)
+    try:
+        parts: list[Any] = dotted_parts(dotted)
+    except ValueError as exc:
+        raise ConfigError(
+            Problem(key=dotted, message=str(exc), file="--set", hint="e.g. train.epochs=5, model.layers[0].Dense.units=64")
+        ) from None
     target: Any = data
     for i, part in enumerate(parts[:-1]):
         if isinstance(target, list) and isinstance(part, int) and part < len(target):

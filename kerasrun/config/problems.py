@@ -37,7 +37,8 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
             loc = loc + ("source",)
             message = message.replace("`source` must", "must")
         elif "input" in err and isinstance(err["input"], (str, int, float, bool)) and err["type"] != "value_error":
-            message += f" (got {err['input']!r})"
+            got = repr(err["input"])
+            message += f" (got {got if len(got) <= 80 else got[:80] + '…'})"  # a 120 kB ${VAR} is shown by its start
             hint = yaml_hint(err["input"], err["type"])
         dedupe = (format_key(loc), message)
         if dedupe in seen:

@@ -230,7 +230,8 @@ def read_yaml(path: str | Path) -> tuple[Any, SourceMap]:
     path = Path(path)
     name = str(path)
     if not path.exists():
-        raise ConfigError(Problem(key="", message="no such file", file=name))
+        dangling = path.is_symlink()  # exists() is False for a symlink loop too
+        raise ConfigError(Problem(key="", message="a symlink that leads to no file (a loop?)" if dangling else "no such file", file=name))
     if path.is_dir():
         raise ConfigError(Problem(key="", message="is a directory, expected a YAML config file", file=name))
     if not path.is_file():  # a FIFO would block the read, a device (/dev/zero) never end it

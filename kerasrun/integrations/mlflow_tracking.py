@@ -5,19 +5,29 @@ epoch number history.json gives), the test metrics (`test_` + name), the final s
 as MLflow names it), the run folder's records and model.keras as artifacts.
 
 The store is opened before the run folder exists: an unusable store (bad URI, unwritable folder,
-MLflow refusing a file store) is a config error, exit 2, nothing written. Once training runs, MLflow
-can only cost its logging, never the run: the first failure is reported on stderr once and logging
-stops; the run goes on and its folder is the same as without MLflow.
+MLflow refusing a file store, a server that does not answer) is a config error, exit 2, nothing
+written. Once training runs, MLflow can only cost its logging, never the run: the first failure is
+reported on stderr once and logging stops; the run goes on and its folder is the same as without MLflow.
+
+MLflow's HTTP client retries 7 times with backoff and waits 120 s per request by default: minutes
+of a silent hang for a server that is down. kerasrun opens a server store with a short timeout and
+no retries, and logs to it with a shorter timeout and fewer retries than MLflow's defaults; the
+`MLFLOW_HTTP_REQUEST_*` variables a user sets win over both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import socket
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from kerasrun._tf import keras
 from kerasrun.config.resolved import absolute_tracking_uri, resolved_dict
@@ -42,6 +52,11 @@ ARTIFACTS = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE, RUN_FILE, SUMMARY_FILE, CL
 BATCH = 100  # MLflow's log_batch takes at most 100 params (and 1000 metrics) per call
 MAX_PARAM = 6000  # MLflow's limit on a param value's length
 UNSAFE_KEY = re.compile(r"[^\w\-. /]")  # MLflow accepts letters, digits, _ - . space and / in keys
+CONNECT_TIMEOUT = 5.0  # seconds to reach a tracking server before training: a server on the network answers in milliseconds
+# Opening the store (before the run folder): one try, a short wait. A server that is down is a config error at once.
+OPENING_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "10", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"}
+# Logging while training: a slow server may cost this much per call, once (logging stops at the first failure).
+LOGGING_HTTP = {"MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}
 
 
 def flatten(value: Any, prefix: str = "") -> dict[str, str]:
@@ -59,12 +74,44 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def store_problem(config: Config, message: str) -> ConfigError:
+def store_problem(config: Config, message: str, server: bool = False) -> ConfigError:
     """An MLflow store that can't be used, located at output.mlflow."""
     hint = "for a local store use e.g. tracking_uri: sqlite:///mlflow.db (needs sqlalchemy and alembic) or file:mlruns"
+    if server:
+        hint = "start the tracking server (mlflow server --port PORT) or correct output.mlflow.tracking_uri; " + hint
     if "MLFLOW_ALLOW_FILE_STORE" in message:
         hint = "MLflow 3 refuses file stores unless MLFLOW_ALLOW_FILE_STORE=true is set; or use sqlite:///mlflow.db"
     return ConfigError(config.problem(("output", "mlflow"), f"the MLflow tracking store can't be used: {message}", hint))
+
+
+@contextlib.contextmanager
+def http_settings(values: dict[str, str]) -> Iterator[None]:
+    """MLflow's HTTP settings set to `values` inside the block, except those the user set; as they were after it."""
+    chosen = {name: value for name, value in values.items() if name not in os.environ}
+    os.environ.update(chosen)
+    try:
+        yield
+    finally:
+        for name in chosen:
+            os.environ.pop(name, None)
+
+
+def unreachable(uri: str | None) -> str | None:
+    """Why an http(s) tracking server cannot be reached (a TCP connect within CONNECT_TIMEOUT), or None when it can or isn't one."""
+    parts = urlsplit(uri or "")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:  # a port that is no number, or out of range
+        return str(exc)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=CONNECT_TIMEOUT):
+            return None
+    except TimeoutError:
+        return f"no answer from {parts.hostname}:{port} within {CONNECT_TIMEOUT:.0f} s"
+    except OSError as exc:
+        return f"cannot connect to {parts.hostname}:{port}: {exc.strerror or exc}"
 
 
 class MlflowTracker:
@@ -80,13 +127,18 @@ class MlflowTracker:
         self.uri = absolute_tracking_uri(config, spec.tracking_uri) if spec.tracking_uri else None
         self.run_id: str | None = None
         self.failed = False
+        if (why := unreachable(self.uri or os.environ.get("MLFLOW_TRACKING_URI"))) is not None:
+            raise store_problem(config, why, server=True)
         try:
-            self.client = MlflowClient(tracking_uri=self.uri)
-            name = spec.experiment or config.name
-            found = self.client.get_experiment_by_name(name)
-            self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+            with http_settings(OPENING_HTTP):
+                self.client = MlflowClient(tracking_uri=self.uri)
+                name = spec.experiment or config.name
+                found = self.client.get_experiment_by_name(name)
+                self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
         except Exception as exc:  # MlflowException, OSError, a driver's own errors: the store is unusable either way
             raise store_problem(config, first_line(exc)) from None
+        for name, value in LOGGING_HTTP.items():  # for the rest of the process: the callbacks log from inside training
+            os.environ.setdefault(name, value)
 
     def start(self, run_dir: Path, resumed: bool) -> None:
         """Create the MLflow run (or, on resume, reopen the folder's own) and log the resolved config as params."""

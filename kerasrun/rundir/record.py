@@ -7,12 +7,14 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import kerasrun
+from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir import trust
 from kerasrun.rundir.io import read_json, to_jsonable, write_json_atomic, write_text_atomic
 from kerasrun.rundir.layout import CONFIG_FILE, LOCK_FILE, RUN_FILE
@@ -29,10 +31,38 @@ def write_signed(path: Path, info: dict[str, Any]) -> None:
     write_json_atomic(path, plain)
 
 
+def runs_dir_problem(runs_dir: Path) -> str | None:
+    """Why no run folder can be made under `runs_dir` (a file, a device, below a file, a symlink loop, read-only), or None.
+
+    Asked before anything trains, and leaves nothing behind: a folder that does not exist yet is
+    not made; the deepest one that exists gets an empty folder made and removed in it, the one test
+    that also holds for root (who may write anywhere but not into /proc).
+    """
+    path = Path(runs_dir)
+    try:
+        target = path.resolve()
+    except (RuntimeError, OSError) as exc:  # pathlib's RuntimeError: a symlink loop
+        return f"{path} cannot be resolved: {exc}"
+    existing = target
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "a file" if existing.is_file() else "not a folder (a device, FIFO or socket)"
+        return f"{path} is {what}" if existing == target else f"{existing} is {what}, so no folder can be made below it"
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".kerasrun-probe-", dir=existing))
+    except OSError as exc:
+        return f"no folder can be made in {existing}: {exc.strerror or exc}"
+    return None
+
+
 def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None) -> Path:
-    """Make `runs_dir/<YYYYmmdd-HHMMSS>-<name>[-N]`, never reusing an existing folder."""
+    """Make `runs_dir/<YYYYmmdd-HHMMSS>-<name>[-N]`, never reusing an existing folder; ConfigError when it cannot be made."""
     runs_dir = Path(runs_dir)
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True)
+    except (OSError, RuntimeError) as exc:  # what runs_dir_problem would have said, had the caller asked it
+        raise ConfigError(Problem(key="output.runs_dir", message=runs_dir_problem(runs_dir) or f"cannot make {runs_dir}: {exc}")) from None
     stem = f"{(now or datetime.now()).strftime('%Y%m%d-%H%M%S')}-{name}"
     for n in range(1, 10_000):
         path = runs_dir / (stem if n == 1 else f"{stem}-{n}")
@@ -41,6 +71,10 @@ def create_run_dir(runs_dir: Path, name: str, now: datetime | None = None) -> Pa
             return path
         except FileExistsError:
             continue
+        except OSError as exc:
+            raise ConfigError(
+                Problem(key="output.runs_dir", message=f"cannot make a run folder in {runs_dir}: {exc.strerror or exc}")
+            ) from None
     raise RuntimeError(f"could not create a run folder under {runs_dir}")
 
 

@@ -282,7 +282,11 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
 def key_exists(data: Any, dotted: str) -> bool:
     """Whether `a.b[2].c` names something in the resolved config."""
     target = data
-    for part in dotted_parts(dotted):
+    try:
+        parts = dotted_parts(dotted)
+    except ValueError:  # `a..b`: names nothing
+        return False
+    for part in parts:
         found = part in target if isinstance(target, dict) else isinstance(part, int) and isinstance(target, list) and part < len(target)
         if not found:
             return False

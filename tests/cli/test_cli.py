@@ -293,3 +293,65 @@ def test_plot_model(runner, tmp_path) -> None:
         assert result.exit_code == 0 and out.is_file() and out.stat().st_size > 1000
     else:
         assert result.exit_code == 1 and "pip install pydot" in result.output and "Total params" in result.output
+
+
+def unusable_runs_dir(tmp_path: Path, kind: str) -> tuple[str, str]:
+    """A runs dir no run folder can be made in, and what the error says about it."""
+    (tmp_path / "a_file").write_text("not a folder")
+    if kind.startswith("loop"):
+        (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+        (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    return {
+        "file": (str(tmp_path / "a_file"), "a_file is a file"),
+        "devnull": ("/dev/null", "/dev/null is not a folder (a device, FIFO or socket)"),
+        "below-a-file": (str(tmp_path / "a_file" / "runs"), "a_file is a file, so no folder can be made below it"),
+        "loop": (str(tmp_path / "loop_a"), "Symlink loop"),
+        "loop-below": (str(tmp_path / "loop_a" / "runs"), "Symlink loop"),
+        "proc": ("/proc/self", "no folder can be made in /proc/"),
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", ["file", "devnull", "below-a-file", "loop", "loop-below", "proc"])
+@pytest.mark.parametrize("how", ["--runs-dir", "output.runs_dir", "--set"])
+def test_an_unusable_runs_dir_is_exit_2_naming_the_key_before_anything_trains(
+    runner, write_config, tmp_path: Path, kind: str, how: str
+) -> None:
+    if kind == "proc" and not Path("/proc/self").is_dir():
+        pytest.skip("no /proc here")
+    path, says = unusable_runs_dir(tmp_path, kind)
+    config = write_config({"output": {"runs_dir": path}} if how == "output.runs_dir" else {})
+    args = ["train", str(config), "--progress", "none"]
+    args += ["--runs-dir", path] if how == "--runs-dir" else ["--set", f"output.runs_dir={path}"] if how == "--set" else []
+    result = runner.invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    where = {"--runs-dir": "--runs-dir: ", "output.runs_dir": "config.yaml:", "--set": "--set: output.runs_dir: "}[how]
+    assert where in result.output and says in result.output and "Traceback" not in result.output, result.output
+    assert "run folder:" not in result.output and not list(tmp_path.glob("**/run.json"))
+
+
+BAD_CALLBACK_ARGUMENTS = [
+    ({"EarlyStopping": {"mode": "mxa"}}, "train.callbacks[0].EarlyStopping.mode: mode must be one of auto, min, max (got 'mxa')"),
+    ({"ReduceLROnPlateau": {"mode": "maxx"}}, "train.callbacks[1].ReduceLROnPlateau.mode: mode must be one of auto, min, max"),
+    ({"ModelCheckpoint": {"filepath": "/dev/null/ckpt.keras"}}, "train.callbacks[2].ModelCheckpoint.filepath: /dev/null/ckpt.keras cannot"),
+    ({"LearningRateScheduler": {"schedule": 0.1}}, "train.callbacks[3].LearningRateScheduler.schedule: schedule must be a function"),
+    ({"CSVLogger": {"filename": "log.csv", "separator": ""}}, "train.callbacks[4].CSVLogger.separator: separator must be one character"),
+]
+
+
+def test_callback_arguments_keras_reads_late_are_exit_2_all_at_once(runner, write_config, runs_dir) -> None:
+    # Each was accepted by `validate --build` and failed (or was silently replaced by `auto`) once training ran.
+    config = write_config({"train": {"callbacks": [spec for spec, _ in BAD_CALLBACK_ARGUMENTS]}})
+    for args in (["validate", "--build", str(config)], ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "none"]):
+        result = runner.invoke(app, args, catch_exceptions=False)
+        assert result.exit_code == 2 and "5 problems found" in result.output, result.output
+        for _, message in BAD_CALLBACK_ARGUMENTS:
+            assert message in result.output, (message, result.output)
+        assert "did you mean `max`?" in result.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())  # no run folder
+
+
+def test_a_callback_file_in_a_subfolder_of_the_run_folder_is_written(runner, write_config, runs_dir) -> None:
+    config = write_config({"train": {"epochs": 2, "callbacks": [{"CSVLogger": {"filename": "logs/sub/train.csv"}}]}})
+    result = train(runner, config, runs_dir)
+    assert result.exit_code == 0, result.output
+    assert (only_run(runs_dir) / "logs" / "sub" / "train.csv").read_text().count("\n") == 3  # the header and two epochs

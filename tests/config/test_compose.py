@@ -123,6 +123,71 @@ def test_extends_mistakes(tmp_path: Path, runner: CliRunner, files: dict[str, st
     assert result.exit_code == 2 and expected in result.output, result.output
 
 
+def test_extends_is_bounded_in_files_read(tmp_path: Path, base: Path, runner: CliRunner) -> None:
+    # 7 levels of 8 bases each would read 8**7 files (it ran for hours); composition stops at 64, located.
+    for level in range(7, 0, -1):
+        for index in range(8):
+            bases = "" if level == 7 else "extends: [" + ", ".join(f"l{level + 1}_{i}.yaml" for i in range(8)) + "]\n"
+            write(tmp_path / f"l{level}_{index}.yaml", f"{bases}train:\n  epochs: {level}\n")
+    top = write(tmp_path / "exp.yaml", "extends: [bases/tiny.yaml, " + ", ".join(f"l1_{i}.yaml" for i in range(8)) + "]\n")
+    result = runner.invoke(app, ["validate", str(top)], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "extends reads more than 64 config files in all" in result.output and "(limit: extends files 64)" in result.output
+    assert ".yaml:1:" in result.output and "extends[" in result.output  # located at the base that went past the limit
+
+
+def test_extends_is_bounded_in_total_size(tmp_path: Path, base: Path) -> None:
+    # Each base is under the 2 MB of one file; 40 of them together are not (and merging them stays linear).
+    wide = "extra_keys:\n" + "".join(f"  key_{i}: {i}\n" for i in range(4000))
+    for index in range(40):
+        write(tmp_path / f"wide_{index}.yaml", wide)
+    top = write(tmp_path / "exp.yaml", "extends: [" + ", ".join(f"wide_{i}.yaml" for i in range(40)) + "]\n")
+    with pytest.raises(ConfigError) as raised:
+        read_config_file(top)
+    assert "hold more than 2 MB of YAML in all" in str(raised.value) and "extends[" in raised.value.problems[0].key
+
+
+def test_extends_through_a_symlink_loop_is_located(tmp_path: Path, runner: CliRunner) -> None:
+    (tmp_path / "loop_a.yaml").symlink_to(tmp_path / "loop_b.yaml")
+    (tmp_path / "loop_b.yaml").symlink_to(tmp_path / "loop_a.yaml")
+    write(tmp_path / "a.yaml", "name: x\nextends: [loop_a.yaml]\n")
+    result = runner.invoke(app, ["validate", str(tmp_path / "a.yaml")], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "a.yaml:2:11: extends[0]:" in result.output and "Symlink loop" in result.output and "RuntimeError" not in result.output
+    result = runner.invoke(app, ["validate", str(tmp_path / "loop_a.yaml")], catch_exceptions=False)
+    assert result.exit_code == 2 and "symlink" in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("${" * 60_000, "${" * 60_000),  # unclosed: stays text (the regex took minutes on this)
+        ("${a:b" * 30_000 + "}", "${a:b" * 30_000 + "}"),  # `${a:b...}` is no variable
+        ("$${" * 40_000, "${" * 40_000),
+        ("x" * 120_000, "x" * 120_000),
+    ],
+    ids=["unclosed", "colons", "escapes", "long"],
+)
+def test_substitution_is_linear(monkeypatch: pytest.MonkeyPatch, value: str, expected: str) -> None:
+    from kerasrun.config.compose import substitute
+
+    monkeypatch.setenv("BIG", value)
+    assert substitute("${BIG}") == value  # a variable's value is not substituted again
+    assert substitute(value) == expected  # the same text in a config is
+
+
+def test_substitution_is_bounded_in_total_size(tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> None:
+    monkeypatch.setenv("BIG", "a" * 120_000)
+    names = "".join(f"  n{i}: ${{BIG}}\n" for i in range(20))  # 20 x 120 kB: more than a config may hold
+    child = write(tmp_path / "exp.yaml", f"extends: bases/tiny.yaml\nextra:\n{names}name: ${{BIG}}\n")
+    result = runner.invoke(app, ["validate", str(child)], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert "past 2 MB of text in all" in result.output and len(result.output) < 2_000, result.output[:2000]
+    child.write_text("extends: bases/tiny.yaml\nname: ${BIG}\n")
+    result = runner.invoke(app, ["validate", str(child)], catch_exceptions=False)
+    assert result.exit_code == 2 and "at most 100 characters" in result.output and len(result.output) < 1_000, result.output[:1000]
+
+
 def test_environment_variables(tmp_path: Path, base: Path, monkeypatch: pytest.MonkeyPatch, runner: CliRunner) -> None:
     child = write(
         tmp_path / "exp.yaml",
@@ -155,6 +220,14 @@ def test_set_appends_to_a_list(write_config, runner: CliRunner) -> None:
     assert config.train.callbacks == ["EarlyStopping"]
     result = runner.invoke(app, ["validate", str(path), "--set", "train.epochs+=[3]"])
     assert result.exit_code == 2 and "+= appends to a list" in result.output, result.output
+
+
+@pytest.mark.parametrize("dotted", ["train..epochs", ".train.epochs", "train.epochs.", "model.layers[x].Dense", "train[0"])
+def test_set_refuses_what_is_not_a_dotted_key(write_config, runner: CliRunner, dotted: str) -> None:
+    # `train..epochs=5` used to set train.epochs and train; an empty key is a typo, not a key.
+    result = runner.invoke(app, ["validate", str(write_config({})), "--set", f"{dotted}=5"], catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert f"--set: {dotted}: not a dotted key: keys joined by single dots, list items as [N]" in result.output
 
 
 def test_the_run_folder_keeps_the_merged_substituted_config(

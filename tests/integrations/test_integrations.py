@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import TESTS, TINY, merge, only_run, train
+from helpers import TESTS, TINY, kerasrun_process, merge, only_run, train
 from typer.testing import CliRunner
 
 from kerasrun._tf import keras
@@ -274,3 +275,35 @@ def test_a_failed_run_is_failed_in_mlflow(tmp_path: Path, runner: CliRunner, fil
     assert logged.info.status == "FAILED" and "run.json" in {
         a.path for a in mlflow_client(tmp_path / "store").list_artifacts(logged.info.run_id)
     }
+
+
+def free_local_port() -> int:
+    """A port on 127.0.0.1 where nothing listens (bound, then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_an_unreachable_tracking_server_fails_at_once_before_the_run_folder(tmp_path: Path) -> None:
+    port = free_local_port()
+    config = write(tmp_path, {"output": {"mlflow": {"tracking_uri": f"http://127.0.0.1:{port}", "experiment": "x"}}})
+    result = train(CliRunner(), config, tmp_path / "runs")  # MLflow's own retries took minutes here
+    assert result.exit_code == 2, result.output
+    assert f"output.mlflow: the MLflow tracking store can't be used: cannot connect to 127.0.0.1:{port}" in result.output
+    assert "start the tracking server" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_a_tracking_server_that_never_answers_times_out_before_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("MLFLOW_HTTP_REQUEST_TIMEOUT", "MLFLOW_HTTP_REQUEST_MAX_RETRIES"):  # kerasrun's own defaults, not a user's
+        monkeypatch.delenv(name, raising=False)
+    with socket.socket() as server:  # accepts connections (the kernel's backlog) and never answers a request
+        server.bind(("127.0.0.1", 0))
+        server.listen(8)
+        port = server.getsockname()[1]
+        config = write(tmp_path, {"output": {"mlflow": {"tracking_uri": f"http://127.0.0.1:{port}", "experiment": "x"}}})
+        result = kerasrun_process(["train", str(config), "--runs-dir", str(tmp_path / "runs")], timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "output.mlflow: the MLflow tracking store can't be used" in result.stderr and "timed out" in result.stderr
+    assert not (tmp_path / "runs").exists()

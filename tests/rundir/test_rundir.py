@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,3 +47,12 @@ def test_atomic_write_keeps_the_old_file_when_writing_fails(tmp_path, monkeypatc
 
 def test_git_commit_outside_a_repo(tmp_path) -> None:
     assert record.git_commit(tmp_path) is None
+
+
+def test_runs_dir_problem_leaves_nothing_behind(tmp_path: Path) -> None:
+    runs_dir_problem = record.runs_dir_problem
+    (tmp_path / "runs").mkdir()
+    assert runs_dir_problem(tmp_path / "runs") is None and list((tmp_path / "runs").iterdir()) == []  # the probe folder is gone
+    assert runs_dir_problem(tmp_path / "new" / "runs") is None and not (tmp_path / "new").exists()  # not made before training
+    (tmp_path / "file").write_text("x")
+    assert runs_dir_problem(tmp_path / "file" / "deeper" / "runs") == f"{tmp_path / 'file'} is a file, so no folder can be made below it"

@@ -276,3 +276,9 @@ def test_sigterm_to_a_sweep_with_workers_stops_them_and_marks_their_trials(tmp_p
         assert by_index[index]["status"] == "interrupted"
         info = read_json(sweep / by_index[index]["run_dir"] / "run.json")
         assert info["status"] == "interrupted" and info["signal"] == "SIGTERM" and info["pid"] != process.pid
+
+
+def test_a_sweep_key_that_is_not_a_dotted_key_names_nothing() -> None:
+    from kerasrun.sweep.space import key_exists
+
+    assert key_exists({"train": {"epochs": 1}}, "train.epochs") and not key_exists({"train": {"epochs": 1}}, "train..epochs")

@@ -7,8 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun._tf import keras
+from kerasrun.config.spec import split_spec
+from kerasrun.config.train import CALLBACK_PATH_KEYS
+from kerasrun.imports import suggest
 from kerasrun.rundir.io import is_finite, write_json_atomic
-from kerasrun.rundir.record import RunRecord
+from kerasrun.rundir.record import RunRecord, runs_dir_problem
 
 
 class HistoryWriter(keras.callbacks.Callback):
@@ -72,14 +75,15 @@ class RecordProgress(keras.callbacks.Callback):
 
 
 def check_callbacks(model: Any, callbacks: list[Any], config: Any) -> list[Any]:
-    """Problems Keras would only raise during training: a callback that sets the learning rate of an optimizer whose rate is a schedule."""
+    """Problems Keras would only raise during training (or not at all): arguments it reads late, a rate a callback can't set."""
+    problems = [problem for index, callback in enumerate(callbacks) for problem in check_arguments(callback, index, config)]
     optimizer = getattr(model, "optimizer", None)
     # The optimizer's public config holds a schedule as its serialization dict, a plain rate as a number.
     rate = optimizer.get_config().get("learning_rate") if optimizer is not None else None
     if not isinstance(rate, dict):
-        return []
+        return problems
     setters = (keras.callbacks.LearningRateScheduler, keras.callbacks.ReduceLROnPlateau)
-    return [
+    return problems + [
         config.problem(
             ("train", "callbacks", index),
             f"{type(callback).__name__} sets the learning rate, but compile.optimizer's learning_rate is a schedule "
@@ -89,3 +93,35 @@ def check_callbacks(model: Any, callbacks: list[Any], config: Any) -> list[Any]:
         for index, callback in enumerate(callbacks)
         if isinstance(callback, setters)
     ]
+
+
+MODES = ("auto", "min", "max")  # Keras warns about any other `mode` and silently uses auto
+
+
+def check_arguments(callback: Any, index: int, config: Any) -> list[Any]:
+    """A built-in callback's arguments that Keras takes as given and fails on (or ignores) only once training runs."""
+    name, kwargs, _ = split_spec(config.train.callbacks[index])
+    loc = ("train", "callbacks", index, name)
+    problems = []
+    watchers = (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau, keras.callbacks.ModelCheckpoint)
+    if isinstance(callback, watchers) and "mode" in kwargs and kwargs["mode"] not in MODES:
+        hint = suggest(str(kwargs["mode"]), list(MODES))
+        problems.append(config.problem((*loc, "mode"), f"mode must be one of auto, min, max (got {kwargs['mode']!r})", hint))
+    if isinstance(callback, keras.callbacks.LearningRateScheduler) and not callable(callback.schedule):
+        problems.append(
+            config.problem(
+                (*loc, "schedule"),
+                f"schedule must be a function (epoch, lr) -> lr, given by import path (got {callback.schedule!r})",
+                "e.g. schedule: my_module:step_decay; for a fixed rate set compile.optimizer's learning_rate",
+            )
+        )
+    if isinstance(callback, keras.callbacks.CSVLogger) and not (isinstance(callback.sep, str) and len(callback.sep) == 1):
+        problems.append(
+            config.problem((*loc, "separator"), f"separator must be one character (got {callback.sep!r})", "e.g. separator: ','")
+        )
+    for key in CALLBACK_PATH_KEYS:  # relative paths go into the run folder; an absolute one's folder is made when training starts
+        value = kwargs.get(key)
+        folder = Path(value).expanduser().parent if isinstance(value, str) and value else None
+        if folder is not None and folder.is_absolute() and (why := runs_dir_problem(folder)) is not None:
+            problems.append(config.problem((*loc, key), f"{value} cannot be written: {why}", "give a path in a folder you can write"))
+    return problems
