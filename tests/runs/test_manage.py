@@ -298,7 +298,7 @@ def test_plot_in_the_terminal_draws_each_metric_as_text(runs: Runs) -> None:
     from kerasrun.runs.plot import load_curves, plot_in_terminal
 
     pytest.importorskip("plotext")
-    text = plot_in_terminal(load_curves([runs.folder("tiny-a")]), ["loss", "sparse_categorical_accuracy"], width=100)
+    text = plot_in_terminal(load_curves([runs.folder("tiny-a")])[0], ["loss", "sparse_categorical_accuracy"], width=100)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert "loss" in plain and "sparse_categorical_accuracy" in plain and "epoch" in plain
     assert f"{runs.folder('tiny-a').name} val" in plain  # the legend names each run by its folder
