@@ -514,7 +514,7 @@ if __name__ == "__main__":  # python tests/helpers_hostile.py [WORK_DIR] [NAME_F
         shutil.rmtree(root, ignore_errors=True)
         root.mkdir()
         args = build(root)
-        how, why = outcome(args, root, timeout=45)
+        how, why = outcome(args, root, timeout=120)
         counts[how] += 1
         print(f"{how:10} {name:45} {why[:150]}", flush=True)
     print(dict(counts))

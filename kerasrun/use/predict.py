@@ -148,6 +148,17 @@ def predict_run(run_dir: Path, input_path: Path, output_path: Path, trust: bool 
         raise ConfigError(
             Problem(key="--output", message="is the --input file; predictions would overwrite the features", file=str(output_path))
         )
+    if output_path.is_dir():
+        raise ConfigError(
+            Problem(key="--output", message="is a folder; give a file name in it, e.g. predictions.npy", file=str(output_path))
+        )
+    if not output_path.parent.is_dir():  # checked before the model loads: a long predict must not fail at its last step
+        what = "is not a folder" if output_path.parent.exists() else "does not exist"
+        raise ConfigError(
+            Problem(
+                key="--output", message=f"its folder {output_path.parent} {what}", file=str(output_path), hint="create the folder first"
+            )
+        )
     config, model = load_run(run_dir, trust)
     x = read_input(input_path)
     check_input(input_path, x, config)
