@@ -35,6 +35,15 @@ def load_run(run_dir: Path, trust: bool = False) -> tuple[Config, Any]:
     why = not_regular(str(model_path))
     if why is not None:  # Keras would open a FIFO and wait for a writer forever
         raise ConfigError(Problem(key="", message=f"cannot load the model: it is {why}", file=str(model_path)))
+    if not zipfile.is_zipfile(model_path):  # Keras says "File not found" of a cut-off or empty one: say what it is
+        raise ConfigError(
+            Problem(
+                key="",
+                message="cannot load the model: not a complete .keras file (not a zip archive: cut off, empty, or another kind of file)",
+                file=str(model_path),
+                hint="retrain the run (or copy its model.keras again)",
+            )
+        )
     try:
         model = keras.saving.load_model(model_path, safe_mode=True, custom_objects=config_objects(config))
     except (TypeError, ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile) as exc:  # what a cut, empty or foreign file raises

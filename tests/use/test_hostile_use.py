@@ -18,9 +18,9 @@ GUARD_SECONDS = 180
 EXPECTED = {
     "predict-output-in-missing-folder": ["--output", "nowhere does not exist"],
     "predict-output-is-a-folder": ["--output", "is a folder"],
-    "evaluate-truncated-model": ["model.keras", "cannot load the model"],
-    "evaluate-empty-model": ["model.keras", "cannot load the model"],
-    "evaluate-random-model": ["model.keras", "cannot load the model"],
+    "evaluate-truncated-model": ["model.keras", "not a complete .keras file"],
+    "evaluate-empty-model": ["model.keras", "not a complete .keras file"],
+    "evaluate-random-model": ["model.keras", "not a complete .keras file"],
     "evaluate-mismatched-model": ["model.keras", "cannot load the model"],
     "evaluate-model-is-a-fifo": ["model.keras", "a FIFO (named pipe)"],
 }
