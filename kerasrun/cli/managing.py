@@ -137,7 +137,9 @@ def plot_command(
             from kerasrun.runs.plot import output_format
 
             output_format(output)  # a bad suffix fails before any run is read
-        curves = load_curves(find_run_dirs(targets, runs_dir, warn_unreadable))
+        curves, unreadable = load_curves(find_run_dirs(targets, runs_dir, warn_unreadable))
+        for path, why in unreadable:
+            err_console().print(f"warning: {path}: unreadable: {why}", markup=False)
         metrics = choose_metrics(curves, metric)
         if output is None and sys.stdout.isatty():
             try:

@@ -217,6 +217,11 @@ class TextFolderData(ClassFolders):
     source: Literal["text_folder"]
     max_length: int | None = Field(None, ge=1, le=1 << 30, strict=True, description="keep at most this many characters of each text")
     memory_limit_mb: int = Field(2048, ge=1, le=1 << 22, strict=True, description="the texts are held in memory up to this size")
+    encoding: str = Field(
+        "utf-8",
+        min_length=1,
+        description="text encoding of the files (Keras reads raw bytes); others are re-encoded as UTF-8, e.g. latin-1, utf-16",
+    )
 
 
 class TfRecordFeature(Strict):

@@ -1,6 +1,6 @@
 """A run folder's files read as data — history, metrics, config — for the commands that list, compare and plot runs.
 
-Nothing here imports TensorFlow or code a config names: a run folder is data (YAML safe_load, JSON).
+Nothing here imports TensorFlow or code a config names: a run folder is data (bounded YAML safe_load, bounded JSON).
 """
 
 from __future__ import annotations
@@ -9,15 +9,11 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kerasrun.config.spec import split_spec
-from kerasrun.errors import Problem
-from kerasrun.rundir.io import RunFileError, read_json
+from kerasrun.config.yamlsource import MAX_BYTES, load_yaml_value
+from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.io import RunFileError, read_json, read_run_file
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
-
-# libyaml's safe loader parses a config ~20x faster than the pure-Python one: it matters when listing 1,000 runs.
-SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # Callbacks that watch a metric, and the metric they watch when the config does not say (Keras's default).
 MONITORING_CALLBACKS = {"EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "BackupAndRestore"}
@@ -48,19 +44,33 @@ def read_metrics(run_dir: Path) -> dict[str, Any] | None:
 
 
 def read_config_data(run_dir: Path) -> dict[str, Any]:
-    """config.yaml as plain data (safe_load; no schema, no imports): what the run was trained with."""
+    """config.yaml as plain data (safe_load within the config loader's bounds; no schema, no imports): what the run was trained with."""
     path = Path(run_dir) / CONFIG_FILE
-    try:
-        data = yaml.load(path.read_bytes(), Loader=SafeLoader)  # a safe loader (libyaml's when present)
-    except FileNotFoundError:
-        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
-    except OSError as exc:
-        raise RunFileError(Problem(key="", message=f"cannot be read: {exc.strerror}", file=str(path))) from None
-    except yaml.YAMLError as exc:
-        raise RunFileError(Problem(key="", message=f"is not valid YAML: {exc}", file=str(path))) from None
+    data = load_bounded(config_text(path), path)
     if not isinstance(data, dict):
         raise RunFileError(Problem(key="", message="is not a mapping", file=str(path)))
     return data
+
+
+def config_text(path: Path) -> str:
+    """config.yaml's text: a regular file of at most a config's size, UTF-8; RunFileError otherwise."""
+    raw = read_run_file(path, MAX_BYTES)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunFileError(
+            Problem(key="", message=f"cannot be read: not UTF-8 text ({exc.reason} at byte {exc.start})", file=str(path))
+        ) from None
+
+
+def load_bounded(text: str, path: Path) -> Any:
+    """YAML data as yamlsource bounds configs (depth, aliases expanded, size); RunFileError naming the file and why."""
+    try:
+        return load_yaml_value(text, str(path))[0]
+    except ConfigError as exc:
+        why = exc.problems[0] if exc.problems else None
+        at = f" (line {why.line})" if why is not None and why.line else ""
+        raise RunFileError(Problem(key="", message=f"is not valid YAML{at}: {why.message if why else exc}", file=str(path))) from None
 
 
 def read_config_section(run_dir: Path, section: str) -> dict[str, Any]:
@@ -72,23 +82,22 @@ def read_config_section(run_dir: Path, section: str) -> dict[str, Any]:
     file) falls back to parsing the whole file.
     """
     path = Path(run_dir) / CONFIG_FILE
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    except FileNotFoundError:
-        raise RunFileError(Problem(key="", message="missing", file=str(path))) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RunFileError(Problem(key="", message=f"cannot be read: {exc}", file=str(path))) from None
+    text = config_text(path)
+    lines = text.splitlines(keepends=True)
     header = f"{section}:\n"
     if header in lines:
         start = lines.index(header)
         end = next((i for i in range(start + 1, len(lines)) if lines[i][:1] not in (" ", "\n", "#", "-", "")), len(lines))
         try:
-            data = yaml.load("".join(lines[start:end]), Loader=SafeLoader)
-        except yaml.YAMLError:
+            data = load_bounded("".join(lines[start:end]), path)
+        except RunFileError:
             data = None
         if isinstance(data, dict) and isinstance(data.get(section), dict):
             return data[section]
-    value = read_config_data(run_dir).get(section)
+    data = load_bounded(text, path)
+    if not isinstance(data, dict):
+        raise RunFileError(Problem(key="", message="is not a mapping", file=str(path)))
+    value = data.get(section)
     return value if isinstance(value, dict) else {}
 
 

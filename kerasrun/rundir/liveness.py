@@ -7,7 +7,7 @@ import os
 import platform
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from kerasrun.errors import KerasrunError
 from kerasrun.rundir.checkpoints import list_checkpoints
@@ -25,9 +25,9 @@ def process_start_ticks(pid: int) -> int | None:
     """When process `pid` started (clock ticks since boot, Linux), to tell it from a later process with its pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22 of proc(5); the name before ")" may hold spaces
+    except (OSError, IndexError, ValueError):
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])  # field 22 of proc(5); the name before ")" may hold spaces
 
 
 def process_identity() -> dict[str, Any]:
@@ -49,11 +49,28 @@ def process_alive(pid: int, started: int | None) -> bool:
 
 def seconds_since(timestamp: str | None) -> float | None:
     """Seconds from an ISO 8601 time to now, or None when it can't be read."""
+    then = parse_time(timestamp)
+    return None if then is None else (datetime.now(timezone.utc) - then).total_seconds()
+
+
+def parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 time from run.json, always with a time zone (a naive one, written by hand, is this machine's local time); None
+    when it can't be read."""
     try:
-        then = datetime.fromisoformat(str(timestamp))
-    except ValueError:
+        then = datetime.fromisoformat(str(value)) if value else None
+    except (ValueError, OverflowError):
         return None
-    return (datetime.now(timezone.utc) - then).total_seconds()
+    if then is not None and then.tzinfo is None:
+        try:
+            then = then.astimezone()  # a naive time minus an aware one would raise TypeError
+        except (OverflowError, OSError, ValueError):  # year 1 or 9999 in a far time zone
+            return None
+    return then
+
+
+def is_pid(value: Any) -> TypeGuard[int]:
+    """Whether a run.json field can be a process id (Linux allows at most 2**22)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
 def lock_run_dir(run_dir: Path) -> int:
@@ -73,13 +90,15 @@ def lock_run_dir(run_dir: Path) -> int:
 def run_dir_locked(run_dir: Path) -> bool | None:
     """Whether a process holds the run folder's lock; None when the folder has no lock file (kerasrun before 0.2)."""
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY)
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO in its place must not block the reader
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:
+        return None
     finally:
         os.close(fd)  # closing releases the shared lock just taken
     return False
@@ -100,14 +119,17 @@ def effective_status(info: dict[str, Any], run_dir: Path | None = None) -> str:
         locked = run_dir_locked(run_dir) if run_dir is not None else None
         if locked is not None:
             return status if locked else "crashed"
-        return status if process_alive(int(info["pid"]), info.get("pid_started")) else "crashed"
+        pid, started = info.get("pid"), info.get("pid_started")
+        if is_pid(pid):  # else not kerasrun's writing: its heartbeat below is all that tells
+            return status if process_alive(pid, started if isinstance(started, int) else None) else "crashed"
     age = seconds_since(info.get("heartbeat"))
     return "crashed" if age is not None and age > STALE_AFTER_SECONDS else status
 
 
 def resume_blocker(run_dir: Path, info: dict[str, Any]) -> str | None:
     """Why `kerasrun resume` could not continue this run (no checkpoint, multi-worker), or None when it can."""
-    if info.get("placement", {}).get("strategy") == "MultiWorkerMirroredStrategy":
+    placement = info.get("placement")
+    if isinstance(placement, dict) and placement.get("strategy") == "MultiWorkerMirroredStrategy":
         return "multi-worker runs can't be resumed yet (its weights can start a new run: model.init_from)"
     if not list_checkpoints(run_dir):
         return "it has no checkpoint (output.checkpoint was off, or it stopped before its first epoch ended)"

@@ -8,8 +8,9 @@ from typing import Any
 
 from kerasrun.config.load import load_config_text
 from kerasrun.config.schema import Config
+from kerasrun.config.yamlsource import MAX_BYTES
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.io import read_json
+from kerasrun.rundir.io import RunFileError, present, read_json, read_run_file
 from kerasrun.rundir.layout import CONFIG_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
 from kerasrun.rundir.record import write_signed
@@ -24,11 +25,11 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
     if run_dir.is_file():
         hint = f"to train it: kerasrun train {run_dir}" if run_dir.suffix in (".yaml", ".yml") else None
         raise ConfigError(Problem(key="", message="is a file; a run folder is expected", file=str(run_dir), hint=hint))
-    if not (run_dir / RUN_FILE).is_file() or not (run_dir / CONFIG_FILE).is_file():
+    if not present(run_dir / RUN_FILE) or not present(run_dir / CONFIG_FILE):
         raise ConfigError(Problem(key="", message="not a kerasrun run folder (no run.json / config.yaml)", file=str(run_dir)))
-    info = read_json(run_dir / RUN_FILE)  # RunFileError, located at run.json, when it can't be read
+    info = read_json(run_dir / RUN_FILE)  # RunFileError, located at run.json, when it can't be read (a FIFO, a device, …)
     if not isinstance(info, dict):
-        raise ConfigError(Problem(key="", message="run.json is not a JSON object", file=str(run_dir / RUN_FILE)))
+        raise RunFileError(Problem(key="", message="run.json is not a JSON object", file=str(run_dir / RUN_FILE)))
     return info
 
 
@@ -51,10 +52,7 @@ def open_run(run_dir: Path, trust: bool = False) -> OpenedRun:
     """A run folder this user's kerasrun signed (or that the user trusts); UntrustedRunError otherwise."""
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    try:
-        raw = (run_dir / CONFIG_FILE).read_bytes()
-    except OSError as exc:
-        raise ConfigError(Problem(key="", message=f"config.yaml cannot be read: {exc.strerror}", file=str(run_dir))) from None
+    raw = read_run_file(run_dir / CONFIG_FILE, MAX_BYTES)  # a regular file of a config's size (the loader bounds the rest)
     require_trusted(run_dir, info, raw, trust)
     try:
         text = raw.decode("utf-8")

@@ -5,7 +5,7 @@ Reads run folders only (JSON, YAML safe_load); never imports TensorFlow or code 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,13 @@ class Comparison:
     config: list[tuple[str, list[Any]]]  # dotted key, the value in each run — only keys whose values differ
     metrics: list[MetricRow]
     environment: list[tuple[str, list[Any]]]  # versions, devices, … that differ
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # per run folder that can't be read: path, problem
 
     def to_json(self) -> dict[str, Any]:
         """The comparison as a JSON object."""
         return {
             "runs": self.runs,
+            "unreadable": self.unreadable,
             "config": [{"key": key, "values": values} for key, values in self.config],
             "metrics": [row.to_json() for row in self.metrics],
             "environment": [{"key": key, "values": values} for key, values in self.environment],
@@ -121,7 +123,15 @@ def compare_runs(run_dirs: list[Path]) -> Comparison:
     """Compare run folders (two or more): config keys that differ, metrics side by side with deltas, versions/devices that differ."""
     if len(run_dirs) < 2:
         raise ConfigError(Problem(key="RUN", message="compare needs at least two runs", hint="kerasrun compare RUN RUN [RUN…]"))
-    runs = [read_run_files(Path(run_dir)) for run_dir in run_dirs]
+    runs: list[RunFiles] = []
+    unreadable: list[dict[str, str]] = []
+    for run_dir in run_dirs:
+        try:
+            runs.append(read_run_files(Path(run_dir)))
+        except RunFileError as exc:  # shown as one `unreadable: why` row; the other runs are compared
+            unreadable.append({"path": str(run_dir), "problem": str(exc)})
+    if not runs:
+        raise ConfigError([Problem(key="RUN", message=f"unreadable: {item['problem']}", file=item["path"]) for item in unreadable])
     header = [
         {
             "path": str(run.run_dir),
@@ -158,7 +168,7 @@ def compare_runs(run_dirs: list[Path]) -> Comparison:
         fact.update({"strategy": placement.get("strategy"), "replicas": placement.get("replicas")})
         fact.update({key: environment.get(key) for key in ENVIRONMENT_FIELDS})
         facts.append(fact)
-    return Comparison(header, config_rows, metric_rows, differing(facts))
+    return Comparison(header, config_rows, metric_rows, differing(facts), unreadable)
 
 
 def dict_field(info: dict[str, Any], key: str) -> dict[str, Any]:
@@ -177,7 +187,7 @@ def run_cells(comparison: Comparison) -> list[list[str]]:
     return [
         [f"#{index + 1}", Path(run["path"]).name, str(run["name"]), run["status"], str(run["epochs"])]
         for index, run in enumerate(comparison.runs)
-    ]
+    ] + [["", Path(item["path"]).name, "", f"unreadable: {item['problem']}", ""] for item in comparison.unreadable]
 
 
 def value_cells(rows: list[tuple[str, list[Any]]]) -> list[list[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,18 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
 def find_run_dirs(targets: list[Path], runs_dir: Path | None, warn: Callable[[Unreadable], object]) -> list[Path]:
     """Run folders as `evaluate` finds them: a folder itself, or a config's newest completed run (under `runs_dir`).
 
-    `warn` hears of each target's unreadable run.json files as soon as that target is found.
+    `warn` hears of each target's unreadable run.json files as soon as that target is found. A run
+    folder given itself whose files can't be read is returned all the same: `compare` and `plot`
+    show it as unreadable and go on with the rest.
     """
     found = []
     for target in targets:
-        run_dir, unreadable = find_run_dir(target, None if target.is_dir() else runs_dir)
+        if target.is_dir():
+            with contextlib.suppress(RunFileError):  # a run folder (it has run.json and config.yaml) whose run.json can't be read
+                read_run_info(target)
+            found.append(target)
+            continue
+        run_dir, unreadable = find_run_dir(target, runs_dir)
         warn(unreadable)
         found.append(run_dir)
     return found

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.files import last_value, monitored_metric, read_config_section, read_history
-from kerasrun.rundir.io import RunFileError, read_json
+from kerasrun.rundir.io import RunFileError, present, read_json
 from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, RUN_FILE, SWEEP_FILE
-from kerasrun.rundir.liveness import effective_status, seconds_since
+from kerasrun.rundir.liveness import effective_status, parse_time, seconds_since
 from kerasrun.runs.table import format_number
 
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
@@ -82,11 +81,16 @@ def run_folders(base: Path) -> list[Path]:
     """The run folders directly under `base`, and the trial folders of each sweep folder (one holding sweep.json), in name order."""
     found = []
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        if (folder / RUN_FILE).exists() or (folder / CONFIG_FILE).exists():
+        if is_run_folder(folder):
             found.append(folder)
-        elif (folder / SWEEP_FILE).exists():  # `kerasrun sweep` keeps its trials inside its folder
-            found += sorted(p for p in folder.iterdir() if p.is_dir() and ((p / RUN_FILE).exists() or (p / CONFIG_FILE).exists()))
+        elif present(folder / SWEEP_FILE):  # `kerasrun sweep` keeps its trials inside its folder
+            found += sorted(p for p in folder.iterdir() if p.is_dir() and is_run_folder(p))
     return found
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder with a run.json or a config.yaml, whatever they are (a FIFO or a dangling link makes an unreadable run)."""
+    return present(folder / RUN_FILE) or present(folder / CONFIG_FILE)
 
 
 def summarize_run(run_dir: Path) -> RunSummary:
@@ -126,6 +130,8 @@ def summarize_run(run_dir: Path) -> RunSummary:
     summary.monitor = monitored_metric(train, history)
     if summary.monitor is not None and history is not None:
         summary.monitor_value = last_value(history.get(summary.monitor) or [])
+    if summary.problems:  # a folder with a file kerasrun can't read is one `unreadable` row saying why, whatever run.json says
+        summary.status = UNREADABLE
     return summary
 
 
@@ -144,14 +150,6 @@ def run_duration(info: dict[str, Any], status: str) -> float | None:
         return max(since, 0.0) if since is not None else None
     ended = parse_time(info.get("ended") or (info.get("heartbeat") if status == "crashed" else None))
     return max((ended - started).total_seconds(), 0.0) if ended is not None else None
-
-
-def parse_time(value: Any) -> datetime | None:
-    """An ISO 8601 time from run.json, or None."""
-    try:
-        return datetime.fromisoformat(str(value)) if value else None
-    except ValueError:
-        return None
 
 
 def format_duration(seconds: float | None) -> str:

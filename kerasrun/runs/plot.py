@@ -193,8 +193,18 @@ def plot_in_terminal(curves: list[Curves], metrics: list[str], width: int = 100)
     return "\n".join(parts)
 
 
-def load_curves(run_dirs: list[Path]) -> list[Curves]:
-    """Each run's history.json, labelled by its folder name; a ConfigError naming a history that can't be read."""
+def load_curves(run_dirs: list[Path]) -> tuple[list[Curves], list[tuple[Path, str]]]:
+    """Each run's history.json, labelled by its folder name, and (folder, why) of each whose history can't be read;
+    a ConfigError when no run's can."""
     from kerasrun.rundir.files import read_history
+    from kerasrun.rundir.io import RunFileError
 
-    return [Curves(Path(run_dir).name, read_history(Path(run_dir))) for run_dir in run_dirs]
+    curves, unreadable = [], []
+    for run_dir in run_dirs:
+        try:
+            curves.append(Curves(Path(run_dir).name, read_history(Path(run_dir))))
+        except RunFileError as exc:  # one unreadable run is reported; the others are drawn
+            unreadable.append((Path(run_dir), str(exc)))
+    if not curves:
+        raise ConfigError([Problem(key="RUN", message=f"unreadable: {why}", file=str(path)) for path, why in unreadable])
+    return curves, unreadable

@@ -238,6 +238,11 @@ def predict_run(run_dir: Path, input_path: Path, output_path: Path, trust: bool 
         raise file_problem(output_path, f"unsupported file type `{output_path.suffix}`", "use .npy, .npz or .csv", option="--output")
     if output_path.resolve() == input_path.resolve():
         raise file_problem(output_path, "is the --input file; predictions would overwrite the features", option="--output")
+    if output_path.is_dir():
+        raise file_problem(output_path, "is a folder; give a file name in it, e.g. predictions.npy", option="--output")
+    if not output_path.parent.is_dir():  # checked before the model loads: a long predict must not fail at its last step
+        what = "is not a folder" if output_path.parent.exists() else "does not exist"
+        raise file_problem(output_path, f"its folder {output_path.parent} {what}", "create the folder first", option="--output")
     config, model = load_run(run_dir, trust)
     outputs = list(getattr(model, "output_names", None) or [])
     check_output_fits(output_path, outputs)

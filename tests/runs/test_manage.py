@@ -183,8 +183,12 @@ def test_compare_hides_identical_keys_and_refuses_bad_arguments(runs: Runs) -> N
     assert all(row["deltas"][1] == 0.0 for row in out["metrics"])  # the same training: curves.png changes no number
     one = invoke("compare", str(runs.folder("tiny-a")))
     assert one.exit_code == 2 and "at least two runs" in one.stderr
+    # An unreadable run is one row saying why; the others are compared (#23).
     broken = invoke("compare", str(runs.folder("tiny-a")), str(runs.folder("corrupt")))
-    assert broken.exit_code == 2 and "run.json" in broken.stderr and "Traceback" not in broken.output
+    assert broken.exit_code == 0 and "Traceback" not in broken.output, broken.output
+    assert "unreadable: " in broken.stdout and "run.json" in broken.stdout and "is not valid JSON" in broken.stdout
+    only_broken = invoke("compare", str(runs.folder("corrupt")), str(runs.folder("corrupt")))
+    assert only_broken.exit_code == 2 and "run.json" in only_broken.stderr and "Traceback" not in only_broken.output
     by_config = invoke("compare", str(runs.config), str(runs.folder("tiny-a")), "--runs-dir", str(runs.runs_dir))
     assert by_config.exit_code == 2 and "no completed run named `tiny`" in by_config.stderr
 
@@ -298,7 +302,7 @@ def test_plot_in_the_terminal_draws_each_metric_as_text(runs: Runs) -> None:
     from kerasrun.runs.plot import load_curves, plot_in_terminal
 
     pytest.importorskip("plotext")
-    text = plot_in_terminal(load_curves([runs.folder("tiny-a")]), ["loss", "sparse_categorical_accuracy"], width=100)
+    text = plot_in_terminal(load_curves([runs.folder("tiny-a")])[0], ["loss", "sparse_categorical_accuracy"], width=100)
     plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
     assert "loss" in plain and "sparse_categorical_accuracy" in plain and "epoch" in plain
     assert f"{runs.folder('tiny-a').name} val" in plain  # the legend names each run by its folder

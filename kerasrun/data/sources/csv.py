@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +16,8 @@ from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, split_test
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.imports import suggest
+
+MAX_COLUMNS = 100_000  # a feature per column; a wider "header" is data on one line (or a file that is not a CSV)
 
 
 def read_csv_table(
@@ -108,7 +111,7 @@ def choose_columns(
         where.problem(
             (key,) + ((group,) if group else ()),
             f"{path.name} has no column `{name}`",
-            suggest(name, header) or f"columns: {', '.join(header)}",
+            suggest(name, header) or f"columns: {shown_columns(header)}",
         )
         for key, groups in (
             ("target", {g: [c] for g, c in targets.items()}),
@@ -124,10 +127,23 @@ def choose_columns(
     return targets, features
 
 
+def shown_columns(header: list[str], count: int = 20) -> str:
+    """The first `count` column names, for a hint (a wide file's header is not printed whole)."""
+    return ", ".join(header[:count]) + (f", … ({len(header)} columns)" if len(header) > count else "")
+
+
 def check_csv_shape(path: Path, header: list[str], rows: list[list[str]], where: Where, loc: tuple[Any, ...]) -> list[Problem]:
     """Distinct column names, and as many fields in every row as in the header."""
+    if len(header) > MAX_COLUMNS:  # checked first: every later step is per column
+        return [
+            where.problem(
+                loc,
+                f"{path.name} has {len(header):,} columns (limit: {MAX_COLUMNS:,} columns)",
+                "a CSV row per sample, a column per feature",
+            )
+        ]
     problems = []
-    duplicated = sorted({name for name in header if header.count(name) > 1})
+    duplicated = sorted(name for name, count in Counter(header).items() if count > 1)
     if duplicated:
         problems.append(where.problem(loc, f"{path.name} names columns more than once: {', '.join(duplicated)}"))
     for number, row in enumerate(rows[1:], start=2):

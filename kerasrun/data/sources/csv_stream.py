@@ -157,7 +157,7 @@ def checking_pass(
     rows = 0
     kind = types.get(single) if single is not None else None
     try:
-        for x, y, *_ in batches.as_numpy_iterator():
+        for x, y, *weights in batches.as_numpy_iterator():
             if not spec.allow_nonfinite:
                 for values in x.values() if isinstance(x, dict) else [x]:
                     bad = ~np.isfinite(values)
@@ -167,6 +167,17 @@ def checking_pass(
                             where.problem(
                                 loc,
                                 f"{path.name}: data row {rows + row + 1} holds NaN or inf (feature {column})",
+                                "fix the data, or set data.allow_nonfinite: true",
+                            )
+                        )
+                for values in weights:  # as the in-memory reader's sample weights are checked
+                    bad = ~np.isfinite(values)
+                    if bad.any():
+                        row = int(np.argwhere(bad)[0][0])
+                        raise ConfigError(
+                            where.problem(
+                                ("sample_weight",),
+                                f"{path.name}: data row {rows + row + 1} holds NaN or inf in column `{spec.sample_weight}`",
                                 "fix the data, or set data.allow_nonfinite: true",
                             )
                         )

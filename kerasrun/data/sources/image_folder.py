@@ -25,6 +25,7 @@ from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, keras_order, split_test
 from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.io import not_regular
 
 # The files image_dataset_from_directory reads (its ALLOWLIST_FORMATS), by lower-cased extension.
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
@@ -173,15 +174,41 @@ def class_folders(
     """{class name: image count} of root's sorted subfolders; every problem (no folder, empty class, other classes) at once."""
     if not root.is_dir():
         raise ConfigError(where.problem(loc, f"no such folder: {root}"))
-    names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-    if not names:
-        raise ConfigError(where.problem(loc, f"{root} has no class subfolders", "put the images of each class in a subfolder of their own"))
+    names, broken = [], []
+    with os.scandir(root) as entries:
+        for entry in entries:
+            try:
+                if entry.is_dir():
+                    names.append(entry.name)
+            except OSError as exc:  # a link loop (ELOOP) or an unreadable link: no class folder Keras could list
+                broken.append(f"{entry.name} ({exc.strerror or exc})")
+    names.sort()
     problems: list[Problem] = []
+    if broken:
+        problems.append(
+            where.problem(loc, f"{root} has entries that cannot be opened: {', '.join(sorted(broken))}", "remove the broken links")
+        )
+    if not names:
+        problems.append(where.problem(loc, f"{root} has no class subfolders", "put the images of each class in a subfolder of their own"))
+        raise ConfigError(problems)
     if expected is not None and names != expected:
         missing, extra = sorted(set(expected) - set(names)), sorted(set(names) - set(expected))
         detail = "; ".join(part for part in (missing and f"missing {missing}", extra and f"not in training {extra}") if part)
         problems.append(where.problem(loc, f"{root} must have the training folder's classes: {detail}"))
-    counts = {name: count_files(root / name, extensions) for name in names}
+    counts: dict[str, int] = {}
+    irregular: list[str] = []
+    for name in names:
+        counts[name], odd = count_files(root / name, extensions)
+        irregular += [f"{Path(path).relative_to(root)} ({why})" for path, why in odd]
+    if irregular:  # Keras would open them: a FIFO blocks forever, /dev/zero never ends
+        shown = ", ".join(irregular[:SHOWN_BAD]) + (f" and {len(irregular) - SHOWN_BAD} more" if len(irregular) > SHOWN_BAD else "")
+        problems.append(
+            where.problem(
+                loc,
+                f"{len(irregular)} {what} in {root} are not regular files: {shown}",
+                "remove them or replace them with the files themselves",
+            )
+        )
     problems += [
         where.problem(loc, f"class folder {root / name} has no {what}", f"files ending in {', '.join(extensions)}")
         for name, count in counts.items()
@@ -192,9 +219,21 @@ def class_folders(
     return counts
 
 
-def count_files(folder: Path, extensions: tuple[str, ...]) -> int:
-    """Files with these extensions under folder, recursively (Keras's directory loaders read subfolders of a class too)."""
-    return sum(name.lower().endswith(extensions) for _, _, files in os.walk(folder) for name in files)
+def count_files(folder: Path, extensions: tuple[str, ...]) -> tuple[int, list[tuple[str, str]]]:
+    """Regular files with these extensions under folder, recursively (Keras's directory loaders read subfolders of a class
+    too), and the (path, why) of those that are not regular files — FIFOs, devices, dangling or looping links."""
+    count, irregular = 0, []
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            if not name.lower().endswith(extensions):
+                continue
+            path = os.path.join(parent, name)
+            why = not_regular(path)
+            if why is None:
+                count += 1
+            else:
+                irregular.append((path, why))
+    return count, irregular
 
 
 def decode_all(dataset: Any, count: int, shape: tuple[int, int, int], order: np.ndarray | None = None) -> Split:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ def read(spec: KerasData, where: Where) -> Data:
             subdir, files = RAW_KERAS_FILES[spec.name]
             paths = [data_dir / subdir / f for f in files]
             if all(p.is_file() for p in paths):
-                y_train, x_train, y_test, x_test = (read_idx_gz(p) for p in paths)
+                y_train, x_train, y_test, x_test = (read_idx_gz(p, where) for p in paths)
                 return Data(Split(x_train, y_train), test=Split(x_test, y_test), data_dir=data_dir)
     try:
         (x_train, y_train), (x_test, y_test) = module.load_data()
@@ -66,10 +67,29 @@ def read(spec: KerasData, where: Where) -> Data:
     return Data(Split(x_train, y_train), test=Split(x_test, y_test))
 
 
-def read_idx_gz(path: Path) -> np.ndarray:
-    """Read a gzip'd IDX file (the MNIST family's format): magic gives the rank, then the dims."""
-    with gzip.open(path, "rb") as f:
-        raw = f.read()
-    rank = raw[3]
+def read_idx_gz(path: Path, where: Where) -> np.ndarray:
+    """Read a gzip'd IDX file (the MNIST family's format): magic gives the rank, then the dims; a broken file is a located problem."""
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read(MAX_IDX_BYTES + 1)
+    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError; a cut-off stream an EOFError
+        raise ConfigError(where.problem(("name",), f"cannot read {path}: not a complete gzip file ({exc})", REDOWNLOAD)) from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise ConfigError(where.problem(("name",), f"cannot read {path}: it holds over {MAX_IDX_BYTES >> 20} MB (limit: IDX file size)"))
+    rank = raw[3] if len(raw) >= 4 and raw[:2] == b"\x00\x00" else 0
     dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(rank)]
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * rank).reshape(dims)
+    offset = 4 + 4 * rank
+    if not rank or raw[2] != 0x08 or len(raw) != offset + int(np.prod(dims, dtype=np.int64)):
+        shape = "x".join(map(str, dims)) or "none"
+        raise ConfigError(
+            where.problem(
+                ("name",),
+                f"cannot read {path}: not an IDX file of unsigned bytes, or cut off ({len(raw) - offset:,} bytes of data for shape {shape})",
+                REDOWNLOAD,
+            )
+        )
+    return np.frombuffer(raw, np.uint8, offset=offset).reshape(dims)
+
+
+MAX_IDX_BYTES = 1 << 30  # Fashion-MNIST's largest file is 47 MB unpacked
+REDOWNLOAD = "copy the file again (Keras's own download of it is complete)"

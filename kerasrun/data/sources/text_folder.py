@@ -10,7 +10,10 @@ data like any other.
 
 from __future__ import annotations
 
+import codecs
+import os
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +23,8 @@ from kerasrun.data.arrays import Data, Split
 from kerasrun.data.sources.base import Where, keras_order, split_test
 from kerasrun.data.sources.image_folder import class_folders
 from kerasrun.errors import ConfigError, first_line
+
+SHOWN_BAD = 5  # files named in a message; the rest are counted
 
 TEXT_EXTENSIONS = (".txt",)  # what text_dataset_from_directory reads
 
@@ -40,7 +45,13 @@ def read_folder(spec: TextFolderData, where: Where, loc: tuple[Any, ...], classe
 
     root = where.resolve_path(getattr(spec, loc[0]))
     found = class_folders(root, where, loc, classes, TEXT_EXTENSIONS, "text files")
-    files = [path for name in found for path in sorted((root / name).rglob("*")) if path.suffix.lower() in TEXT_EXTENSIONS]
+    files = [  # class_folders refused every entry that is not a regular file; links to folders are not followed, as Keras does
+        Path(parent, file)
+        for name in found
+        for parent, _, names in sorted(os.walk(root / name))
+        for file in sorted(names)
+        if file.lower().endswith(TEXT_EXTENSIONS)
+    ]
     size_mb = sum(path.stat().st_size for path in files) / 2**20
     if size_mb > spec.memory_limit_mb:
         raise ConfigError(
@@ -59,7 +70,46 @@ def read_folder(spec: TextFolderData, where: Where, loc: tuple[Any, ...], classe
             labels.append(label)
     except (ValueError, tf.errors.OpError) as exc:
         raise ConfigError(where.problem(loc, f"Keras cannot read the texts of {root}: {first_line(exc)}")) from None
+    texts = decoded(texts, files, spec, where, loc, root)
     x = np.empty(len(texts), dtype=object)
     x[:] = texts  # bytes objects, one per text: no padding to the longest
     split = Split(x, np.array(labels, dtype=np.int64))
     return (split.take(keras_order(len(split), where.seed)) if loc == ("path",) else split), names
+
+
+def decoded(texts: list[bytes], files: list[Path], spec: TextFolderData, where: Where, loc: tuple[Any, ...], root: Path) -> list[bytes]:
+    """The texts as UTF-8 bytes (what TensorFlow's string ops take), decoded from data.encoding; every file that isn't, by name."""
+    try:
+        utf8 = codecs.lookup(spec.encoding).name == "utf-8"
+    except LookupError:
+        raise ConfigError(
+            where.problem(("encoding",), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, utf-16, cp1252")
+        ) from None
+    out, bad = [], []
+    for text in texts:
+        try:
+            # With max_length Keras cuts texts by bytes, maybe inside a character: that last partial one is dropped.
+            value = codecs.getincrementaldecoder(spec.encoding)().decode(text, final=spec.max_length is None)
+        except UnicodeDecodeError as exc:
+            bad.append((text, exc.start))
+            continue
+        out.append(text if utf8 else value.encode("utf-8"))
+    if bad:
+        named = [f"{source_of(text, files, spec.max_length, root)} (byte {start})" for text, start in bad[:SHOWN_BAD]]
+        shown = ", ".join(named) + (f" and {len(bad) - SHOWN_BAD} more" if len(bad) > SHOWN_BAD else "")
+        raise ConfigError(
+            where.problem(
+                loc,
+                f"{len(bad)} of {len(texts)} texts in {root} are not {spec.encoding} text: {shown}",
+                "set data.encoding to theirs (e.g. latin-1, utf-16), or save them as UTF-8",
+            )
+        )
+    return out
+
+
+def source_of(text: bytes, files: list[Path], max_length: int | None, root: Path) -> str:
+    """The file (relative to root) a text Keras read came from: Keras's dataset keeps no paths, so the bytes tell."""
+    for path in files:
+        if path.read_bytes()[:max_length] == text:
+            return str(path.relative_to(root))
+    return "a file"

@@ -9,6 +9,11 @@ single target is an integer scalar. From there a TFRecord split is a `Stream`, a
 from __future__ import annotations
 
 import glob
+import gzip
+import os
+import re
+import struct
+import zlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -102,6 +107,9 @@ def check_shards(
 
     total = 0
     chunks: list[np.ndarray] = []
+    framing = [f"{Path(path).name}: {why}" for path in paths if (why := frame_problem(path, spec.compression))]
+    if framing:  # before TensorFlow reads them: it allocates what a record's length field says, and crashes on 2**60
+        raise ConfigError([where.problem(loc, message, "a shard cut off while copied, or not a TFRecord file") for message in framing])
     for path in paths:  # shard by shard, so a failure names its file; the labels follow the interleaved order below
         try:
             for features in records([path]).batch(CHECK_BATCH).map(parse).as_numpy_iterator():
@@ -117,7 +125,7 @@ def check_shards(
                                 )
                             )
         except tf.errors.OpError as exc:
-            raise ConfigError(where.problem(loc, f"cannot read {Path(path).name}: {first_line(exc)}")) from None
+            raise ConfigError(where.problem(loc, f"cannot read {Path(path).name}: {op_message(exc)}")) from None
     if total == 0:
         raise ConfigError(where.problem(loc, "the files hold no examples"))
     if label is None:
@@ -126,3 +134,73 @@ def check_shards(
         chunks.append(np.asarray(features[label], dtype=np.int64))
     labels = np.concatenate(chunks)
     return total, compact(labels) if labels.min() >= 0 else labels
+
+
+def op_message(exc: Exception) -> str:
+    """A TensorFlow error reading records, in words: no graph-function names, no iterator chain."""
+    text = first_line(exc)
+    if "Could not parse example input" in text:
+        return "its records are not tf.train.Example protos (written by something other than tf.train.Example.SerializeToString?)"
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:\w+\].*$", "", text)
+
+
+FRAME_HEADER = 12  # a record: length (uint64), its masked CRC (uint32), the payload, the payload's masked CRC (uint32)
+SKIP_CHUNK = 1 << 20
+
+
+def frame_problem(path: str, compression: str) -> str | None:
+    """Why a shard's records are not framed as TFRecord frames that fit in the file, or None when they are.
+
+    Reads only the 12-byte record headers of an uncompressed shard (seeking over the payloads);
+    a compressed one is decompressed once in chunks, so a lying length costs a pass, never memory.
+    """
+    with open(path, "rb") as raw:
+        if compression == "none":
+            size, offset, number = os.fstat(raw.fileno()).st_size, 0, 0
+            while offset < size:
+                number += 1
+                header = raw.read(FRAME_HEADER)
+                if len(header) < FRAME_HEADER:
+                    return f"record {number} (at byte {offset:,}) is cut off: the file ends inside its header"
+                (length,) = struct.unpack("<Q", header[:8])
+                if length > size - offset - FRAME_HEADER - 4:
+                    return f"record {number} (at byte {offset:,}) says it holds {length:,} bytes; the file has {size - offset:,} left"
+                offset += FRAME_HEADER + length + 4
+                raw.seek(offset)
+            return None
+        stream: Any = gzip.GzipFile(fileobj=raw) if compression == "gzip" else ZlibReader(raw)
+        number = 0
+        try:
+            while header := stream.read(FRAME_HEADER):
+                number += 1
+                if len(header) < FRAME_HEADER:
+                    return f"record {number} is cut off: the data ends inside its header"
+                (length,) = struct.unpack("<Q", header[:8])
+                left = length + 4
+                while left:
+                    chunk = stream.read(min(left, SKIP_CHUNK))
+                    if not chunk:
+                        return f"record {number} says it holds {length:,} bytes; the data ends before that"
+                    left -= len(chunk)
+        except (OSError, EOFError, zlib.error) as exc:
+            return f"cannot be decompressed as {compression} (record {number + 1}): {exc}"
+    return None
+
+
+class ZlibReader:
+    """A file of zlib-compressed data (TFRecord's ZLIB compression), read decompressed `n` bytes at a time."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.inflate = zlib.decompressobj()
+        self.buffer = b""
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n and not self.inflate.eof:
+            compressed = self.inflate.unconsumed_tail or self.raw.read(SKIP_CHUNK)  # what the last call left first
+            if not compressed:
+                break
+            self.buffer += self.inflate.decompress(compressed, SKIP_CHUNK)  # bounded output: a zlib bomb costs time, not memory
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
