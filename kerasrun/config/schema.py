@@ -59,7 +59,32 @@ def check_across_sections(config: Config) -> list[Problem]:
                 "to start from a run's weights, set model.init_from (initial_epoch then numbers the epochs on)",
             )
         )
+    count = config.model.output_count()
+    if count is not None:
+        for key in ("metrics", "weighted_metrics"):
+            if problem := metrics_per_output_problem(getattr(config.compile, key), count):
+                problems.append(config.problem(("compile", key), problem))
     return problems
+
+
+def metrics_per_output_problem(metrics: Any, outputs: int) -> str | None:
+    """Why a metrics list doesn't fit a model of `outputs` outputs, or None.
+
+    Keras flattens a list of lists into one list for a model with one output, and takes a flat
+    list as one metric per output when it is as long as the outputs: anything else fails at the first step.
+    """
+    if not isinstance(metrics, list) or not metrics:
+        return None
+    per_output = any(isinstance(item, list) or item is None for item in metrics)
+    if outputs == 1 and per_output:
+        return f"a list per output ({len(metrics)} lists), but the model has one output: give one flat list, e.g. [accuracy]"
+    if outputs > 1 and len(metrics) != outputs:
+        form = "lists" if per_output else "metrics"
+        return (
+            f"{len(metrics)} {form} for a model with {outputs} outputs: Keras takes a list as one entry per output; "
+            "give one list per output, or {output: [metrics]}"
+        )
+    return None
 
 
 def import_paths(config: Config) -> list[str]:
