@@ -51,6 +51,8 @@ NUMERIC_LAYER_ARGS = (
     "width",
     "size",
     "target_shape",
+    "num_bins",
+    "groups",
 )
 # Optimizer arguments that can't be negative (Keras accepts them all the same).
 NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")

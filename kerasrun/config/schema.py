@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from kerasrun.config.data import DataConfig
+from kerasrun.config.data import DataConfig, declared_names
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem
-from kerasrun.imports import IMPORT_PATH
+from kerasrun.imports import IMPORT_PATH, suggest
 
 
 class Config(Strict):
@@ -59,11 +59,23 @@ def check_across_sections(config: Config) -> list[Problem]:
                 "to start from a run's weights, set model.init_from (initial_epoch then numbers the epochs on)",
             )
         )
+    model_inputs = list(config.model.inputs or {}) if config.model.factory is None else []
+    model_outputs = list(config.model.outputs or []) if config.model.factory is None else []  # outputs: layer names
+    inputs, outputs = declared_names(config.data)
+    for side, declared, names in (("input", inputs, model_inputs), ("output", outputs, model_outputs)):
+        for key, given in declared.items() if names else ():
+            problems += [
+                config.problem(
+                    ("data", *key, name), f"the model has no {side} `{name}`", suggest(name, names) or f"{side}s: {', '.join(names)}"
+                )
+                for name in given
+                if name not in names
+            ]
     count = config.model.output_count()
     if count is not None:
-        for key in ("metrics", "weighted_metrics"):
-            if problem := metrics_per_output_problem(getattr(config.compile, key), count):
-                problems.append(config.problem(("compile", key), problem))
+        for metrics_key in ("metrics", "weighted_metrics"):
+            if problem := metrics_per_output_problem(getattr(config.compile, metrics_key), count):
+                problems.append(config.problem(("compile", metrics_key), problem))
     return problems
 
 
