@@ -157,16 +157,6 @@ class CsvData(DataCommon):
             raise ValueError(f"`{value}` is also listed under features: the weights are never a feature")
         return value
 
-    @field_validator("column_types")
-    @classmethod
-    def check_column_types(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
-        """column_types declares the types of target columns."""
-        targets = csv_targets(info.data.get("target"))
-        unknown = [name for name in value if name not in targets]
-        if unknown and targets:
-            raise ValueError(f"`{unknown[0]}` is not a target column ({suggest_name(unknown[0], targets)})")
-        return value
-
     @field_validator("encoding")
     @classmethod
     def check_encoding(cls, value: str) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from kerasrun.config.data import DataConfig, declared_names
+from kerasrun.config.data import CsvData, DataConfig, csv_targets, declared_names
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
@@ -59,6 +59,17 @@ def check_across_sections(config: Config) -> list[Problem]:
                 "to start from a run's weights, set model.init_from (initial_epoch then numbers the epochs on)",
             )
         )
+    if isinstance(config.data, CsvData):  # here, not in CsvData: a problem located at the mapping's own key
+        targets = csv_targets(config.data.target)
+        problems += [
+            config.problem(
+                ("data", "column_types", name),
+                f"`{name}` is not a target column",
+                f"{suggest(name, targets) or ''} targets: {', '.join(targets)}".strip(),
+            )
+            for name in config.data.column_types
+            if name not in targets
+        ]
     model_inputs = list(config.model.inputs or {}) if config.model.factory is None else []
     model_outputs = list(config.model.outputs or []) if config.model.factory is None else []  # outputs: layer names
     inputs, outputs = declared_names(config.data)
