@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 
@@ -91,6 +92,56 @@ def format_problem(problem: Problem) -> str:
 
 
 def first_line(exc: BaseException) -> str:
-    """The first non-empty line of an exception message (Keras and TensorFlow messages can be long)."""
+    """The first non-empty line of an exception message (Keras and TensorFlow messages can be long); a TensorFlow graph error's own line."""
+    graph = graph_error(exc)
+    if graph is not None:
+        return graph.line
     text = str(exc).strip()
     return next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+
+
+@dataclass
+class GraphError:
+    """A TensorFlow graph execution error taken apart: the op, its own message, and the part of training that ran it."""
+
+    op: str | None
+    message: str
+    stage: str | None  # "metrics", "loss", "optimizer", "model" or None: where in a training step the op ran
+
+    @property
+    def line(self) -> str:
+        """One line: the op and what it said."""
+        return f"TensorFlow op `{self.op}` failed: {self.message}" if self.op else f"TensorFlow failed: {self.message}"
+
+
+GRAPH_NODE = re.compile(r"Detected at node '?([^\s']+?)'? defined at|\{\{node ([^}]+)\}\}")
+GRAPH_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+, in (\S+)')
+# Where an op ran, from the functions of Keras's training step in its stack, outermost first.
+GRAPH_STAGES = (("compute_metrics", "metrics"), ("compute_loss", "loss"), ("apply_gradients", "optimizer"), ("apply", "optimizer"))
+
+
+def graph_error(exc: BaseException) -> GraphError | None:
+    """A TensorFlow "Graph execution error ... Detected at node ... File ..." message taken apart; None for any other error.
+
+    TensorFlow prints the Python stack that defined the failing op inside its message: kerasrun shows
+    one line of it (the stack stays in the exception for --debug).
+    """
+    text = str(getattr(exc, "message", None) or exc)
+    if "Graph execution error" not in text and "Detected at node" not in text:
+        return None
+    node = GRAPH_NODE.search(text)
+    op = next((group for group in node.groups() if group), None) if node else None
+    frames = [match.groups() for match in map(GRAPH_FRAME.match, text.splitlines()) if match]
+    said = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip()
+        and not GRAPH_FRAME.match(line)
+        and not line.startswith(("Graph execution error", "Detected at node"))
+        and not line.strip().startswith("[[")
+    ]
+    message = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", said[0]) if said else type(exc).__name__
+    stage = next((name for _, function in frames for key, name in GRAPH_STAGES if function == key), None)
+    if stage is None and any("/keras/src/layers/" in path for path, _ in frames):
+        stage = "model"
+    return GraphError(op, message, stage)

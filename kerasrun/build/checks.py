@@ -10,6 +10,7 @@ import numpy as np
 
 from kerasrun._tf import keras
 from kerasrun.build.model import input_names, output_names
+from kerasrun.config.data import declared_names
 from kerasrun.config.schema import Config
 from kerasrun.config.spec import split_spec
 from kerasrun.data import Split
@@ -197,6 +198,58 @@ def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem 
             ("compile", "loss"), f"the first training batch does not go through the model and its loss: {first_line(exc)}"
         )
     return None
+
+
+def check_first_batch_metrics(model: keras.Model, data: Any, config: Config) -> Problem | None:
+    """Put the first training batch through the compiled metrics, as check_first_batch does through the loss.
+
+    A metric that can't take these targets (AUC on a 10-class softmax with integer labels) otherwise
+    fails in the first step, after the run folder was made. Keras creates the metrics' variables
+    here (zeros, as it would in the first step); their updates stay in the StatelessScope.
+    """
+    split = data.train
+    spec = config.compile
+    if not (spec.metrics or spec.weighted_metrics) or config.train.step is not None or not isinstance(split, Split):
+        return None
+    if config.runtime.strategy != "none":
+        return None  # variables must be created on the replicas: Keras checks in the first step
+    batch = split.take(slice(0, min(config.train.batch_size, len(split))))
+    sample_weight: Any = batch.sample_weight
+    if isinstance(sample_weight, dict):
+        sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    try:
+        y_pred = model(batch.x, training=False)
+        state = [(variable, variable.value) for variable in [*model.variables, *model.metrics_variables]]
+        with keras.StatelessScope(state_mapping=state):
+            model.compute_metrics(batch.x, batch.y, y_pred, sample_weight)
+    except Exception as exc:  # Keras and TensorFlow raise many kinds; the first line says what
+        keys = [key for key in ("metrics", "weighted_metrics") if getattr(spec, key)]
+        return config.problem(
+            ("compile", *keys) if len(keys) == 1 else ("compile",),
+            f"the first training batch does not go through the {' or '.join(keys)}: {first_line(exc)}",
+            "each metric must fit the targets (integer labels or one-hot rows) and the output it is given",
+        )
+    return None
+
+
+def check_declared_names(model: keras.Model, config: Config) -> list[Problem]:
+    """The input and output names the data section declares must be the model's: found by `validate --build`, before any data is read."""
+    problems = []
+    for side, declared, names in (
+        ("input", declared_names(config.data)[0], input_names(model)),
+        ("output", declared_names(config.data)[1], output_names(model)),
+    ):
+        if not names:
+            continue  # a subclassed model names nothing before its first call
+        for key, given in declared.items():
+            problems += [
+                config.problem(
+                    ("data", *key, name), f"the model has no {side} `{name}`", suggest(name, names) or f"{side}s: {', '.join(names)}"
+                )
+                for name in given
+                if name not in names
+            ]
+    return problems
 
 
 def check_data_names(model: keras.Model, data: Any, config: Config) -> list[Problem]:

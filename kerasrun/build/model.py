@@ -8,7 +8,7 @@ from kerasrun._tf import keras
 from kerasrun.build import adapt, registry
 from kerasrun.build.layers import ActivationStatistic
 from kerasrun.config.model import input_shape_and_dtype
-from kerasrun.config.schema import Config
+from kerasrun.config.schema import Config, metrics_per_output_problem
 from kerasrun.config.spec import adapt_flag, split_layer_entry, split_spec
 from kerasrun.errors import Collector, ConfigError, first_line
 from kerasrun.imports import SpecError, import_object, suggest
@@ -213,6 +213,10 @@ def compile_model(model: keras.Model, config: Config) -> None:
     )
     if isinstance(spec.loss_weights, dict):
         check_output_keys(spec.loss_weights, ("compile", "loss_weights"), outputs, config, collector)
+    if config.model.output_count() is None and getattr(model, "outputs", None):  # a factory's outputs are known once built
+        for key in ("metrics", "weighted_metrics"):
+            if problem := metrics_per_output_problem(getattr(spec, key), len(model.outputs)):
+                collector.add(config.problem(("compile", key), problem))
     collector.raise_if_any()
     try:
         model.compile(

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Annotated, Any, ClassVar, Literal, get_args
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from kerasrun.config.fields import MAX_CLASSES, MAX_SAMPLES, Dimension, Finite, Fraction, ImportPath, LayerName, Real, Size, Strict
+
+# The dtypes features can be cast to: numbers a model input takes (complex numbers and Python objects are no input).
+CASTS = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool")
+
+
+def suggest_name(name: str, choices: Any) -> str:
+    """`did you mean ...?` for a misspelled name, or the choices."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else f"one of: {', '.join(choices)}"
 
 
 class PreprocessStep(Strict):
@@ -14,10 +26,18 @@ class PreprocessStep(Strict):
 
     reshape: list[Dimension] | None = Field(None, description="new per-sample shape of the features, -1 allowed")
     scale: Real | None = Field(None, description="divide the features by this number", gt=0, allow_inf_nan=False)
-    cast: str | None = Field(None, description="cast the features to this dtype, e.g. float32")
+    cast: str | None = Field(None, description=f"cast the features to this dtype: {', '.join(CASTS)}")
     one_hot: int | None = Field(
         None, description="one-hot encode the integer targets into this many classes", ge=2, le=MAX_CLASSES, strict=True
     )
+
+    @field_validator("cast")
+    @classmethod
+    def check_cast(cls, value: str | None) -> str | None:
+        """A dtype a model input can take."""
+        if value is not None and value not in CASTS:
+            raise ValueError(f"cannot cast features to `{value}`: {suggest_name(value, CASTS)}")
+        return value
 
     @model_validator(mode="after")
     def check_one_key(self) -> PreprocessStep:
@@ -74,6 +94,17 @@ class NpzData(DataCommon):
     sample_weight: str | None = Field(None, description="key of per-sample training weights")
 
 
+def csv_targets(target: Any) -> list[str]:
+    """The target columns of a `target` value (one column, or {output: column})."""
+    return list(target.values()) if isinstance(target, dict) else [target] if isinstance(target, str) else []
+
+
+def csv_columns(features: Any) -> list[str]:
+    """The feature columns of a `features` value (a list, or {input: columns})."""
+    groups = features.values() if isinstance(features, dict) else [features or []]
+    return [column for columns in groups for column in columns]
+
+
 class CsvData(DataCommon):
     """A table in a CSV file: feature columns and one target column."""
 
@@ -93,10 +124,57 @@ class CsvData(DataCommon):
     encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
     stream: bool = Field(False, description="read with tf.data while training instead of loading the file into memory")
     column_types: dict[str, Literal["float32", "int64", "string"]] = Field(
-        default_factory=dict, description="stream: a target column's type (default: inferred from the first rows)"
+        default_factory=dict, description="a target column's type (default: inferred from the rows: the first 1,000 when streamed)"
     )
     shuffle_buffer: ShuffleBuffer = 10_000
     cache: StreamCache = "none"
+
+    # Field validators see the keys declared above them (info.data): each problem is located at its own key.
+    @field_validator("features")
+    @classmethod
+    def check_features(cls, value: Any, info: ValidationInfo) -> Any:
+        """A target column is never a feature."""
+        leaked = [column for column in csv_targets(info.data.get("target")) if column in csv_columns(value)]
+        if leaked:
+            raise ValueError(f"`{leaked[0]}` is the target and also a feature: the model would be given the answer")
+        return value
+
+    @field_validator("test_fraction")
+    @classmethod
+    def check_test_keys(cls, value: Any, info: ValidationInfo) -> Any:
+        """One way to make a test split."""
+        if value is not None and info.data.get("test_path") is not None:
+            raise ValueError("give test_path or test_fraction, not both")
+        return value
+
+    @field_validator("sample_weight")
+    @classmethod
+    def check_weight_column(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """The weight column is neither the target nor a feature."""
+        if value is not None and value in csv_targets(info.data.get("target")):
+            raise ValueError(f"`{value}` is the target column: a column holds the targets or the weights, not both")
+        if value is not None and value in csv_columns(info.data.get("features")):
+            raise ValueError(f"`{value}` is also listed under features: the weights are never a feature")
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def check_encoding(cls, value: str) -> str:
+        """A text encoding Python knows."""
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding `{value}`: e.g. utf-8, latin-1, cp1252, utf-16") from None
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def check_stream_encoding(cls, value: bool, info: ValidationInfo) -> bool:
+        """The streamed reader splits lines on the byte 0x0A: UTF-16 and UTF-32 text can't be streamed."""
+        encoding = info.data.get("encoding")
+        if value and isinstance(encoding, str) and "a,\n".encode(encoding) != b"a,\n":
+            raise ValueError(f"the streamed reader splits lines as bytes: it needs an ASCII-compatible encoding, not {encoding}")
+        return value
 
 
 class SklearnData(DataCommon):
@@ -110,6 +188,9 @@ class SklearnData(DataCommon):
     stratify: bool = True
 
 
+Classes = Annotated[int, Field(ge=2, le=MAX_CLASSES, strict=True, description="at least 2: one class is no classification")]
+
+
 class SyntheticData(DataCommon):
     """Seeded generated data: Gaussian `blobs` per class, or `random` arrays."""
 
@@ -118,13 +199,13 @@ class SyntheticData(DataCommon):
     means: list[list[Finite]] | None = Field(None, description="blobs: one mean vector per class", max_length=MAX_CLASSES)
     cov: list[list[Finite]] | None = Field(None, description="blobs: shared covariance matrix")
     samples_per_class: int | None = Field(None, ge=1, le=MAX_SAMPLES, strict=True, description="blobs: points per class")
-    x_shape: list[int] | dict[str, list[int]] | None = Field(
+    x_shape: list[Size] | dict[str, list[Size]] | None = Field(
         None, description="random: per-sample feature shape; {input: shape} for several inputs"
     )
-    classes: int | dict[str, int] | None = Field(
+    classes: Classes | dict[str, Classes] | None = Field(
         None, description="random: integer labels in [0, classes); {output: classes} for class outputs"
     )
-    y_shape: list[int] | dict[str, list[int]] | None = Field(
+    y_shape: list[Size] | dict[str, list[Size]] | None = Field(
         None, description="random: per-sample float target shape; {output: shape} for float outputs"
     )
     samples: int | None = Field(None, ge=1, le=MAX_SAMPLES, strict=True, description="random: number of training samples")
@@ -148,6 +229,51 @@ class SyntheticData(DataCommon):
             if len(self.cov) != width or any(len(row) != width for row in self.cov):
                 raise ValueError(f"cov must be {width}x{width}, matching the means")
         return self
+
+    @field_validator("cov")
+    @classmethod
+    def check_cov(cls, value: list[list[float]] | None) -> list[list[float]] | None:
+        """A covariance matrix: square, symmetric, positive semi-definite."""
+        if value is not None and (problem := covariance_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("x_shape", "y_shape", "classes", mode="before")
+    @classmethod
+    def check_sizes(cls, value: Any, info: ValidationInfo) -> Any:
+        """One message for a shape with a dimension below 1 or fewer than 2 classes (not one per accepted form)."""
+        least = 2 if info.field_name == "classes" else 1
+        numbers = list(value.values()) if isinstance(value, dict) else [value]
+        if info.field_name != "classes":
+            numbers = [n for shape in numbers if isinstance(shape, list) for n in shape]
+        for number in numbers:
+            if isinstance(number, int) and not isinstance(number, bool) and number < least:
+                what = (
+                    "at least 2 classes (labels are drawn from [0, classes))"
+                    if least == 2
+                    else "each dimension must be at least 1 (a synthetic shape infers none)"
+                )
+                raise ValueError(f"{what}, got {number}")
+        return value
+
+
+def covariance_problem(cov: list[list[float]]) -> str | None:
+    """Why `cov` is no covariance matrix (not symmetric, or not positive semi-definite), or None.
+
+    NumPy's multivariate_normal only warns and then draws from another distribution; its tolerance is kept here.
+    """
+    import numpy as np
+
+    if any(len(row) != len(cov) for row in cov) or not cov:
+        return f"cov must be a square matrix, got {len(cov)} rows of lengths {sorted({len(row) for row in cov})}"
+    matrix = np.asarray(cov, dtype=np.float64)
+    scale = max(1.0, float(np.abs(matrix).max()))
+    if not np.allclose(matrix, matrix.T, rtol=1e-8, atol=1e-8 * scale):
+        return "cov must be symmetric: a covariance matrix equals its transpose"
+    lowest = float(np.linalg.eigvalsh(matrix).min())
+    if lowest < -1e-8 * scale:
+        return f"cov is not positive semi-definite (smallest eigenvalue {lowest:.3g}): no distribution has this covariance"
+    return None
 
 
 IMAGE_SIZE_MAX = 8192  # pixels per side; more is a typo (or a picture no model input takes whole)
@@ -274,6 +400,28 @@ SOURCES: dict[str, type[DataCommon]] = {
 }
 # Every source's path fields, for a section naming no source it knows (a base config the config extending it completes).
 ANY_SOURCE_PATH_FIELDS = tuple(dict.fromkeys(name for cls in SOURCES.values() for name in cls.PATH_FIELDS))
+
+
+def declared_names(data: Any) -> tuple[dict[tuple[str, ...], list[str]], dict[tuple[str, ...], list[str]]]:
+    """The input and output names a data section gives its arrays, by the key that gives them: ({key: names}, {key: names}).
+
+    Only named forms count (`target: {output: column}`, `x: {input: key}`, …): a single array is the model's only input or output.
+    """
+    inputs: dict[tuple[str, ...], list[str]] = {}
+    outputs: dict[tuple[str, ...], list[str]] = {}
+    for key, side in (("features", inputs), ("x", inputs), ("x_shape", inputs), ("target", outputs), ("y", outputs)):
+        value = getattr(data, key, None)
+        if isinstance(value, dict):
+            side[(key,)] = list(value)
+    named_targets = [name for key in ("classes", "y_shape") if isinstance(getattr(data, key, None), dict) for name in getattr(data, key)]
+    if named_targets:
+        outputs[("classes" if isinstance(getattr(data, "classes", None), dict) else "y_shape",)] = named_targets
+    if isinstance(data, TfRecordData):
+        if len(data.inputs) > 1:
+            inputs[("inputs",)] = list(data.inputs)
+        if len(data.targets) > 1:
+            outputs[("targets",)] = list(data.targets)
+    return inputs, outputs
 
 
 def path_fields(source: Any) -> tuple[str, ...]:

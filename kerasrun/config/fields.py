@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from kerasrun.config.yamlsource import SCIENTIFIC
 from kerasrun.imports import IMPORT_PATH
 
 # An object spec to the JSON schema: a name or a mapping (kerasrun checks the forms, with messages a JSON schema can't give).
@@ -33,6 +34,27 @@ def not_a_boolean(value: Any) -> Any:
     return value
 
 
+def a_number(value: Any) -> Any:
+    """Neither a boolean nor text passes as a number: `scale: '16'` is text the author quoted, pydantic would read it as 16."""
+    if isinstance(value, str):
+        if SCIENTIFIC.match(value.strip()):
+            raise ValueError(
+                f"expected a number, got the text {value!r} (YAML 1.1 reads {value} as text): "
+                f"write it with a dot and a signed exponent, e.g. {float(value):.1e}"
+            )
+        raise ValueError(f"expected a number, got the text {value!r}" + (": write it without quotes" if is_number(value) else ""))
+    return not_a_boolean(value)
+
+
+def is_number(text: str) -> bool:
+    """Whether `text` reads as a number."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def check_run_name(value: str) -> str:
     """A run name becomes part of a folder name: letters, digits and _ . - only."""
     if not RUN_NAME.match(value):
@@ -50,9 +72,9 @@ def check_layer_name(value: Any) -> Any:
     return value
 
 
-Real = Annotated[float, BeforeValidator(not_a_boolean)]
-Finite = Annotated[float, BeforeValidator(not_a_boolean), Field(allow_inf_nan=False)]
-Fraction = Annotated[float, BeforeValidator(not_a_boolean), Field(gt=0, lt=1, allow_inf_nan=False)]
+Real = Annotated[float, BeforeValidator(a_number)]
+Finite = Annotated[float, BeforeValidator(a_number), Field(allow_inf_nan=False)]
+Fraction = Annotated[float, BeforeValidator(a_number), Field(gt=0, lt=1, allow_inf_nan=False)]
 Size = Annotated[int, Field(ge=1, le=MAX_SAMPLES, strict=True)]
 Dimension = Annotated[int, Field(ge=-1, le=MAX_SAMPLES, strict=True)]  # -1: inferred (reshape)
 LayerName = Annotated[str, AfterValidator(check_layer_name)]

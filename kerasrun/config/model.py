@@ -23,6 +23,37 @@ from kerasrun.config.spec import check_object_spec, split_layer_entry, split_spe
 
 # Layer arguments whose values are Keras objects themselves (resolved by registry.resolve_nested).
 NESTED_OBJECT_SUFFIXES = ("_initializer", "_regularizer", "_constraint", "activation")
+# Layer arguments that are numbers in every Keras layer that has them: a boolean there is a mistake (Dense(units=True) has 1 unit).
+NUMERIC_LAYER_ARGS = (
+    "units",
+    "filters",
+    "kernel_size",
+    "strides",
+    "pool_size",
+    "dilation_rate",
+    "rate",
+    "dropout",
+    "recurrent_dropout",
+    "num_heads",
+    "key_dim",
+    "value_dim",
+    "input_dim",
+    "output_dim",
+    "max_tokens",
+    "num_tokens",
+    "output_sequence_length",
+    "depth_multiplier",
+    "epsilon",
+    "momentum",
+    "stddev",
+    "factor",
+    "height",
+    "width",
+    "size",
+    "target_shape",
+    "num_bins",
+    "groups",
+)
 # Optimizer arguments that can't be negative (Keras accepts them all the same).
 NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")
 
@@ -34,6 +65,10 @@ def check_layer_entry(entry: Any) -> Any:
     kwargs = split_spec(spec)[1]
     if "name" in kwargs:
         check_layer_name(kwargs["name"])
+    for key in NUMERIC_LAYER_ARGS:
+        if isinstance(kwargs.get(key), bool):
+            value = str(kwargs[key]).lower()
+            raise ValueError(f"`{key}: {value}` is a boolean where Keras takes a number (YAML reads true/false/yes/no/on/off as booleans)")
     for key, value in kwargs.items():
         if key.endswith(NESTED_OBJECT_SUFFIXES) and isinstance(value, (dict, list)):
             try:
@@ -122,6 +157,24 @@ class ModelConfig(Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="keyword arguments for the factory")
     init_from: InitFrom | None = Field(None, description="load weights by layer name before training (transfer learning, fine-tuning)")
 
+    @field_validator("outputs")
+    @classmethod
+    def check_outputs(cls, value: list[str] | None) -> list[str] | None:
+        """`outputs: []` names no output: leave the key out for the last layer."""
+        if value is not None and not value:
+            raise ValueError(
+                "an empty list names no output: list the layers whose outputs the model returns, or leave `outputs` out for the last layer"
+            )
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("a layer is named twice: each output once")
+        return value
+
+    def output_count(self) -> int | None:
+        """How many outputs the model has, when the config alone tells (a layer graph): None for a factory."""
+        if self.factory is not None:
+            return None
+        return len(self.outputs) if self.outputs else 1
+
     @model_validator(mode="after")
     def check_kind(self) -> ModelConfig:
         """A model is built from layers or from a factory, not both."""
@@ -195,4 +248,9 @@ class CompileConfig(Strict):
 
         if isinstance(values, dict):
             return {k: check(v) for k, v in values.items()}
+        per_output = [isinstance(v, list) for v in values if v is not None]
+        if any(per_output) and not all(per_output):
+            raise ValueError("give a flat list of metrics, or one list per output (a list of lists), not both in one list")
+        if not any(per_output) and None in values:
+            raise ValueError("a metric can't be null: leave it out (null stands for `no metrics` only in a list per output)")
         return [check(v) for v in values]

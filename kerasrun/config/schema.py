@@ -7,13 +7,13 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from kerasrun.config.data import DataConfig
+from kerasrun.config.data import CsvData, DataConfig, csv_targets, declared_names
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem
-from kerasrun.imports import IMPORT_PATH
+from kerasrun.imports import IMPORT_PATH, suggest
 
 
 class Config(Strict):
@@ -59,7 +59,55 @@ def check_across_sections(config: Config) -> list[Problem]:
                 "to start from a run's weights, set model.init_from (initial_epoch then numbers the epochs on)",
             )
         )
+    if isinstance(config.data, CsvData):  # here, not in CsvData: a problem located at the mapping's own key
+        targets = csv_targets(config.data.target)
+        problems += [
+            config.problem(
+                ("data", "column_types", name),
+                f"`{name}` is not a target column",
+                f"{suggest(name, targets) or ''} targets: {', '.join(targets)}".strip(),
+            )
+            for name in config.data.column_types
+            if name not in targets
+        ]
+    model_inputs = list(config.model.inputs or {}) if config.model.factory is None else []
+    model_outputs = list(config.model.outputs or []) if config.model.factory is None else []  # outputs: layer names
+    inputs, outputs = declared_names(config.data)
+    for side, declared, names in (("input", inputs, model_inputs), ("output", outputs, model_outputs)):
+        for key, given in declared.items() if names else ():
+            problems += [
+                config.problem(
+                    ("data", *key, name), f"the model has no {side} `{name}`", suggest(name, names) or f"{side}s: {', '.join(names)}"
+                )
+                for name in given
+                if name not in names
+            ]
+    count = config.model.output_count()
+    if count is not None:
+        for metrics_key in ("metrics", "weighted_metrics"):
+            if problem := metrics_per_output_problem(getattr(config.compile, metrics_key), count):
+                problems.append(config.problem(("compile", metrics_key), problem))
     return problems
+
+
+def metrics_per_output_problem(metrics: Any, outputs: int) -> str | None:
+    """Why a metrics list doesn't fit a model of `outputs` outputs, or None.
+
+    Keras flattens a list of lists into one list for a model with one output, and takes a flat
+    list as one metric per output when it is as long as the outputs: anything else fails at the first step.
+    """
+    if not isinstance(metrics, list) or not metrics:
+        return None
+    per_output = any(isinstance(item, list) or item is None for item in metrics)
+    if outputs == 1 and per_output:
+        return f"a list per output ({len(metrics)} lists), but the model has one output: give one flat list, e.g. [accuracy]"
+    if outputs > 1 and len(metrics) != outputs:
+        form = "lists" if per_output else "metrics"
+        return (
+            f"{len(metrics)} {form} for a model with {outputs} outputs: Keras takes a list as one entry per output; "
+            "give one list per output, or {output: [metrics]}"
+        )
+    return None
 
 
 def import_paths(config: Config) -> list[str]:

@@ -10,7 +10,15 @@ from typing import Any
 from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.build.adapt import adapt_layers
-from kerasrun.build.checks import check_data_names, check_first_batch, check_input_shape, check_targets, width_notes
+from kerasrun.build.checks import (
+    check_data_names,
+    check_declared_names,
+    check_first_batch,
+    check_first_batch_metrics,
+    check_input_shape,
+    check_targets,
+    width_notes,
+)
 from kerasrun.build.init_from import load_initial_weights
 from kerasrun.build.model import build_model, compile_model, input_names, output_names
 from kerasrun.config.schema import Config
@@ -63,14 +71,16 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     shape = input_sample_shape(data.train)
     if shape is not None and (problem := check_input_shape(model, shape, config)):
         collector.add(problem)
-    for problem in [*check_data_names(model, data, config), *check_targets(model, data, config)]:
+    # Names the config declares wrongly are reported at their keys; the arrays' names only when the config declares none wrongly.
+    names = check_declared_names(model, config) or check_data_names(model, data, config)
+    for problem in [*names, *check_targets(model, data, config)]:
         collector.add(problem)
     notes = CallbackStates(check_user_callbacks(model, config, collector)).notes()
     collector.raise_if_any()
     data.notes.extend(width_notes(model, data, config))
     with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
         data.notes.extend(adapt_layers(model, data, config))
-    if (problem := check_first_batch(model, data, config)) is not None:
+    if (problem := check_first_batch(model, data, config) or check_first_batch_metrics(model, data, config)) is not None:
         raise ConfigError(problem)
     init_report = None
     if config.model.init_from is not None and initial_weights:
@@ -87,6 +97,8 @@ def build_checked_model(config: Config) -> Any:
     model = build_model(config)
     compile_model(model, config)
     collector = Collector()
+    for problem in check_declared_names(model, config):
+        collector.add(problem)
     check_user_callbacks(model, config, collector)
     collector.raise_if_any()
     return model

@@ -27,7 +27,7 @@ from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, make_dataset
 from kerasrun.data.epochs import EpochClock
 from kerasrun.data.stream import cache_in
-from kerasrun.errors import DivergedError, KerasrunError, RunFailedError
+from kerasrun.errors import DivergedError, KerasrunError, RunFailedError, graph_error
 from kerasrun.integrations.tensorboard_events import tensorboard_callback
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.io import write_json_atomic, write_text_atomic
@@ -187,13 +187,32 @@ def run_experiment(
                 raise RunFailedError(f"{exc}; {note}") from exc
             raise
         except Exception as exc:
-            note = finish_quietly("failed", error=f"{type(exc).__name__}: {exc}")
+            what = failure_text(exc, config)
+            note = finish_quietly("failed", error=what)
             also = f"; {note}" if note else ""
             if record is not None and resume_blocker(run_dir, record.info) is None:
                 also += f"; after fixing the cause, `kerasrun resume {run_dir}` continues from its last checkpoint"
-            raise RunFailedError(f"training failed: {type(exc).__name__}: {exc} (run folder {run_dir} is marked failed){also}") from exc
+            raise RunFailedError(f"training failed: {what} (run folder {run_dir} is marked failed){also}") from exc
         record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     return RunResult(run_dir, "completed", history.history, metrics, warnings)
+
+
+def failure_text(exc: BaseException, config: Config) -> str:
+    """What a training failure says: `Type: message`, or for a TensorFlow graph error one line with the op and the likely config key.
+
+    TensorFlow's message holds the whole Python stack that defined the op; `--debug` shows it.
+    """
+    graph = graph_error(exc)
+    if graph is None:
+        return f"{type(exc).__name__}: {exc}"
+    keys = {
+        "metrics": [f"compile.{key}" for key in ("metrics", "weighted_metrics") if getattr(config.compile, key)],
+        "loss": ["compile.loss"],
+        "optimizer": ["compile.optimizer"],
+        "model": ["model.layers" if config.model.layers else "model.factory"],
+    }.get(graph.stage or "", [])
+    likely = f"likely {' or '.join(keys)}; " if keys else ""
+    return f"{type(exc).__name__}: {graph.line} ({likely}--debug shows TensorFlow's stack)"
 
 
 @contextmanager

@@ -138,3 +138,16 @@ def test_factory_model(write_config, tmp_path, monkeypatch) -> None:
     config = load_config(write_config({"model": {"inputs": None, "layers": None, "factory": "factory_mod:not_model"}}))
     with pytest.raises(ConfigError, match=r"expected a keras\.Model"):
         build_model(config)
+
+
+def test_per_output_metrics_on_a_factory_with_one_output_are_refused_by_validate_build(runner, write_config) -> None:
+    from kerasrun.cli import app
+
+    changes = {"model": {"inputs": None, "layers": None, "factory": "helpers_custom:sequence_model"}}  # functional: one output
+    config = write_config({**changes, "compile": {"metrics": [["accuracy"], ["mse"]]}})
+    assert runner.invoke(app, ["validate", str(config)]).exit_code == 0  # a factory's outputs are known once it is built
+    result = runner.invoke(app, ["validate", "--build", str(config)])
+    assert result.exit_code == 2
+    assert (
+        "compile.metrics: a list per output (2 lists), but the model has one output: give one flat list, e.g. [accuracy]" in result.output
+    )

@@ -210,3 +210,110 @@ def test_one_parser_takes_every_object_spec_apart(spec: object, expected: tuple[
 def test_one_parser_of_dotted_keys_for_set_and_sweeps() -> None:
     assert dotted_parts("model.layers[2].Dense.units") == ["model", "layers", 2, "Dense", "units"]
     assert dotted_parts("train.callbacks[0][1]") == ["train", "callbacks", 0, 1]
+
+
+# --------------------------------------------------------------------------- #23: what validate passed and train then failed on, or trained wrongly
+
+CSV = {"source": "csv", "path": "t.csv", "target": "label", "generator": None, "means": None, "cov": None, "samples_per_class": None}
+RANDOM = {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [2], "classes": 3, "samples": 50}
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"compile": {"metrics": [["accuracy"], ["mse"]]}},
+            "compile.metrics: a list per output (2 lists), but the model has one output: give one flat list, e.g. [accuracy]",
+        ),
+        (
+            {"compile": {"metrics": [None]}},
+            "compile.metrics: a metric can't be null: leave it out (null stands for `no metrics` only in a list per output)",
+        ),
+        (
+            {"compile": {"weighted_metrics": ["accuracy", ["mse"]]}},
+            "compile.weighted_metrics: give a flat list of metrics, or one list per output (a list of lists), not both in one list",
+        ),
+        (
+            {"data": {**CSV, "features": ["a", "label"]}},
+            "data.features: `label` is the target and also a feature: the model would be given the answer",
+        ),
+        (
+            {"data": {**CSV, "sample_weight": "label"}},
+            "data.sample_weight: `label` is the target column: a column holds the targets or the weights, not both",
+        ),
+        (
+            {"data": {**CSV, "features": ["a", "w"], "sample_weight": "w"}},
+            "data.sample_weight: `w` is also listed under features: the weights are never a feature",
+        ),
+        (
+            {"data": {**CSV, "column_types": {"lable": "int64"}}},
+            "data.column_types.lable: `lable` is not a target column did you mean `label`? targets: label",
+        ),
+        ({"data": {**CSV, "test_path": "u.csv", "test_fraction": 0.2}}, "data.test_fraction: give test_path or test_fraction, not both"),
+        ({"data": {**CSV, "encoding": "utf-61"}}, "data.encoding: unknown text encoding `utf-61`: e.g. utf-8, latin-1, cp1252, utf-16"),
+        (
+            {"data": {**CSV, "encoding": "utf-16", "stream": True}},
+            "data.stream: the streamed reader splits lines as bytes: it needs an ASCII-compatible encoding, not utf-16",
+        ),
+        (
+            {"data": {"preprocess": [{"cast": "object"}]}},
+            "data.preprocess[0].cast: cannot cast features to `object`: one of: float16, float32, float64, int8, int16, int32, int64, uint8, uint16, bool",
+        ),
+        (
+            {"data": {"preprocess": [{"cast": "complex64"}]}},
+            "data.preprocess[0].cast: cannot cast features to `complex64`: one of: float16",
+        ),
+        (
+            {"data": {"preprocess": [{"cast": "float23"}]}},
+            "data.preprocess[0].cast: cannot cast features to `float23`: did you mean `float32`?",
+        ),
+        (
+            {"data": {"preprocess": [{"scale": "16"}]}},
+            "data.preprocess[0].scale: expected a number, got the text '16': write it without quotes",
+        ),
+        ({"data": {"test_fraction": "0.2"}}, "data.test_fraction: expected a number, got the text '0.2': write it without quotes"),
+        ({"data": {**RANDOM, "x_shape": [-1]}}, "data.x_shape: each dimension must be at least 1 (a synthetic shape infers none), got -1"),
+        ({"data": {**RANDOM, "y_shape": {"out": [0]}, "classes": None}}, "data.y_shape: each dimension must be at least 1"),
+        ({"data": {**RANDOM, "classes": 0}}, "data.classes: at least 2 classes (labels are drawn from [0, classes)), got 0"),
+        (
+            {"data": {"cov": [[1, 2], [2, 1]]}},
+            "data.cov: cov is not positive semi-definite (smallest eigenvalue -1): no distribution has this covariance",
+        ),
+        ({"data": {"cov": [[1, 0.5], [0, 1]]}}, "data.cov: cov must be symmetric: a covariance matrix equals its transpose"),
+        (
+            {"model": {"layers": [{"Dense": {"units": True}}, {"Dense": {"units": 3, "activation": "softmax"}}]}},
+            "model.layers[0]: `units: true` is a boolean where Keras takes a number (YAML reads true/false/yes/no/on/off as booleans)",
+        ),
+        (
+            {"model": {"outputs": []}},
+            "model.outputs: an empty list names no output: list the layers whose outputs the model returns, or leave `outputs` out for the last layer",
+        ),
+    ],
+)
+def test_validate_refuses_what_train_would_fail_on_or_get_wrong(write_config, changes, message) -> None:
+    problems = problems_of(write_config(changes))
+    assert len(problems) == 1 and message in problems[0], problems
+
+
+def test_what_these_rules_still_accept(write_config) -> None:
+    two_outputs = {
+        "inputs": {"x": [2]},
+        "layers": [{"Dense": {"units": 3, "activation": "softmax", "name": "a"}}, {"Dense": {"units": 1, "name": "b", "inputs": "x"}}],
+        "outputs": ["a", "b"],
+    }
+    config = load_config(
+        write_config({"model": two_outputs, "compile": {"loss": ["sparse_categorical_crossentropy", "mse"], "metrics": [None, ["mae"]]}})
+    )
+    assert config.compile.metrics == [None, ["mae"]]
+    [problem] = problems_of(
+        write_config({"model": two_outputs, "compile": {"loss": ["sparse_categorical_crossentropy", "mse"], "metrics": ["accuracy"]}})
+    )
+    assert "compile.metrics: 1 metrics for a model with 2 outputs: Keras takes a list as one entry per output" in problem
+    assert (
+        load_config(write_config({"data": {"cov": [[1, 1], [1, 1]], "preprocess": [{"scale": 16}, {"cast": "float16"}]}}))
+        .data.preprocess[0]
+        .scale
+        == 16.0
+    )
+    csv = {**CSV, "column_types": {"label": "string"}, "encoding": "utf-16-le"}
+    assert load_config(write_config({"data": csv})).data.column_types == {"label": "string"}  # type: ignore[union-attr]

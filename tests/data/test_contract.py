@@ -263,3 +263,62 @@ def test_predict_keeps_a_first_row_with_a_typo(runner, run, tmp_path) -> None:
     (tmp_path / "in.csv").write_text("1.0,x\n0.5,0.5\n")
     result = runner.invoke(app, ["predict", str(run), "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.npy")])
     assert result.exit_code == 2 and "line 1: 'x' is not a number" in result.output  # not silently taken for a header
+
+
+# --------------------------------------------------------------------------- #23: refused while loading, before any run folder
+
+TEN_CLASSES = {"generator": "random", "means": None, "cov": None, "samples_per_class": None, "x_shape": [4], "classes": 10, "samples": 80}
+TEN_UNITS = {"inputs": {"x": [4]}, "layers": [{"Dense": {"units": 10, "activation": "softmax"}}]}
+
+
+def test_synthetic_data_larger_than_memory_is_refused_before_allocating(runner, write_config, runs_dir) -> None:
+    changes = {"data": {**TEN_CLASSES, "x_shape": [10], "samples": 2**31}, "model": {"inputs": {"x": [10]}}}
+    output = refused(runner, write_config(changes), runs_dir)
+    assert "data.samples: generating this data needs about 264.0 GiB (23,622,320,128 values drawn in float64, kept in float32)" in output
+    assert "more than this machine's" in output and "lower samples" in output
+
+
+@pytest.mark.parametrize(
+    ("encoding", "message", "hint"),
+    [
+        ("utf-8", "data.path: t.csv holds NUL characters: it is not utf-8 text", "set data.encoding: utf-16-le"),
+        ("utf-16", "data.path: t.csv is not utf-16 text: UTF-16 stream does not start with BOM", "set data.encoding: utf-16-le"),
+    ],
+)
+def test_utf16_csv_without_a_byte_order_mark(runner, write_config, tmp_path, runs_dir, encoding, message, hint) -> None:
+    path = write_csv(tmp_path / "t.csv", "a,b,label\n" + GOOD_ROWS, "utf-16-le")
+    output = refused(runner, csv_config(write_config, path, encoding=encoding), runs_dir)
+    assert message in output and hint in output
+    assert train(runner, csv_config(write_config, path, encoding="utf-16-le"), runs_dir).exit_code == 0
+
+
+def test_column_types_are_applied_in_memory_too(runner, write_config, tmp_path, runs_dir) -> None:
+    from kerasrun.config.load import load_config
+    from kerasrun.data import load_data
+
+    path = write_csv(tmp_path / "t.csv", "a,b,label\n" + GOOD_ROWS)
+    data = load_data(load_config(csv_config(write_config, path, column_types={"label": "string"})))
+    assert data.class_names == ["0", "1", "2"] and data.train.y.dtype == np.int64
+    floats = load_data(load_config(csv_config(write_config, path, column_types={"label": "float32"})))
+    assert floats.train.y.dtype == np.float32
+    broken = write_csv(tmp_path / "u.csv", "a,b,label\n1,2,0\n1,2,0.5\n")
+    output = refused(runner, csv_config(write_config, broken, column_types={"label": "int64"}), runs_dir)
+    assert "data.column_types.label: u.csv line 3, column `label`: '0.5' is not an integer" in output
+
+
+def test_a_metric_that_cannot_take_the_targets_is_refused_at_the_first_batch(runner, write_config, runs_dir) -> None:
+    changes = {"data": TEN_CLASSES, "model": TEN_UNITS, "compile": {"metrics": [], "weighted_metrics": ["AUC"]}, "train": {"epochs": 1}}
+    output = refused(runner, write_config(changes), runs_dir)
+    assert "compile.weighted_metrics: the first training batch does not go through the weighted_metrics: Argument `segment_ids`" in output
+    assert "each metric must fit the targets (integer labels or one-hot rows) and the output it is given" in output
+    fine = {**changes, "compile": {"metrics": ["sparse_categorical_accuracy"], "weighted_metrics": ["accuracy"]}}
+    assert train(runner, write_config(fine), runs_dir).exit_code == 0
+
+
+def test_a_named_target_the_model_lacks_is_refused_by_validate_build(runner, write_config, tmp_path, runs_dir) -> None:
+    path = write_csv(tmp_path / "t.csv", "a,b,label\n" + GOOD_ROWS)
+    config = csv_config(write_config, path, target={"nope": "label"})
+    assert runner.invoke(app, ["validate", str(config)]).exit_code == 0  # the last layer's name is Keras's: only a built model tells
+    result = runner.invoke(app, ["validate", "--build", str(config)])
+    assert result.exit_code == 2 and "data.target.nope: the model has no output `nope`" in result.output
+    assert "data.target.nope: the model has no output `nope`" in refused(runner, config, runs_dir)

@@ -484,6 +484,16 @@ def test_csv_named_columns_for_several_inputs_and_outputs(write_config, tmp_path
             "test_fraction": None,
         },
         "train": {"validation_split": None, "stratify": False},
+        "compile": {"loss": ["mse", "sparse_categorical_crossentropy"], "metrics": []},
+        "model": {  # named as the data's columns name them: validate checks that
+            "inputs": {"left": [2], "right": [1]},
+            "layers": [
+                {"Concatenate": {"name": "both"}, "inputs": ["left", "right"]},
+                {"Dense": {"units": 1, "name": "score_out"}},
+                {"Dense": {"units": 2, "activation": "softmax", "name": "kind_out"}, "inputs": "both"},
+            ],
+            "outputs": ["score_out", "kind_out"],
+        },
     }
     data = load(write_config, changes)
     assert data.train.x["left"].shape == (10, 2) and data.train.x["right"].shape == (10, 1)

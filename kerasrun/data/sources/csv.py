@@ -46,7 +46,11 @@ def read_csv_table(
     found: dict[Any, list[str]] = {}
     for group, column in targets.items():
         known = (classes or {}).get(group)
-        values, names = column_values([row[index[column]] for row in body], known)
+        declared = spec.column_types.get(column)
+        if declared in ("float32", "int64"):
+            values, names = typed_column(path, column, [(number, row[index[column]]) for number, row in numbered], declared, where), None
+        else:
+            values, names = column_values([row[index[column]] for row in body], known, text=declared == "string")
         if names is not None and classes is not None and known is None:
             raise ConfigError(
                 where.problem(loc, f"{path.name}: column `{column}` holds text labels; in the training file it holds numbers")
@@ -76,21 +80,36 @@ def read_rows(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], lim
         with path.open(newline="", encoding=spec.encoding) as f:
             rows = list(itertools.islice(csv.reader(f, delimiter=spec.delimiter), None if limit is None else limit + 1))
     except UnicodeDecodeError as exc:
-        raise ConfigError(
-            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", "set data.encoding, e.g. encoding: latin-1")
-        ) from None
+        raise ConfigError(where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", encoding_hint(path))) from None
+    except UnicodeError as exc:  # e.g. the utf-16 codec on a file without a byte-order mark
+        raise ConfigError(where.problem(loc, f"{path.name} is not {spec.encoding} text: {exc}", encoding_hint(path))) from None
     except LookupError:
         raise ConfigError(where.problem(("encoding",), f"unknown text encoding `{spec.encoding}`", "e.g. utf-8, latin-1, cp1252")) from None
     except (OSError, csv.Error) as exc:
         raise ConfigError(where.problem(loc, f"cannot read {path.name}: {exc}")) from None
     if not rows:
         raise ConfigError(where.problem(loc, f"{path.name} is empty"))
+    if any("\0" in field for field in rows[0]):  # UTF-16 text read as 8-bit text: every other byte is NUL
+        raise ConfigError(where.problem(loc, f"{path.name} holds NUL characters: it is not {spec.encoding} text", encoding_hint(path)))
     problems = check_csv_shape(path, rows[0], rows, where, loc)
     if not problems and not any(rows[1:]):
         problems.append(where.problem(loc, f"{path.name} has a header but no rows"))
     if problems:
         raise ConfigError(problems)
     return rows
+
+
+def encoding_hint(path: Path) -> str:
+    """What to set data.encoding to, guessed from the file's first bytes (UTF-16 shows as NUL bytes beside ASCII)."""
+    with path.open("rb") as f:
+        head = f.read(4096)
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return "it starts with a UTF-16 byte-order mark: set data.encoding: utf-16"
+    if head[1:2] == b"\0" and head[:1] != b"\0":
+        return "it looks like UTF-16 text without a byte-order mark: set data.encoding: utf-16-le"
+    if head[:1] == b"\0" and head[1:2] != b"\0":
+        return "it looks like UTF-16 text without a byte-order mark: set data.encoding: utf-16-be"
+    return "set data.encoding, e.g. encoding: latin-1"
 
 
 def choose_columns(
@@ -174,10 +193,32 @@ def first_non_number(
     return where.problem(("features",), f"{path.name}: a feature value is not a number")
 
 
-def column_values(raw: list[str], classes: list[str] | None = None) -> tuple[np.ndarray, list[str] | None]:
+def typed_column(path: Path, column: str, values: list[tuple[int, str]], kind: str, where: Where) -> np.ndarray:
+    """A target column declared float32 or int64 in column_types: every value must be one."""
+    out = []
+    for number, value in values:
+        try:
+            parsed = float(value)
+        except ValueError:
+            parsed = None
+        if parsed is None or (kind == "int64" and parsed != round(parsed)):
+            wanted = "an integer" if kind == "int64" else "a number"
+            raise ConfigError(
+                where.problem(("column_types", column), f"{path.name} line {number}, column `{column}`: {value!r} is not {wanted}")
+            )
+        out.append(parsed)
+    return np.array(out, dtype=np.int64 if kind == "int64" else np.float32)
+
+
+def column_values(raw: list[str], classes: list[str] | None = None, text: bool = False) -> tuple[np.ndarray, list[str] | None]:
     """A target column: numbers (integers when whole), or text labels numbered by `classes` (default: their own sorted
-    set) together with the labels found; a label outside `classes` is numbered -1 (the caller refuses it)."""
+    set) together with the labels found; a label outside `classes` is numbered -1 (the caller refuses it).
+
+    With `text`, numbers are text labels too (column_types: string).
+    """
     try:
+        if text:
+            raise ValueError("text labels")
         values = np.array([float(v) for v in raw], dtype=np.float32)
     except ValueError:
         found = sorted(set(raw))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from typing import Any
 
 import numpy as np
@@ -11,9 +13,14 @@ from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, keras_order, split_test
 from kerasrun.errors import ConfigError
 
+# Bytes per generated value at the peak: NumPy draws float64 (or int64) values, then the float32 copy exists beside them.
+PEAK_BYTES_PER_VALUE = 12
+GIB = 1 << 30
+
 
 def read(spec: SyntheticData, where: Where) -> Data:
     """Seeded generated data: Gaussian blobs per class, or random arrays."""
+    check_memory(spec, where)
     rng = np.random.default_rng(where.seed)
     x: Arrays
     y: Arrays
@@ -52,6 +59,50 @@ def read(spec: SyntheticData, where: Where) -> Data:
     if spec.test_fraction:
         return split_test(Split(x, y), spec.test_fraction, stratify=False, where=where)
     return Data(Split(x, y))
+
+
+def generated_values(spec: SyntheticData) -> int:
+    """How many values the generator draws (features and targets)."""
+    if spec.generator == "blobs":
+        assert spec.means is not None and spec.samples_per_class is not None  # check_generator_keys requires them
+        return len(spec.means) * spec.samples_per_class * (len(spec.means[0]) + 1)
+    assert spec.x_shape is not None and spec.samples is not None  # check_generator_keys requires them for random
+    shapes = [*as_shapes(spec.x_shape), *as_shapes(spec.y_shape)]
+    outputs = len(spec.classes) if isinstance(spec.classes, dict) else 1 if spec.classes is not None else 0
+    return spec.samples * (sum(math.prod(shape) for shape in shapes) + outputs)
+
+
+def as_shapes(shapes: Any) -> list[list[int]]:
+    """The shapes of one shape or of a {name: shape} mapping (none for None)."""
+    return [] if shapes is None else list(shapes.values()) if isinstance(shapes, dict) else [shapes]
+
+
+def machine_memory() -> tuple[int, str]:
+    """(bytes, what they are): the memory available now (Linux's MemAvailable), else the physical memory."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024, "available memory"
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "memory"
+
+
+def check_memory(spec: SyntheticData, where: Where) -> None:
+    """Refuse, before allocating, data that can't fit in this machine's memory (NumPy would raise MemoryError, or the OS kill the run)."""
+    needed = generated_values(spec) * PEAK_BYTES_PER_VALUE
+    have, what = machine_memory()
+    if needed > have:
+        key = "samples_per_class" if spec.generator == "blobs" else "samples"
+        raise ConfigError(
+            where.problem(
+                (key,),
+                f"generating this data needs about {needed / GIB:.1f} GiB ({generated_values(spec):,} values drawn in float64, "
+                f"kept in float32), more than this machine's {have / GIB:.1f} GiB of {what}",
+                f"lower {key}",
+            )
+        )
 
 
 def map_shapes(shapes: Any, make: Any) -> Any:
