@@ -100,3 +100,16 @@ def image_loader(image_size: tuple[int, int], channels: int, interpolation: str,
         return image
 
     return load
+
+
+def monitor_direction_problem(callback: Any, model: Any) -> str | None:
+    """Why a monitoring callback with `mode: auto` can't tell whether its metric should go up or down (Keras fails at the
+    first epoch's end), or None; None too where this Keras's private `_set_monitor_op` is not the one read."""
+    if not private_api_ok() or not hasattr(callback, "_set_monitor_op"):
+        return None
+    callback.set_model(model)
+    try:
+        callback._set_monitor_op()  # reads the built metrics' directions; on a copy of the callback that never trains
+    except ValueError as exc:
+        return str(exc).split(". Pass", 1)[0]
+    return None

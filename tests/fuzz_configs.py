@@ -22,6 +22,8 @@ FAST_CONFIGS = [
     "breast_cancer_weighted_bce",
     "linear_classifier",
     "multi_io",
+    "diabetes_normalization",
+    "digits_lr_schedule",
 ]
 WRONG_VALUES: list[Any] = [
     True,
@@ -123,7 +125,7 @@ def mutate(config: dict[str, Any], rng: random.Random) -> tuple[str, str]:
     return f"text: {edit} line {index + 1}", "\n".join(lines) + "\n"
 
 
-def mutations(count: int = 330, seed: int = 20261125) -> list[tuple[str, str]]:
+def mutations(count: int = 520, seed: int = 20261125) -> list[tuple[str, str]]:
     """`count` mutations, spread over the fast configs, plus whole-file oddities; (id, YAML text)."""
     rng = random.Random(seed)
     configs = {name: yaml.safe_load((REPO / "configs" / f"{name}.yaml").read_text()) for name in FAST_CONFIGS}
@@ -140,3 +142,62 @@ def mutations(count: int = 330, seed: int = 20261125) -> list[tuple[str, str]]:
         description, text = mutate(configs[name], rng)
         out.append((f"{index:03d}-{name}: {description}", text))
     return out
+
+
+# --------------------------------------------------------------------------- labelled cases
+
+# A table for the CSV cases: features a, b, a text column, a weight column and an integer label.
+TABLE = "a,b,word,w,label\n" + "".join(f"{i % 7 / 7:.3f},{i % 5 / 5:.3f},{'xyz'[i % 3]},1.0,{i % 3}\n" for i in range(60))
+CSV = {"source": "csv", "path": "table.csv", "target": "label", "features": ["a", "b"], "test_fraction": 0.2}
+RANDOM = {"source": "synthetic", "generator": "random", "x_shape": [2], "classes": 3, "samples": 60, "test_fraction": 0.2}
+
+
+def invalid_cases() -> list[tuple[str, dict[str, Any], list[str], str]]:
+    """Configs that are wrong, each labelled: (id, changed sections, CLI arguments, where the error points).
+
+    `data` and `model` replace the tiny experiment's sections; the others are merged into them. `TMP` in an
+    argument stands for the test's folder.
+
+    Every one must be refused with exit 2 — by `validate` or, where only data or a built model can
+    tell, by `train` before a run folder exists — never trained, never a traceback (#23 parts 3 to 5).
+    """
+    tiny_layers = [{"Dense": {"units": 8, "activation": "relu"}}, {"Dense": {"units": 3, "activation": "softmax"}}]
+    blobs = {"source": "synthetic", "generator": "blobs", "means": [[0, 0], [4, 0], [0, 4]], "samples_per_class": 20}
+    return [
+        ("per-output metrics on one output", {"compile": {"metrics": [["accuracy"], ["mse"]]}}, [], "compile.metrics"),
+        ("a null metric", {"compile": {"metrics": [None]}}, [], "compile.metrics"),
+        ("AUC weighted metric on a 3-class softmax", {"compile": {"weighted_metrics": ["AUC"]}}, [], "compile: the first training batch"),
+        ("csv target among the features", {"data": {**CSV, "features": ["a", "b", "label"]}}, [], "data."),
+        ("csv target naming no output", {"data": {**CSV, "target": {"nope": "label"}}}, [], "data.target.nope"),
+        ("csv sample_weight is the text target", {"data": {**CSV, "target": "word", "sample_weight": "word"}}, [], "data.sample_weight"),
+        ("cast to object", {"data": {**RANDOM, "preprocess": [{"cast": "object"}]}}, [], "data.preprocess"),
+        ("synthetic 2^31 samples", {"data": {**RANDOM, "samples": 2**31 - 1}}, [], "data."),
+        ("synthetic shape -1", {"data": {**RANDOM, "x_shape": [-1]}}, [], "data.x_shape"),
+        ("synthetic 0 classes", {"data": {**RANDOM, "classes": 0}}, [], "data.classes"),
+        ("cast to complex64", {"data": {**RANDOM, "preprocess": [{"cast": "complex64"}]}}, [], "data.preprocess"),
+        ("scale as a string", {"data": {**RANDOM, "preprocess": [{"scale": "16"}]}}, [], "data.preprocess"),
+        ("column_types names no column", {"data": {**CSV, "column_types": {"nope": "float32"}}}, [], "data.column_types"),
+        ("csv sample_weight is also a feature", {"data": {**CSV, "sample_weight": "a"}}, [], "data."),
+        ("test_fraction with test_path", {"data": {**CSV, "test_path": "table.csv"}}, [], "data."),
+        ("cov not positive semi-definite", {"data": {**blobs, "cov": [[1, 2], [2, 1]]}}, [], "data.cov"),
+        ("Dense units true", {"model": {"inputs": {"x": [2]}, "layers": [{"Dense": {"units": True}}, tiny_layers[1]]}}, [], "model.layers"),
+        ("no outputs", {"model": {"inputs": {"x": [2]}, "layers": tiny_layers, "outputs": []}}, [], "model.outputs"),
+        ("monitor a metric never logged", {"train": {"callbacks": [{"EarlyStopping": {"monitor": "val_losss"}}]}}, [], "train.callbacks"),
+        ("a misspelled mode", {"train": {"callbacks": [{"EarlyStopping": {"monitor": "val_loss", "mode": "mxa"}}]}}, [], "train.callbacks"),
+        (
+            "ModelCheckpoint below /dev/null",
+            {"train": {"callbacks": [{"ModelCheckpoint": {"filepath": "/dev/null/m.keras"}}]}},
+            [],
+            "train.callbacks",
+        ),
+        ("a number as schedule", {"train": {"callbacks": [{"LearningRateScheduler": {"schedule": 0.1}}]}}, [], "train.callbacks"),
+        (
+            "an empty CSV separator",
+            {"train": {"callbacks": [{"CSVLogger": {"filename": "log.csv", "separator": ""}}]}},
+            [],
+            "train.callbacks",
+        ),
+        ("runs_dir is /dev/null", {"output": {"runs_dir": "/dev/null"}}, [], "output.runs_dir"),
+        ("a double dot in --set", {}, ["--set", "train..epochs=2"], "train..epochs"),
+        ("--set runs_dir below a file", {}, ["--set", "output.runs_dir=TMP/table.csv/runs"], "output.runs_dir"),
+    ]

@@ -10,8 +10,8 @@ import numpy as np
 
 from kerasrun._tf import keras
 from kerasrun.build.model import input_names, output_names
-from kerasrun.config.data import declared_names
 from kerasrun.config.schema import Config
+from kerasrun.config.sources import declared_names
 from kerasrun.config.spec import split_spec
 from kerasrun.data import Split
 from kerasrun.errors import Problem, first_line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from kerasrun._tf import keras
@@ -192,11 +193,26 @@ def output_names(model: keras.Model) -> list[str]:
     return list(getattr(model, "output_names", None) or [])
 
 
+def schedule_problem(optimizer: Any) -> str | None:
+    """Why a learning-rate schedule gives no rate for the first step, or None: Keras only calls it once training runs."""
+    # The optimizer's public config holds a schedule as its serialization dict (a plain rate as a number).
+    if not isinstance(optimizer.get_config().get("learning_rate"), dict):
+        return None
+    schedule = keras.optimizers.schedules.deserialize(optimizer.get_config()["learning_rate"])
+    try:
+        rate = float(schedule(0))
+    except Exception as exc:  # a string where a number goes fails inside TensorFlow, in any of its kinds
+        return f"the learning-rate schedule {type(schedule).__name__} gives no rate for step 0: {first_line(exc)}"
+    return None if math.isfinite(rate) else f"the learning-rate schedule {type(schedule).__name__} gives {rate} for step 0"
+
+
 def compile_model(model: keras.Model, config: Config) -> None:
     """Compile with the config's optimizer, loss and metrics, resolved by Keras's getters."""
     spec = config.compile
     collector = Collector()
     optimizer = registry.resolve_one(spec.optimizer, ("compile", "optimizer"), registry.resolve_optimizer, config, collector)
+    if optimizer is not None and (problem := schedule_problem(optimizer)):
+        collector.add(config.problem(("compile", "optimizer"), problem))
     outputs = output_names(model)
     loss = resolve_per_output(spec.loss, ("compile", "loss"), registry.resolve_loss, outputs, config, collector)
     metrics = resolve_per_output(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kerasrun.config.data import path_fields
+from kerasrun.config.sources import path_fields
 from kerasrun.config.yamlsource import MAX_BYTES, SourceMap, load_yaml_value, read_yaml
 from kerasrun.errors import ConfigError, Problem
 

@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from kerasrun.config.data import CsvData, DataConfig, csv_targets, declared_names
+from kerasrun.config.data import CsvData, DataConfig, csv_targets
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig
+from kerasrun.config.sources import declared_names
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem

@@ -22,11 +22,11 @@ from kerasrun.build.checks import (
 from kerasrun.build.init_from import load_initial_weights
 from kerasrun.build.model import build_model, compile_model, input_names, output_names
 from kerasrun.config.schema import Config
-from kerasrun.data import Data, input_sample_shape, load_data, name_lists
+from kerasrun.data import Data, Split, input_sample_shape, load_data, name_lists
 from kerasrun.errors import Collector, ConfigError
 from kerasrun.integrations import missing_packages
 from kerasrun.integrations.mlflow_tracking import MlflowTracker
-from kerasrun.train.callbacks.records import check_callbacks
+from kerasrun.train.callbacks.records import check_callbacks, check_monitors
 from kerasrun.train.checkpoint import CallbackStates
 from kerasrun.train.devices import Placement, select_placement
 from kerasrun.train.trainers.base import Trainer
@@ -75,13 +75,16 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     names = check_declared_names(model, config) or check_data_names(model, data, config)
     for problem in [*names, *check_targets(model, data, config)]:
         collector.add(problem)
-    notes = CallbackStates(check_user_callbacks(model, config, collector)).notes()
+    user_callbacks = check_user_callbacks(model, config, collector)
+    notes = CallbackStates(user_callbacks).notes()
     collector.raise_if_any()
     data.notes.extend(width_notes(model, data, config))
     with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
         data.notes.extend(adapt_layers(model, data, config))
     if (problem := check_first_batch(model, data, config) or check_first_batch_metrics(model, data, config)) is not None:
         raise ConfigError(problem)
+    if metrics_built(model, data, config) and (problems := check_monitors(model, user_callbacks, data.validation is not None, config)):
+        raise ConfigError(problems)
     init_report = None
     if config.model.init_from is not None and initial_weights:
         with placement.scope():
@@ -90,6 +93,12 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
     timings["build_s"] = time.perf_counter() - start
     return Experiment(config, model, data, placement, trainer, timings, init_report, tracker, notes)
+
+
+def metrics_built(model: Any, data: Data, config: Config) -> bool:
+    """Whether the first-batch checks built every metric Keras will log, so their names are known before training."""
+    # check_first_batch_metrics puts an array batch through them on one device; with a custom step Keras builds what it logs later.
+    return isinstance(data.train, Split) and config.runtime.strategy == "none" and config.train.step is None
 
 
 def build_checked_model(config: Config) -> Any:

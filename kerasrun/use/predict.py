@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from kerasrun._tf import tf
+from kerasrun.config.fields import is_number
 from kerasrun.config.schema import Config
 from kerasrun.data import Split, preprocess
 from kerasrun.data.checks import is_text
@@ -148,15 +149,6 @@ def read_csv_input(path: Path) -> np.ndarray:
         if bad is not None:
             raise file_problem(path, f"line {number}: {bad!r} is not a number")
     return np.array([row for _, row in rows], dtype=np.float32).reshape(len(rows), -1)
-
-
-def is_number(text: str) -> bool:
-    """True when a CSV field reads as a number."""
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def check_input(path: Path, x: Features, config: Config, text: dict[str, bool] | None = None) -> None:

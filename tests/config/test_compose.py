@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from kerasrun.cli import app
 from kerasrun.config.compose import read_config_file
-from kerasrun.config.data import ANY_SOURCE_PATH_FIELDS, SOURCES, NpzData, SyntheticData
+from kerasrun.config.data import NpzData, SyntheticData
 from kerasrun.config.load import load_config
 from kerasrun.config.resolved import resolved_dict
+from kerasrun.config.sources import ANY_SOURCE_PATH_FIELDS, SOURCES
 from kerasrun.errors import ConfigError
 
 

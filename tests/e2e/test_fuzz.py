@@ -10,12 +10,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from fuzz_configs import mutations
+import yaml
+from fuzz_configs import TABLE, invalid_cases, mutations
+from helpers import TINY, merge
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
 
 MUTATIONS = mutations()
+INVALID = invalid_cases()
 MAX_PEAK_MB = 64  # validate: no TensorFlow, a bomb or a deep file refused before it grows
 
 
@@ -35,8 +38,8 @@ def validate(runner: CliRunner, path: Path) -> tuple[Any, float]:
         tracemalloc.stop()
 
 
-def test_there_are_at_least_300_mutations() -> None:
-    assert len(MUTATIONS) >= 300 and len({ident for ident, _ in MUTATIONS}) == len(MUTATIONS)
+def test_there_are_at_least_500_mutations() -> None:
+    assert len(MUTATIONS) >= 500 and len({ident for ident, _ in MUTATIONS}) == len(MUTATIONS)
 
 
 def test_validate_every_mutation(runner, tmp_path) -> None:
@@ -186,3 +189,28 @@ def test_broken_data_files(runner, write_config, tmp_path) -> None:
             bad.append(f"{source} {name}: {problem}")
     assert not bad, "\n".join(bad)
     assert codes.get(2, 0) >= 20 and codes.get(0, 0) >= 3, codes  # most files are refused; the fine ones train
+
+
+# --------------------------------------------------------------------------- labelled mistakes
+
+
+@pytest.mark.parametrize(("ident", "sections", "args", "where"), INVALID, ids=[case[0] for case in INVALID])
+def test_every_labelled_mistake_is_refused(runner, tmp_path, ident: str, sections: dict[str, Any], args: list[str], where: str) -> None:
+    (tmp_path / "table.csv").write_text(TABLE)
+    config = tmp_path / "config.yaml"
+    replaced: dict[str, Any] = {key: sections[key] for key in ("data", "model") if key in sections}
+    base = {**TINY, "train": {"epochs": 1, "batch_size": 16}, **replaced}
+    merged = merge(base, {key: value for key, value in sections.items() if key not in ("data", "model")})
+    config.write_text(yaml.safe_dump(merged, sort_keys=False))
+    args = [arg.replace("TMP", str(tmp_path)) for arg in args]
+    result = runner.invoke(app, ["validate", str(config), *args])
+    runs = tmp_path / "runs"
+    # Only data or a built model can tell: training must refuse before it writes anything. A runs_dir case trains
+    # in full, since --smoke and --runs-dir choose the folder themselves.
+    where_to = [] if where == "output.runs_dir" else ["--smoke", "--runs-dir", str(runs)]
+    if result.exit_code == 0:
+        result = runner.invoke(app, ["train", str(config), *where_to, "--progress", "none", *args])
+    assert result.exit_code == 2, f"{ident}: exit {result.exit_code}\n{result.output}"
+    assert where in result.output, result.output  # located at the key that is wrong
+    assert "Traceback" not in result.output and "Graph execution error" not in result.output, result.output
+    assert not runs.exists() or not any(runs.iterdir()), list(runs.iterdir())

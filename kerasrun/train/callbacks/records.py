@@ -10,6 +10,7 @@ from kerasrun._tf import keras
 from kerasrun.config.spec import split_spec
 from kerasrun.config.train import CALLBACK_PATH_KEYS
 from kerasrun.imports import suggest
+from kerasrun.keras_private import monitor_direction_problem
 from kerasrun.rundir.io import is_finite, write_json_atomic
 from kerasrun.rundir.record import RunRecord, runs_dir_problem
 
@@ -124,4 +125,31 @@ def check_arguments(callback: Any, index: int, config: Any) -> list[Any]:
         folder = Path(value).expanduser().parent if isinstance(value, str) and value else None
         if folder is not None and folder.is_absolute() and (why := runs_dir_problem(folder)) is not None:
             problems.append(config.problem((*loc, key), f"{value} cannot be written: {why}", "give a path in a folder you can write"))
+    return problems
+
+
+WATCHERS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")  # Keras callbacks that watch a `monitor` metric
+
+
+def check_monitors(model: Any, callbacks: list[Any], validation: bool, config: Any) -> list[Any]:
+    """A `monitor` that names no metric the compiled model logs: Keras fails on it (or warns and never acts) only while training.
+
+    Call it once the first batch went through the loss and the metrics, so that Keras has built them
+    and `get_metrics_result()` holds the names each epoch's logs will have (`val_` ones with validation data).
+    """
+    logged = list(model.get_metrics_result())
+    names = [*logged, *(f"val_{name}" for name in logged if validation), "learning_rate"]
+    problems = []
+    for index, (spec, callback) in enumerate(zip(config.train.callbacks, callbacks, strict=True)):
+        name, kwargs, _ = split_spec(spec)
+        monitor = kwargs.get("monitor")
+        if name.rsplit(":", 1)[-1].rsplit(".", 1)[-1] not in WATCHERS or not isinstance(monitor, str):
+            continue
+        loc = ("train", "callbacks", index, name)
+        if monitor not in names:
+            shown = ", ".join(names[:-1]) + (" (no validation data: no val_ metrics)" if not validation else "")
+            hint = suggest(monitor, names) or f"the logged metrics: {shown}"
+            problems.append(config.problem((*loc, "monitor"), f"the model logs no metric `{monitor}`", hint))
+        elif kwargs.get("mode", "auto") == "auto" and (why := monitor_direction_problem(callback, model)) is not None:
+            problems.append(config.problem((*loc, "mode"), why, "set mode: min (for a loss or an error) or mode: max"))
     return problems
