@@ -70,7 +70,7 @@ def smoke(runner: CliRunner, path: Path, runs: Path, codes: dict[int, int] | Non
     if codes is not None:
         codes[result.exit_code] = codes.get(result.exit_code, 0) + 1
     folders = [p for p in runs.iterdir()] if runs.exists() else []
-    if result.exit_code not in (0, 2, 3) or "Traceback" in result.output:
+    if result.exit_code not in (0, 2, 3) or "Traceback" in result.output or "Graph execution error" in result.output:
         return f"exit {result.exit_code}: {result.output[-300:]!r} {result.exception!r:.200}"
     if result.exit_code == 2 and folders:
         return f"exit 2 but a run folder was written: {folders}"
