@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import SHARED_DATA, TINY, merge
+from helpers import SHARED_DATA, TINY, merge, train
 from typer.testing import CliRunner
+
+GUARD_SECONDS = 180  # far above any case's time: only a hang gets here, and then the worker is stopped with every stack dumped
 
 
 @pytest.fixture
@@ -56,3 +59,22 @@ def mnist_env(monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point kerasrun at the real MNIST in ../shared/data."""
     monkeypatch.setenv("KERASRUN_DATA_DIR", str(SHARED_DATA))
     return SHARED_DATA
+
+
+@pytest.fixture
+def guard() -> Iterator[None]:
+    """A hang ends the test process after GUARD_SECONDS, every thread's stack dumped (pytest-xdist reports the crash)."""
+    faulthandler.dump_traceback_later(GUARD_SECONDS, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="module")
+def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One completed tiny run (1 epoch), trained once per test module."""
+    base = tmp_path_factory.mktemp("good")
+    config = base / "tiny.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 1}}, sort_keys=False))
+    result = train(CliRunner(), config, base / "runs")
+    assert result.exit_code == 0, result.output
+    return next((base / "runs").iterdir())

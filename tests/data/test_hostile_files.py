@@ -3,9 +3,7 @@ end as located exit-2 errors naming the file, never a segfault, a hang or a trac
 
 from __future__ import annotations
 
-import faulthandler
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,8 +12,6 @@ from typer.testing import CliRunner
 
 from kerasrun.cli import app
 from kerasrun.data.sources.csv import MAX_COLUMNS
-
-GUARD_SECONDS = 180  # far above any case's time: only a hang gets here, and then the worker is stopped with every stack dumped
 
 # Each case: the exit code and what the message must say (the file, and why).
 EXPECTED: dict[str, tuple[int, list[str]]] = {
@@ -46,14 +42,6 @@ EXPECTED["csv-wide-header"] = EXPECTED["csv-wide-header-streamed"] = (
     2,
     [f"has {MAX_COLUMNS + 1:,} columns (limit: {MAX_COLUMNS:,} columns)"],
 )
-
-
-@pytest.fixture
-def guard() -> Iterator[None]:
-    """A hang ends the test process after GUARD_SECONDS, every thread's stack dumped (pytest-xdist reports the crash)."""
-    faulthandler.dump_traceback_later(GUARD_SECONDS, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 def test_every_case_has_an_expectation() -> None:

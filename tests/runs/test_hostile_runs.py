@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-import faulthandler
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import TINY, train
 from helpers_hostile import RUN_BREAKERS, run_folders
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
 
-GUARD_SECONDS = 120  # only a hang gets here: the worker is stopped with every stack dumped
 COMMANDS = ("runs", "compare", "plot")
 # What each broken run is to each command: `unreadable` (a row saying why, the rest listed) or `read` (its files serve).
 UNREADABLE: dict[str, set[str]] = {
@@ -40,24 +35,6 @@ WHY = {  # what the unreadable row says
     "deep": "nested more than 64 levels deep",
     "alias-bomb": "an alias bomb",
 }
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One completed tiny run (1 epoch)."""
-    base = tmp_path_factory.mktemp("good")
-    config = base / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 1}}, sort_keys=False))
-    result = train(CliRunner(), config, base / "runs")
-    assert result.exit_code == 0, result.output
-    return next((base / "runs").iterdir())
-
-
-@pytest.fixture
-def guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(GUARD_SECONDS, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 def test_every_breaker_has_an_expectation() -> None:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import faulthandler
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import TINY, train
 from helpers_hostile import use_cases
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
 
-GUARD_SECONDS = 180
 EXPECTED = {
     "predict-output-in-missing-folder": ["--output", "nowhere does not exist"],
     "predict-output-is-a-folder": ["--output", "is a folder"],
@@ -24,23 +19,6 @@ EXPECTED = {
     "evaluate-mismatched-model": ["model.keras", "cannot load the model"],
     "evaluate-model-is-a-fifo": ["model.keras", "a FIFO (named pipe)"],
 }
-
-
-@pytest.fixture(scope="module")
-def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("good")
-    config = base / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "epochs": 1}}, sort_keys=False))
-    result = train(CliRunner(), config, base / "runs")
-    assert result.exit_code == 0, result.output
-    return next((base / "runs").iterdir())
-
-
-@pytest.fixture
-def guard() -> Iterator[None]:
-    faulthandler.dump_traceback_later(GUARD_SECONDS, exit=True)
-    yield
-    faulthandler.cancel_dump_traceback_later()
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
