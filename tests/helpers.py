@@ -91,3 +91,12 @@ def skip_if_a_gpu_is_visible() -> None:
 
     if tf.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible: this test is about a machine without one")
+
+
+def modules_loaded_by(code: str) -> set[str]:
+    """The modules a snippet leaves in sys.modules, in a fresh interpreter (the snippet must succeed)."""
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys; print(' '.join(sys.modules))"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    return set(out.stdout.split())

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from helpers import REPO, only_run
+from helpers import REPO, modules_loaded_by, only_run
 
 from kerasrun.rundir.io import read_json
 
@@ -19,13 +19,6 @@ def run(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = N
     return subprocess.run(
         [PY, "-m", "kerasrun", *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, **(env or {})}, timeout=300
     )
-
-
-def modules_loaded_by(code: str) -> set[str]:
-    """The modules a snippet leaves in sys.modules, in a fresh interpreter."""
-    out = subprocess.run([PY, "-c", code + "\nimport sys; print(' '.join(sys.modules))"], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return set(out.stdout.split())
 
 
 def test_help_does_not_import_tensorflow() -> None:
