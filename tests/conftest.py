@@ -1,4 +1,4 @@
-"""Fixtures: small configs written to temp files, the CLI runner, a runs folder, the real data folder, a signing key."""
+"""Fixtures: small configs written to temp files, the CLI runner, a runs folder, the real data folder, a signing key, PostgreSQL."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 from helpers import SHARED_DATA, TINY, merge, train
+from postgres import postgres_url  # noqa: F401  (a fixture: pytest finds it here, in every test folder)
 from typer.testing import CliRunner
 
 GUARD_SECONDS = 180  # far above any case's time: only a hang gets here, and then the worker is stopped with every stack dumped
