@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from typer.testing import CliRunner, Result
 
 from kerasrun.cli import app
@@ -83,6 +84,21 @@ def kerasrun_process(args: list[str], env: dict[str, str] | None = None, timeout
     """`python -m kerasrun ARGS` in a real process, with tests/ importable (for helpers_custom)."""
     full_env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     return subprocess.run([sys.executable, "-m", "kerasrun", *args], capture_output=True, text=True, env=full_env, timeout=timeout)
+
+
+def kerasrun_popen(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """`python -m kerasrun ARGS` started in a real process (stdout and stderr piped), with this checkout importable."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.Popen(
+        [sys.executable, "-m", "kerasrun", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
+    )
+
+
+def write_tiny(folder: Path, changes: dict[str, Any] | None = None) -> Path:
+    """The tiny config (with `changes` merged in) as folder/tiny.yaml."""
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(merge(TINY, changes or {}), sort_keys=False))
+    return path
 
 
 def skip_if_a_gpu_is_visible() -> None:

@@ -52,6 +52,7 @@ def runs_command(
     if not sys.stdout.isatty():
         if rows:
             typer.echo(plain_table(COLUMNS, rows))
+        show_sweeps(runs_dir or Path("runs"))
         return
     from rich import box
 
@@ -69,6 +70,24 @@ def runs_command(
     out_console().print(rich_table(COLUMNS, coloured, column, box=box.SIMPLE_HEAD, caption=caption, caption_justify="left"))
     if not rows:
         err_console().print("no runs found", markup=False)
+    show_sweeps(runs_dir or Path("runs"))
+
+
+def show_sweeps(runs_dir: Path) -> None:
+    """One line per sweep folder: its status (a dead one shows as crashed), trials ended of planned, the best trial."""
+    from kerasrun.runs.sweeps import list_sweeps
+    from kerasrun.runs.table import format_number
+
+    for sweep in list_sweeps(runs_dir):
+        if sweep.problem:
+            typer.echo(f"sweep {sweep.folder}: unreadable: {sweep.problem}")
+            continue
+        line = f"sweep {sweep.folder}: {sweep.status}, {sweep.ended} of {sweep.planned if sweep.planned is not None else '?'} trials ended"
+        if sweep.best_run_dir:
+            line += f", best {sweep.best_run_dir} ({sweep.metric} {format_number(sweep.best_metric)})"
+        if sweep.status in ("crashed", "interrupted"):
+            line += f"; continue it with `kerasrun sweep --resume {runs_dir / sweep.folder}`"
+        typer.echo(line)
 
 
 def compare(

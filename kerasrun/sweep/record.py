@@ -1,4 +1,8 @@
-"""sweep.json: the space, every trial (overrides, status, run folder, metric), ranked; rewritten atomically after each trial."""
+"""sweep.json: the space, every trial (overrides, status, run folder, metric), ranked; a view of the study, rewritten atomically.
+
+The study in its storage is the truth (several processes on several machines add to it); any of
+them rewrites sweep.json from it after each trial, and `kerasrun runs` reads it without Optuna.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,7 @@ class Trial:
     error: str | None = None
     seconds: float | None = None
     rank: int | None = None  # 1 = best; only completed trials with a metric value are ranked
+    attempts: list[int] = field(default_factory=list)  # the Optuna trial numbers that trained it (more than one: resumed)
 
 
 @dataclass
@@ -52,14 +57,6 @@ class SweepRecord:
         """The trial numbered `index`."""
         return next(t for t in self.trials if t.index == index)
 
-    def update(self, index: int, **fields: Any) -> Trial:
-        """Change a trial's fields, re-rank and rewrite sweep.json."""
-        trial = self.trial(index)
-        for key, value in fields.items():
-            setattr(trial, key, value)
-        self.save()
-        return trial
-
     def rank(self) -> None:
         """Number the completed trials that have a metric value, best first (ties keep trial order).
 
@@ -76,19 +73,6 @@ class SweepRecord:
         """The best-ranked trial, if any trial has a metric value."""
         self.rank()
         return next((t for t in self.trials if t.rank == 1), None)
-
-    def finish(self, status: str) -> None:
-        """Record how the sweep ended (completed, interrupted or failed) and write sweep.json.
-
-        A trial still `running` here was cut off before it could be recorded (a signal between two
-        steps of the sweep itself): it ends with the sweep.
-        """
-        for trial in self.trials:
-            if trial.status == RUNNING:
-                trial.status = "interrupted" if status == "interrupted" else "failed"
-        self.status = status
-        self.ended = now_iso()
-        self.save()
 
     def as_dict(self) -> dict[str, Any]:
         """sweep.json's content: the trials in rank order (unranked ones after, by number)."""
@@ -112,3 +96,38 @@ class SweepRecord:
     def save(self) -> None:
         """Write sweep.json atomically."""
         write_json_atomic(self.path / SWEEP_FILE, self.as_dict())
+
+
+# How a finished Optuna trial counts when kerasrun wrote no status into it (it died before).
+OPTUNA_STATUS = {"COMPLETE": "completed", "PRUNED": "pruned", "FAIL": "failed", "WAITING": PENDING, "RUNNING": RUNNING}
+
+
+def trials_of(frozen: list[Any]) -> list[Trial]:
+    """One Trial per slot (a trial folder) from the study's trials: the newest attempt says how it stands."""
+    by_slot: dict[int, list[Any]] = {}
+    for attempt in sorted(frozen, key=lambda t: t.number):
+        slot = attempt.user_attrs.get("slot")
+        if isinstance(slot, int):
+            by_slot.setdefault(slot, []).append(attempt)
+    trials = []
+    for slot, attempts in sorted(by_slot.items()):
+        newest = attempts[-1]
+        attrs = newest.user_attrs
+        state = OPTUNA_STATUS.get(newest.state.name, "failed")
+        status = state if state in (PENDING, RUNNING) else str(attrs.get("status") or state)
+        if state == PENDING and len(attempts) > 1:  # enqueued again: it stands as its last attempt left it (and resumes from there)
+            status = str(attrs.get("status") or PENDING)
+        overrides = [str(o) for o in attrs.get("overrides") or []]
+        trial = Trial(slot, overrides, params_of(overrides), status=status, attempts=[a.number for a in attempts])
+        for name in ("run_dir", "metric", "best_epoch", "epochs", "test_metrics", "error", "seconds"):
+            if name in attrs:
+                setattr(trial, name, attrs[name])
+        trials.append(trial)
+    return trials
+
+
+def params_of(overrides: list[str]) -> dict[str, Any]:
+    """The overridden values, parsed as YAML (as the trial's train reads them)."""
+    from kerasrun.sweep.space import TrialPlan
+
+    return TrialPlan(0, overrides).params

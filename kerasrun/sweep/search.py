@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.optional import is_installed
-from kerasrun.rundir.files import best_epoch
-from kerasrun.rundir.record import create_run_dir
 from kerasrun.sweep import space
-from kerasrun.sweep.record import RUNNING, SweepRecord, Trial
+from kerasrun.sweep.record import SweepRecord, Trial
 from kerasrun.sweep.space import Dimension, TrialPlan
-from kerasrun.train.signals import on_forced_exit
 
 Report = Callable[[SweepRecord, Trial], None]  # called when a trial starts and when it ends
 
@@ -27,7 +23,7 @@ class SweepPlan:
     config_path: Path
     method: str  # grid | random | optuna
     dims: list[Dimension]
-    trials: list[TrialPlan]  # grid and random: all of them; optuna: none (it picks values as it goes)
+    trials: list[TrialPlan]  # grid and random: all of them; optuna: none (its sampler picks values as trials start)
     count: int  # how many trials
     metric: str = "val_loss"
     mode: str = "min"
@@ -41,6 +37,8 @@ class SweepPlan:
     prune_startup: int = 2
     prune_warmup: int = 1
     name: str = ""
+    storage: str | None = None  # --storage: an Optuna storage URL or a journal file (default: a journal file in the sweep folder)
+    study_name: str | None = None  # --study-name: also the sweep folder's name, so the same command on N machines shares it
 
     def overrides(self, trial: TrialPlan) -> list[str]:
         """What the trial's train applies: --set first, then its own values (which win)."""
@@ -50,19 +48,80 @@ class SweepPlan:
         """The standalone `kerasrun train` of a trial."""
         return train_command(self.config_path, self.overrides(trial), self.runs_dir)
 
-    def train_commands(self) -> list[list[str]]:
-        """Every trial's standalone `kerasrun train` (`--print-commands`); only a planned search (grid, random) has them."""
+    def train_commands(self, sweep_dir: Path) -> list[list[str]]:
+        """Every trial's `kerasrun train` for a scheduler (`--print-commands`): absolute paths, this interpreter, a trial name.
+
+        Only a planned search (grid, random) has them: Optuna picks each trial's values from the ones before.
+        """
         if self.method == "optuna":
             raise ConfigError(
-                "--print-commands needs a planned search (--grid or --random): Optuna picks each trial's values from the ones before",
-                file="--print-commands",
+                Problem(
+                    key="",
+                    file="--print-commands",
+                    message="--print-commands needs a planned search (--grid or --random): Optuna picks each trial's values from the ones before",
+                    hint="share an Optuna sweep between machines with --storage and --study-name instead",
+                )
             )
-        return [self.train_command(trial) for trial in self.trials]
+        config = self.config_path.resolve()
+        head = [sys.executable, "-m", "kerasrun", "train", str(config)]
+        return [
+            [
+                *head,
+                *(a for item in self.overrides(t) for a in ("--set", item)),
+                "--runs-dir",
+                str(sweep_dir),
+                "--name",
+                trial_name(t.index),
+            ]
+            for t in self.trials
+        ]
+
+    def definition(self) -> dict[str, Any]:
+        """What the sweep is, as its study stores it: a process joining the study (or resuming it) plans from this."""
+        return {
+            "config": str(self.config_path.resolve()),
+            "method": self.method,
+            "metric": self.metric,
+            "mode": self.mode,
+            "space": [d.describe() for d in self.dims],
+            "dims": [asdict(d) for d in self.dims],
+            "set": self.base_overrides,
+            "planned": self.count,
+            "seed": self.seed,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "prune_startup": self.prune_startup,
+            "prune_warmup": self.prune_warmup,
+            "runs_dir": str(self.runs_dir.resolve()) if self.runs_dir else None,
+            "name": self.name,
+        }
+
+
+def plan_from_definition(definition: dict[str, Any], **settings: Any) -> SweepPlan:
+    """The plan of a sweep whose study exists (its planned trials are in the study's queue, not here)."""
+    keys = ("metric", "mode", "seed", "sampler", "pruner", "prune_startup", "prune_warmup", "name")
+    runs_dir = Path(definition["runs_dir"]) if definition.get("runs_dir") else None
+    return SweepPlan(
+        Path(definition["config"]),
+        definition["method"],
+        [Dimension(**d) for d in definition["dims"]],
+        [],
+        int(definition["planned"]),
+        base_overrides=list(definition["set"]),
+        runs_dir=runs_dir,
+        **{key: definition[key] for key in keys},
+        **settings,
+    )
+
+
+def trial_name(index: int) -> str:
+    """A trial's folder (in the sweep folder) and run name: `trial-007`."""
+    return f"trial-{index:03d}"
 
 
 def train_command(config_path: Path, overrides: list[str], runs_dir: Path | None = None) -> list[str]:
     """The `kerasrun train` command line that trains the same as a trial (run.json's `command`; --print-commands)."""
-    command = ["kerasrun", "train", str(config_path)]
+    command = ["kerasrun", "train", str(config_path)]  # as the user would type it again in the same directory
     for item in overrides:
         command += ["--set", item]
     if runs_dir is not None:
@@ -113,123 +172,14 @@ def plan_sweep(
         dims = space.parse_space(space_items)
         plans, method, count = [], "optuna", optuna_count
         checked = space.corner_plans(dims)
-        if not is_installed("optuna"):
-            raise ConfigError(
-                Problem(key="", message="--optuna needs the optuna package", file="--optuna", hint='pip install "kerasrun[sweep]"')
-            )
-        if int(settings.get("jobs", 1)) > 1:
-            raise ConfigError(
-                Problem(
-                    key="",
-                    message="--optuna runs its trials in this process (each picks values from the ones before): --jobs can't be used with it",
-                    file="--jobs",
-                )
-            )
     with_base = [TrialPlan(p.index, [*base, *p.overrides]) for p in checked]
     config = space.check_trials(Path(config_path), dims, with_base)
     return SweepPlan(Path(config_path), method, dims, plans, count, name=config.name, **settings)
 
 
-def create_sweep(plan: SweepPlan, command: list[str]) -> SweepRecord:
-    """Create the sweep folder (`<runs dir>/<time>-<name>-sweep`) and its first sweep.json."""
+def scheduler_folder(plan: SweepPlan, study_name: str | None) -> Path:
+    """Where `--print-commands` trials go: `<runs dir>/<study name or config name>-sweep`, absolute (a task may start anywhere)."""
     from kerasrun.config.load import load_config
 
     runs_dir = plan.runs_dir or Path(load_config(plan.config_path, plan.base_overrides).output.runs_dir)
-    folder = create_run_dir(runs_dir, f"{plan.name}-sweep")
-    settings: dict[str, Any] = {"planned": plan.count, "set": plan.base_overrides, "seed": plan.seed, "jobs": plan.jobs, "command": command}
-    if plan.method == "optuna":
-        settings.update(sampler=plan.sampler, pruner=plan.pruner, prune_startup=plan.prune_startup, prune_warmup=plan.prune_warmup)
-    record = SweepRecord(
-        folder, str(plan.config_path.resolve()), plan.method, plan.metric, plan.mode, [d.describe() for d in plan.dims], settings
-    )
-    record.trials = [Trial(p.index, p.overrides, p.params) for p in plan.trials]
-    record.save()
-    return record
-
-
-def trial_dir(record: SweepRecord, index: int) -> Path:
-    """Where a trial's run folder goes: inside the sweep folder."""
-    return record.path / f"trial-{index:03d}"
-
-
-def apply_outcome(record: SweepRecord, index: int, outcome: Any) -> Trial:
-    """Record a finished trial (status, run folder, best metric value) and rewrite sweep.json."""
-    best = best_epoch(outcome.history, record.metric, record.mode)
-    epoch, value = best if best is not None else (None, None)
-    epochs = outcome.history.get("epoch") or []
-    run_dir = Path(outcome.run_dir).name if outcome.run_dir else None
-    return record.update(
-        index,
-        status=outcome.status,
-        run_dir=run_dir,
-        metric=value,
-        best_epoch=epoch,
-        epochs=len(epochs),
-        test_metrics=outcome.test_metrics,
-        error=outcome.error,
-        seconds=round(outcome.seconds, 3),
-    )
-
-
-@contextmanager
-def finished_on_exit(record: SweepRecord) -> Iterator[None]:
-    """sweep.json says `completed`, or `interrupted` when the block is left by a signal (or the watchdog's forced exit)."""
-
-    def mark(signum: int) -> None:
-        record.finish("interrupted")
-
-    with on_forced_exit(mark):
-        try:
-            yield
-        except KeyboardInterrupt:
-            record.finish("interrupted")
-            raise
-        except BaseException:
-            record.finish("failed")  # e.g. a worker could not be started: sweep.json must not stay `running`
-            raise
-    record.finish("completed")
-
-
-def run_sweep(plan: SweepPlan, record: SweepRecord, report: Report) -> SweepRecord:
-    """Run every trial (in this process, in --jobs workers, or through Optuna); a signal stops the sweep after recording it."""
-    with finished_on_exit(record):
-        if plan.method == "optuna":
-            from kerasrun.sweep.bayes import run_optuna
-
-            run_optuna(plan, record, report)
-        elif plan.jobs > 1:
-            from kerasrun.sweep.workers import run_in_workers
-
-            run_in_workers(plan, record, report)
-        else:
-            run_in_process(plan, record, report)
-    return record
-
-
-def run_in_process(plan: SweepPlan, record: SweepRecord, report: Report) -> None:
-    """The trials one after another in this process: TensorFlow is imported once."""
-    from kerasrun.sweep.trial import run_trial
-
-    for trial_plan in plan.trials:
-        run_one(plan, record, trial_plan, report, run_trial)
-
-
-def run_one(
-    plan: SweepPlan, record: SweepRecord, trial_plan: TrialPlan, report: Report, run_trial: Any, callbacks: list[Any] | None = None
-) -> Any:
-    """Run one planned trial in this process and record it; re-raise a signal once the trial is recorded."""
-    index = trial_plan.index
-    report(record, record.update(index, status=RUNNING, run_dir=trial_dir(record, index).name))
-    outcome, stop = run_trial(
-        plan.config_path,
-        plan.overrides(trial_plan),
-        trial_dir(record, index),
-        plan.runs_dir,
-        plan.progress,
-        plan.train_command(trial_plan),
-        callbacks,
-    )
-    report(record, apply_outcome(record, index, outcome))
-    if stop is not None:
-        raise stop
-    return outcome
+    return (runs_dir / (study_name or f"{plan.name}-sweep")).resolve()  # runs_dir is relative to the current directory

@@ -16,17 +16,16 @@ def format_metric(value: float | None) -> str:
 
 
 def trial_line(record: SweepRecord, trial: Trial) -> str:
-    """`trial 2/3 lr=0.01: completed  val_loss 0.3521 (epoch 12)  trial-001  3.2s`."""
+    """`trial-001 (of 3)  lr=0.01: completed  val_loss 0.3521 (epoch 12)  3.2s` (numbered as its folder is)."""
     total = record.settings.get("planned", len(record.trials))
     values = "  ".join(f"{key}={value}" for key, value in ((o.partition("=")[0], o.partition("=")[2]) for o in trial.overrides))
-    head = f"trial {trial.index + 1}/{total}  {values}"
+    head = f"trial-{trial.index:03d} (of {total})  {values}"
     if trial.status == RUNNING:
-        return f"{head}: started ({trial.run_dir})"
+        again = f", attempt {len(trial.attempts)}: resumes from its checkpoint if it has one" if len(trial.attempts) > 1 else ""
+        return f"{head}: started{again}"
     text = f"{head}: {trial.status}"
     if trial.metric is not None:
         text += f"  {record.metric} {format_number(trial.metric, missing='-', keep_small=True)} (epoch {trial.best_epoch})"
-    if trial.run_dir:
-        text += f"  {trial.run_dir}"
     if trial.seconds is not None:
         text += f"  {trial.seconds:.1f}s"
     if trial.error and trial.status not in ("pruned", "interrupted"):
@@ -45,7 +44,7 @@ def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:
         rows.append(
             [
                 str(trial.rank) if trial.rank else "-",
-                str(trial.index + 1),
+                str(trial.index),
                 *(values.get(key, "") for key in keys),
                 trial.status,
                 format_metric(trial.metric),

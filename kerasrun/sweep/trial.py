@@ -1,5 +1,8 @@
 """One trial: exactly `kerasrun train CONFIG --set …` (the same library path), inside an already running process.
 
+A trial whose earlier attempt was interrupted or whose process died continues in its own folder as
+`kerasrun resume` does (from its newest checkpoint, to the uninterrupted trial's bytes).
+
 Between trials the process is brought back to what a fresh process looks like to a run: Keras's
 global state is cleared (layer-name counters, the global seed generator, the dtype policy), and
 prepare_experiment seeds Python's, NumPy's and TensorFlow's generators as `train` does.
@@ -18,7 +21,9 @@ from kerasrun._tf import keras, tf
 from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
 from kerasrun.rundir.io import RunFileError, read_json
-from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
+from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
+from kerasrun.rundir.trust import UntrustedRunError
+from kerasrun.train.resume import ResumePlan, load_for_resume
 from kerasrun.train.signals import Interrupted, as_interrupted
 
 
@@ -94,11 +99,17 @@ def run_trial(
     start = time.perf_counter()
     created = False
     try:
-        config = load_config(config_path, overrides)
-        experiment = prepare_experiment(config, runs_dir)
-        run_dir.mkdir(parents=True)
+        earlier = earlier_attempt(run_dir)
+        if isinstance(earlier, TrialOutcome):  # it completed, and its process died before the study heard of it
+            return earlier, None
+        if earlier is None:
+            config = load_config(config_path, overrides)
+            experiment = prepare_experiment(config, runs_dir)
+            run_dir.mkdir(parents=True)
+        else:
+            experiment = prepare_experiment(earlier.config, initial_weights=False)
         created = True
-        result = run_experiment(experiment, run_dir, progress, command=command, extra_callbacks=callbacks)
+        result = run_experiment(experiment, run_dir, progress, command=command, resume=earlier, extra_callbacks=callbacks)
         outcome = TrialOutcome("completed", str(run_dir), result.history, result.metrics)
     except KeyboardInterrupt as exc:
         interrupted = as_interrupted(exc)
@@ -118,6 +129,36 @@ def run_trial(
         outcome = TrialOutcome("failed", str(run_dir) if created else None, read_history(run_dir), error=f"{type(exc).__name__}: {exc}")
     outcome.seconds = time.perf_counter() - start
     return outcome, None
+
+
+def earlier_attempt(run_dir: Path) -> ResumePlan | TrialOutcome | None:
+    """What an earlier attempt left in the trial's folder: a run to resume, a completed outcome, or None (train anew).
+
+    A folder with nothing to resume from (stopped before its first checkpoint) is removed: the trial
+    starts again from scratch, as the same seed makes it the same run. A folder kerasrun did not sign
+    is never trained into (the UntrustedRunError fails the trial).
+    """
+    if not run_dir.exists() and not run_dir.is_symlink():
+        return None
+    try:
+        info = read_json(run_dir / RUN_FILE)
+    except RunFileError:
+        info = None
+    if isinstance(info, dict) and info.get("status") == "completed":
+        try:
+            metrics = read_json(run_dir / METRICS_FILE)
+        except RunFileError:
+            metrics = None
+        return TrialOutcome("completed", str(run_dir), read_history(run_dir), metrics if isinstance(metrics, dict) else None)
+    if isinstance(info, dict):
+        try:
+            return load_for_resume(run_dir, [])
+        except UntrustedRunError:
+            raise
+        except ConfigError:
+            pass  # no checkpoint yet: nothing of it to keep
+    shutil.rmtree(run_dir)
+    return None
 
 
 def read_history(run_dir: Path) -> dict[str, list[Any]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import TESTS, TINY, merge, modules_loaded_by
+from helpers import kerasrun_popen, modules_loaded_by, write_tiny
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
@@ -23,21 +23,6 @@ from kerasrun.rundir.io import read_json
 LR = "compile.optimizer.Adam.learning_rate"
 GRID = ["--grid", f"{LR}=0.01,0.1", "--grid", "train.loop=fit,custom"]  # 4 trials: both loops, two trials of each
 COMPARED = ("history.json", "summary.txt")  # summary.txt holds Keras's generated layer names: their counters must restart
-
-
-def write_tiny(folder: Path, changes: dict[str, Any] | None = None) -> Path:
-    """The tiny config as a file."""
-    path = folder / "tiny.yaml"
-    path.write_text(yaml.safe_dump(merge(TINY, changes or {}), sort_keys=False))
-    return path
-
-
-def kerasrun_popen(args: list[str], **kwargs: Any) -> subprocess.Popen[str]:
-    """`python -m kerasrun ARGS` started in a real process."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.Popen(
-        [sys.executable, "-m", "kerasrun", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
-    )
 
 
 def trial_folders(sweep: Path) -> dict[tuple[str, ...], Path]:
@@ -124,15 +109,22 @@ def test_jobs_2_gives_the_same_histories(grid_sweep: dict[str, Any]) -> None:
 def test_print_commands_prints_one_train_per_trial_and_writes_nothing(tmp_path: Path) -> None:
     config = write_tiny(tmp_path)
     runs = tmp_path / "runs"
-    args = ["sweep", str(config), *GRID, "--set", "train.epochs=2", "--runs-dir", str(runs), "--print-commands"]
-    result = CliRunner().invoke(app, args)
+    args = ["sweep", "tiny.yaml", *GRID, "--set", "train.epochs=2", "--runs-dir", "runs", "--print-commands"]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)  # typed as relative paths, printed as absolute ones: a scheduler's task starts anywhere
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        os.chdir(cwd)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert len(lines) == 4 and not runs.exists()
+    sweep_dir = str(runs.resolve() / "tiny-sweep")
     assert shlex.split(lines[0]) == [
-        "kerasrun", "train", str(config), "--set", "train.epochs=2", "--set", f"{LR}=0.01", "--set", "train.loop=fit", "--runs-dir", str(runs),
+        sys.executable, "-m", "kerasrun", "train", str(config.resolve()), "--set", "train.epochs=2", "--set", f"{LR}=0.01",
+        "--set", "train.loop=fit", "--runs-dir", sweep_dir, "--name", "trial-000",
     ]  # fmt: skip
-    assert shlex.split(lines[3])[-4:-2] == ["--set", "train.loop=custom"]
+    assert shlex.split(lines[3])[-6:] == ["--set", "train.loop=custom", "--runs-dir", sweep_dir, "--name", "trial-003"]
 
 
 def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
@@ -176,7 +168,7 @@ def test_random_search_is_reproducible_with_a_seed(tmp_path: Path) -> None:
     first = commands("3")
     assert first == commands("3") and first != commands("4") and len(first) == 5
     for line in first:
-        values = dict(item.split("=", 1) for item in shlex.split(line)[4::2])
+        values = dict(item.split("=", 1) for item in shlex.split(line)[6:-4:2])
         assert 1e-4 <= yaml.safe_load(values[LR]) <= 1e-1 and isinstance(yaml.safe_load(values[LR]), float)
         assert 8 <= int(values["train.batch_size"]) <= 64 and values["train.loop"] in ("fit", "custom")
 

@@ -1,0 +1,79 @@
+"""`kerasrun sweep --collect SWEEP_DIR`: sweep.json and the ranking from trials a scheduler ran (`--print-commands`).
+
+Each task of a Slurm array or a Kubernetes Indexed Job ran `kerasrun train … --runs-dir SWEEP_DIR
+--name trial-NNN`; this reads their run folders (no Optuna, no TensorFlow): the trial number from the
+run's name, its values from the `--set` items of its command, its status as `kerasrun runs` shows it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.files import best_epoch
+from kerasrun.rundir.io import RunFileError, read_json
+from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
+from kerasrun.rundir.liveness import effective_status
+from kerasrun.rundir.record import now_iso
+from kerasrun.runs.listing import is_run_folder
+from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, params_of
+
+TRIAL_NAME = re.compile(r"^trial-(\d+)$")
+
+
+def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
+    """Read the trial run folders under `folder`, rank them by `metric`, and write sweep.json; ConfigError when there are none."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(Problem(key="", file="--collect", message=f"{folder} is not a folder"))
+    trials = []
+    for run_dir in sorted(p for p in folder.iterdir() if p.is_dir() and is_run_folder(p)):
+        trial = read_trial(run_dir, metric, mode)
+        if trial is not None:
+            trials.append(trial)
+    if not trials:
+        raise ConfigError(
+            Problem(key="", file=str(folder), message="holds no trial run folder (runs named trial-NNN, as --print-commands names them)")
+        )
+    commands = [read_json(folder / str(t.run_dir) / RUN_FILE).get("command") for t in trials[:1]]
+    config = str(commands[0][2]) if commands and isinstance(commands[0], list) and len(commands[0]) > 2 else ""
+    keys = sorted({o.partition("=")[0] for t in trials for o in t.overrides})
+    space = [{"key": key, "kind": "collected", "values": sorted({repr(t.params.get(key)) for t in trials})} for key in keys]
+    record = SweepRecord(folder, config, "collected", metric, mode, space, {"planned": len(trials)})
+    record.trials = trials
+    record.status = RUNNING if any(t.status == RUNNING for t in trials) else "completed"
+    record.ended = None if record.status == RUNNING else now_iso()
+    record.save()
+    return record
+
+
+def read_trial(run_dir: Path, metric: str, mode: str) -> Trial | None:
+    """One trial from its run folder (None for a run that is not a named trial, or whose run.json can't be read)."""
+    try:
+        info = read_json(run_dir / RUN_FILE)
+    except RunFileError:
+        return None  # `kerasrun runs` lists it as unreadable, with why
+    if not isinstance(info, dict):
+        return None
+    match = TRIAL_NAME.match(str(info.get("name") or ""))
+    if match is None:
+        return None
+    command = info.get("command")
+    command = command if isinstance(command, list) else []
+    overrides = [str(command[i + 1]) for i, arg in enumerate(command[:-1]) if arg in ("--set", "-s")]
+    trial = Trial(int(match.group(1)), overrides, params_of(overrides), status=effective_status(info, run_dir), run_dir=run_dir.name)
+    try:
+        history = read_json(run_dir / HISTORY_FILE)
+    except RunFileError:
+        history = {}
+    if isinstance(history, dict):
+        best = best_epoch(history, metric, mode)
+        trial.best_epoch, trial.metric = best if best is not None else (None, None)
+        trial.epochs = len(history.get("epoch") or [])
+    try:
+        metrics = read_json(run_dir / METRICS_FILE)
+        trial.test_metrics = metrics if isinstance(metrics, dict) else None
+    except RunFileError:
+        pass
+    return trial
