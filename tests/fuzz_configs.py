@@ -197,6 +197,12 @@ def invalid_cases() -> list[tuple[str, dict[str, Any], list[str], str]]:
             [],
             "train.callbacks",
         ),
+        (
+            "validation_data test with a validation file",
+            {"data": {**CSV, "validation_path": "table.csv"}, "train": {"validation_data": "test"}},
+            [],
+            "train.validation_data",
+        ),
         ("runs_dir is /dev/null", {"output": {"runs_dir": "/dev/null"}}, [], "output.runs_dir"),
         ("a double dot in --set", {}, ["--set", "train..epochs=2"], "train..epochs"),
         ("--set runs_dir below a file", {}, ["--set", "output.runs_dir=TMP/table.csv/runs"], "output.runs_dir"),

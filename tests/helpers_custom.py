@@ -385,3 +385,16 @@ def with_half_validation():
     """x_val without y_val: refused, not half used."""
     x, y = two_blobs()
     return {"x_train": x, "y_train": y, "x_val": x}
+
+
+def word_pairs(n: int = 150):
+    """Two words per sample (x_train/y_train, x_test/y_test) of three classes, for a model with a string input and StringLookup.
+
+    Each class draws its words mostly from its own two, sometimes from any: learnable, but not at once.
+    """
+    rng = np.random.default_rng(5)
+    words = np.array(["ant", "bee", "cat", "dog", "eel", "fox"])
+    y = np.arange(n) % 3
+    own = words[2 * y[:, None] + rng.integers(0, 2, size=(n, 2))]
+    x = np.where(rng.random((n, 2)) < 0.3, words[rng.integers(0, 6, size=(n, 2))], own)
+    return {"x_train": x[:120], "y_train": y[:120], "x_test": x[120:], "y_test": y[120:]}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -13,7 +13,7 @@ from kerasrun.build.model import input_names, output_names
 from kerasrun.config.schema import Config
 from kerasrun.config.sources import declared_names
 from kerasrun.config.spec import split_spec
-from kerasrun.data import Split
+from kerasrun.data import Split, Stream
 from kerasrun.errors import Problem, first_line
 from kerasrun.imports import suggest
 
@@ -170,21 +170,50 @@ def loss_label(normalised: str) -> str:
     }.get(normalised, normalised)
 
 
-def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem | None:
+class Batch(NamedTuple):
+    """One training batch as Keras's train step gets it: features, targets, sample weights (None, or one per output in order)."""
+
+    x: Any
+    y: Any
+    sample_weight: Any
+
+
+def first_training_batch(model: keras.Model, split: Any, config: Config) -> Batch | None:
+    """The first train.batch_size samples of array data or of a streamed source (CSV, TFRecord, image folder), to check; None when none is.
+
+    A Stream's batch is read from its files in file order, which costs one batch of decoding. A python
+    source's tf.data.Dataset is not read: it may reshuffle on every iteration, and an extra pass
+    would change the order training sees.
+    """
+    if config.train.step is not None or config.runtime.strategy != "none":
+        return None  # a user step computes its own loss and metrics; under a strategy, variables are created on the replicas
+    if isinstance(split, Stream):
+        # The rows of a Stream are built fresh by every elements() call, with no random op: reading one batch changes nothing.
+        element = next(iter(split.elements().batch(config.train.batch_size).take(1)), None)
+        if element is None:
+            return None
+        x, y, *weight = element
+        return Batch(x, y, weight[0] if weight else None)
+    if not isinstance(split, Split):
+        return None
+    batch = split.take(slice(0, min(config.train.batch_size, len(split))))
+    sample_weight: Any = batch.sample_weight
+    if isinstance(sample_weight, dict):  # per output, as make_dataset passes them
+        sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    return Batch(batch.x, batch.y, sample_weight)
+
+
+def check_first_batch(model: keras.Model, data: Any, config: Config, batch: Batch | None = None) -> Problem | None:
     """Put the first training batch through the model and its loss, eagerly, before any folder exists.
 
     What the static checks can't see — a custom loss that wants other shapes or dtypes, a layer that
     can't take these values — then fails here as one located line instead of in the first step of
     training, after the run folder was made. It runs in inference mode inside a StatelessScope: no
-    variable changes (a stateful RNN keeps its state, metric trackers their counts).
+    variable changes (a stateful RNN keeps its state, metric trackers their counts). `batch`: the
+    first_training_batch already read, if it was.
     """
-    split = data.train
-    if config.train.step is not None or not isinstance(split, Split) or config.runtime.strategy != "none":
-        return None  # a user step computes its own loss; a tf.data source is checked by Keras; strategies trace on replicas
-    batch = split.take(slice(0, min(config.train.batch_size, len(split))))
-    sample_weight: Any = batch.sample_weight
-    if isinstance(sample_weight, dict):  # per output, as make_dataset passes them
-        sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    if (batch := batch or first_training_batch(model, data.train, config)) is None:
+        return None  # a python source's tf.data.Dataset is checked by Keras as its batches come
     # A model may override compute_loss without `training` (Keras allows it): pass it only if taken.
     extra = {"training": False} if "training" in inspect.signature(model.compute_loss).parameters else {}
     try:
@@ -192,7 +221,7 @@ def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem 
         state = [(variable, variable.value) for variable in [*model.variables, *model.metrics_variables]]
         with keras.StatelessScope(state_mapping=state, collect_losses=True):  # add_loss terms are gathered in the scope
             y_pred = model(batch.x, training=False)
-            model.compute_loss(x=batch.x, y=batch.y, y_pred=y_pred, sample_weight=sample_weight, **extra)
+            model.compute_loss(x=batch.x, y=batch.y, y_pred=y_pred, sample_weight=batch.sample_weight, **extra)
     except Exception as exc:  # Keras and TensorFlow raise many kinds; the first line says what
         return config.problem(
             ("compile", "loss"), f"the first training batch does not go through the model and its loss: {first_line(exc)}"
@@ -200,28 +229,23 @@ def check_first_batch(model: keras.Model, data: Any, config: Config) -> Problem 
     return None
 
 
-def check_first_batch_metrics(model: keras.Model, data: Any, config: Config) -> Problem | None:
+def check_first_batch_metrics(model: keras.Model, data: Any, config: Config, batch: Batch | None = None) -> Problem | None:
     """Put the first training batch through the compiled metrics, as check_first_batch does through the loss.
 
     A metric that can't take these targets (AUC on a 10-class softmax with integer labels) otherwise
     fails in the first step, after the run folder was made. Keras creates the metrics' variables
     here (zeros, as it would in the first step); their updates stay in the StatelessScope.
     """
-    split = data.train
     spec = config.compile
-    if not (spec.metrics or spec.weighted_metrics) or config.train.step is not None or not isinstance(split, Split):
+    if not (spec.metrics or spec.weighted_metrics):
         return None
-    if config.runtime.strategy != "none":
-        return None  # variables must be created on the replicas: Keras checks in the first step
-    batch = split.take(slice(0, min(config.train.batch_size, len(split))))
-    sample_weight: Any = batch.sample_weight
-    if isinstance(sample_weight, dict):
-        sample_weight = tuple(sample_weight[name] for name in output_names(model))
+    if (batch := batch or first_training_batch(model, data.train, config)) is None:
+        return None
     try:
         y_pred = model(batch.x, training=False)
         state = [(variable, variable.value) for variable in [*model.variables, *model.metrics_variables]]
         with keras.StatelessScope(state_mapping=state):
-            model.compute_metrics(batch.x, batch.y, y_pred, sample_weight)
+            model.compute_metrics(batch.x, batch.y, y_pred, batch.sample_weight)
     except Exception as exc:  # Keras and TensorFlow raise many kinds; the first line says what
         keys = [key for key in ("metrics", "weighted_metrics") if getattr(spec, key)]
         return config.problem(

@@ -99,6 +99,11 @@ def csv_targets(target: Any) -> list[str]:
     return list(target.values()) if isinstance(target, dict) else [target] if isinstance(target, str) else []
 
 
+def validation_key(data: Any) -> str | None:
+    """The key of a data section that names validation data of the source's own (`validation_path`, `validation_files`), when set."""
+    return next((key for key in ("validation_path", "validation_files") if getattr(data, key, None) is not None), None)
+
+
 def csv_columns(features: Any) -> list[str]:
     """The feature columns of a `features` value (a list, or {input: columns})."""
     groups = features.values() if isinstance(features, dict) else [features or []]

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from kerasrun.config.data import CsvData, DataConfig, csv_targets
+from kerasrun.config.data import CsvData, DataConfig, csv_targets, validation_key
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig
 from kerasrun.config.sources import declared_names
@@ -60,6 +60,8 @@ def check_across_sections(config: Config) -> list[Problem]:
                 "to start from a run's weights, set model.init_from (initial_epoch then numbers the epochs on)",
             )
         )
+    if config.train.validation_data == "test" and (own := validation_key(config.data)) is not None:
+        problems.append(two_validations(config, f"data.{own}"))
     if isinstance(config.data, CsvData):  # here, not in CsvData: a problem located at the mapping's own key
         targets = csv_targets(config.data.target)
         problems += [
@@ -89,6 +91,19 @@ def check_across_sections(config: Config) -> list[Problem]:
             if problem := metrics_per_output_problem(getattr(config.compile, metrics_key), count):
                 problems.append(config.problem(("compile", metrics_key), problem))
     return problems
+
+
+def two_validations(config: Config, own: str, drop: str | None = None) -> Problem:
+    """`train.validation_data: test` while the source gives validation data of its own (`own`): one of them would be ignored.
+
+    `drop` says how to give up the source's own validation data (default: remove `own`).
+    """
+    return config.problem(
+        ("train", "validation_data"),
+        f"`test` validates on the test split, but the data source also gives validation data ({own}): "
+        "kerasrun would have to ignore one of them",
+        f"remove one: drop train.validation_data to validate on {own}, or {drop or f'remove {own}'} to validate on the test split",
+    )
 
 
 def metrics_per_output_problem(metrics: Any, outputs: int) -> str | None:

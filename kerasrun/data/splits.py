@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kerasrun.config.schema import Config
+from kerasrun.config.data import NpzData, PythonData, validation_key
+from kerasrun.config.schema import Config, two_validations
 from kerasrun.config.spec import split_spec
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.stream import Stream
@@ -31,6 +33,8 @@ def split_validation(data: Data, config: Config) -> Data:
     if spec.validation_data == "test":
         if data.test is None:
             raise ConfigError(config.problem(("train", "validation_data"), "the data source has no test split to validate on"))
+        if data.validation is not None:  # using either one silently would leave the user guessing which numbers val_* are
+            raise ConfigError(two_validations(config, *own_validation(config)))
         return replace(data, validation=data.test)
     if spec.validation_split is None:
         return data
@@ -57,6 +61,27 @@ def split_validation(data: Data, config: Config) -> Data:
         held = n - split_at
         return replace(data, train=data.train.take(slice(held, n)), validation=data.train.take(slice(0, held)))
     return replace(data, train=data.train.take(slice(0, split_at)), validation=data.train.take(slice(split_at, n)))
+
+
+def own_validation(config: Config) -> tuple[str, str | None]:
+    """Where the source's own validation data comes from, for a message, and how to give it up (None: remove that key)."""
+    spec = config.data
+    if (key := validation_key(spec)) is not None:
+        return f"data.{key}", None
+    if isinstance(spec, NpzData):
+        names = [name for key in ("x_val", "y_val") for name in as_names(getattr(spec, key))]
+        return (
+            f"the arrays {', '.join(names)} of {Path(spec.path).name}, read by data.x_val and data.y_val",
+            "set data.x_val: null and data.y_val: null",
+        )
+    if isinstance(spec, PythonData):
+        return f"the validation data {spec.function} returns", f"return no validation data from {spec.function}"
+    return "its validation split", "give the source no validation data"
+
+
+def as_names(key: str | dict[str, str] | None) -> list[str]:
+    """The array names an npz key gives: one name, or one per input or output."""
+    return [] if key is None else list(key.values()) if isinstance(key, dict) else [key]
 
 
 def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from kerasrun.build.checks import (
     check_first_batch_metrics,
     check_input_shape,
     check_targets,
+    first_training_batch,
     width_notes,
 )
 from kerasrun.build.init_from import load_initial_weights
 from kerasrun.build.model import build_model, compile_model, input_names, output_names
 from kerasrun.config.schema import Config
-from kerasrun.data import Data, Split, input_sample_shape, load_data, name_lists
+from kerasrun.data import Data, Split, Stream, input_sample_shape, load_data, name_lists
 from kerasrun.errors import Collector, ConfigError
 from kerasrun.integrations import missing_packages
 from kerasrun.integrations.mlflow_tracking import MlflowTracker
@@ -81,7 +82,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     data.notes.extend(width_notes(model, data, config))
     with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
         data.notes.extend(adapt_layers(model, data, config))
-    if (problem := check_first_batch(model, data, config) or check_first_batch_metrics(model, data, config)) is not None:
+    batch = first_training_batch(model, data.train, config)  # read once: a streamed source's batch is decoded from its files
+    if (problem := check_first_batch(model, data, config, batch) or check_first_batch_metrics(model, data, config, batch)) is not None:
         raise ConfigError(problem)
     if metrics_built(model, data, config) and (problems := check_monitors(model, user_callbacks, data.validation is not None, config)):
         raise ConfigError(problems)
@@ -97,8 +99,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
 
 def metrics_built(model: Any, data: Data, config: Config) -> bool:
     """Whether the first-batch checks built every metric Keras will log, so their names are known before training."""
-    # check_first_batch_metrics puts an array batch through them on one device; with a custom step Keras builds what it logs later.
-    return isinstance(data.train, Split) and config.runtime.strategy == "none" and config.train.step is None
+    # check_first_batch_metrics puts an array or streamed batch through them on one device; with a custom step Keras builds what it logs later.
+    return isinstance(data.train, (Split, Stream)) and config.runtime.strategy == "none" and config.train.step is None
 
 
 def build_checked_model(config: Config) -> Any:

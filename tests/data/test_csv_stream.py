@@ -154,6 +154,37 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        (
+            {"compile": {"metrics": [], "weighted_metrics": ["AUC"]}},
+            "compile.weighted_metrics: the first training batch does not go through the weighted_metrics: ",
+        ),
+        (
+            {"compile": {"metrics": ["categorical_accuracy", "mse"]}},
+            "compile.metrics: the first training batch does not go through the metrics",
+        ),
+        (
+            {"train": {"callbacks": [{"EarlyStopping": {"monitor": "val_accuracyy"}}]}},
+            "the model logs no metric `val_accuracyy`",
+        ),
+    ],
+    ids=["auc-weighted", "metrics-for-one-hot", "monitor"],
+)
+def test_metrics_that_cannot_take_streamed_labels_are_refused_before_the_run_folder(
+    folder: Path, runner: CliRunner, tmp_path: Path, changes: dict[str, Any], expected: str
+) -> None:
+    # One batch read from the stream goes through the metrics, as an array batch does: exit 2, not exit 1 in the first step.
+    result = train(
+        runner, write(folder, "m.yaml", {**changes, "train": {**BASE["train"], "epochs": 1, **changes.get("train", {})}}), tmp_path / "runs"
+    )
+    assert result.exit_code == 2, result.output
+    assert expected in result.output, result.output
+    assert "Traceback" not in result.output and "Graph execution error" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_seed_zero_shuffles_tf_data_sources(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
     # TensorFlow's seed handling once failed on a tensor op seed with the global seed 0 (see epochs.seeded_shuffle).
     first = trained(runner, write(folder, "z.yaml", {"seed": 0}), tmp_path / "a")

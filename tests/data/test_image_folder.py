@@ -227,6 +227,16 @@ def test_a_streamed_folder_refuses_or_skips_bad_images(folders: Path, tmp_path: 
     assert len(list(data.train.elements().as_numpy_iterator())) == len(data.train)
 
 
+def test_auc_on_a_streamed_ten_class_folder_is_refused_before_the_run_folder(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    changes = {"data": {"memory_limit_mb": 0}, "compile": {"metrics": [], "weighted_metrics": ["AUC"]}, "train": {"epochs": 1}}
+    config = write(folders, "auc.yaml", changes)
+    assert isinstance(load_data(load_config(config)).train, Stream)  # the streamed reader's batch is checked, not an in-memory one
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "compile.weighted_metrics: the first training batch does not go through the weighted_metrics" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_a_streamed_folder_cached_to_the_run_folder_trains_the_same(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
     changes: dict[str, Any] = {"data": {"test_path": "test", "memory_limit_mb": 0}, "train": {"epochs": 3}}
     plain = write(folders, "nocache.yaml", changes)

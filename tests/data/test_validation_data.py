@@ -127,3 +127,34 @@ def test_half_a_validation_pair_is_refused(tmp_path: Path) -> None:
     source = {"source": "python", "function": "helpers_custom:with_half_validation"}
     with pytest.raises(ConfigError, match="only one of x_val and y_val"):
         load_data(load_config(write(tmp_path, {"data": source, "train": NO_SPLIT}, "py.yaml")))
+
+
+def test_validation_data_test_on_an_npz_with_validation_arrays_is_refused_before_training(tmp_path: Path, runner: CliRunner) -> None:
+    npz_with_validation(tmp_path)
+    (tmp_path / "runs").mkdir()
+    train_spec = {**NO_SPLIT, "validation_data": "test"}
+    config = write(tmp_path, {"data": {"source": "npz", "path": "d.npz"}, "train": train_spec})
+    assert runner.invoke(app, ["validate", str(config)]).exit_code == 0  # only the file tells whether it holds x_val
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "train.validation_data: `test` validates on the test split, but the data source also gives" in result.output
+    assert "the arrays x_val, y_val of d.npz" in result.output and "set data.x_val: null and data.y_val: null" in result.output
+    assert "Traceback" not in result.output and not any((tmp_path / "runs").iterdir())
+    # Giving up the file's own validation arrays, as the message says, trains on the test split.
+    fixed = write(tmp_path, {"data": {"source": "npz", "path": "d.npz", "x_val": None, "y_val": None}, "train": train_spec})
+    assert train(runner, fixed, tmp_path / "runs").exit_code == 0
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+def test_validation_data_test_with_a_validation_file_is_refused_by_validate(tmp_path: Path, runner: CliRunner, stream: bool) -> None:
+    write_labelled_csv(tmp_path / "train.csv", ["ant", "bee", "cat"] * 20, 0)
+    write_labelled_csv(tmp_path / "val.csv", ["ant", "bee", "cat"], 1)
+    (tmp_path / "runs").mkdir()
+    csv = {"source": "csv", "path": "train.csv", "target": "kind", "validation_path": "val.csv", "test_path": "val.csv", "stream": stream}
+    config = write(tmp_path, {"data": csv, "train": {**NO_SPLIT, "validation_data": "test"}})
+    for command in (["validate", str(config)], ["train", str(config), "--runs-dir", str(tmp_path / "runs")]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert "train.validation_data: " in result.output and "also gives validation data (data.validation_path)" in result.output
+        assert "remove one: drop train.validation_data" in result.output and "or remove data.validation_path" in result.output
+    assert not any((tmp_path / "runs").iterdir())

@@ -159,7 +159,17 @@ LAYERS: dict[str, list[Any]] = {
     "batchnorm": [{"Dense": {"units": 8, "activation": "relu"}}, "BatchNormalization"],
 }
 LAYERS["mixed"] = [*LAYERS["normalization"], "BatchNormalization"]
+# A string input and an adapted vocabulary: a lookup table of strings, rebuilt by adapting on resume, not a checkpointed variable.
+LAYERS["string_lookup"] = ["StringLookup", {"Embedding": {"input_dim": 8, "output_dim": 4}}, "Flatten"]
 SOFTMAX = {"Dense": {"units": 3, "activation": "softmax"}}
+# What a model needs besides TINY: two words per sample for the string input.
+NOT_SYNTHETIC = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}
+MODEL_CHANGES: dict[str, dict[str, Any]] = {
+    "string_lookup": {
+        "data": {"source": "python", "function": "helpers_custom:word_pairs", **NOT_SYNTHETIC},
+        "model": {"inputs": {"x": {"shape": [2], "dtype": "string"}}},
+    }
+}
 
 # Every built-in Keras callback that keeps state, set so that within 3 epochs its state matters.
 CALLBACKS: dict[str, Any] = {
@@ -187,8 +197,12 @@ def resumed_equals_uninterrupted(
     """Train uninterrupted; train again, Ctrl-C after epoch 1, resume; the same history.json, metrics.json (and CSV log)."""
     marker = tmp_path / f"interrupted-{loop}"
     interrupt = {"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 1}}
-    sections = {"model": {"layers": [*layers, SOFTMAX]}, "train": {"loop": loop, "callbacks": [*callbacks, interrupt]}}
-    config = write_config({**(changes or {}), **sections}, name=f"{loop}.yaml")
+    changes = changes or {}
+    sections = {
+        "model": {**changes.get("model", {}), "layers": [*layers, SOFTMAX]},
+        "train": {**changes.get("train", {}), "loop": loop, "callbacks": [*callbacks, interrupt]},
+    }
+    config = write_config({**changes, **sections}, name=f"{loop}.yaml")
     marker.touch()
     result = train(runner, config, tmp_path / f"reference-{loop}")
     assert result.exit_code == 0, result.output
@@ -212,6 +226,13 @@ def test_all_stateful_callbacks_on_a_model_with_0d_and_non_trainable_variables(r
     resumed_equals_uninterrupted(runner, write_config, tmp_path, LAYERS["mixed"], callbacks, loop)
 
 
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_all_stateful_callbacks_on_a_model_with_an_adapted_string_lookup(runner, write_config, tmp_path, loop) -> None:
+    callbacks = [spec for name, spec in CALLBACKS.items() if name != "early_stopping"]  # it would end training at epoch 2
+    layers = LAYERS["string_lookup"]
+    resumed_equals_uninterrupted(runner, write_config, tmp_path, layers, callbacks, loop, MODEL_CHANGES["string_lookup"])
+
+
 def test_early_stopping_restoring_best_weights_with_a_0d_weight(runner, write_config, tmp_path) -> None:
     """The "Basic regression" recipe's crash: `Object of type ndarray is not JSON serializable` at the first checkpoint."""
     layers = LAYERS["normalization"]
@@ -225,11 +246,11 @@ def test_early_stopping_restoring_best_weights_with_a_0d_weight(runner, write_co
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["normalization", "lookup", "batchnorm"])
+@pytest.mark.parametrize("model", ["normalization", "lookup", "batchnorm", "string_lookup"])
 @pytest.mark.parametrize("callback", CALLBACKS)
 def test_each_stateful_callback_on_each_model_with_both_loops(runner, write_config, tmp_path, callback, model) -> None:
     for loop in ("fit", "custom"):
-        resumed_equals_uninterrupted(runner, write_config, tmp_path, LAYERS[model], [CALLBACKS[callback]], loop)
+        resumed_equals_uninterrupted(runner, write_config, tmp_path, LAYERS[model], [CALLBACKS[callback]], loop, MODEL_CHANGES.get(model))
 
 
 @pytest.mark.slow

@@ -12,12 +12,11 @@ from kerasrun.cli import app
 
 
 def graph_failure_config(write_config, tmp_path: Path) -> Path:
-    """A streamed CSV (its first batch is not checked before training) with AUC on a 10-class softmax and integer labels."""
-    (tmp_path / "t.csv").write_text("a,b,label\n" + "".join(f"{i % 7},{i % 3},{i % 10}\n" for i in range(80)))
+    """A python source's tf.data.Dataset (its batches are not read before training) with AUC on a 10-class softmax and integer labels."""
     not_synthetic = {"generator": None, "means": None, "cov": None, "samples_per_class": None, "test_fraction": None}
     return write_config(
         {
-            "data": {"source": "csv", "path": str(tmp_path / "t.csv"), "target": "label", "stream": True, **not_synthetic},
+            "data": {"source": "python", "function": "helpers_custom:blob_dataset", **not_synthetic},
             "model": {"layers": [{"Dense": {"units": 10, "activation": "softmax"}}]},
             "compile": {"metrics": [], "weighted_metrics": ["AUC"]},
             "train": {"epochs": 1, "validation_split": None, "stratify": False},
@@ -30,8 +29,8 @@ def test_a_graph_error_is_one_line_naming_the_op_and_the_key(runner, write_confi
     assert result.exit_code == 1
     # The op's name takes a suffix (`UnsortedSegmentSum_1`) when the process traced one of that name before.
     expected = (
-        r"training failed: InvalidArgumentError: TensorFlow op `UnsortedSegmentSum(_\d+)?` failed: data\.shape = \[16\] does not "
-        r"start with segment_ids\.shape = \[160\] \(likely compile\.weighted_metrics; --debug shows TensorFlow's stack\)"
+        r"training failed: InvalidArgumentError: TensorFlow op `UnsortedSegmentSum(_\d+)?` failed: data\.shape = \[10\] does not "
+        r"start with segment_ids\.shape = \[100\] \(likely compile\.weighted_metrics; --debug shows TensorFlow's stack\)"
     )
     assert re.search(expected, result.output), result.output
     assert "Detected at node" not in result.output and 'File "' not in result.output and "Graph execution error" not in result.output
