@@ -12,8 +12,8 @@ from typing import Any
 from kerasrun.config.spec import split_spec
 from kerasrun.config.yamlsource import MAX_BYTES, load_yaml_value
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.io import RunFileError, read_json, read_run_file
-from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE
+from kerasrun.rundir.io import RunFileError, present, read_json, read_run_file
+from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, RUN_FILE, SWEEP_FILE
 
 # Callbacks that watch a metric, and the metric they watch when the config does not say (Keras's default).
 MONITORING_CALLBACKS = {"EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "BackupAndRestore"}
@@ -141,3 +141,18 @@ def best_epoch(history: dict[str, list[Any]], metric: str, mode: str | None = No
         return None
     sign = -1.0 if (mode or metric_mode(metric)) == "max" else 1.0
     return min(points, key=lambda point: (sign * point[1], point[0]))
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder with a run.json or a config.yaml, whatever they are (a FIFO or a dangling link makes an unreadable run)."""
+    return present(folder / RUN_FILE) or present(folder / CONFIG_FILE)
+
+
+def is_sweep_folder(folder: Path) -> bool:
+    """A folder holding sweep.json: a sweep's, whose trial run folders sit beside it."""
+    return present(folder / SWEEP_FILE)
+
+
+def trial_folders(sweep_dir: Path) -> list[Path]:
+    """The run folders inside a sweep folder, in name order (whichever machine trained them)."""
+    return sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and is_run_folder(p))

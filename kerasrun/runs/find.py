@@ -9,6 +9,7 @@ from typing import Any
 
 from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.files import is_run_folder, is_sweep_folder, trial_folders
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
 from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
@@ -89,6 +90,9 @@ def find_run_dirs(targets: list[Path], runs_dir: Path | None, warn: Callable[[Un
     """
     found = []
     for target in targets:
+        if target.is_dir() and is_sweep_folder(target) and not is_run_folder(target):
+            found += trial_folders(target)  # a sweep: its trials, whichever machine trained them
+            continue
         if target.is_dir():
             with contextlib.suppress(RunFileError):  # a run folder (it has run.json and config.yaml) whose run.json can't be read
                 read_run_info(target)

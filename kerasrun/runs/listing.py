@@ -8,9 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.files import last_value, monitored_metric, read_config_section, read_history
-from kerasrun.rundir.io import RunFileError, present, read_json
-from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, RUN_FILE, SWEEP_FILE
+from kerasrun.rundir.files import (
+    is_run_folder,
+    is_sweep_folder,
+    last_value,
+    monitored_metric,
+    read_config_section,
+    read_history,
+    trial_folders,
+)
+from kerasrun.rundir.io import RunFileError, read_json
+from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status, parse_time, seconds_since
 from kerasrun.runs.table import format_number
 
@@ -83,14 +91,9 @@ def run_folders(base: Path) -> list[Path]:
     for folder in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if is_run_folder(folder):
             found.append(folder)
-        elif present(folder / SWEEP_FILE):  # `kerasrun sweep` keeps its trials inside its folder
-            found += sorted(p for p in folder.iterdir() if p.is_dir() and is_run_folder(p))
+        elif is_sweep_folder(folder):  # `kerasrun sweep` keeps its trials inside its folder
+            found += trial_folders(folder)
     return found
-
-
-def is_run_folder(folder: Path) -> bool:
-    """A folder with a run.json or a config.yaml, whatever they are (a FIFO or a dangling link makes an unreadable run)."""
-    return present(folder / RUN_FILE) or present(folder / CONFIG_FILE)
 
 
 def summarize_run(run_dir: Path) -> RunSummary:

@@ -11,12 +11,11 @@ import re
 from pathlib import Path
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.rundir.files import best_epoch
+from kerasrun.rundir.files import best_epoch, trial_folders
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
 from kerasrun.rundir.record import now_iso
-from kerasrun.runs.listing import is_run_folder
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, params_of
 
 TRIAL_NAME = re.compile(r"^trial-(\d+)$")
@@ -28,7 +27,7 @@ def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
     if not folder.is_dir():
         raise ConfigError(Problem(key="", file="--collect", message=f"{folder} is not a folder"))
     trials = []
-    for run_dir in sorted(p for p in folder.iterdir() if p.is_dir() and is_run_folder(p)):
+    for run_dir in trial_folders(folder):
         trial = read_trial(run_dir, metric, mode)
         if trial is not None:
             trials.append(trial)

@@ -96,6 +96,12 @@ def test_two_processes_share_a_grid_and_a_killed_ones_trial_is_resumed_by_the_ot
     info = read_json(victim_dir / "run.json")
     assert info["status"] == "completed" and info["pid"] == survivor.pid
     assert {w["pid"] for w in record["workers"]} == {first.pid, second.pid}
+    compared = CliRunner().invoke(app, ["compare", str(sweep), "--json"])  # a sweep folder is its trials, whoever trained them
+    assert compared.exit_code == 0, compared.output
+    assert len(json.loads(compared.stdout)["runs"]) == 3
+    plotted = CliRunner().invoke(app, ["plot", str(sweep), "-o", str(tmp_path / "curves.png")])
+    assert plotted.exit_code == 0, plotted.output
+    assert (tmp_path / "curves.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("storage", ["journal", "postgresql"])
