@@ -26,11 +26,12 @@ def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(Problem(key="", file="--collect", message=f"{folder} is not a folder"))
-    trials = []
-    for run_dir in trial_folders(folder):
+    newest: dict[int, Trial] = {}
+    for run_dir in trial_folders(folder):  # in name order, which starts with the start time
         trial = read_trial(run_dir, metric, mode)
         if trial is not None:
-            trials.append(trial)
+            newest[trial.index] = trial  # a task the scheduler restarted trained its trial again in a newer folder
+    trials = [newest[index] for index in sorted(newest)]
     if not trials:
         raise ConfigError(
             Problem(key="", file=str(folder), message="holds no trial run folder (runs named trial-NNN, as --print-commands names them)")

@@ -199,12 +199,16 @@ def test_print_commands_run_from_anywhere_and_collect_ranks_them(tmp_path: Path)
     for task in tasks:  # as two tasks of a Slurm array would, started in another directory
         code, _, err = finish(task)
         assert code == 0, err
+    first_line = listed.stdout.splitlines()[0]
+    again = subprocess.run(shlex.split(first_line), cwd=elsewhere, env=env, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr  # a restarted task: trial-000 trained again in a newer folder
     sweep = tmp_path / "runs" / "tiny-sweep"
     collected = CliRunner().invoke(app, ["sweep", "--collect", str(sweep), "--json"])
     assert collected.exit_code == 0, collected.output
     record = json.loads(collected.stdout)
     assert record["method"] == "collected" and record["status"] == "completed"
     assert sorted(t["index"] for t in record["trials"]) == [0, 1] and [t["rank"] for t in record["trials"]] == [1, 2]
+    assert next(t for t in record["trials"] if t["index"] == 0)["run_dir"] == max(p.name for p in sweep.glob("*-trial-000"))
     assert {t["params"][LR] for t in record["trials"]} == {0.01, 0.1} and read_json(sweep / "sweep.json") == record
     listing = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs")])
     assert "tiny-sweep/" in listing.stdout and "sweep tiny-sweep: completed, 2 of 2 trials ended" in listing.stdout
