@@ -398,3 +398,27 @@ def word_pairs(n: int = 150):
     own = words[2 * y[:, None] + rng.integers(0, 2, size=(n, 2))]
     x = np.where(rng.random((n, 2)) < 0.3, words[rng.integers(0, 6, size=(n, 2))], own)
     return {"x_train": x[:120], "y_train": y[:120], "x_test": x[120:], "y_test": y[120:]}
+
+
+class OwnTrainStep(keras.Model):
+    """A subclassed model with its own train_step (Keras's "customizing what happens in fit" guide): only fit runs it."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, data):
+        self.step_runs.assign_add(1)
+        return super().train_step(data)
+
+    def build(self, input_shape):
+        self.step_runs = self.add_weight(shape=(), initializer="zeros", trainable=False, dtype="int64", name="step_runs")
+        super().build(input_shape)
+
+
+def own_train_step():
+    """Factory for OwnTrainStep."""
+    return OwnTrainStep()

@@ -99,6 +99,8 @@ def train(
         say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
             typer.echo(f"note: {note}", err=True)
+        if experiment.trainer.name == "fit" and experiment.trainer.chosen_because:  # auto fell back from the faster loop
+            typer.echo(f"note: train.loop: fit ({experiment.trainer.chosen_because})", err=True)
         for warning in experiment.notes:
             typer.echo(f"warning: {warning}", err=True)
         if experiment.init_from:

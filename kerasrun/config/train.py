@@ -59,8 +59,10 @@ class SampleWeightByClass(Strict):
 class TrainConfig(Strict):
     """Arguments of `model.fit`, plus where validation data comes from."""
 
-    loop: Literal["fit", "custom"] = Field(
-        "fit", description="fit: Keras's model.fit; custom: kerasrun's compiled GradientTape loop (same numbers)"
+    loop: Literal["auto", "fit", "custom"] = Field(
+        "auto",
+        description="auto: the faster loop that gives the same numbers (custom unless the model needs fit); "
+        "fit: Keras's model.fit; custom: kerasrun's compiled GradientTape loop (same numbers)",
     )
     step: ImportPath | None = Field(
         None, description="custom loop only: module:function(model, x, y, sample_weight, training) -> {name: scalar}"
@@ -104,8 +106,8 @@ class TrainConfig(Strict):
             raise ValueError("set validation_split or validation_data, not both")
         if self.stratify and self.validation_split is None:
             raise ValueError("stratify needs validation_split")
-        if self.step is not None and self.loop != "custom":
-            raise ValueError("`step` needs `loop: custom`")
+        if self.step is not None and self.loop == "fit":
+            raise ValueError("`step` needs `loop: custom` (or `auto`, which then picks it)")
         if self.initial_epoch >= self.epochs:
             raise ValueError(f"initial_epoch ({self.initial_epoch}) must be below epochs ({self.epochs})")
         return self

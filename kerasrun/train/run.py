@@ -242,6 +242,7 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
         deterministic=config.runtime.deterministic,
         precision=config.runtime.precision,
         loop=experiment.trainer.name,
+        loop_chosen=experiment.trainer.chosen_because,
         init_from=experiment.init_from,
     )
 

@@ -29,7 +29,7 @@ def test_every_shipped_config_validates() -> None:
 
 def test_defaults_are_filled_in(write_config) -> None:
     config = load_config(write_config())
-    assert config.train.loop == "fit"
+    assert config.train.loop == "auto"
     assert config.compile.steps_per_execution == 32
     assert config.runtime.device == "auto"
     assert config.output.runs_dir == "runs"

@@ -149,3 +149,38 @@ def test_linear_classifier_seed_with_the_custom_loop(runner, tmp_path) -> None:
         histories[loop] = read_json(only_run(tmp_path / loop) / "history.json")
     assert histories["custom"] == histories["fit"]
     assert histories["custom"]["binary_accuracy"][-1] >= 0.97
+
+
+def test_loop_auto_trains_with_the_custom_loop_and_gives_fits_bytes(runner, write_config, tmp_path) -> None:
+    config = write_config(REGULARIZED)
+    histories = {}
+    for loop in ("auto", "fit"):
+        result = train(runner, config, tmp_path / loop, "--set", f"train.loop={loop}")
+        assert result.exit_code == 0, result.output
+        run = only_run(tmp_path / loop)
+        histories[loop] = (run / "history.json").read_bytes()
+        info = read_json(run / "run.json")
+        assert info["loop"] == ("custom" if loop == "auto" else "fit")
+    assert histories["auto"] == histories["fit"]  # the faster loop, the same bytes
+    assert info["loop_chosen"] is None and "note: train.loop" not in result.output
+    auto = read_json(only_run(tmp_path / "auto") / "run.json")
+    assert auto["loop_chosen"] == "auto: the custom loop gives fit's numbers, faster"
+
+
+def test_loop_auto_falls_back_to_fit_for_a_model_with_its_own_train_step_and_custom_refuses_it(runner, write_config, tmp_path) -> None:
+    config = write_config({"model": {"inputs": None, "layers": None, "factory": "helpers_custom:own_train_step"}})
+    result = train(runner, config, tmp_path / "auto")
+    assert result.exit_code == 0, result.output
+    assert "note: train.loop: fit (auto: the model's class overrides train_step, which only fit runs)" in result.output
+    info = read_json(only_run(tmp_path / "auto") / "run.json")
+    assert info["loop"] == "fit" and "overrides train_step" in info["loop_chosen"]
+    refused = train(runner, config, tmp_path / "custom", "--set", "train.loop=custom")
+    assert refused.exit_code == 2 and "train.loop" in refused.output and "would silently skip it" in refused.output
+    assert not (tmp_path / "custom").exists() or not any((tmp_path / "custom").iterdir())
+
+
+def test_loop_auto_keeps_fit_when_the_model_compiles_with_xla(runner, write_config, tmp_path) -> None:
+    result = train(runner, write_config({"compile": {"jit_compile": True}, "train": {"epochs": 1}}), tmp_path / "xla")
+    assert result.exit_code == 0, result.output
+    info = read_json(only_run(tmp_path / "xla") / "run.json")
+    assert info["loop"] == "fit" and info["loop_chosen"] == "auto: the model compiles with XLA (jit_compile), which only fit does"

@@ -30,6 +30,7 @@ class Trainer(ABC):
     """Trains a compiled Keras model on prepared tf.data pipelines, driving Keras callbacks."""
 
     name: str
+    chosen_because: str | None = None  # why this loop trains, when `train.loop: auto` (or multi-worker) picked it
 
     def __init__(self, model: Any, config: Config, placement: Placement) -> None:
         self.model = model

@@ -17,14 +17,46 @@ from kerasrun.train.trainers.fit import FitTrainer
 
 
 def make_trainer(config: Config, model: Any, data: Data, placement: Placement) -> Trainer:
-    """The trainer for `train.loop` (the custom loop under multi-worker, where Keras's fit fails)."""
-    return LOOPS[training_loop(config)](config, model, data, placement)
+    """The trainer of the loop `training_loop` picks; it records why when `train.loop: auto` picked it."""
+    name, why = training_loop(config, model)
+    trainer = LOOPS[name](config, model, data, placement)
+    trainer.chosen_because = why
+    return trainer
 
 
-def training_loop(config: Config) -> str:
-    """The loop that trains: Keras 3's fit and evaluate fail under MultiWorkerMirroredStrategy
-    (keras-team/keras#20585), so multi-worker runs use the custom loop, which computes fit's numbers."""
-    return "custom" if config.runtime.strategy == "multi_worker" else config.train.loop
+def training_loop(config: Config, model: Any = None) -> tuple[str, str | None]:
+    """The loop that trains, and why when it was not simply asked for.
+
+    Keras 3's fit and evaluate fail under MultiWorkerMirroredStrategy (keras-team/keras#20585), so
+    multi-worker runs use the custom loop, which computes fit's numbers. `auto` takes the custom
+    loop — the same numbers, bit for bit, and faster (bench/README.md) — unless the model needs fit.
+    """
+    if config.runtime.strategy == "multi_worker":
+        return "custom", None if config.train.loop == "custom" else "multi-worker: Keras's fit fails under MultiWorkerMirroredStrategy"
+    if config.train.loop != "auto":
+        if config.train.loop == "custom" and model is not None and (own := own_steps(model)):
+            raise ConfigError(
+                config.problem(
+                    ("train", "loop"),
+                    f"the model's class overrides {' and '.join(own)}, which only Keras's fit runs: the custom loop would silently skip it",
+                    "use `loop: fit` (or `auto`)",
+                )
+            )
+        return config.train.loop, None
+    if config.train.step is not None:
+        return "custom", "auto: train.step runs in the custom loop"
+    if model is not None and (own := own_steps(model)):
+        return "fit", f"auto: the model's class overrides {' and '.join(own)}, which only fit runs"
+    if model is not None and getattr(model, "jit_compile", False):
+        return "fit", "auto: the model compiles with XLA (jit_compile), which only fit does"
+    return "custom", "auto: the custom loop gives fit's numbers, faster"
+
+
+def own_steps(model: Any) -> list[str]:
+    """The Keras training-step methods the model's class overrides (a subclassed Model with its own train_step)."""
+    from kerasrun._tf import keras
+
+    return [name for name in ("train_step", "test_step") if getattr(type(model), name, None) is not getattr(keras.Model, name, None)]
 
 
 def make_fit_trainer(config: Config, model: Any, data: Data, placement: Placement) -> Trainer:
