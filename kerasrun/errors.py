@@ -131,6 +131,7 @@ def graph_error(exc: BaseException) -> GraphError | None:
         return None
     node = GRAPH_NODE.search(text)
     op = next((group for group in node.groups() if group), None) if node else None
+    op = op.rsplit("/", 1)[-1] if op else op  # `while/cond/UnsortedSegmentSum` in a compiled loop: the op, not its scopes
     frames = [match.groups() for match in map(GRAPH_FRAME.match, text.splitlines()) if match]
     said = [
         line.strip()
