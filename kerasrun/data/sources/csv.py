@@ -14,6 +14,7 @@ import numpy as np
 from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, split_test
+from kerasrun.data.sources.csv_fast import read_fast
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.imports import suggest
 
@@ -26,8 +27,12 @@ def read_csv_table(
     """Feature columns and target column(s) of a CSV file; {name: columns} / {name: column} for several inputs/outputs.
 
     Also returns the classes of each text target: a validation or test file's text labels are numbered
-    by the training file's classes (`classes`), never by its own.
+    by the training file's classes (`classes`), never by its own. A well-formed file is parsed by NumPy
+    (`csv_fast`); anything else, and every error, by the careful reader below.
     """
+    fast = read_fast(path, spec, where, classes)
+    if fast is not None:
+        return fast
     rows = read_rows(path, spec, where, loc)
     header = rows[0]
     numbered = [(number, row) for number, row in enumerate(rows[1:], start=2) if row]  # (line, row); blank lines are no rows
