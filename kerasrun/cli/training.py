@@ -31,6 +31,8 @@ def run_and_report(start: Any, progress: Progress) -> Any:
         result = start(run_dir.append, stdout)
     for warning in result.warnings:
         err_console().print(f"warning: {warning}", markup=False)
+    for note in result.notes:
+        err_console().print(f"note: {note}", markup=False)
     if result.metrics and progress != "none":
         print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == "json")
     return result
