@@ -11,7 +11,7 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from kerasrun.cli.options import Progress, SetOption, TrustOption
-from kerasrun.cli.render import err_console, json_stdout, print_metrics, report_interrupted, reported_errors, say
+from kerasrun.cli.render import err_console, json_stdout, print_metrics, report_interrupted, reported_errors, retrained_epochs, say
 from kerasrun.train.signals import Interrupted
 
 
@@ -144,13 +144,8 @@ def resume(
         say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
         for missing in uncaptured(plan.state):
             err_console().print(f"warning: {missing}", markup=False)
-        if plan.retrained:
-            epochs = (
-                f"epoch {plan.state.epoch + 1}"
-                if plan.retrained == 1
-                else f"epochs {plan.state.epoch + 1}-{plan.state.epoch + plan.retrained}"
-            )
-            err_console().print(f"note: {epochs} ran after the newest checkpoint and will be trained again", markup=False)
+        if note := retrained_epochs(plan.state.epoch, plan.retrained):
+            err_console().print(f"note: {note}", markup=False)
         return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
 
     result = run_and_report(start, progress)
