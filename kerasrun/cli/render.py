@@ -116,6 +116,28 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
         console.print(
             f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
         )
+        if retrained := retrained_on_resume(run_dir):
+            console.print(f"note: {retrained} by `kerasrun resume`", markup=False)
+
+
+def retrained_on_resume(run_dir: Path) -> str | None:
+    """What resume will train again, from run.json: the epochs completed after the newest checkpoint; None when there are none."""
+    try:
+        info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # run.json unwritable or unreadable: the notes above say so
+        return None
+    done, saved = info.get("epochs_completed"), info.get("checkpoint_epoch")
+    if not isinstance(done, int) or not isinstance(saved, int):
+        return None
+    return retrained_epochs(saved, done - saved)
+
+
+def retrained_epochs(checkpoint_epoch: int, retrained: int) -> str | None:
+    """`epoch N ran after the newest checkpoint and will be trained again` (resume's words too); None when no epoch did."""
+    if retrained <= 0:
+        return None
+    epochs = f"epoch {checkpoint_epoch + 1}" if retrained == 1 else f"epochs {checkpoint_epoch + 1}-{checkpoint_epoch + retrained}"
+    return f"{epochs} ran after the newest checkpoint (epoch {checkpoint_epoch}) and will be trained again"
 
 
 def say(text: str, progress: Progress) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Any, TextIO
 import typer
 
 from kerasrun.cli.options import Progress, SetOption, TrustOption
-from kerasrun.cli.render import err_console, json_stdout, print_metrics, report_interrupted, reported_errors, say
+from kerasrun.cli.render import err_console, json_stdout, print_metrics, report_interrupted, reported_errors, retrained_epochs, say
 from kerasrun.train.signals import Interrupted
 
 
@@ -31,6 +31,8 @@ def run_and_report(start: Any, progress: Progress) -> Any:
         result = start(run_dir.append, stdout)
     for warning in result.warnings:
         err_console().print(f"warning: {warning}", markup=False)
+    for note in result.notes:
+        err_console().print(f"note: {note}", markup=False)
     if result.metrics and progress != "none":
         print_metrics(f"test metrics ({result.run_dir.name})", result.metrics, as_json=progress == "json")
     return result
@@ -144,13 +146,8 @@ def resume(
         say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
         for missing in uncaptured(plan.state):
             err_console().print(f"warning: {missing}", markup=False)
-        if plan.retrained:
-            epochs = (
-                f"epoch {plan.state.epoch + 1}"
-                if plan.retrained == 1
-                else f"epochs {plan.state.epoch + 1}-{plan.state.epoch + plan.retrained}"
-            )
-            err_console().print(f"note: {epochs} ran after the newest checkpoint and will be trained again", markup=False)
+        if note := retrained_epochs(plan.state.epoch, plan.retrained):
+            err_console().print(f"note: {note}", markup=False)
         return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
 
     result = run_and_report(start, progress)

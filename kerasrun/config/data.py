@@ -50,8 +50,11 @@ class PreprocessStep(Strict):
 # Keys of the sources read while training (streamed CSV, streamed image folders, TFRecord).
 ShuffleBuffer = Annotated[int, Field(ge=1, le=1 << 26, strict=True, description="streamed: rows the training shuffle holds at once")]
 StreamCache = Annotated[
-    Literal["none", "file"],
-    Field(description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there"),
+    Literal["none", "file", "keep"],
+    Field(
+        description="streamed: `file` writes the decoded rows to the run folder's cache/ on the first pass and reads them from there, "
+        "removing it when the run completes; `keep` keeps it"
+    ),
 ]
 
 

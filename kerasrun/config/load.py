@@ -8,16 +8,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kerasrun.config.compose import read_config_file
+from kerasrun.config.compose import interpolate, read_config_file
 from kerasrun.config.problems import describe_validation_error
 from kerasrun.config.schema import Config, check_across_sections
-from kerasrun.config.yamlsource import SourceMap, format_key, load_yaml_value, parse_yaml
+from kerasrun.config.yamlsource import MAX_BYTES, SourceMap, format_key, load_yaml_value, parse_yaml
 from kerasrun.errors import Collector, ConfigError, Problem
 from kerasrun.startup import make_config_folder_importable
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMap, values: dict[str, Any] | None = None) -> None:
-    """Apply `dotted.key=value` overrides (values parsed as YAML), then `values` (taken as they are)."""
+    """Apply `dotted.key=value` overrides (values parsed as YAML, `${VAR}`s substituted), then `values` (taken as they are)."""
+    room = [MAX_BYTES]  # what substitution may add over all the --set values, as over a config file
     for item in overrides:
         dotted, _, raw = item.partition("=")
         append = dotted.endswith("+")  # key+=[a, b] appends to the list at key
@@ -34,9 +35,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
             raise ConfigError(
                 [Problem(key=".".join(x for x in (dotted, p.key) if x), message=p.message, file="--set", hint=p.hint) for p in duplicates]
             )
+        value = substitute_set_value(dotted, value, room)
         set_dotted(data, dotted, value, source, append)
     for dotted, value in (values or {}).items():
         set_dotted(data, dotted, value, source)
+
+
+def substitute_set_value(dotted: str, value: Any, room: list[int]) -> Any:
+    """A --set value with its `${VAR}`s substituted as a config file's are; an unset variable is a ConfigError naming `--set`."""
+    try:
+        parts: list[Any] = dotted_parts(dotted)
+    except ValueError:
+        return value  # set_dotted says what is wrong with the key
+    holder = {parts[-1]: value}
+    # Every key under this one came from the command line, so each problem is reported as `--set KEY`.
+    where = SourceMap(file="--set", overrides={tuple(str(p) for p in parts)})
+    problems = interpolate(holder, where, tuple(parts[:-1]), room)
+    if problems:
+        raise ConfigError(problems)
+    return holder[parts[-1]]
 
 
 # A dotted key: a key, then `.key` or `[index]` any number of times; a key holds no `.`, `[` or `]`.

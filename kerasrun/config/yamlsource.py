@@ -36,6 +36,16 @@ INT_TAG, FLOAT_TAG = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
 # Numbers YAML 1.1 reads as strings: `1e-3`, `1.0e30` (its floats need a dot and a signed exponent).
 SCIENTIFIC = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+# Inside a flow mapping or list, YAML reads the `{`, `}` of `${NAME}` (and a default's `,`, `[`, `]`, `:`) as the
+# collection's own: `{path: ${DATA}/x.csv}` is a syntax error. While YAML parses, those characters of a one-line
+# `${...}` stand in as private-use characters, one for one (so every line and column stays), and each scalar gets
+# them back. A span with a quote, `#`, backslash or line break in it is left as written: there they may be YAML's.
+SHIELDED_CHARACTERS = "{}[],:"
+STAND_INS = "\ue000\ue001\ue002\ue003\ue004\ue005"
+SHIELD = str.maketrans(SHIELDED_CHARACTERS, STAND_INS)
+UNSHIELD = str.maketrans(STAND_INS, SHIELDED_CHARACTERS)
+ANY_STAND_IN = re.compile(f"[{STAND_INS}]")
+NOT_SHIELDED = re.compile(r"[\"'#\\\n\r\x85\u2028\u2029]")
 
 
 @dataclass
@@ -260,17 +270,65 @@ def count_events(text: str) -> None:
             raise YamlLimitError(f"holds more than {MAX_NODES:,} values (limit: {MAX_NODES:,} values)", event)
 
 
+def shield_variables(text: str) -> str:
+    """`text` with the flow indicators inside each one-line `${...}` replaced by stand-ins (see STAND_INS); linear time.
+
+    The next `}` and the next character that stops shielding are each found once and reused, as `variables` in
+    compose.py does, so a text of many unclosed `${` costs one pass.
+    """
+    if "${" not in text or ANY_STAND_IN.search(text):  # a text holding the stand-ins already is parsed as written
+        return text
+    parts: list[str] = []
+    copied = 0
+    close = stop = -1  # the next `}` / character that stops shielding, at or after the current `{` (len(text): none)
+    start = text.find("${")
+    while start >= 0:
+        brace = start + 1
+        if close < brace:
+            found = text.find("}", brace)
+            close = found if found >= 0 else len(text)
+        if close == len(text):  # no `}` after this `${`: none after a later one either
+            break
+        if stop < brace:
+            match = NOT_SHIELDED.search(text, brace)
+            stop = match.start() if match else len(text)
+        if stop < close:
+            start = text.find("${", brace + 1)
+            continue
+        parts += [text[copied:brace], text[brace : close + 1].translate(SHIELD)]
+        copied = close + 1
+        start = text.find("${", copied)
+    return "".join(parts) + text[copied:] if parts else text
+
+
+def unshield(root: yaml.Node) -> None:
+    """Give every scalar in the graph its shielded characters back (each node once: an alias shares its anchor's node)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            node.value = node.value.translate(UNSHIELD)
+        stack.extend(children(node))
+
+
 def load_yaml_value(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], Position], list[Problem]]:
     """Any YAML document, bounded as configs are: (data, positions, duplicate-key problems); raises ConfigError."""
     if len(text) > MAX_BYTES:
         raise ConfigError(Problem(key="", message=too_big(len(text)), file=name))
-    loader = Loader(text)
+    shielded = shield_variables(text)  # `${VAR}` inside a flow mapping or list
+    loader = Loader(shielded)
     try:
-        count_events(text)  # a flat list of a million values is refused after 400,000 events, not composed
+        count_events(shielded)  # a flat list of a million values is refused after 400,000 events, not composed
         root = loader.get_single_node()  # nodes only: no Python object is built yet
         if root is None:
             return None, {}, []
         check_graph(root)
+        if shielded is not text:
+            unshield(root)
         positions, problems = map_positions(root, name)
         return loader.construct_document(root), positions, problems
     except YamlLimitError as exc:

@@ -7,6 +7,7 @@ resume and the run folder's records are written once, here.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ class RunResult:
     history: dict[str, list[Any]]
     metrics: dict[str, float] | None
     warnings: list[str] = field(default_factory=list)  # for the command to show, e.g. why curves.png is missing
+    notes: list[str] = field(default_factory=list)  # for the command to show, e.g. that the decoded-rows cache was removed
 
 
 def run_experiment(
@@ -117,7 +119,7 @@ def run_experiment(
             states = CallbackStates(user_callbacks)  # as built: what training changes later is their state
             if state is not None:
                 checkpoint.prepare_callbacks_for_resume(user_callbacks, state.epoch)
-            if getattr(config.data, "cache", "none") == "file":  # decode streamed rows once, into the run folder
+            if getattr(config.data, "cache", "none") in ("file", "keep"):  # decode streamed rows once, into the run folder
                 data = cache_in(data, run_dir / CACHE_DIR)
             clock = EpochClock()
             batch = config.train.batch_size
@@ -194,7 +196,24 @@ def run_experiment(
                 also += f"; after fixing the cause, `kerasrun resume {run_dir}` continues from its last checkpoint"
             raise RunFailedError(f"training failed: {what} (run folder {run_dir} is marked failed){also}") from exc
         record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
-    return RunResult(run_dir, "completed", history.history, metrics, warnings)
+    cache = getattr(config.data, "cache", "none")
+    note = settle_cache(run_dir / CACHE_DIR, keep=cache == "keep") if cache in ("file", "keep") else None
+    notes = [note] if note else []
+    return RunResult(run_dir, "completed", history.history, metrics, warnings, notes)
+
+
+def settle_cache(folder: Path, keep: bool) -> str | None:
+    """Remove a completed run's decoded-rows cache unless it is to be kept; where it is (or was), and its size, as a note."""
+    files = [path for path in folder.rglob("*") if path.is_file()]
+    if not files:  # every split was in memory: nothing was cached
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    size = sum(path.stat().st_size for path in files) / 1e6
+    if keep:
+        return f"the decoded rows stay cached in {folder} ({size:.1f} MB; data.cache: keep)"
+    # Nothing reads it once the run is complete: evaluate and predict decode afresh, and resume rebuilds it.
+    shutil.rmtree(folder, ignore_errors=True)
+    return f"removed the decoded rows cached in {folder} ({size:.1f} MB) now that the run is complete (data.cache: keep keeps them)"
 
 
 def failure_text(exc: BaseException, config: Config) -> str:

@@ -240,22 +240,34 @@ def test_auc_on_a_streamed_ten_class_folder_is_refused_before_the_run_folder(fol
 def test_a_streamed_folder_cached_to_the_run_folder_trains_the_same(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
     changes: dict[str, Any] = {"data": {"test_path": "test", "memory_limit_mb": 0}, "train": {"epochs": 3}}
     plain = write(folders, "nocache.yaml", changes)
-    cached = write(folders, "cache.yaml", {**changes, "data": {**changes["data"], "cache": "file"}})
+    kept = write(folders, "cache.yaml", {**changes, "data": {**changes["data"], "cache": "keep"}})
     runs = []
-    for config in (plain, cached):
+    for config in (plain, kept):
         result = train(runner, config, tmp_path / config.stem)
         assert result.exit_code == 0, result.output
         runs.append(only_run(tmp_path / config.stem))
     assert (runs[0] / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()
     assert (runs[0] / "metrics.json").read_bytes() == (runs[1] / "metrics.json").read_bytes()
-    written = {path.name.split(".")[0] for path in (runs[1] / "cache").iterdir()}
+    written = {path.name.split(".")[0] for path in (runs[1] / "cache").iterdir()}  # `keep`: the cache stays after completion
     assert {"train", "validation", "test"} <= written and not (runs[0] / "cache").exists()
-    # Resumed, the run folder's cache is rebuilt (an interrupted run may have left it half-written): the same bytes.
+    assert said(f"note: the decoded rows stay cached in {runs[1] / 'cache'} (", result.output)
+    # `file`: the cache is removed when the run completes, and the output says where it was.
+    cached = write(folders, "cache_file.yaml", {**changes, "data": {**changes["data"], "cache": "file"}})
     short = train(runner, cached, tmp_path / "short", "--set", "train.epochs=2")
     assert short.exit_code == 0, short.output
-    resumed = runner.invoke(app, ["resume", str(only_run(tmp_path / "short")), "--set", "train.epochs=3", "--progress", "none"])
+    run = only_run(tmp_path / "short")
+    assert not (run / "cache").exists()
+    assert said(f"note: removed the decoded rows cached in {run / 'cache'} (", short.output)
+    # Resumed, the run folder's cache is rebuilt (an interrupted run may have left it half-written): the same bytes.
+    resumed = runner.invoke(app, ["resume", str(run), "--set", "train.epochs=3", "--progress", "none"])
     assert resumed.exit_code == 0, resumed.output
-    assert (only_run(tmp_path / "short") / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()
+    assert (run / "history.json").read_bytes() == (runs[1] / "history.json").read_bytes()
+    assert not (run / "cache").exists() and said("note: removed the decoded rows cached in", resumed.output)
+
+
+def said(text: str, output: str) -> bool:
+    """Whether the command output holds `text`, however the console wrapped it (whitespace ignored)."""
+    return "".join(text.split()) in "".join(output.split())
 
 
 def seed_putting_last_file_in_validation(count: int, fraction: float) -> int:
