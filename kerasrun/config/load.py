@@ -8,10 +8,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from kerasrun.config.compose import interpolate, read_config_file
+from kerasrun.config.compose import deletions, interpolate, read_config_file
 from kerasrun.config.problems import describe_validation_error
 from kerasrun.config.schema import Config, check_across_sections
-from kerasrun.config.yamlsource import MAX_BYTES, SourceMap, format_key, load_yaml_value, parse_yaml
+from kerasrun.config.yamlsource import DELETE_TAG, MAX_BYTES, SourceMap, format_key, load_yaml_value, parse_yaml
 from kerasrun.errors import Collector, ConfigError, Problem
 from kerasrun.startup import make_config_folder_importable
 
@@ -123,6 +123,14 @@ def validate_config(
 ) -> Config:
     """Apply overrides and validate the raw mapping against the schema, then the rules that span sections."""
     apply_overrides(data, overrides, source, values)
+    misplaced = deletions(data, ())  # from --set, a sweep's values or a run folder's config: composing took out the files' own
+    if misplaced:
+        raise ConfigError(
+            [
+                source.problem(where, f"`{DELETE_TAG}` takes a key out of a base config, only in a config file with `extends:`")
+                for where in misplaced
+            ]
+        )
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:

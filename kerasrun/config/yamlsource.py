@@ -46,6 +46,31 @@ SHIELD = str.maketrans(SHIELDED_CHARACTERS, STAND_INS)
 UNSHIELD = str.maketrans(STAND_INS, SHIELDED_CHARACTERS)
 ANY_STAND_IN = re.compile(f"[{STAND_INS}]")
 NOT_SHIELDED = re.compile(r"[\"'#\\\n\r\x85\u2028\u2029]")
+DELETE_TAG = "!delete"
+
+
+class Delete:
+    """The value of `key: !delete`: take `key` out of the config this file extends (compose.py); anywhere else an error."""
+
+    def __repr__(self) -> str:
+        return DELETE_TAG
+
+
+DELETE = Delete()
+
+
+def construct_delete(loader: yaml.SafeLoader, node: yaml.Node) -> Delete:
+    """`!delete` stands alone: a value after it would be silently dropped, so it is refused."""
+    if not isinstance(node, yaml.ScalarNode) or node.value:
+        raise yaml.constructor.ConstructorError(None, None, "`!delete` takes no value: write `key: !delete`", node.start_mark)
+    return DELETE
+
+
+class ConfigLoader(Loader):
+    """The safe loader with kerasrun's one tag, `!delete` (a subclass: PyYAML's loaders are shared by every caller)."""
+
+
+ConfigLoader.add_constructor(DELETE_TAG, construct_delete)
 
 
 @dataclass
@@ -56,6 +81,9 @@ class SourceMap:
     positions: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
     overrides: set[tuple[str, ...]] = field(default_factory=set)
     files: dict[tuple[str, ...], str] = field(default_factory=dict)  # keys a base config (extends) gave: its file
+    # What a later config of an `extends` chain did to a whole section (switched data.source, say): (its file, the
+    # note, whether a problem in that same file gets it too), added to the problems inside the section.
+    notes: dict[tuple[str, ...], tuple[str, str, bool]] = field(default_factory=dict)
 
     def locate(self, loc: Loc) -> tuple[int | None, int | None]:
         """Return (line, column) of the deepest known prefix of `loc`."""
@@ -81,7 +109,11 @@ class SourceMap:
         deeper = sorted(path for path in self.overrides if path[: len(key)] == key)  # --set inside what is reported
         if deeper:
             message += f" (with --set {format_key(tuple(int(p) if p.isdigit() else p for p in deeper[0]))})"
-        return Problem(key=format_key(loc), message=message, file=self.file_of(loc), line=line, column=column, hint=hint)
+        file = self.file_of(loc)
+        for noted in (key[:n] for n in range(len(key), -1, -1)):
+            if noted in self.notes and (self.notes[noted][0] != file or self.notes[noted][2]):
+                message += f" ({self.notes[noted][1]})"
+        return Problem(key=format_key(loc), message=message, file=file, line=line, column=column, hint=hint)
 
 
 def format_key(loc: Loc) -> str:
@@ -320,7 +352,7 @@ def load_yaml_value(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], Po
     if len(text) > MAX_BYTES:
         raise ConfigError(Problem(key="", message=too_big(len(text)), file=name))
     shielded = shield_variables(text)  # `${VAR}` inside a flow mapping or list
-    loader = Loader(shielded)
+    loader = ConfigLoader(shielded)
     try:
         count_events(shielded)  # a flat list of a million values is refused after 400,000 events, not composed
         root = loader.get_single_node()  # nodes only: no Python object is built yet
@@ -339,8 +371,19 @@ def load_yaml_value(text: str, name: str) -> tuple[Any, dict[tuple[str, ...], Po
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"YAML syntax error: {exc.problem or exc}" + (f" ({exc.context})" if exc.context else "")
+        # A tag ends at a space: `{key: !delete}` reads `!delete}` as the tag, and YAML's message doesn't say so.
+        lines = text.splitlines()
+        tagged = mark is not None and mark.line < len(lines) and lines[mark.line][: mark.column].endswith(DELETE_TAG)
+        hint = f"put a space after {DELETE_TAG}: `{{key: {DELETE_TAG} }}`" if tagged else None
         raise ConfigError(
-            Problem(key="", message=message, file=name, line=mark.line + 1 if mark else None, column=mark.column + 1 if mark else None)
+            Problem(
+                key="",
+                message=message,
+                file=name,
+                line=mark.line + 1 if mark else None,
+                column=mark.column + 1 if mark else None,
+                hint=hint,
+            )
         ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(Problem(key="", message=f"YAML error: {exc}", file=name)) from None
