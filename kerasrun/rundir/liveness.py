@@ -129,7 +129,8 @@ def effective_status(info: dict[str, Any], run_dir: Path | None = None) -> str:
 def resume_blocker(run_dir: Path, info: dict[str, Any]) -> str | None:
     """Why `kerasrun resume` could not continue this run (no checkpoint, multi-worker), or None when it can."""
     placement = info.get("placement")
-    if isinstance(placement, dict) and placement.get("strategy") == "MultiWorkerMirroredStrategy":
+    # tf.distribute names the class CollectiveAllReduceStrategy (MultiWorkerMirroredStrategy is its alias).
+    if isinstance(placement, dict) and placement.get("strategy") in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy"):
         return "multi-worker runs can't be resumed yet (its weights can start a new run: model.init_from)"
     if not list_checkpoints(run_dir):
         return "it has no checkpoint (output.checkpoint was off, or it stopped before its first epoch ended)"

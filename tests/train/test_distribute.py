@@ -147,4 +147,4 @@ def test_deterministic_and_placement_are_recorded(runner, write_config, runs_dir
     )
     assert result.exit_code == 0, result.output
     info = read_json(only_run(runs_dir) / "run.json")
-    assert info["deterministic"] is True and info["placement"]["strategy"] == "OneDeviceStrategy" and info["loop"] == "fit"
+    assert info["deterministic"] is True and info["placement"]["strategy"] == "OneDeviceStrategy" and info["loop"] == "custom"

@@ -209,8 +209,16 @@ def test_launch_passes_sigterm_to_its_workers_and_leaves_no_process(tmp_path) ->
     assert code == 143, err
     assert "passed it on to the workers" in err
     assert not [pid for pid in workers if alive(pid)]  # every worker has exited
-    info = read_json(only_run(tmp_path / "runs") / "run.json")  # the chief's folder
+    chief = only_run(tmp_path / "runs")
+    info = read_json(chief / "run.json")  # the chief's folder
     assert info["status"] == "interrupted" and info["signal"] == "SIGTERM"
+    from kerasrun.rundir.liveness import resume_blocker
+
+    assert info["placement"]["strategy"] == "CollectiveAllReduceStrategy"
+    assert resume_blocker(chief, info) == "multi-worker runs can't be resumed yet (its weights can start a new run: model.init_from)"
+    evaluated = kerasrun("evaluate", str(chief))  # no hint to run a `kerasrun resume` that would refuse
+    code, _, err = finish(evaluated)
+    assert code == 2 and "kerasrun resume" not in err and "can't be resumed: multi-worker" in err, err
 
 
 def children_of(pid: int) -> list[int]:
