@@ -113,3 +113,18 @@ def monitor_direction_problem(callback: Any, model: Any) -> str | None:
     except ValueError as exc:
         return str(exc).split(". Pass", 1)[0]
     return None
+
+
+def compute_loss(model: Any, x: Any, y: Any, y_pred: Any, sample_weight: Any, training: bool) -> Any:
+    """The model's loss as Keras's own train_step computes it: `Trainer._compute_loss` (private) passes `training`
+    only to a `compute_loss` override that takes it (the argument came in Keras 3.3; older overrides lack it).
+
+    Fallback on an untested Keras: the same check on the override's signature, done here.
+    """
+    if private_api_ok() and hasattr(model, "_compute_loss"):
+        return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+    import inspect
+
+    if "training" in inspect.signature(model.compute_loss).parameters:
+        return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+    return model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight)

@@ -26,6 +26,8 @@ PY = {"generator": None, "means": None, "cov": None, "samples_per_class": None, 
 
 PARITY_CASES = {
     "dropout_l2_add_loss": REGULARIZED,
+    # A compute_loss override without `training` (before Keras 3.3): fit and the custom loop both call it without.
+    "compute_loss_without_training": {"model": {"inputs": None, "layers": None, "factory": "helpers_custom:loss_without_training"}},
     "class_weight": {**REGULARIZED, "train": {"class_weight": {0: 3.0, 2: 0.5}}},
     "sample_weight_array_and_rule": {
         **REGULARIZED,

@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kerasrun import keras_private
 from kerasrun._tf import keras, tf
 from kerasrun.train.trainers.base import Trainer, cap_steps, evaluate_model
 
@@ -98,7 +99,7 @@ class CustomLoop:
         model = self.model
         with tf.GradientTape() as tape:
             y_pred = model(x, training=True)
-            loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            loss = keras_private.compute_loss(model, x, y, y_pred, sample_weight, training=True)
             self.loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=batch_size_of(x))
             scaled = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, model.trainable_weights)
@@ -112,7 +113,7 @@ class CustomLoop:
             self.record_user_logs(self.user_step(self.model, x, y, sample_weight, training=False), x)
             return
         y_pred = self.model(x, training=False)
-        loss = self.model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False)
+        loss = keras_private.compute_loss(self.model, x, y, y_pred, sample_weight, training=False)
         self.loss_tracker.update_state(unscale_for_replicas(loss), sample_weight=batch_size_of(x))
         self.model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
