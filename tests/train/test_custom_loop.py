@@ -26,8 +26,6 @@ PY = {"generator": None, "means": None, "cov": None, "samples_per_class": None, 
 
 PARITY_CASES = {
     "dropout_l2_add_loss": REGULARIZED,
-    # A compute_loss override without `training` (before Keras 3.3): fit and the custom loop both call it without.
-    "compute_loss_without_training": {"model": {"inputs": None, "layers": None, "factory": "helpers_custom:loss_without_training"}},
     "class_weight": {**REGULARIZED, "train": {"class_weight": {0: 3.0, 2: 0.5}}},
     "sample_weight_array_and_rule": {
         **REGULARIZED,
@@ -186,3 +184,14 @@ def test_loop_auto_keeps_fit_when_the_model_compiles_with_xla(runner, write_conf
     assert result.exit_code == 0, result.output
     info = read_json(only_run(tmp_path / "xla") / "run.json")
     assert info["loop"] == "fit" and info["loop_chosen"] == "auto: the model compiles with XLA (jit_compile), which only fit does"
+
+
+def test_a_compute_loss_override_without_training_gives_fits_bytes_in_the_custom_loop(runner, write_config, tmp_path) -> None:
+    # Keras's fit calls an override from before Keras 3.3 without `training`; the custom loop must too.
+    config = write_config({"model": {"inputs": None, "layers": None, "factory": "helpers_custom:loss_without_training"}})
+    histories = {}
+    for loop in ("fit", "custom"):
+        result = train(runner, config, tmp_path / loop, "--set", f"train.loop={loop}")
+        assert result.exit_code == 0, result.output
+        histories[loop] = (only_run(tmp_path / loop) / "history.json").read_bytes()
+    assert histories["custom"] == histories["fit"]
