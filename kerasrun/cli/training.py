@@ -99,7 +99,7 @@ def train(
         say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
             typer.echo(f"note: {note}", err=True)
-        for warning in experiment.notes:
+        for warning in [*experiment.notes, *([experiment.memory_warning] if experiment.memory_warning else [])]:
             typer.echo(f"warning: {warning}", err=True)
         if experiment.init_from:
             loaded = experiment.init_from
@@ -140,6 +140,8 @@ def resume(
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
         say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+        if experiment.memory_warning:
+            err_console().print(f"warning: {experiment.memory_warning}", markup=False)
         for missing in uncaptured(plan.state):
             err_console().print(f"warning: {missing}", markup=False)
         if plan.retrained:
