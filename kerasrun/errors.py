@@ -115,6 +115,8 @@ class GraphError:
 
 
 GRAPH_NODE = re.compile(r"Detected at node '?([^\s']+?)'? defined at|\{\{node ([^}]+)\}\}")
+# Lines of a graph error that are not what failed: a stack TensorFlow didn't keep, the count of root errors.
+GRAPH_FILLER = re.compile(r"<stack traces unavailable>|\d+ root error\(s\) found\.")
 GRAPH_FRAME = re.compile(r'^\s*File "([^"]+)", line \d+, in (\S+)')
 # Where an op ran, from the functions of Keras's training step in its stack, outermost first.
 GRAPH_STAGES = (("compute_metrics", "metrics"), ("compute_loss", "loss"), ("apply_gradients", "optimizer"), ("apply", "optimizer"))
@@ -140,8 +142,11 @@ def graph_error(exc: BaseException) -> GraphError | None:
         and not GRAPH_FRAME.match(line)
         and not line.startswith(("Graph execution error", "Detected at node"))
         and not line.strip().startswith("[[")
+        and not GRAPH_FILLER.match(line.strip())
     ]
-    message = re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", said[0]) if said else type(exc).__name__
+    # With several root errors each says `(0) ABORTED:  what`; the number says nothing on one line.
+    first = re.sub(r"^\(\d+\)\s+", "", said[0]) if said else None
+    message = re.sub(r"\s+", " ", re.sub(r"\s*\[Op:[^\]]*\]\s*$", "", first)) if first else type(exc).__name__
     stage = next((name for _, function in frames for key, name in GRAPH_STAGES if function == key), None)
     if stage is None and any("/keras/src/layers/" in path for path, _ in frames):
         stage = "model"

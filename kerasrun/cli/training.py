@@ -103,7 +103,7 @@ def train(
             typer.echo(f"note: {note}", err=True)
         if experiment.trainer.name == "fit" and experiment.trainer.chosen_because:  # auto fell back from the faster loop
             typer.echo(f"note: train.loop: fit ({experiment.trainer.chosen_because})", err=True)
-        for warning in experiment.notes:
+        for warning in [*experiment.notes, *([experiment.memory_warning] if experiment.memory_warning else [])]:
             typer.echo(f"warning: {warning}", err=True)
         if experiment.init_from:
             loaded = experiment.init_from
@@ -144,6 +144,8 @@ def resume(
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
         say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+        if experiment.memory_warning:
+            err_console().print(f"warning: {experiment.memory_warning}", markup=False)
         for missing in uncaptured(plan.state):
             err_console().print(f"warning: {missing}", markup=False)
         if note := retrained_epochs(plan.state.epoch, plan.retrained):

@@ -30,6 +30,7 @@ from kerasrun.integrations.mlflow_tracking import MlflowTracker
 from kerasrun.train.callbacks.records import check_callbacks, check_monitors
 from kerasrun.train.checkpoint import CallbackStates
 from kerasrun.train.devices import Placement, select_placement
+from kerasrun.train.memory import address_space_warning
 from kerasrun.train.trainers.base import Trainer
 from kerasrun.train.trainers.select import make_trainer
 
@@ -47,6 +48,7 @@ class Experiment:
     init_from: dict[str, Any] | None = None  # what model.init_from loaded, for run.json
     tracker: MlflowTracker | None = None  # output.mlflow: the store, opened before the folder exists
     notes: list[str] = field(default_factory=list)  # warnings for the start of the run: callback state a checkpoint cannot hold
+    memory_warning: str | None = None  # `ulimit -v` below what the run will likely reserve (train.memory)
 
 
 def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_weights: bool = True) -> Experiment:
@@ -94,7 +96,9 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     trainer = make_trainer(config, model, data, placement)
     tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
     timings["build_s"] = time.perf_counter() - start
-    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker, notes)
+    # Last, so that the address space measured holds the data, the model and the traced custom loop.
+    memory = address_space_warning(placement.replicas)
+    return Experiment(config, model, data, placement, trainer, timings, init_report, tracker, notes, memory)
 
 
 def metrics_built(model: Any, data: Data, config: Config) -> bool:

@@ -43,6 +43,7 @@ from kerasrun.train.callbacks.progress import make_progress
 from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress
 from kerasrun.train.checkpoint import CallbackStates, RestoreCallbackState
 from kerasrun.train.experiment import Experiment
+from kerasrun.train.memory import out_of_memory_hint
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
 from kerasrun.train.trainers.base import Trainer
@@ -219,19 +220,22 @@ def settle_cache(folder: Path, keep: bool) -> str | None:
 def failure_text(exc: BaseException, config: Config) -> str:
     """What a training failure says: `Type: message`, or for a TensorFlow graph error one line with the op and the likely config key.
 
-    TensorFlow's message holds the whole Python stack that defined the op; `--debug` shows it.
+    TensorFlow's message holds the whole Python stack that defined the op; `--debug` shows it. A failure that
+    memory likely caused says so (a MemoryError often has no message at all).
     """
+    hint = out_of_memory_hint(exc)
     graph = graph_error(exc)
     if graph is None:
-        return f"{type(exc).__name__}: {exc}"
+        said = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return f"{said} ({hint})" if hint else said
     keys = {
         "metrics": [f"compile.{key}" for key in ("metrics", "weighted_metrics") if getattr(config.compile, key)],
         "loss": ["compile.loss"],
         "optimizer": ["compile.optimizer"],
         "model": ["model.layers" if config.model.layers else "model.factory"],
     }.get(graph.stage or "", [])
-    likely = f"likely {' or '.join(keys)}; " if keys else ""
-    return f"{type(exc).__name__}: {graph.line} ({likely}--debug shows TensorFlow's stack)"
+    likely = hint or (f"likely {' or '.join(keys)}" if keys else "")
+    return f"{type(exc).__name__}: {graph.line} ({likely + '; ' if likely else ''}--debug shows TensorFlow's stack)"
 
 
 @contextmanager
