@@ -79,3 +79,9 @@ def good_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = train(CliRunner(), config, base / "runs")
     assert result.exit_code == 0, result.output
     return next((base / "runs").iterdir())
+
+
+@pytest.fixture(autouse=True)
+def no_debug_left_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kerasrun --debug` run in this process sets KERASRUN_DEBUG for good: undo it after each test, or later subprocesses print TensorFlow's start-up."""
+    monkeypatch.delenv("KERASRUN_DEBUG", raising=False)
