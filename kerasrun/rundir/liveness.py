@@ -43,8 +43,18 @@ def process_alive(pid: int, started: int | None) -> bool:
         return False
     except PermissionError:  # it exists, but belongs to another user
         pass
+    if process_state(pid) in ("Z", "X"):  # dead, not yet reaped by its parent: kill(pid, 0) still succeeds on a zombie
+        return False
     now = process_start_ticks(pid)
     return started is None or now is None or now == started
+
+
+def process_state(pid: int) -> str | None:
+    """The state letter of process `pid` (R, S, D, Z for a zombie, …; Linux /proc), or None where it can't be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def seconds_since(timestamp: str | None) -> float | None:

@@ -25,7 +25,7 @@ from typing import Any
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
-from kerasrun.rundir.liveness import STALE_AFTER_SECONDS, effective_status, process_alive, process_identity
+from kerasrun.rundir.liveness import STALE_AFTER_SECONDS, effective_status, process_alive, process_identity, run_dir_locked
 
 JOURNAL_FILE = "study.journal"  # the default storage: Optuna's journal file, in the sweep folder (documented as safe on NFS)
 DEFINITION_ATTR = "kerasrun_sweep"  # the study's user attr holding what the sweep is (config, space, metric, budget)
@@ -263,11 +263,13 @@ def trial_process_gone(trial: Any, sweep_dir: Path) -> bool:
     """Whether the process training a running trial has died (a live or unknown one is left alone)."""
     me = process_identity()
     worker = trial.user_attrs.get("worker")
+    run_dir = sweep_dir / str(trial.user_attrs.get("run_dir", ""))
     if isinstance(worker, dict) and worker.get("host") == me["host"] and isinstance(worker.get("pid"), int):
         if worker["pid"] == me["pid"]:
             return False
+        if run_dir_locked(run_dir) is True:  # the kernel drops the folder's lock with its process, whatever its parent does
+            return False
         return not process_alive(worker["pid"], worker.get("pid_started"))
-    run_dir = sweep_dir / str(trial.user_attrs.get("run_dir", ""))
     try:
         info = read_json(run_dir / RUN_FILE)
     except RunFileError:

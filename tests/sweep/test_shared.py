@@ -212,3 +212,31 @@ def test_print_commands_run_from_anywhere_and_collect_ranks_them(tmp_path: Path)
     assert {t["params"][LR] for t in record["trials"]} == {0.01, 0.1} and read_json(sweep / "sweep.json") == record
     listing = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs")])
     assert "tiny-sweep/" in listing.stdout and "sweep tiny-sweep: completed, 2 of 2 trials ended" in listing.stdout
+
+
+def test_a_killed_local_worker_of_jobs_2_is_a_zombie_and_its_trial_is_still_finished(tmp_path: Path, standalone: dict[str, Path]) -> None:
+    runs = tmp_path / "runs"
+    command = [
+        "sweep",
+        str(standalone["config"]),
+        "--grid",
+        f"{LR}=0.01,0.02,0.03",
+        "--jobs",
+        "2",
+        "--study-name",
+        "j",
+        "--runs-dir",
+        str(runs),
+    ]
+    process = kerasrun_popen(command)
+    victim_dir = wait_for_epochs(runs / "j", 3, [process])
+    os.kill(read_json(victim_dir / "run.json")["pid"], signal.SIGKILL)  # reaped in start order: a later worker stays a zombie meanwhile
+    code, _, err = finish(process)
+    assert code == 0, err[-3000:]
+    assert "warning: 1 of 2 worker processes ended with exit codes -9" in err
+    done = trials(runs / "j")
+    assert all(t["status"] == "completed" for t in done) and sum(len(t["attempts"]) for t in done) == 4
+    victim = next(t for t in done if t["run_dir"] == victim_dir.name)
+    lr = victim["overrides"][0].partition("=")[2]
+    if lr in standalone:
+        assert (victim_dir / "history.json").read_bytes() == standalone[lr].read_bytes()
