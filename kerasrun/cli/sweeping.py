@@ -79,6 +79,25 @@ def sweep(
         given = [name for name, value in (("CONFIG", config_path), ("--resume", resume_dir), ("--collect", collect_dir)) if value]
         if len(given) != 1:
             raise ConfigError(Problem(key="", file="sweep", message="give one of CONFIG, --resume SWEEP_DIR or --collect SWEEP_DIR"))
+        searched = [
+            name
+            for name, value in (
+                ("--grid", grid),
+                ("--random", random_count),
+                ("--optuna", optuna_count),
+                ("--space", space_items),
+                ("--set", set_),
+            )
+            if value not in (None, [])
+        ]
+        if (resume_dir or collect_dir) and searched:
+            raise ConfigError(
+                Problem(
+                    key="",
+                    file="--resume" if resume_dir else "--collect",
+                    message=f"{', '.join(searched)} can't be given here: the sweep's own search is used",
+                )
+            )
         if collect_dir is not None:
             from kerasrun.sweep.collect import collect_sweep
 
@@ -137,7 +156,7 @@ def sweep(
             assert resume_dir is not None  # one of the three was given (checked above)
             sweep, made = open_sweep(resume_dir, storage, jobs, progress="none" if as_json or jobs > 1 else progress), False
         before = sweep.record()
-        done = sum(t.status not in ("pending", "running") for t in before.trials)
+        done = sum(t.status in ("completed", "failed", "diverged", "pruned") for t in before.trials)
         joined = "" if made else f"; joined its study: {done} of {before.settings['planned']} trials ended before"
         say.print(
             f"sweep folder: {sweep.path}  ({sweep.plan.count} {sweep.plan.method} trial(s), {sweep.plan.metric} {sweep.plan.mode}{joined})",

@@ -13,6 +13,7 @@ host, run.json's heartbeat on another).
 from __future__ import annotations
 
 import contextlib
+import copy
 import re
 import threading
 import time
@@ -32,8 +33,11 @@ DEFINITION_ATTR = "kerasrun_sweep"  # the study's user attr holding what the swe
 READY_ATTR = "kerasrun_ready"  # set once every trial is enqueued: a process joining earlier waits for it
 WORKER_PREFIX = "kerasrun_worker:"  # one study user attr per process that worked on the sweep
 HEARTBEAT_INTERVAL = 10  # seconds between a trial's heartbeats in an RDB storage (Optuna's heartbeat)
-GRACE_PERIOD = 60  # an RDB trial without a heartbeat for this long belongs to a dead process
+# An RDB trial without a heartbeat for this long belongs to a dead process: longer than run.json's STALE_AFTER_SECONDS,
+# so that by then its run folder counts as crashed too and the next attempt can resume it.
+GRACE_PERIOD = 150
 MAX_RETRY = 3  # a trial whose process dies this often (e.g. killed for memory each time) stays failed
+SETUP_GRACE_SECONDS = 900.0  # a trial taken on another host with no run folder yet: its data may take this long to load
 JOIN_WAIT_SECONDS = 120.0  # how long a joining process waits for the maker to enqueue the trials
 MATCHING = ("config", "method", "metric", "mode", "space", "set", "planned")  # what a joining command must share with the study
 
@@ -62,8 +66,15 @@ def storage_url(sweep_dir: Path, given: str | None) -> str:
 
 
 def shown_url(url: str) -> str:
-    """The storage URL without its password (sweep.json and the output show this one)."""
-    return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
+    """The storage URL without its password (sweep.json and the output show this one), as SQLAlchemy parses it."""
+    if "://" not in url:
+        return url
+    try:
+        from sqlalchemy.engine import make_url
+
+        return str(make_url(url).render_as_string(hide_password=True))
+    except Exception:  # not an SQLAlchemy URL: hide whatever stands between `user:` and the last `@`
+        return re.sub(r"(://[^:/@]+):.*@", r"\1:***@", url)
 
 
 def open_storage(optuna: Any, url: str) -> Any:
@@ -120,8 +131,32 @@ def first_line(exc: BaseException) -> str:
 
 
 def retry_callback(optuna: Any) -> Any:
-    """Optuna's callback that enqueues a failed trial again with its values, user attrs and reported epochs."""
-    return retry_class(optuna)(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+    """Optuna's callback that enqueues a dead process's trial again with its values, user attrs and reported epochs.
+
+    The dead process's `worker` attr is left out: the copy belongs to whoever takes it next.
+    """
+    optuna_retry = retry_class(optuna)(max_retry=MAX_RETRY, inherit_intermediate_values=True)
+
+    def retry(study: Any, trial: Any) -> None:
+        trial = copy.deepcopy(trial)
+        trial.user_attrs = {key: value for key, value in trial.user_attrs.items() if key != "worker"}
+        optuna_retry(study, trial)
+
+    return retry
+
+
+def requeue(optuna: Any, study: Any, trial: Any) -> None:
+    """Enqueue an interrupted trial again (values, user attrs, reported epochs), without counting it as a crash retry."""
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=optuna.trial.TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs={key: value for key, value in trial.user_attrs.items() if key != "worker"},
+            system_attrs=trial.system_attrs,
+            intermediate_values=trial.intermediate_values,
+        )
+    )
 
 
 def retry_class(optuna: Any) -> Any:
@@ -138,10 +173,15 @@ def make_or_join(optuna: Any, storage: Any, name: str, definition: dict[str, Any
         study = optuna.load_study(storage=storage, study_name=name)
         check_joined(study, definition, name)
         return study, False
-    study.set_user_attr(DEFINITION_ATTR, definition)
-    for slot in slots:
-        study.enqueue_trial({}, user_attrs=slot)
-    study.set_user_attr(READY_ATTR, True)
+    try:
+        study.set_user_attr(DEFINITION_ATTR, definition)
+        for slot in slots:
+            study.enqueue_trial({}, user_attrs=slot)
+        study.set_user_attr(READY_ATTR, True)
+    except BaseException:  # stopped while enqueueing: a study never ready could not be joined or resumed
+        with contextlib.suppress(Exception):
+            optuna.delete_study(study_name=name, storage=storage)
+        raise
     return study, True
 
 
@@ -260,25 +300,33 @@ def fail_stale_trials(optuna: Any, study: Any, sweep_dir: Path) -> list[int]:
 
 
 def trial_process_gone(trial: Any, sweep_dir: Path) -> bool:
-    """Whether the process training a running trial has died (a live or unknown one is left alone)."""
+    """Whether the process that took a running trial has died (a live or unknown one is left alone).
+
+    Only a run.json written by that process (its host and pid) tells about it: the folder may still
+    hold an earlier attempt's. On this host the folder's lock and the process itself tell; from
+    another host run.json's heartbeat, or, before it made its run folder, the time since it took the trial.
+    """
     me = process_identity()
     worker = trial.user_attrs.get("worker")
-    run_dir = sweep_dir / str(trial.user_attrs.get("run_dir", ""))
-    if isinstance(worker, dict) and worker.get("host") == me["host"] and isinstance(worker.get("pid"), int):
-        if worker["pid"] == me["pid"]:
-            return False
-        if run_dir_locked(run_dir) is True:  # the kernel drops the folder's lock with its process, whatever its parent does
-            return False
-        return not process_alive(worker["pid"], worker.get("pid_started"))
+    started = trial.datetime_start
+    age = (datetime.now(timezone.utc) - started.astimezone(timezone.utc)).total_seconds() if started else 0.0
+    if not isinstance(worker, dict) or not isinstance(worker.get("pid"), int):
+        return age > STALE_AFTER_SECONDS  # taken, but its taker never wrote who it is: it died in between
+    run_dir = sweep_dir / str(trial.user_attrs.get("run_dir") or "")
     try:
         info = read_json(run_dir / RUN_FILE)
     except RunFileError:
         info = None
-    if isinstance(info, dict) and info.get("pid") is not None:
-        return effective_status(info, run_dir) == "crashed"
-    started = trial.datetime_start
-    age = (datetime.now(timezone.utc) - started.astimezone(timezone.utc)).total_seconds() if started else 0.0
-    return age > STALE_AFTER_SECONDS  # taken on another host and no run folder since: its process died setting up
+    own = isinstance(info, dict) and info.get("pid") == worker["pid"] and info.get("host") == worker.get("host")
+    if worker.get("host") == me["host"]:
+        if worker["pid"] == me["pid"]:
+            return False
+        if own and run_dir_locked(run_dir) is True:  # the kernel drops the folder's lock with its process, whatever its parent does
+            return False
+        return not process_alive(worker["pid"], worker.get("pid_started"))
+    if own:
+        return effective_status(info, run_dir) == "crashed"  # type: ignore[arg-type,unused-ignore]
+    return age > SETUP_GRACE_SECONDS  # taken on another host and no run folder of its own since
 
 
 @contextlib.contextmanager

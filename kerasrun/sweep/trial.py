@@ -20,9 +20,9 @@ from typing import Any
 from kerasrun._tf import keras, tf
 from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError, DivergedError, KerasrunError
+from kerasrun.rundir import checkpoints
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
-from kerasrun.rundir.trust import UntrustedRunError
 from kerasrun.train.resume import ResumePlan, load_for_resume
 from kerasrun.train.signals import Interrupted, as_interrupted
 
@@ -135,8 +135,8 @@ def earlier_attempt(run_dir: Path) -> ResumePlan | TrialOutcome | None:
     """What an earlier attempt left in the trial's folder: a run to resume, a completed outcome, or None (train anew).
 
     A folder with nothing to resume from (stopped before its first checkpoint) is removed: the trial
-    starts again from scratch, as the same seed makes it the same run. A folder kerasrun did not sign
-    is never trained into (the UntrustedRunError fails the trial).
+    starts again from scratch, as the same seed makes it the same run. A folder that can't be resumed
+    for another reason (locked by a live process, not signed by kerasrun) fails the attempt untouched.
     """
     if not run_dir.exists() and not run_dir.is_symlink():
         return None
@@ -150,14 +150,11 @@ def earlier_attempt(run_dir: Path) -> ResumePlan | TrialOutcome | None:
         except RunFileError:
             metrics = None
         return TrialOutcome("completed", str(run_dir), read_history(run_dir), metrics if isinstance(metrics, dict) else None)
-    if isinstance(info, dict):
-        try:
-            return load_for_resume(run_dir, [])
-        except UntrustedRunError:
-            raise
-        except ConfigError:
-            pass  # no checkpoint yet: nothing of it to keep
-    shutil.rmtree(run_dir)
+    if isinstance(info, dict) and checkpoints.latest(run_dir) is not None:
+        # Anything that keeps it from resuming (another process trains in it, a folder kerasrun did not sign)
+        # fails this attempt, and the folder is left as it is.
+        return load_for_resume(run_dir, [])
+    shutil.rmtree(run_dir)  # no checkpoint: nothing of it to keep (it stopped before its first epoch ended)
     return None
 
 

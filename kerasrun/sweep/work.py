@@ -8,7 +8,9 @@ puts them back in the queue), so a trial whose process was killed is finished by
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -49,7 +51,8 @@ class Sweep:
         """sweep.json's content, from the study: `completed` once no trial waits or runs, else `status` (default running)."""
         frozen = self.study.get_trials(deepcopy=False)
         trials = trials_of(frozen)
-        if not any(t.status in ("pending", RUNNING) for t in trials):
+        waiting, running = studies.unfinished(self.optuna, self.study)  # an interrupted trial waits too, to be resumed
+        if not waiting and not running:
             status = "completed"
         definition = self.plan.definition()
         settings: dict[str, Any] = {
@@ -106,19 +109,41 @@ def start_sweep(plan: SweepPlan, command: list[str], storage: str | None, study_
     """Make the sweep (folder, study, every trial enqueued), or join it when the study of that name exists; (sweep, made here)."""
     optuna = studies.import_optuna()
     folder, new_folder = sweep_folder(plan, study_name)
+    made = False
     try:
         url = studies.storage_url(folder, storage)
         name = study_name or folder.name
+        check_same_study(folder, url, name)
         store = studies.open_storage(optuna, url)
         study, made = studies.make_or_join(optuna, store, name, plan.definition(), slots_of(plan))
     except BaseException:
-        if new_folder and not any(folder.iterdir()):
-            folder.rmdir()  # nothing was written: an exit-2 error leaves nothing behind
+        if new_folder:  # nothing of a sweep was made (the study of a failed make is deleted): leave nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
         raise
     started = read_started(folder) or now_iso()
     sweep = Sweep(plan, folder, optuna, study, url, name, command, started, jobs)
     sweep.save()  # before any trial: worker processes and `--resume` find the study through it
     return sweep, made
+
+
+def check_same_study(folder: Path, url: str, name: str) -> None:
+    """Refuse a sweep folder whose sweep.json names another storage or study (a node that forgot its --storage)."""
+    try:
+        record = read_json(folder / SWEEP_FILE)
+    except RunFileError:
+        return
+    if not isinstance(record, dict):
+        return
+    recorded = (record.get("storage"), record.get("study_name"))
+    if recorded != (studies.shown_url(url), name):
+        raise ConfigError(
+            Problem(
+                key="--storage",
+                file=str(folder),
+                message=f"this sweep folder belongs to the study {recorded[1]!r} in {recorded[0]}, not {name!r} in {studies.shown_url(url)}",
+                hint="give the same --storage as the sweep's other processes (sweep.json's `storage`), or another --study-name",
+            )
+        )
 
 
 def read_started(folder: Path) -> str | None:
@@ -139,6 +164,9 @@ def open_sweep(folder: Path, storage: str | None = None, jobs: int = 1, **settin
     if not isinstance(record, dict) or not record.get("study_name"):
         raise ConfigError(Problem(key="", file=str(folder), message="its sweep.json names no study (made by an older kerasrun)"))
     url = storage or str(record.get("storage") or "")
+    own_journal = Path(folder) / studies.JOURNAL_FILE
+    if not storage and "://" not in url and own_journal.is_file():
+        url = str(own_journal.resolve())  # the default storage travels with its folder (moved, copied, mounted elsewhere)
     if "***" in url:
         raise ConfigError(
             Problem(key="--storage", file=str(folder), message="the storage URL has a password: give it again with --storage")
@@ -202,7 +230,23 @@ def work_on(sweep: Sweep, report: Report) -> None:
 
 
 def run_taken(sweep: Sweep, trial: Any, report: Report) -> Interrupted | None:
-    """Train one trial this process took, record the outcome in the study and sweep.json; the signal that stopped it."""
+    """Train one trial this process took, record the outcome in the study and sweep.json; the signal that stopped it.
+
+    A signal anywhere from the take to the outcome's record puts the trial back in the queue, so that
+    no trial stays `running` for a process that is gone.
+    """
+    optuna = sweep.optuna
+    try:
+        return train_taken(sweep, trial, report)
+    except KeyboardInterrupt:
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            sweep.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            studies.requeue(optuna, sweep.study, studies.frozen(sweep.study, trial.number))
+        raise
+
+
+def train_taken(sweep: Sweep, trial: Any, report: Report) -> Interrupted | None:
+    """The body of run_taken: suggest (Optuna), train or resume, record."""
     from kerasrun.sweep.bayes import PruneOnEpoch, suggest
     from kerasrun.sweep.trial import run_trial
 
@@ -211,7 +255,7 @@ def run_taken(sweep: Sweep, trial: Any, report: Report) -> Interrupted | None:
     overrides = list(trial.user_attrs.get("overrides") or [f"{dim.key}={suggest(trial, dim)}" for dim in plan.dims])
     trial.set_user_attr("overrides", overrides)
     run_dir = sweep.path / trial_name(slot)
-    attempts = [*studies.retry_class(optuna).retry_history(studies.frozen(sweep.study, trial.number)), trial.number]
+    attempts = [t.number for t in sweep.study.get_trials(deepcopy=False) if t.user_attrs.get("slot") == slot]
     report(sweep.save(), Trial(slot, overrides, {}, status=RUNNING, run_dir=run_dir.name, attempts=attempts))
     callbacks = [PruneOnEpoch(trial, plan.metric)] if plan.method == "optuna" else None
     all_overrides = [*plan.base_overrides, *overrides]
@@ -235,19 +279,23 @@ def run_taken(sweep: Sweep, trial: Any, report: Report) -> Interrupted | None:
         "test_metrics": outcome.test_metrics,
         "error": outcome.error,
         "seconds": round(outcome.seconds, 3),
-        "run_dir": run_dir.name if outcome.run_dir else None,
+        "run_dir": run_dir.name,  # always: a later attempt (on any host) looks for its folder here
     }
-    for key, attr in attrs.items():
-        trial.set_user_attr(key, attr)
-    if stop is not None:  # back to the queue, to be resumed from its checkpoint
-        sweep.study.tell(trial, state=optuna.trial.TrialState.FAIL)
-        studies.retry_callback(optuna)(sweep.study, studies.frozen(sweep.study, trial.number))
-    elif outcome.status == "pruned":
-        sweep.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-    elif outcome.status == "completed" and value is not None:
-        sweep.study.tell(trial, value)
-    else:
-        sweep.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    try:
+        for key, attr in attrs.items():
+            trial.set_user_attr(key, attr)
+        if stop is not None:  # back to the queue, to be resumed from its checkpoint (not counted as a crash retry)
+            sweep.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            studies.requeue(optuna, sweep.study, studies.frozen(sweep.study, trial.number))
+        elif outcome.status == "pruned":
+            sweep.study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        elif outcome.status == "completed" and value is not None:
+            sweep.study.tell(trial, value)
+        else:
+            sweep.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        # Another process took it for dead (a lost heartbeat) and enqueued it again: that attempt resumes from here.
+        sweep.notes.append(f"trial {trial_name(slot)} was taken over by another process while this one trained it")
     record = sweep.save("interrupted" if stop is not None else None)
     report(record, next(t for t in record.trials if t.index == slot))
     return stop
@@ -258,18 +306,24 @@ def recorded_on_exit(sweep: Sweep) -> Iterator[None]:
     """sweep.json says how this process left the sweep: interrupted by a signal (or the watchdog's forced exit), failed, or done."""
 
     def mark(signum: int) -> None:
-        sweep.save("interrupted")
+        sweep.save(stopped_status(sweep))
 
     with on_forced_exit(mark):
         try:
             yield
         except KeyboardInterrupt:
-            sweep.save("interrupted")
+            sweep.save(stopped_status(sweep))
             raise
         except BaseException:
             sweep.save("failed")  # e.g. a storage that went away: sweep.json must not stay `running`
             raise
     sweep.save()
+
+
+def stopped_status(sweep: Sweep) -> str:
+    """How a signal to this process leaves the sweep: `interrupted`, unless other processes still train its trials."""
+    _, running = studies.unfinished(sweep.optuna, sweep.study)  # this process's own trial went back to the queue
+    return RUNNING if running else "interrupted"
 
 
 def run_sweep(sweep: Sweep, made: bool, report: Report, worker_module: str = "kerasrun.sweep.worker") -> SweepRecord:

@@ -240,3 +240,17 @@ def test_a_killed_local_worker_of_jobs_2_is_a_zombie_and_its_trial_is_still_fini
     lr = victim["overrides"][0].partition("=")[2]
     if lr in standalone:
         assert (victim_dir / "history.json").read_bytes() == standalone[lr].read_bytes()
+
+
+def test_an_interrupted_last_trial_leaves_the_sweep_interrupted_not_completed(tmp_path: Path, standalone: dict[str, Path]) -> None:
+    runs = tmp_path / "runs"
+    process = kerasrun_popen(["sweep", str(standalone["config"]), "--grid", f"{LR}=0.01", "--study-name", "one", "--runs-dir", str(runs)])
+    wait_for_epochs(runs / "one", 3, [process])
+    process.send_signal(signal.SIGINT)
+    assert finish(process)[0] == 130
+    record = read_json(runs / "one" / "sweep.json")
+    assert record["status"] == "interrupted" and record["trials"][0]["status"] == "interrupted"
+    listed = CliRunner().invoke(app, ["runs", "--runs-dir", str(runs)])
+    assert "sweep one: interrupted, 0 of 1 trials ended; continue it with `kerasrun sweep --resume" in listed.stdout
+    refused = CliRunner().invoke(app, ["sweep", "--resume", str(runs / "one"), "--grid", f"{LR}=0.1"])
+    assert refused.exit_code == 2 and "--grid can't be given here" in refused.output
