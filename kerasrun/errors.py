@@ -114,6 +114,7 @@ class GraphError:
         return f"TensorFlow op `{self.op}` failed: {self.message}" if self.op else f"TensorFlow failed: {self.message}"
 
 
+LOOP_SCOPES = re.compile(r"^(?:(?:while|cond|body)(?:_\d+)?/)+")  # the steps_per_execution loop's scopes, not the model's
 GRAPH_NODE = re.compile(r"Detected at node '?([^\s']+?)'? defined at|\{\{node ([^}]+)\}\}")
 # Lines of a graph error that are not what failed: a stack TensorFlow didn't keep, the count of root errors.
 GRAPH_FILLER = re.compile(r"<stack traces unavailable>|\d+ root error\(s\) found\.")
@@ -133,7 +134,7 @@ def graph_error(exc: BaseException) -> GraphError | None:
         return None
     node = GRAPH_NODE.search(text)
     op = next((group for group in node.groups() if group), None) if node else None
-    op = op.rsplit("/", 1)[-1] if op else op  # `while/cond/UnsortedSegmentSum` in a compiled loop: the op, not its scopes
+    op = LOOP_SCOPES.sub("", op) if op else op  # `while/cond/UnsortedSegmentSum` in the custom loop: the op fit names
     frames = [match.groups() for match in map(GRAPH_FRAME.match, text.splitlines()) if match]
     said = [
         line.strip()

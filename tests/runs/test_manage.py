@@ -51,7 +51,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     """Three real tiny runs (fit lr 0.01 in a real process with --progress json, custom lr 0.05, fit without curves),
     a crashed run (status running, its process gone), an unreadable folder and a folder that is not a run."""
     made = Runs(tmp_path_factory.mktemp("manage"))
-    made.config.write_text(yaml.safe_dump(TINY, sort_keys=False))
+    made.config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "loop": "fit"}}, sort_keys=False))  # not auto: two loops
     train_args = ["train", str(made.config), "--runs-dir", str(made.runs_dir)]
     made.json_progress = kerasrun_process([*train_args, "--progress", "json", "--name", "tiny-a"])
     assert made.json_progress.returncode == 0, made.json_progress.stderr

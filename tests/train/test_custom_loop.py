@@ -126,7 +126,7 @@ def test_bad_user_step_exits_2_without_a_run_folder(runner, write_config, runs_d
 
 
 def test_step_needs_the_custom_loop(runner, write_config, runs_dir) -> None:
-    result = train(runner, write_config({"train": {"step": "helpers_custom:step_returns_list"}}), runs_dir)
+    result = train(runner, write_config({"train": {"loop": "fit", "step": "helpers_custom:step_returns_list"}}), runs_dir)
     assert result.exit_code == 2 and "`step` needs `loop: custom`" in result.output
 
 

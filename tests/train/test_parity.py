@@ -81,7 +81,8 @@ def test_class_weight_equals_per_class_sample_weight(runner, write_config, tmp_p
 @pytest.mark.parametrize("prebuild", [True, False])
 def test_train_and_test_steps_are_traced_once(write_config, prebuild) -> None:
     """Variables made before the first trace spare tf.function its second trace (same numbers: see above)."""
-    config = load_config(write_config({**PARITY, "compile": {**PARITY["compile"], "steps_per_execution": 4}}))
+    changes = {**PARITY, "compile": {**PARITY["compile"], "steps_per_execution": 4}, "train": {**PARITY.get("train", {}), "loop": "fit"}}
+    config = load_config(write_config(changes))  # Keras's own train_step and test_step: fit's
     experiment = prepare_experiment(config)
     model, traces = experiment.model, []
     for step in ("train_step", "test_step"):
