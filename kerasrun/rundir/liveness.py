@@ -21,12 +21,20 @@ class RunRecordError(KerasrunError):
     """run.json could not be written (a full disk, a removed folder), or another process trains in the folder."""
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later process with its pid."""
+def process_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the process name (Linux), or None where it can't be read."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return int(stat.rsplit(")", 1)[1].split()[19])  # field 22 of proc(5); the name before ")" may hold spaces
-    except (OSError, IndexError, ValueError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()  # the name before ")" may hold spaces
+    except (OSError, IndexError):
+        return None
+
+
+def process_start_ticks(pid: int, fields: list[str] | None = None) -> int | None:
+    """When process `pid` started (clock ticks since boot, Linux), to tell it from a later process with its pid."""
+    fields = process_stat(pid) if fields is None else fields
+    try:
+        return int(fields[19]) if fields else None  # field 22 of proc(5)
+    except (IndexError, ValueError):
         return None
 
 
@@ -43,18 +51,11 @@ def process_alive(pid: int, started: int | None) -> bool:
         return False
     except PermissionError:  # it exists, but belongs to another user
         pass
-    if process_state(pid) in ("Z", "X"):  # dead, not yet reaped by its parent: kill(pid, 0) still succeeds on a zombie
+    fields = process_stat(pid)
+    if fields and fields[0] in ("Z", "X"):  # dead, not yet reaped by its parent: kill(pid, 0) still succeeds on a zombie
         return False
-    now = process_start_ticks(pid)
+    now = process_start_ticks(pid, fields or [])
     return started is None or now is None or now == started
-
-
-def process_state(pid: int) -> str | None:
-    """The state letter of process `pid` (R, S, D, Z for a zombie, …; Linux /proc), or None where it can't be read."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
 
 
 def seconds_since(timestamp: str | None) -> float | None:

@@ -44,11 +44,9 @@ def suggest(trial: Any, dim: Dimension) -> str:
 
 def make_sampler(optuna: Any, plan: SweepPlan, seed: int) -> Any:
     """The chosen sampler, seeded for this process (each process of a shared sweep gets its own seed)."""
-    if plan.method != "optuna":
-        return optuna.samplers.RandomSampler(seed=seed)  # never asked: planned trials carry their values
-    if plan.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, plan.count // 3)))
+    if plan.method == "optuna" and plan.sampler == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(1, plan.count // 3)))
+    return optuna.samplers.RandomSampler(seed=seed)  # planned trials carry their values: it is never asked
 
 
 def make_pruner(optuna: Any, plan: SweepPlan) -> Any:

@@ -23,10 +23,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasrun.errors import ConfigError, Problem
+from kerasrun.errors import ConfigError, Problem, first_line
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
 from kerasrun.rundir.liveness import STALE_AFTER_SECONDS, effective_status, process_alive, process_identity, run_dir_locked
+from kerasrun.rundir.record import now_iso
 
 JOURNAL_FILE = "study.journal"  # the default storage: Optuna's journal file, in the sweep folder (documented as safe on NFS)
 DEFINITION_ATTR = "kerasrun_sweep"  # the study's user attr holding what the sweep is (config, space, metric, budget)
@@ -90,7 +91,11 @@ def open_storage(optuna: Any, url: str) -> Any:
         raise
     except Exception as exc:  # a bad URL, a server that is down, a missing driver: the user's to fix
         raise ConfigError(
-            Problem(key="", file="--storage", message=f"cannot open the Optuna storage {shown_url(url)}: {first_line(exc)}")
+            Problem(
+                key="",
+                file="--storage",
+                message=f"cannot open the Optuna storage {shown_url(url)}: {type(exc).__name__}: {first_line(exc)}",
+            )
         ) from None
 
 
@@ -122,12 +127,6 @@ def stale_callback_argument(optuna: Any) -> str:
 
     parameters = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
     return "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in parameters else "failed_trial_callback"
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one line (SQLAlchemy's messages run over several)."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def retry_callback(optuna: Any) -> Any:
@@ -227,12 +226,7 @@ def definition_of(study: Any) -> dict[str, Any]:
 def register_worker(study: Any, sampler_seed: int | None) -> None:
     """Record this process in the study (sweep.json lists every process that worked on the sweep)."""
     me = process_identity()
-    study.set_user_attr(f"{WORKER_PREFIX}{me['host']}:{me['pid']}", {**me, "sampler_seed": sampler_seed, "started": iso_now()})
-
-
-def iso_now() -> str:
-    """The current time in UTC, ISO 8601."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    study.set_user_attr(f"{WORKER_PREFIX}{me['host']}:{me['pid']}", {**me, "sampler_seed": sampler_seed, "started": now_iso()})
 
 
 def workers_of(study: Any) -> list[dict[str, Any]]:
@@ -356,7 +350,7 @@ def heartbeat(study: Any, trial: Any) -> Iterator[None]:
         thread.join(timeout=5)
 
 
-def unfinished(optuna: Any, study: Any) -> tuple[int, int]:
-    """How many trials wait and how many run."""
-    states = [t.state for t in study.get_trials(deepcopy=False)]
+def unfinished(optuna: Any, study: Any, trials: list[Any] | None = None) -> tuple[int, int]:
+    """How many trials wait and how many run (of `trials`, the study's as just read, when given)."""
+    states = [t.state for t in (study.get_trials(deepcopy=False) if trials is None else trials)]
     return states.count(optuna.trial.TrialState.WAITING), states.count(optuna.trial.TrialState.RUNNING)

@@ -51,7 +51,7 @@ class Sweep:
         """sweep.json's content, from the study: `completed` once no trial waits or runs, else `status` (default running)."""
         frozen = self.study.get_trials(deepcopy=False)
         trials = trials_of(frozen)
-        waiting, running = studies.unfinished(self.optuna, self.study)  # an interrupted trial waits too, to be resumed
+        waiting, running = studies.unfinished(self.optuna, self.study, frozen)  # an interrupted trial waits too, to be resumed
         if not waiting and not running:
             status = "completed"
         definition = self.plan.definition()
