@@ -185,3 +185,24 @@ def test_a_cluster_of_another_size_is_refused(runner, write_config, tmp_path, mo
     # The hints name every worker: a cluster's run is resumed by all of them.
     result = runner.invoke(app, ["evaluate", str(run)])
     assert result.exit_code == 2 and f"`kerasrun resume {run}` on each of its 2 workers" in " ".join(result.output.split())
+
+
+def test_who_resumes_a_multi_worker_run(tmp_path, monkeypatch) -> None:
+    from kerasrun.rundir.liveness import resume_command
+    from kerasrun.train.resume import relaunch_count
+
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    cluster = {"workers": 3, "task_type": "worker", "task_index": 0, "resolver": "TF_CONFIG"}
+    runs = {"launched": {"cluster": {**cluster, "launcher": "kerasrun launch"}}, "cluster": {"cluster": cluster}, "one": {}}
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    counts, hints = {}, {}
+    for name, info in runs.items():
+        (tmp_path / "run.json").write_text(json.dumps(info))
+        counts[name] = relaunch_count(tmp_path)
+        hints[name] = resume_command(tmp_path, info)
+    assert counts == {"launched": 3, "cluster": None, "one": None}  # only `kerasrun launch`'s workers are started again by resume
+    assert hints["launched"] == hints["one"] == f"`kerasrun resume {tmp_path}`"
+    assert hints["cluster"] == f"`kerasrun resume {tmp_path}` on each of its 3 workers (each with its own TF_CONFIG settings)"
+    (tmp_path / "run.json").write_text(json.dumps(runs["launched"]))
+    monkeypatch.setenv("TF_CONFIG", "{}")  # a worker the launcher started, or one of a cluster: it resumes as itself
+    assert relaunch_count(tmp_path) is None
