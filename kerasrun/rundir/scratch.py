@@ -1,4 +1,4 @@
-"""Scratch folders: where a multi-worker run's other workers (and a smoke run) train, removed at the end — or by the next start.
+"""Scratch folders: where a multi-worker run's other workers (and a smoke run) train, a launch keeps its logs; removed at the end or by the next start.
 
 A scratch folder holds a `.scratch.lock` that its process keeps locked (flock) for as long as it lives; the
 kernel drops the lock with the process, even after `kill -9`. So each new scratch folder first
@@ -17,6 +17,7 @@ from pathlib import Path
 
 WORKER_PREFIX = "kerasrun-worker-"  # a non-chief worker's run folder
 SMOKE_PREFIX = "kerasrun-smoke-"  # `kerasrun train --smoke` without --runs-dir
+LAUNCH_PREFIX = "kerasrun-launch-"  # `kerasrun launch`'s own: the workers' logs until the run folder is known
 LOCK_FILE = ".scratch.lock"  # not the run folder's own .lock: a run folder may be made inside
 # A folder without a lock file is being made right now (mkdtemp, then the lock), or was made by a kerasrun
 # that did not lock them: only once it is this old is it taken for a leftover.

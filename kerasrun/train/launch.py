@@ -6,12 +6,10 @@ import contextlib
 import ctypes
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from kerasrun.rundir.io import read_json, write_text_atomic
 from kerasrun.rundir.layout import RUN_FILE, WORKER_LOGS
 from kerasrun.rundir.liveness import resume_blocker, resume_command
 from kerasrun.rundir.record import now_iso
+from kerasrun.rundir.scratch import LAUNCH_PREFIX, make_scratch, remove_scratch
 from kerasrun.train.signals import as_interrupted, signals_raise_interrupted
 
 POLL_SECONDS = 0.2
@@ -76,7 +75,7 @@ def launch_workers(command: list[str], workers: int, timeout: float, run_dir: Pa
     (a resume), else the folder the chief announces (see announce_run_dir).
     """
     ports = free_ports(workers)
-    folder = Path(tempfile.mkdtemp(prefix="kerasrun-launch-"))
+    folder = make_scratch(LAUNCH_PREFIX)  # a killed launcher's folder is removed by the next launch
     logs = WorkerLogs(folder, workers, run_dir, command)
     processes = []
     try:
@@ -98,7 +97,7 @@ def launch_workers(command: list[str], workers: int, timeout: float, run_dir: Pa
         raise interrupted from None
     finally:
         logs.close()
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_scratch(folder)
 
 
 def announce_run_dir(run_dir: Path) -> None:

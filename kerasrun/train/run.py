@@ -197,7 +197,9 @@ def run_experiment(
             what = failure_text(exc, config)
             note = finish_quietly("failed", error=what)
             also = f"; {note}" if note else ""
-            if record is not None and resume_blocker(run_dir, record.info) is None:
+            if (
+                record is not None and experiment.placement.is_chief and resume_blocker(run_dir, record.info) is None
+            ):  # not a scratch folder
                 also += f"; after fixing the cause, {resume_command(run_dir, record.info)} continues from its last checkpoint"
             raise RunFailedError(f"training failed: {what} (run folder {run_dir} is marked failed){also}") from exc
         record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
@@ -259,7 +261,10 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
     """
     if resume is not None and experiment.placement.is_chief:
         checkpoints.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
-        return RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
+        record = RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
+        if (cluster := describe_cluster(experiment.placement)) is not None:  # the cluster that resumes it (another launcher, say)
+            record.update(resumes=[*record.info["resumes"][:-1], {**record.info["resumes"][-1], "cluster": cluster}])
+        return record
     config = experiment.config
     cluster = describe_cluster(experiment.placement)  # multi-worker only
     return RunRecord.start(

@@ -139,6 +139,7 @@ def test_sigterm_to_every_worker_then_resume_is_byte_identical(reference, tmp_pa
     assert outputs(run) == reference["outputs"]
     info = read_json(run / "run.json")
     assert info["status"] == "completed" and [r["from_epoch"] for r in info["resumes"]] == [PAUSE_EPOCH]
+    assert info["resumes"][0]["cluster"] == info["cluster"]  # resumed by two local workers again
     log = (run / "workers" / "1.log").read_text()
     assert log.count("--- ") == 2 and f"kerasrun resume {run}" in log  # the resume's log goes on after the launch's
     assert not list((tmp_path / "tmp").glob("kerasrun-worker-*"))
