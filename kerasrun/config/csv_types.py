@@ -50,12 +50,12 @@ def value_problem(value: str, kind: str) -> str | None:
         return None
     if value == "":
         return "is missing"
+    if kind == "int64":
+        return "is not an integer" if parse_int64(value) is None else None
     try:
         float(value)
     except ValueError:
         return "is not a number"
-    if kind == "int64" and parse_int64(value) is None:
-        return "is not an integer"
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 from collections import Counter
@@ -92,8 +93,11 @@ def read_rows(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], lim
     try:
         with path.open(newline="", encoding=spec.encoding) as f:
             rows = list(itertools.islice(csv.reader(f, delimiter=spec.delimiter), None if limit is None else limit + 1))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", encoding_hint(path))) from None
+    except UnicodeDecodeError as exc:  # its position is in the chunk the text reader decoded, not in the file
+        at = first_bad_byte(path, spec.encoding)
+        raise ConfigError(
+            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start if at is None else at})", encoding_hint(path))
+        ) from None
     except UnicodeError as exc:  # e.g. the utf-16 codec on a file without a byte-order mark
         raise ConfigError(where.problem(loc, f"{path.name} is not {spec.encoding} text: {exc}", encoding_hint(path))) from None
     except LookupError:
@@ -110,6 +114,21 @@ def read_rows(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], lim
     if problems:
         raise ConfigError(problems)
     return rows
+
+
+def first_bad_byte(path: Path, encoding: str) -> int | None:
+    """The offset in the file of the first byte that does not decode from `encoding`, or None."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            pending = len(decoder.getstate()[0])  # the bytes of a character the last chunk began
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset - pending + exc.start
+            offset += len(chunk)
+    return None
 
 
 def encoding_hint(path: Path) -> str:
