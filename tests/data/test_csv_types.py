@@ -377,3 +377,12 @@ def test_a_streamed_text_column_that_does_not_decode_is_refused(tmp_path: Path, 
         assert result.exit_code == 2 and expected in result.output, result.output
         assert "set data.encoding" in result.output
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+def test_data_command_lists_each_typed_input(folder: Path, runner: CliRunner, stream: bool) -> None:
+    result = runner.invoke(app, ["data", str(write(folder, "d.yaml", {"data": {"stream": stream}})), "--seconds", "0"])
+    assert result.exit_code == 0, result.output
+    shown = ["x[num] (45, 3) float32", "x[sex] (45, 1) int64", "x[thal] (45, 1) object"]
+    for line in ["0/num: (3,) float32", "0/sex: (1,) int64", "0/thal: (1,) string"] if stream else shown:
+        assert line in result.output, result.output
