@@ -190,6 +190,13 @@ def test_every_reader_gives_the_same_typed_arrays(folder: Path, tmp_path: Path) 
     readers = three_readers(tmp_path, spec(path="latin.csv", encoding="latin-1", features={"t": ["thal", "age"]}, column_types=two_texts))
     assert_same_arrays(readers)
     assert readers[0]["t"].shape == (20, 2) and readers[0]["t"][0].tolist() == ["café".encode(), rows[0][0].encode()]
+    # CRLF line ends after a text column, and empty fields in a column nothing reads (the stream reads it as text).
+    rows = [[*row[:5], "" if i % 3 == 0 else row[0], row[5]] for i, row in enumerate(heart_rows(20))]
+    text = "\r\n".join(["age,sex,cp,chol,oldpeak,unused,thal", *(",".join(row) for row in rows)]) + "\r\n"
+    (tmp_path / "crlf.csv").write_text(text, newline="")
+    readers = three_readers(tmp_path, spec(path="crlf.csv", target="sex", features={"thal": ["thal"], "cp": ["cp"]}, column_types=TYPES))
+    assert_same_arrays(readers)
+    assert readers[0]["thal"][:, 0].tolist() == [row[6].encode() for row in rows]
 
 
 def test_in_memory_streamed_and_both_loops_train_the_same(folder: Path, in_memory_run: Path, runner: CliRunner, tmp_path: Path) -> None:

@@ -44,25 +44,34 @@ def read_csv_table(
     targets, features = choose_columns(path, header, spec, where, training)
     index = {name: i for i, name in enumerate(header)}
     weight = spec.sample_weight if training else None
-
-    def refuse() -> ConfigError:
-        """The located error of the first value in the file that is not of its column's type."""
-        return ConfigError(first_bad_value(path, header, numbered, typed_columns(spec, targets, features, weight), spec, where))
-
     try:
-        x = {group: read_group(body, [index[c] for c in columns], input_type(spec, columns)) for group, columns in features.items()}
-    except ValueError:
-        raise refuse() from None
+        split, found = typed_split(body, index, targets, features, weight, spec, where, path, loc, classes)
+    except ValueError:  # a value that is not of its column's type: found again, row by row, to say where
+        raise ConfigError(first_bad_value(path, header, numbered, typed_columns(spec, targets, features, weight), spec, where)) from None
+    return split, found
+
+
+def typed_split(
+    body: list[list[str]],
+    index: dict[str, int],
+    targets: dict[Any, str],
+    features: dict[Any, list[str]],
+    weight: str | None,
+    spec: CsvData,
+    where: Where,
+    path: Path,
+    loc: tuple[Any, ...],
+    classes: dict[Any, list[str]] | None,
+) -> tuple[Split, dict[Any, list[str]]]:
+    """The rows as a Split of typed arrays, and the classes of each text target; ValueError at a value not of its column's type."""
+    x = {group: read_group(body, [index[c] for c in columns], input_type(spec, columns)) for group, columns in features.items()}
     y: dict[Any, np.ndarray] = {}
     found: dict[Any, list[str]] = {}
     for group, column in targets.items():
         known = (classes or {}).get(group)
         declared = spec.column_types.get(column)
         if declared in ("float32", "int64"):
-            try:
-                values, names = read_group(body, [index[column]], declared).reshape(-1), None
-            except ValueError:
-                raise refuse() from None
+            values, names = read_group(body, [index[column]], declared).reshape(-1), None
         else:
             values, names = column_values([row[index[column]] for row in body], known, text=declared == "string")
         if names is not None and classes is not None and known is None:
@@ -75,12 +84,7 @@ def read_csv_table(
         y[group] = values
         if names is not None:
             found[group] = names
-    weights = None
-    if weight:
-        try:
-            weights = read_group(body, [index[weight]], "float32").reshape(-1)
-        except ValueError:
-            raise refuse() from None
+    weights = read_group(body, [index[weight]], "float32").reshape(-1) if weight else None
     # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
     return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)), weights), found
 

@@ -6,7 +6,8 @@ careful reader gives: NumPy parses numbers with the same correctly rounded routi
 float32 as before) and splits fields and quotes as the `csv` module's default dialect does; wherever the two could
 differ — something NumPy refuses (`1_000`, a ragged row, a missing value), a header the `csv` module would read
 otherwise, a field past the `csv` module's size limit, a value of an int64 column that is not an integer — this returns None and
-the careful reader reads the file again, raising its located errors unchanged.
+the careful reader reads the file again, raising its located errors unchanged. String and int64 columns
+(`data.column_types`) are split by NumPy as text and converted by the careful reader's own rules.
 """
 
 from __future__ import annotations
