@@ -393,3 +393,21 @@ def test_data_command_lists_each_typed_input(folder: Path, runner: CliRunner, st
     shown = ["x[num] (45, 3) float32", "x[sex] (45, 1) int64", "x[thal] (45, 1) object"]
     for line in ["0/num: (3,) float32", "0/sex: (1,) int64", "0/thal: (1,) string"] if stream else shown:
         assert line in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('a"b', "a field that is not quoted holds a quote"),
+        ('"a"b"', "a quote inside a quoted field must be doubled"),
+    ],
+)
+def test_quotes_the_stream_cannot_read_are_located(tmp_path: Path, text: str, why: str) -> None:
+    rows = heart_rows(20)
+    rows[4][5] = text  # the csv module (in memory) reads it; tf.io.decode_csv refuses it
+    write_csv(tmp_path / "heart.csv", rows)
+    write_csv(tmp_path / "test.csv", heart_rows(5))
+    problems = load_problems(write(tmp_path, "q.yaml", {"data": {"stream": True}}))
+    assert [(key, message) for key, message, _ in problems] == [("data.path", f"heart.csv line 6, column `thal`: {why}")]
+    in_memory = load_data(load_config(write(tmp_path, "m.yaml", {}))).train.x
+    assert isinstance(in_memory, dict) and in_memory["thal"][4, 0] == next(csv.reader([text]))[0].encode()

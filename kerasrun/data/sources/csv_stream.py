@@ -280,4 +280,43 @@ def first_bad_line(checked: Checked) -> Problem | None:
                 return checked.where.problem(checked.loc, f"{path.name} line {number} has {len(row)} fields, the header {len(header)}")
             if problem := row_problem(path.name, number, row, typed, spec, checked.where, checked.inferred):
                 return problem
+    with path.open(newline="", encoding=spec.encoding, errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if number > 1 and line and (found := quoting_problem(line, spec.delimiter)):
+                field, why = found
+                column = f", column `{header[field]}`" if field < len(header) else ""
+                return checked.where.problem(
+                    checked.loc,
+                    f"{path.name} line {number}{column}: {why}",
+                    "the streamed reader takes quotes as tf.io.decode_csv does: a quote only around a whole field, doubled inside it",
+                )
     return None
+
+
+def quoting_problem(line: str, delimiter: str) -> tuple[int, str] | None:
+    """(field index, why) where tf.io.decode_csv refuses the quotes of one line, or None."""
+    at, field = 0, 0
+    while True:
+        if line.startswith('"', at):  # a quoted field: up to the closing quote ("" inside is one quote)
+            at += 1
+            while True:
+                end = line.find('"', at)
+                if end < 0:
+                    return field, "a quote opens a field and never closes (a field over several lines can't be streamed)"
+                if line.startswith('"', end + 1):
+                    at = end + 2
+                    continue
+                at = end + 1
+                break
+            if at < len(line) and line[at] != delimiter:
+                return field, "a quote inside a quoted field must be doubled"
+        else:
+            end = line.find(delimiter, at)
+            end = len(line) if end < 0 else end
+            if '"' in line[at:end]:
+                return field, "a field that is not quoted holds a quote"
+            at = end
+        if at >= len(line):
+            return None
+        at, field = at + 1, field + 1
