@@ -189,3 +189,19 @@ def test_a_factory_that_cannot_build_without_adapting_is_told_how(runner: CliRun
     assert "model.factory: ValueError:" in result.output and "fully-defined" in result.output, result.output
     assert "adapt a preprocessing layer inside the factory before calling it" in result.output, result.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_layer_after_the_lookups_adapts_on_what_the_model_so_far_makes_of_the_data(tmp_path: Path) -> None:
+    from kerasrun.build.model import build_model
+    from kerasrun.config.load import load_config
+    from kerasrun.data import load_data
+
+    # A Normalization after the Concatenate: adapted on the three inputs (one of strings) put through the adapted lookups.
+    layers = [*LOOKUPS["model"]["layers"][:4], {"Normalization": {"axis": -1, "name": "scaled"}}, *LOOKUPS["model"]["layers"][4:]]
+    config = load_config(write_recipe(tmp_path, {**LOOKUPS, "model": {**LOOKUPS["model"], "layers": layers}}))
+    data = load_data(config)
+    model = build_model(config, data)
+    arrays = heart_arrays()
+    one_hot = np.concatenate([np.asarray(model.get_layer(f"{name}_lookup")(tf.constant(arrays[name]))) for name in FEATURES], axis=1)
+    np.testing.assert_allclose(np.asarray(model.get_layer("scaled").mean).ravel(), one_hot.mean(axis=0), rtol=1e-6)
+    assert any("adapted Normalization `scaled` on the training split (100 samples)" in note for note in data.notes)
