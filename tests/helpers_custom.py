@@ -422,3 +422,10 @@ class OwnTrainStep(keras.Model):
 def own_train_step():
     """Factory for OwnTrainStep."""
     return OwnTrainStep()
+
+
+def unadapted_lookup_model():
+    """A factory as a script written without adapting would be: a one-hot IntegerLookup before a Dense (its width unknown)."""
+    inputs = keras.Input((1,), name="ca", dtype="int64")
+    encoded = keras.layers.IntegerLookup(output_mode="one_hot")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(encoded))

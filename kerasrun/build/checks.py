@@ -26,7 +26,11 @@ def check_input_shape(model: keras.Model, x_shape: tuple[int, ...], config: Conf
         return None
     if not isinstance(expected, tuple):
         return None
-    expected_sample = tuple(expected[1:])
+    return sample_shape_problem(tuple(expected[1:]), x_shape, config)
+
+
+def sample_shape_problem(expected_sample: tuple[Any, ...], x_shape: tuple[int, ...], config: Config) -> Problem | None:
+    """A problem when a per-sample shape doesn't fit the one a model input expects (None fits any size)."""
     if len(expected_sample) != len(x_shape) or any(e is not None and e != d for e, d in zip(expected_sample, x_shape, strict=True)):
         loc = ("model", "inputs") if config.model.inputs else ("model", "factory")
         return config.problem(

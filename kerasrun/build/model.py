@@ -11,13 +11,19 @@ from kerasrun.build.layers import ActivationStatistic
 from kerasrun.config.model import input_shape_and_dtype
 from kerasrun.config.schema import Config, metrics_per_output_problem
 from kerasrun.config.spec import adapt_flag, split_layer_entry, split_spec
+from kerasrun.data import Data
 from kerasrun.errors import Collector, ConfigError, first_line
 from kerasrun.imports import SpecError, import_object, suggest
 from kerasrun.keras_private import symbolic_build
 
 
-def build_model(config: Config) -> keras.Model:
-    """Build the model (functional chain of layers, or a Python factory); raise ConfigError on bad specs."""
+def build_model(config: Config, data: Data | None = None) -> keras.Model:
+    """Build the model (functional chain of layers, or a Python factory); raise ConfigError on bad specs.
+
+    With `data`, each layer of `model.layers` that needs adapting is adapted on the training split
+    before it is called (its notes go to `data.notes`); without (`validate --build`, `plot-model`)
+    none is. A factory's layers are adapted later, by `adapt.adapt_layers`.
+    """
     keras.utils.set_random_seed(config.seed)  # weights and dropout seeds are drawn at build time
     keras.mixed_precision.set_global_policy(config.runtime.precision)  # set every time: it is global state
     spec = config.model
@@ -25,7 +31,7 @@ def build_model(config: Config) -> keras.Model:
     if spec.factory is not None:
         model = build_from_factory(config, collector)
     else:
-        model = build_from_layers(config, collector)
+        model = build_from_layers(config, collector, data)
     collector.raise_if_any()
     return model
 
@@ -42,7 +48,14 @@ def build_from_factory(config: Config, collector: Collector) -> Any:
     try:
         model = factory(**config.model.kwargs)
     except Exception as exc:  # a user's factory can raise anything; report it at the key
-        collector.add(registry.problem_from(config, ("model", "kwargs") if config.model.kwargs else loc, exc))
+        problem = registry.problem_from(config, ("model", "kwargs") if config.model.kwargs else loc, exc)
+        if "fully-defined" in str(exc):  # Keras's words for a layer built on an unknown width, as after an un-adapted lookup
+            problem.hint = (
+                "kerasrun adapts a factory's layers only after it returns: adapt a preprocessing layer inside the factory "
+                "before calling it (layer.adapt(data), as keras.io does), or give it its state "
+                "(`vocabulary`, or `max_tokens` with `pad_to_max_tokens=True`)"
+            )
+        collector.add(problem)
         return None
     if not isinstance(model, keras.Model):
         collector.add(config.problem(loc, f"the factory returned {type(model).__name__}, expected a keras.Model"))
@@ -50,8 +63,12 @@ def build_from_factory(config: Config, collector: Collector) -> Any:
     return model
 
 
-def build_from_layers(config: Config, collector: Collector) -> Any:
-    """Wire `model.layers` into a functional graph: each layer takes the previous output or the named `inputs`."""
+def build_from_layers(config: Config, collector: Collector, data: Data | None = None) -> Any:
+    """Wire `model.layers` into a functional graph: each layer takes the previous output or the named `inputs`.
+
+    A layer that needs adapting is created, adapted on what reaches it from `data`'s training split,
+    then called — keras.io's order, so the layers after it see its adapted output width.
+    """
     spec = config.model
     assert spec.inputs is not None
     tensors: dict[str, Any] = {}
@@ -63,7 +80,8 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     failed = False
     broken: set[str] = set()  # names of layers that failed: references to them are not reported again
     watched: dict[str, list[Any]] = {}
-    entries: list[tuple[Any, tuple[Any, ...], bool | None]] = []  # (layer, key, adapt flag), for kerasrun.build.adapt
+    # id(tensor) → the un-adapted layers it comes from: named when a layer after them can't be built.
+    unadapted: dict[int, list[adapt.Unadapted]] = {}
     for watch in spec.activation_metrics:
         watched.setdefault(watch.layer, []).append(watch)
     for index, entry in enumerate(spec.layers):
@@ -86,11 +104,33 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
             broken.add(layer.name)
             failed = True
             continue
-        entries.append((layer, loc, adapt_flag(entry)))
+        flag = adapt_flag(entry)
+        if problem := adapt.flag_problem(layer, flag, loc, config):
+            collector.add(problem)
+        upstream = [u for tensor in argument_tensors(argument) for u in unadapted.get(id(tensor), [])]
+        if adapt.wants_adapting(layer, flag) and not (flag is True and problem):
+            if data is None:
+                upstream.append(
+                    adapt.Unadapted(layer, loc, "validate --build and plot-model read no data; `kerasrun train` adapts before calling")
+                )
+            else:
+                try:
+                    adapt.adapt_before_call(layer, argument, model_inputs_by_name(tensors, spec.inputs), data, config, loc)
+                except ConfigError as exc:
+                    for adapt_problem in exc.problems:
+                        collector.add(adapt_problem)
+                    broken.add(layer.name)
+                    failed = True
+                    continue
+                if flag is None:
+                    data.notes.append(adapt.adapted_note(layer, data))
+        elif flag is False and adapt.needs_adapting(layer):
+            upstream.append(adapt.Unadapted(layer, loc, "its entry says `adapt: false`"))
         try:
             previous = layer(argument)
         except Exception as exc:  # Keras raises ValueError/TypeError with its own message; keep it
-            collector.add(config.problem(loc, f"{layer.__class__.__name__} cannot take its input: {first_line(exc)}"))
+            hint = adapt.unadapted_hint(upstream, config)
+            collector.add(config.problem(loc, f"{layer.__class__.__name__} cannot take its input: {first_line(exc)}", hint))
             broken.add(layer.name)
             failed = True
             continue
@@ -100,6 +140,8 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
             previous = ActivationStatistic(
                 watch.statistic, watch.name or f"{layer.name}_{watch.statistic}", name=f"{layer.name}_{watch.statistic}_statistic"
             )(previous)
+        if upstream:
+            unadapted[id(previous)] = upstream
         tensors[layer.name] = previous
     for index, watch in enumerate(spec.activation_metrics):
         if watch.layer not in tensors and watch.layer not in broken:
@@ -116,9 +158,17 @@ def build_from_layers(config: Config, collector: Collector) -> Any:
     if outputs is None:
         return None
     inputs = model_inputs[0] if len(model_inputs) == 1 else {name: tensors[name] for name in spec.inputs}
-    model = keras.Model(inputs=inputs, outputs=outputs, name=spec.name or config.name.replace("-", "_"))
-    adapt.ENTRIES[model] = entries
-    return model
+    return keras.Model(inputs=inputs, outputs=outputs, name=spec.name or config.name.replace("-", "_"))
+
+
+def model_inputs_by_name(tensors: dict[str, Any], names: Any) -> dict[str, Any]:
+    """The model's input tensors by name, in the config's order."""
+    return {name: tensors[name] for name in names}
+
+
+def argument_tensors(value: Any) -> list[Any]:
+    """The tensors of a layer's argument: one tensor or a list of them."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def layer_argument(refs: Any, previous: Any, tensors: dict[str, Any], config: Config, loc: tuple, collector: Collector) -> Any:

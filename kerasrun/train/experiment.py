@@ -66,8 +66,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     data = load_data(config)
     timings["data_s"] = time.perf_counter() - start
     start = time.perf_counter()
-    with placement.scope():  # under a strategy, variables must be created in its scope
-        model = build_model(config)
+    with placement.scope():  # under a strategy, variables (and adapted state) must be created in its scope
+        model = build_model(config, data)  # layers that need it are adapted on the training split as they are wired in
         compile_model(model, config)
     data = name_lists(data, input_names(model), output_names(model))
     collector = Collector()
@@ -82,8 +82,9 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     notes = CallbackStates(user_callbacks).notes()
     collector.raise_if_any()
     data.notes.extend(width_notes(model, data, config))
-    with placement.scope():  # preprocessing layers learn from the training split before the first batch goes through
-        data.notes.extend(adapt_layers(model, data, config))
+    if config.model.factory is not None:  # a factory built its layers itself: they learn from the training split now
+        with placement.scope():
+            data.notes.extend(adapt_layers(model, data, config))
     batch = first_training_batch(model, data.train, config)  # read once: a streamed source's batch is decoded from its files
     if (problem := check_first_batch(model, data, config, batch) or check_first_batch_metrics(model, data, config, batch)) is not None:
         raise ConfigError(problem)

@@ -99,15 +99,12 @@ def test_adapt_false_trains_the_identity_and_says_nothing(tmp_path: Path, runner
 
 
 def test_a_layer_after_others_adapts_on_what_reaches_it(tmp_path: Path) -> None:
-    from kerasrun.build.adapt import adapt_layers
-    from kerasrun.build.model import build_model, compile_model
+    from kerasrun.build.model import build_model
 
     layers = [{"Rescaling": {"scale": 10.0}}, {"Discretization": {"num_bins": 4}}, {"Dense": {"units": 1}}]
     config = load_config(write(tmp_path, with_layers(layers, train={**REGRESSION["train"], "validation_split": None})))
     data = load_data(config)
-    model = build_model(config)
-    compile_model(model, config)
-    adapt_layers(model, data, config)
+    model = build_model(config, data)  # adapted as it is wired in
     boundaries = next(layer for layer in model.layers if isinstance(layer, keras.layers.Discretization)).bin_boundaries
     expected = keras.layers.Discretization(num_bins=4)
     expected.adapt(data.train.x * 10.0)
@@ -115,8 +112,7 @@ def test_a_layer_after_others_adapts_on_what_reaches_it(tmp_path: Path) -> None:
 
 
 def test_a_streamed_source_adapts_from_its_batches(tmp_path: Path) -> None:
-    from kerasrun.build.adapt import adapt_layers
-    from kerasrun.build.model import build_model, compile_model
+    from kerasrun.build.model import build_model
 
     rng = np.random.default_rng(0)
     x = rng.normal(3.0, 2.0, size=(500, 4))
@@ -126,9 +122,7 @@ def test_a_streamed_source_adapts_from_its_batches(tmp_path: Path) -> None:
     layers = [{"Normalization": {"axis": -1}}, {"Dense": {"units": 1}}]
     config = load_config(write(tmp_path, with_layers(layers, data=csv, model={"inputs": {"x": [4]}, "layers": layers})))
     data = load_data(config)
-    model = build_model(config)
-    compile_model(model, config)
-    adapt_layers(model, data, config)
+    model = build_model(config, data)  # adapted as it is wired in
     train_rows = np.loadtxt(tmp_path / "t.csv", delimiter=",", skiprows=1, dtype=np.float32)[: math.floor(500 * 0.8), :4]
     normalization = next(layer for layer in model.layers if isinstance(layer, keras.layers.Normalization))
     np.testing.assert_allclose(np.asarray(normalization.mean).ravel(), train_rows.mean(axis=0), rtol=1e-4)
