@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from kerasrun._tf import keras
@@ -17,12 +18,13 @@ from kerasrun.imports import SpecError, import_object, suggest
 from kerasrun.keras_private import symbolic_build
 
 
-def build_model(config: Config, data: Data | None = None) -> keras.Model:
+def build_model(config: Config, data: Data | Callable[[], Data] | None = None) -> keras.Model:
     """Build the model (functional chain of layers, or a Python factory); raise ConfigError on bad specs.
 
     With `data`, each layer of `model.layers` that needs adapting is adapted on the training split
-    before it is called (its notes go to `data.notes`); without (`validate --build`, `plot-model`)
-    none is. A factory's layers are adapted later, by `adapt.adapt_layers`.
+    before it is called (its notes go to `data.notes`). `data` may be a function that loads it:
+    `validate --build` and `plot-model` read the data only when a layer needs adapting. Without
+    data none is adapted. A factory's layers are adapted later, by `adapt.adapt_layers`.
     """
     keras.utils.set_random_seed(config.seed)  # weights and dropout seeds are drawn at build time
     keras.mixed_precision.set_global_policy(config.runtime.precision)  # set every time: it is global state
@@ -63,7 +65,7 @@ def build_from_factory(config: Config, collector: Collector) -> Any:
     return model
 
 
-def build_from_layers(config: Config, collector: Collector, data: Data | None = None) -> Any:
+def build_from_layers(config: Config, collector: Collector, data: Data | Callable[[], Data] | None = None) -> Any:
     """Wire `model.layers` into a functional graph: each layer takes the previous output or the named `inputs`.
 
     A layer that needs adapting is created, adapted on what reaches it from `data`'s training split,
@@ -109,10 +111,10 @@ def build_from_layers(config: Config, collector: Collector, data: Data | None = 
             collector.add(problem)
         upstream = [u for tensor in argument_tensors(argument) for u in unadapted.get(id(tensor), [])]
         if adapt.wants_adapting(layer, flag) and not (flag is True and problem):
+            if callable(data):  # read only now: a model without layers to adapt is inspected without its data
+                data = data()
             if data is None:
-                upstream.append(
-                    adapt.Unadapted(layer, loc, "validate --build and plot-model read no data; `kerasrun train` adapts before calling")
-                )
+                upstream.append(adapt.Unadapted(layer, loc, "no data was given to adapt it on"))
             else:
                 try:
                     adapt.adapt_before_call(layer, argument, model_inputs_by_name(tensors, spec.inputs), data, config, loc)

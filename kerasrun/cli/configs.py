@@ -102,9 +102,10 @@ def plot_model(
 
     with reported_errors():
         config = load_config(config_path, list(set_ or []))
-        from kerasrun.build.model import build_model, draw_model, summarize
+        from kerasrun.build.model import draw_model, summarize
+        from kerasrun.train.experiment import build_inspected_model
 
-        model = build_model(config)
+        model = build_inspected_model(config)
         if not draw_model(model, output):
             typer.echo(summarize(model))
             err_console().print(

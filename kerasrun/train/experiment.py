@@ -108,9 +108,14 @@ def metrics_built(model: Any, data: Data, config: Config) -> bool:
     return isinstance(data.train, (Split, Stream)) and config.runtime.strategy == "none" and config.train.step is None
 
 
+def build_inspected_model(config: Config) -> Any:
+    """The model `validate --build` and `plot-model` show: the training data is read only when a layer must adapt before it is called."""
+    return build_model(config, lambda: load_data(config))
+
+
 def build_checked_model(config: Config) -> Any:
     """`validate --build`: the compiled model, after instantiating and checking the callbacks — what it calls ok, trains."""
-    model = build_model(config)
+    model = build_inspected_model(config)
     compile_model(model, config)
     collector = Collector()
     for problem in check_declared_names(model, config):
