@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HAS_MNIST, REPO
+from helpers import HAS_MNIST, REPO, write_heart_csv
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
@@ -37,9 +37,10 @@ def smoke(runner: CliRunner, path: Path, runs_dir: Path) -> Path:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_smoke(runner, runs_dir, mnist_env, path: Path) -> None:
+def test_smoke(runner, runs_dir, mnist_env, path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if needs_network_data(path) and not HAS_MNIST:
         pytest.skip("real MNIST not present")
+    monkeypatch.setenv("HEART_CSV", str(write_heart_csv(tmp_path / "heart.csv")))  # heart_structured_csv's data (keras.io downloads it)
     run = smoke(runner, path, runs_dir)
     assert read_json(run / "run.json")["status"] == "completed"
     assert read_json(run / "history.json")["epoch"] == [1]
