@@ -44,6 +44,7 @@ from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, Rec
 from kerasrun.train.checkpoint import CallbackStates, RestoreCallbackState
 from kerasrun.train.experiment import Experiment
 from kerasrun.train.memory import out_of_memory_hint
+from kerasrun.train.restart import slurm_job
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
 from kerasrun.train.trainers.base import Trainer
@@ -267,6 +268,7 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
         loop=experiment.trainer.name,
         loop_chosen=experiment.trainer.chosen_because,
         init_from=experiment.init_from,
+        **({"slurm": job} if (job := slurm_job()) else {}),  # a requeued job finds its run folder by it (train.restart)
     )
 
 

@@ -17,8 +17,16 @@ from types import FrameType
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a run: HANDLED, and inside a Slurm job SIGUSR1 too (`sbatch --signal=USR1@90`: time is nearly up).
+
+    Outside Slurm SIGUSR1 stays the user's (a callback may use it).
+    """
+    return (*HANDLED, signal.SIGUSR1) if os.environ.get("SLURM_JOB_ID") else HANDLED
+
+
 class Interrupted(KeyboardInterrupt):
-    """The process was asked to stop by a signal (SIGINT, SIGTERM or SIGHUP)."""
+    """The process was asked to stop by a signal (SIGINT, SIGTERM or SIGHUP; SIGUSR1 in a Slurm job)."""
 
     status = "interrupted"  # what run.json records; a sweep's pruned trial stops the same way with its own status
 
@@ -81,7 +89,7 @@ def watch(read_fd: int, stopped: threading.Event) -> None:
         if not data:  # the block ended without a signal
             os.close(read_fd)
             return
-        if data[0] in HANDLED:
+        if data[0] in stop_signals():
             break
     if stopped.wait(FORCE_EXIT_SECONDS):
         return
@@ -142,7 +150,7 @@ def raising_handlers() -> Iterator[list[int]]:
         raised.append(signum)
         raise Interrupted(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in HANDLED}
+    previous = {signum: signal.signal(signum, handler) for signum in stop_signals()}
     active_handlers.append(handler)
     try:
         yield raised
@@ -155,5 +163,5 @@ def raising_handlers() -> Iterator[list[int]]:
 def reclaim_signals() -> None:
     """Install the active block's handlers again, after a library replaced them at the C level."""
     if active_handlers and threading.current_thread() is threading.main_thread():
-        for signum in HANDLED:
+        for signum in stop_signals():
             signal.signal(signum, active_handlers[-1])
