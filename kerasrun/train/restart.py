@@ -72,7 +72,10 @@ def plan_restart(config: Config, run_dir: Path, trust: bool = False) -> Restart:
             )
         )
     stored = run.config()
-    differing = differing_keys(resolved_dict(stored), resolved_dict(config))
+    new = resolved_dict(config)
+    if new["data"].get("source") == "keras" and new["data"].get("dir") is None:  # run.json keeps where $KERASRUN_DATA_DIR pointed
+        new["data"]["dir"] = resolved_dict(stored)["data"].get("dir")
+    differing = differing_keys(resolved_dict(stored), new)
     fixed = [key for key in differing if not resumable(key)]
     if fixed:
         raise ConfigError(
@@ -83,7 +86,7 @@ def plan_restart(config: Config, run_dir: Path, trust: bool = False) -> Restart:
                 hint="train with the folder's own config (its config.yaml), or give another --name",
             )
         )
-    overrides = [f"{key}={json.dumps(value_at(resolved_dict(config), key))}" for key in differing]
+    overrides = [f"{key}={json.dumps(value_at(new, key))}" for key in differing]
     more_epochs = config.train.epochs > stored.train.epochs
     if run.status == "completed" and not more_epochs:
         return Restart("completed", run_dir, previous="completed")
