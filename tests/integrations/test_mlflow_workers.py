@@ -36,7 +36,8 @@ def test_only_the_chief_opens_the_tracking_store(tmp_path: Path) -> None:
     assert not (tmp_path / "tracking.db").exists()  # a worker never touched the store
     tracker = open_tracker(config, is_chief=True)
     assert tracker is not None and (tmp_path / "tracking.db").is_file()
-    assert tracker.client.get_experiment_by_name("mw").experiment_id == tracker.experiment_id
+    experiment = tracker.client.get_experiment_by_name("mw")
+    assert experiment is not None and experiment.experiment_id == tracker.experiment_id
 
 
 def test_two_workers_creating_one_new_experiment_at_once_get_the_same_id(tmp_path: Path) -> None:
