@@ -42,6 +42,22 @@ class InterruptAtEpoch(FailAtEpoch):
             raise KeyboardInterrupt
 
 
+class InterruptOnceAtEpoch(keras.callbacks.Callback):
+    """Ctrl-C at the start of `epoch`, the first time only (it leaves `marker` behind): a restarted run goes through."""
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        super().__init__()
+        self.interrupt_epoch = epoch
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import os
+
+        if epoch == self.interrupt_epoch and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise KeyboardInterrupt
+
+
 def two_blobs(n: int = 50):
     """Arrays (x, y) for the python data source."""
     rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import TESTS, TINY, merge, only_run
+from helpers import TESTS, TINY, merge, only_run, write_tiny
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
@@ -161,6 +161,21 @@ def test_differing_keys_and_run_folder_names(tmp_path) -> None:
     for bad in ("a/b", "..", ""):
         with pytest.raises(ConfigError):
             named_run_dir(tmp_path, bad)
+
+
+@pytest.mark.slow
+def test_an_attempt_stopped_before_its_first_checkpoint_is_started_over(tmp_path) -> None:
+    callbacks = [{"helpers_custom:InterruptOnceAtEpoch": {"epoch": 0, "marker": str(tmp_path / "interrupted")}}]
+    config = write_tiny(tmp_path, {"train": {"epochs": 2, "callbacks": callbacks}})
+    runs, runner = tmp_path / "runs", CliRunner()
+    first = runner.invoke(app, restart_command(config, runs))
+    assert first.exit_code == 130, first.output
+    assert read_json(runs / "job" / "run.json")["status"] == "interrupted" and not list(runs.glob("job/checkpoints/*"))
+    second = runner.invoke(app, restart_command(config, runs))
+    assert second.exit_code == 0, second.output
+    assert "was interrupted before its first checkpoint; starting it over" in second.output
+    info = read_json(runs / "job" / "run.json")
+    assert info["status"] == "completed" and info["epochs_completed"] == 2 and "resumes" not in info
 
 
 def stub_scontrol(folder: Path) -> tuple[Path, Path]:
