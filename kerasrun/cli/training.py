@@ -166,8 +166,9 @@ def find_restart(config: Any, runs_dir: Path | None, resume_existing: bool, smok
                 Problem(key="--resume-existing", message="a smoke run goes to a temporary folder; it has no folder to resume")
             )
         return plan_restart(config, named_run_dir(base, config.name))
-    job_id = os.environ.get("SLURM_JOB_ID")
-    found = find_job_run(base, config.name, job_id) if job_id and not smoke else None  # this job ran before: it was requeued
+    job_id, restarts = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_RESTART_COUNT", "0")
+    requeued = bool(job_id) and restarts.isdigit() and int(restarts) > 0  # Slurm counts the job's requeues
+    found = find_job_run(base, config, job_id) if requeued and job_id and not smoke else None
     if found is None:
         return None
     restart = plan_restart(config, found)

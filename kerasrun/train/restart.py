@@ -72,9 +72,7 @@ def plan_restart(config: Config, run_dir: Path, trust: bool = False) -> Restart:
             )
         )
     stored = run.config()
-    new = resolved_dict(config)
-    if new["data"].get("source") == "keras" and new["data"].get("dir") is None:  # run.json keeps where $KERASRUN_DATA_DIR pointed
-        new["data"]["dir"] = resolved_dict(stored)["data"].get("dir")
+    new = compared_dict(config, stored)
     differing = differing_keys(resolved_dict(stored), new)
     fixed = [key for key in differing if not resumable(key)]
     if fixed:
@@ -97,6 +95,23 @@ def plan_restart(config: Config, run_dir: Path, trust: bool = False) -> Restart:
         return Restart("start", run_dir, previous=run.status, note=note)
     plan = load_for_resume(run_dir, overrides, trust)  # `kerasrun resume`'s own checks: diverged, no checkpoint, ...
     return Restart("resume", run_dir, plan, previous=run.status)
+
+
+def compared_dict(config: Config, stored: Config) -> dict[str, Any]:
+    """`config` resolved for comparison with a run folder's config `stored`."""
+    new = resolved_dict(config)
+    if new["data"].get("source") == "keras" and new["data"].get("dir") is None:  # the folder keeps where $KERASRUN_DATA_DIR pointed
+        new["data"]["dir"] = resolved_dict(stored)["data"].get("dir")
+    return new
+
+
+def same_experiment(config: Config, run_dir: Path, trust: bool = False) -> bool:
+    """Whether the run folder holds a run of `config` (only keys `kerasrun resume` may change differ); False when it can't be read."""
+    try:
+        stored = open_run(run_dir, trust).config()
+    except (ConfigError, OSError):
+        return False
+    return not [key for key in differing_keys(resolved_dict(stored), compared_dict(config, stored)) if not resumable(key)]
 
 
 def epochs_completed(run_dir: Path) -> int:
@@ -135,8 +150,12 @@ def value_at(data: dict[str, Any], dotted: str) -> Any:
     return value
 
 
-def find_job_run(runs_dir: Path, name: str, job_id: str) -> Path | None:
-    """The newest run folder in `runs_dir` of run `name` that Slurm job `job_id` started (run.json's `slurm.job_id`), or None."""
+def find_job_run(runs_dir: Path, config: Config, job_id: str) -> Path | None:
+    """The newest run folder in `runs_dir` of `config` that Slurm job `job_id` started (run.json's `slurm.job_id`), or None.
+
+    One job may train several configs (or one config with other `--set` values) one after the other:
+    only a folder of this very experiment is this command's.
+    """
     found: list[tuple[str, Path]] = []
     try:
         folders = [p for p in Path(runs_dir).iterdir() if p.is_dir()]
@@ -148,9 +167,12 @@ def find_job_run(runs_dir: Path, name: str, job_id: str) -> Path | None:
         except (RunFileError, OSError):
             continue
         slurm = info.get("slurm") if isinstance(info, dict) else None
-        if isinstance(slurm, dict) and str(slurm.get("job_id")) == job_id and info.get("name") == name:
+        if isinstance(slurm, dict) and str(slurm.get("job_id")) == job_id and info.get("name") == config.name:
             found.append((str(info.get("started")), folder))
-    return max(found)[1] if found else None
+    for _started, folder in sorted(found, reverse=True):
+        if same_experiment(config, folder):
+            return folder
+    return None
 
 
 def slurm_job() -> dict[str, Any] | None:

@@ -27,7 +27,7 @@ from kerasrun.cli import app
 from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError
 from kerasrun.rundir.io import read_json
-from kerasrun.train.restart import differing_keys, named_run_dir, plan_restart, resumable
+from kerasrun.train.restart import differing_keys, find_job_run, named_run_dir, plan_restart, resumable
 
 PAUSE_EPOCH = 2
 CONFIG: dict[str, Any] = {
@@ -205,6 +205,9 @@ def test_slurm_usr1_checkpoints_requeues_and_the_requeued_job_resumes(reference,
     assert info["status"] == "interrupted" and info["signal"] == "SIGUSR1" and info["slurm"]["job_id"] == "4242"
     assert (run / "checkpoints" / f"epoch-{PAUSE_EPOCH:04d}.npz").is_file()
     assert log.read_text().split() == ["requeue", "4242"] and "requeued Slurm job 4242" in err
+    assert find_job_run(runs, load_config(config), "4242") == run and find_job_run(runs, load_config(config), "4243") is None
+    other = load_config(config, ["seed=8"])  # the same job may train the config again with other values: not this folder
+    assert find_job_run(runs, other, "4242") is None
 
     code, out, err = finish(kerasrun(*command, env={**env, "SLURM_RESTART_COUNT": "1"}))  # the requeued job: same command
     assert code == 0, err
