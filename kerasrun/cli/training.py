@@ -21,19 +21,19 @@ def run_and_report(start: Any, progress: Progress) -> Any:
 
     With `--progress json`, `stdout` is where the epochs' JSON lines go; anything else printed meanwhile goes to stderr.
     """
-    from kerasrun.train.signals import signals_raise_interrupted
+    from kerasrun.train.restart import requeue_slurm_job
+    from kerasrun.train.signals import on_forced_exit, signals_raise_interrupted
 
     run_dir: list[Path] = []
 
     def report(stopped: Interrupted) -> None:
-        from kerasrun.train.restart import requeue_slurm_job
-
         report_interrupted(stopped, run_dir[0] if run_dir else None)
         if (requeued := requeue_slurm_job(stopped.signum)) is not None:  # SIGUSR1 in a Slurm job: time is nearly up
             err_console().print(f"note: {requeued}", markup=False)
 
     with (
         reported_errors(report),
+        on_forced_exit(requeue_slurm_job),  # also when the watchdog ends a process stuck in TensorFlow (after the run is marked)
         signals_raise_interrupted(),
         json_stdout(progress == "json") as stdout,
     ):

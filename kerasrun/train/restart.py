@@ -184,6 +184,9 @@ def slurm_job() -> dict[str, Any] | None:
     return {key: value for key, value in fields.items() if value is not None}
 
 
+requeued_jobs: set[str] = set()
+
+
 def requeue_slurm_job(signum: int) -> str | None:
     """After SIGUSR1 in a Slurm job (the run is checkpointed and marked), `scontrol requeue $SLURM_JOB_ID`; what happened, as text.
 
@@ -191,8 +194,9 @@ def requeue_slurm_job(signum: int) -> str | None:
     the run folder by the job id in run.json and resumes it. None when there is nothing to requeue.
     """
     job_id = os.environ.get("SLURM_JOB_ID")
-    if signum != signal.SIGUSR1 or not job_id or os.environ.get("SLURM_PROCID", "0") != "0":
+    if signum != signal.SIGUSR1 or not job_id or os.environ.get("SLURM_PROCID", "0") != "0" or job_id in requeued_jobs:
         return None
+    requeued_jobs.add(job_id)  # once: the clean-up path and the watchdog may both get here
     try:
         done = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as exc:

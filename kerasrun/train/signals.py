@@ -61,12 +61,12 @@ def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
 # a watchdog thread marks the run and ends the process: preemption grace periods are ~30 s.
 FORCE_EXIT_SECONDS = float(os.environ.get("KERASRUN_STOP_GRACE_SECONDS", "15"))  # shorter where the scheduler's grace is
 HOOK_SECONDS = 5.0  # how long the forced-exit hooks (marking run.json) may take
-forced_exit_hooks: list[Callable[[int], None]] = []
+forced_exit_hooks: list[Callable[[int], object]] = []
 active_handlers: list[Callable[[int, FrameType | None], None]] = []  # the handlers of the enclosing blocks, innermost last
 
 
 @contextmanager
-def on_forced_exit(hook: Callable[[int], None]) -> Iterator[None]:
+def on_forced_exit(hook: Callable[[int], object]) -> Iterator[None]:
     """Within the block, `hook(signum)` runs from the watchdog before it ends a process that did not stop."""
     forced_exit_hooks.append(hook)
     try:
@@ -101,8 +101,8 @@ def watch(read_fd: int, stopped: threading.Event) -> None:
 
 
 def run_hooks(signum: int) -> None:
-    """Call every forced-exit hook, whatever each of them raises."""
-    for hook in list(forced_exit_hooks):
+    """Call every forced-exit hook, innermost block's first (the run folder is marked before what encloses it acts), whatever each raises."""
+    for hook in reversed(list(forced_exit_hooks)):
         with suppress(Exception):
             hook(signum)
 

@@ -215,3 +215,26 @@ def test_slurm_usr1_checkpoints_requeues_and_the_requeued_job_resumes(reference,
     assert read_json(run / "run.json")["status"] == "completed"
     assert outputs(run) == reference
     assert log.read_text().split() == ["requeue", "4242"]  # a run that completes asks for nothing
+
+
+@pytest.mark.slow
+def test_slurm_usr1_to_a_process_stuck_in_tensorflow_still_requeues(tmp_path) -> None:
+    marker = tmp_path / "stuck"
+    config = write_tiny(
+        tmp_path, {"train": {"callbacks": [{"helpers_custom:StuckAtEpoch": {"epoch": 1, "marker": str(marker), "signal_name": "SIGUSR1"}}]}}
+    )
+    bin_dir, log = stub_scontrol(tmp_path)
+    env = {
+        "SLURM_JOB_ID": "99",
+        "SLURM_PROCID": "0",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "KERASRUN_STOP_GRACE_SECONDS": "2",
+    }
+    process = kerasrun("train", str(config), "--runs-dir", str(tmp_path / "runs"), env=env)
+    wait_for(marker, process)
+    process.send_signal(signal.SIGUSR1)
+    code, _out, err = finish(process)
+    assert code == 128 + signal.SIGUSR1, err  # ended by the watchdog, after the run was marked
+    info = read_json(only_run(tmp_path / "runs") / "run.json")
+    assert (info["status"], info["signal"], info["forced"]) == ("interrupted", "SIGUSR1", True)
+    assert log.read_text().split() == ["requeue", "99"]
