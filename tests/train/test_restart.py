@@ -115,9 +115,9 @@ def test_the_same_command_resumes_then_reports_a_completed_run(reference, tmp_pa
     first = kerasrun(*restart_command(config, runs))
     wait_for(marker, first)
     run = runs / "job"  # the name as given: no timestamp, so the next start finds it
-    if how == "SIGTERM":  # while it trains, a second copy of the command refuses to touch the folder
-        code, _out, err = finish(kerasrun(*restart_command(config, runs)))
-        assert code == 2 and "still training" in err, err
+    if how == "SIGTERM":  # while it trains, a second copy of the command refuses to touch the folder (in-process: quicker)
+        refused = CliRunner().invoke(app, restart_command(config, runs))
+        assert refused.exit_code == 2 and "still training" in refused.output, refused.output
     first.send_signal(getattr(signal, how))
     code, _out, err = finish(first)
     assert code == (143 if how == "SIGTERM" else -signal.SIGKILL), err
@@ -132,9 +132,9 @@ def test_the_same_command_resumes_then_reports_a_completed_run(reference, tmp_pa
     assert outputs(run) == reference  # byte for byte
 
     before = folder_bytes(run)
-    code, out, err = finish(kerasrun(*restart_command(config, runs)))
-    assert code == 0, err
-    assert "is completed: nothing to do" in out
+    again = CliRunner().invoke(app, restart_command(config, runs))
+    assert again.exit_code == 0, again.output
+    assert "is completed: nothing to do" in again.output
     assert folder_bytes(run) == before and sorted(p.name for p in runs.iterdir()) == ["job"]
 
 
