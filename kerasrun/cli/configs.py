@@ -70,16 +70,19 @@ def data_command(
 def print_data_report(report: dict[str, Any], batch_size: int) -> None:
     """The data command's report as Rich tables: one row per split, then the class counts and the throughput."""
     from rich.console import Console
+    from rich.markup import escape
 
     from kerasrun.data.summary import class_rows, split_rows
     from kerasrun.runs.table import rich_table
 
     console = Console(highlight=False)
-    console.print(rich_table(("split", "rows", "arrays (shape, dtype)"), split_rows(report), title="data"))
+    # Cells are text, not Rich markup: `x[thal]`, a class named `[other]`.
+    splits = [[escape(cell) for cell in row] for row in split_rows(report)]
+    console.print(rich_table(("split", "rows", "arrays (shape, dtype)"), splits, title="data"))
     console.print(f"loaded in {report['load_s']:.2f} s", markup=False)
     headers, rows = class_rows(report)
     if headers:
-        console.print(rich_table(headers, rows, title="samples per class"))
+        console.print(rich_table(headers, [[escape(cell) for cell in row] for row in rows], title="samples per class"))
     speed = report.get("throughput")
     if speed:
         console.print(

@@ -15,6 +15,7 @@ import typer
 from kerasrun.cli.options import Progress
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
 from kerasrun.rundir.layout import RUN_FILE
+from kerasrun.rundir.scratch import WORKER_PREFIX
 from kerasrun.train.signals import Interrupted, as_interrupted
 
 EXIT_FAILED = 1
@@ -110,26 +111,39 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
         run_dir = None
     if run_dir is None:
         console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
+    elif run_dir.parent.name.startswith(WORKER_PREFIX):  # a multi-worker run's other worker: its folder is removed
+        console.print(
+            f"interrupted ({exc.name}); this worker's scratch folder is removed: the chief's run folder holds the run", markup=False
+        )
     elif exc.not_resumable:
         console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
     else:
-        console.print(
-            f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
-        )
+        from kerasrun.rundir.liveness import resume_command
+
+        command = resume_command(run_dir, read_info(run_dir) or {})
+        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with {command}", markup=False)
         if retrained := retrained_on_resume(run_dir):
             console.print(f"note: {retrained} by `kerasrun resume`", markup=False)
 
 
 def retrained_on_resume(run_dir: Path) -> str | None:
     """What resume will train again, from run.json: the epochs completed after the newest checkpoint; None when there are none."""
-    try:
-        info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # run.json unwritable or unreadable: the notes above say so
+    info = read_info(run_dir)
+    if info is None:
         return None
     done, saved = info.get("epochs_completed"), info.get("checkpoint_epoch")
     if not isinstance(done, int) or not isinstance(saved, int):
         return None
     return retrained_epochs(saved, done - saved)
+
+
+def read_info(run_dir: Path) -> dict[str, Any] | None:
+    """run.json as the interrupted process left it, or None when it can't be read (the notes printed before say why)."""
+    try:
+        info = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def retrained_epochs(checkpoint_epoch: int, retrained: int) -> str | None:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TextIO
@@ -99,6 +97,7 @@ def train(
         if smoke:
             config = shrink_for_smoke(config)
         from kerasrun.rundir.record import create_run_dir
+        from kerasrun.rundir.scratch import SMOKE_PREFIX, WORKER_PREFIX, make_scratch
         from kerasrun.train.experiment import prepare_experiment
         from kerasrun.train.run import run_experiment
 
@@ -112,14 +111,14 @@ def train(
             return Unchanged(restart.run_dir)
         if restart is not None and restart.action == "resume":
             assert restart.plan is not None
-            return resume_run(restart.plan, restart.run_dir, set_run_dir, stdout, progress)
+            return resume_run(restart.plan, restart.run_dir, set_run_dir, stdout, progress, scratch)
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
-            base, shown = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), "none"
+            base, shown = make_scratch(WORKER_PREFIX), "none"  # the dead workers' leftovers are removed first
             scratch.append(base)
         elif base is None and smoke:
-            base = Path(tempfile.mkdtemp(prefix="kerasrun-smoke-"))
+            base = make_scratch(SMOKE_PREFIX)
             scratch.append(base)
         if restart is not None and resume_existing and experiment.placement.is_chief:  # the one folder this command always uses
             run_dir = restart.run_dir
@@ -146,8 +145,7 @@ def train(
     try:
         result = run_and_report(start, progress)
     finally:
-        for folder in scratch:  # a smoke run's or a worker's folder only held what nobody keeps
-            shutil.rmtree(folder, ignore_errors=True)
+        remove_scratch(scratch)  # a smoke run's or a worker's folder only held what nobody keeps
     if not isinstance(result, Unchanged):
         say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
 
@@ -186,13 +184,23 @@ class Unchanged:
     notes: list[str] = field(default_factory=list)
 
 
-def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progress: Progress) -> Any:
-    """Continue `plan`'s run in its own folder (train.resume's plan): what `kerasrun resume` and a restart-safe train both do."""
+def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progress: Progress, scratch: list[Path]) -> Any:
+    """Continue `plan`'s run in its own folder (train.resume's plan): what `kerasrun resume` and a restart-safe train both do.
+
+    A multi-worker run's other worker restores the chief's checkpoint and trains in a scratch folder (added to `scratch`).
+    """
+    from kerasrun.rundir.scratch import WORKER_PREFIX, make_scratch
     from kerasrun.train.checkpoint import uncaptured
     from kerasrun.train.experiment import prepare_experiment
+    from kerasrun.train.resume import resume_folder
     from kerasrun.train.run import run_experiment
 
     experiment = prepare_experiment(plan.config, initial_weights=False)
+    folder = resume_folder(run_dir, plan, experiment.placement)
+    if folder is None:  # a multi-worker run's other worker: it restored the chief's checkpoint and trains in a folder of its own
+        scratch.append(make_scratch(WORKER_PREFIX))
+        folder = scratch[-1] / run_dir.name
+        folder.mkdir()
     set_run_dir(run_dir)
     say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
     if experiment.memory_warning:
@@ -201,7 +209,8 @@ def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progr
         err_console().print(f"warning: {missing}", markup=False)
     if note := retrained_epochs(plan.state.epoch, plan.retrained):
         err_console().print(f"note: {note}", markup=False)
-    return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
+    shown = progress if experiment.placement.is_chief else "none"
+    return run_experiment(experiment, folder, shown, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
 
 
 def resume(
@@ -213,16 +222,33 @@ def resume(
     trust: TrustOption = False,
     progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = "auto",
 ) -> None:
-    """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
+    """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint.
+
+    A multi-worker run that `kerasrun launch` trained is resumed by as many local workers again; on a
+    cluster, every worker runs this same command with its own TF_CONFIG.
+    """
+    from kerasrun.train.resume import relaunch_count
+
+    if workers := relaunch_count(run_dir):
+        from kerasrun.train.resume import check_relaunch
+
+        command = ["resume", str(run_dir), "--progress", progress, *(arg for s in set_ or [] for arg in ("--set", s))]
+        launched(
+            command + (["--trust"] if trust else []), workers, 24 * 3600, run_dir, lambda: check_relaunch(run_dir, list(set_ or []), trust)
+        )
+    scratch: list[Path] = []
 
     def start(set_run_dir: Any, stdout: TextIO) -> Any:
         from kerasrun.train.resume import load_for_resume
 
         plan = load_for_resume(run_dir, list(set_ or []), trust)
-        return resume_run(plan, run_dir, set_run_dir, stdout, progress)
+        return resume_run(plan, run_dir, set_run_dir, stdout, progress, scratch)
 
-    result = run_and_report(start, progress)
-    say(f"done: {result.run_dir}", progress)
+    try:
+        run_and_report(start, progress)
+    finally:
+        remove_scratch(scratch)
+    say(f"done: {run_dir}", progress)
 
 
 def launch(
@@ -235,18 +261,35 @@ def launch(
 ) -> None:
     """Train with runtime.strategy=multi_worker in N local processes (TF_CONFIG set for each)."""
     from kerasrun.config.load import load_config
+
+    args = ["train", str(config_path), "--progress", progress, *(arg for s in set_ or [] for arg in ("--set", s))]
+    if runs_dir:
+        args += ["--runs-dir", str(runs_dir)]
+    # A bad config fails in the launcher, once, not in every worker.
+    launched([*args, "--set", "runtime.strategy=multi_worker"], workers, timeout, None, lambda: load_config(config_path, list(set_ or [])))
+
+
+def launched(command: list[str], workers: int, timeout: float, run_dir: Path | None, check: Any) -> None:
+    """`kerasrun COMMAND` in `workers` local processes after `check()` passed; exits with the chief's code."""
     from kerasrun.train.launch import launch_workers
 
     def passed_on(stopped: Interrupted) -> None:
         err_console().print(f"interrupted ({stopped.name}); passed it on to the workers, which have stopped", markup=False)
+        for note in stopped.notes:
+            err_console().print(f"note: {note}", markup=False)
 
     with reported_errors(passed_on):
-        load_config(config_path, list(set_ or []))  # a bad config fails here, once, not in every worker
-        args = [str(config_path), "--progress", progress, *(arg for s in set_ or [] for arg in ("--set", s))]
-        if runs_dir:
-            args += ["--runs-dir", str(runs_dir)]
-        code = launch_workers(args, workers, timeout)
+        check()
+        code = launch_workers(command, workers, timeout, run_dir)
     raise typer.Exit(code)
+
+
+def remove_scratch(folders: list[Path]) -> None:
+    """Remove this process's scratch folders (a worker's, a smoke run's)."""
+    from kerasrun.rundir.scratch import remove_scratch as remove
+
+    for folder in folders:
+        remove(folder)
 
 
 COMMANDS = {"train": train, "resume": resume, "launch": launch}  # name: function, in `--help` order

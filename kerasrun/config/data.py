@@ -122,7 +122,9 @@ class CsvData(DataCommon):
     path: str
     target: str | dict[str, str] = Field(description="target column; {output name: column} for several outputs")
     features: list[str] | dict[str, list[str]] | None = Field(
-        None, description="feature columns (default: every other column); {input name: columns} for several inputs"
+        None,
+        description="feature columns of the one input (default: every other column); {input name: columns} for several inputs; "
+        "an input's columns share one column type (see column_types)",
     )
     test_path: str | None = None
     test_fraction: Fraction | None = None
@@ -132,7 +134,10 @@ class CsvData(DataCommon):
     encoding: str = Field("utf-8", description="text encoding of the files, e.g. latin-1")
     stream: bool = Field(False, description="read with tf.data while training instead of loading the file into memory")
     column_types: dict[str, Literal["float32", "int64", "string"]] = Field(
-        default_factory=dict, description="a target column's type (default: inferred from the rows: the first 1,000 when streamed)"
+        default_factory=dict,
+        description="a target or feature column's type: float32 (numbers), int64 (integers as written: 3, not 3.0) or string (text, "
+        "e.g. for a StringLookup); an undeclared feature is float32, an undeclared target inferred from the rows "
+        "(the first 1,000 when streamed); an input's columns share one type",
     )
     shuffle_buffer: ShuffleBuffer = 10_000
     cache: StreamCache = "none"

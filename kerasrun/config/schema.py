@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field, PrivateAttr
 
-from kerasrun.config.data import CsvData, DataConfig, csv_targets, validation_key
+from kerasrun.config.csv_types import DTYPE_KINDS, column_types_problems, group_type, input_type_problem, mixed_group_problems
+from kerasrun.config.data import CsvData, DataConfig, csv_columns, csv_targets, validation_key
 from kerasrun.config.fields import Strict, check_run_name
-from kerasrun.config.model import CompileConfig, ModelConfig
+from kerasrun.config.model import CompileConfig, ModelConfig, input_shape_and_dtype
 from kerasrun.config.sources import declared_names
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
 from kerasrun.config.yamlsource import SourceMap
@@ -62,17 +63,8 @@ def check_across_sections(config: Config) -> list[Problem]:
         )
     if config.train.validation_data == "test" and (own := validation_key(config.data)) is not None:
         problems.append(two_validations(config, f"data.{own}"))
-    if isinstance(config.data, CsvData):  # here, not in CsvData: a problem located at the mapping's own key
-        targets = csv_targets(config.data.target)
-        problems += [
-            config.problem(
-                ("data", "column_types", name),
-                f"`{name}` is not a target column",
-                f"{suggest(name, targets) or ''} targets: {', '.join(targets)}".strip(),
-            )
-            for name in config.data.column_types
-            if name not in targets
-        ]
+    if isinstance(config.data, CsvData):  # here, not in CsvData: problems located at the mapping's own keys
+        problems += csv_type_problems(config, config.data)
     model_inputs = list(config.model.inputs or {}) if config.model.factory is None else []
     model_outputs = list(config.model.outputs or []) if config.model.factory is None else []  # outputs: layer names
     inputs, outputs = declared_names(config.data)
@@ -91,6 +83,62 @@ def check_across_sections(config: Config) -> list[Problem]:
             if problem := metrics_per_output_problem(getattr(config.compile, metrics_key), count):
                 problems.append(config.problem(("compile", metrics_key), problem))
     return problems
+
+
+def csv_type_problems(config: Config, data: CsvData) -> list[Problem]:
+    """column_types names targets and features; an input's columns share a type; each model input takes its columns' type and count."""
+
+    def locate(loc: tuple[Any, ...], message: str, hint: str | None) -> Problem:
+        return config.problem(("data", *loc), message, hint)
+
+    listed = csv_columns(data.features) if data.features else None  # None: every column but the targets, known from the file
+    problems = column_types_problems(data.column_types, csv_targets(data.target), listed, data.sample_weight, locate)
+    if not data.features:
+        return problems
+    groups: dict[Any, list[str]] = data.features if isinstance(data.features, dict) else {None: data.features}
+    problems += mixed_group_problems(groups, data.column_types, locate, default=False)
+    inputs = (config.model.inputs or {}) if config.model.factory is None else {}
+    for group, columns in groups.items():
+        name = group if group is not None else next(iter(inputs)) if len(inputs) == 1 else None
+        column_type = group_type(data.column_types, columns)
+        if name not in inputs or column_type is None:
+            continue
+        shape, dtype = input_shape_and_dtype(inputs[name])
+        cast, step_problems = preprocessed_type(config, column_type, columns) if group is None else (None, [])
+        problems += step_problems
+        if found := input_type_problem(name, dtype, columns, column_type, data.column_types, cast):
+            problems.append(locate(("features", group) if group is not None else ("features",), *found))
+        if group is not None and shape not in ((len(columns),), (None,)):
+            problems.append(
+                config.problem(
+                    ("model", "inputs", name),
+                    f"model input `{name}` has per-sample shape {list(shape)}, but data.features.{name} gives it "
+                    f"{len(columns)} column{'s' * (len(columns) > 1)}",
+                    f"shape: [{len(columns)}]",
+                )
+            )
+    return problems
+
+
+def preprocessed_type(config: Config, column_type: str, columns: list[str]) -> tuple[str | None, list[Problem]]:
+    """The dtype data.preprocess casts features of `column_type` to (None: not cast), and its steps that can't apply to text."""
+    cast: str | None = None
+    problems = []
+    for index, step in enumerate(config.data.preprocess):
+        key = "scale" if step.scale is not None else "cast" if step.cast is not None else None
+        if key and column_type == "string":
+            problems.append(
+                config.problem(
+                    ("data", "preprocess", index, key),
+                    f"{key} applies to numbers, but the features are text (column `{columns[0]}` is string)",
+                    "preprocess text inside the model, e.g. StringLookup, Hashing, TextVectorization",
+                )
+            )
+        elif step.cast is not None:
+            cast = step.cast
+        elif step.scale is not None and DTYPE_KINDS.get(cast or column_type) == "integers":
+            cast = "float32"  # scale divides integers as float32
+    return cast, problems
 
 
 def two_validations(config: Config, own: str, drop: str | None = None) -> Problem:

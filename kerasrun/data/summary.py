@@ -41,7 +41,8 @@ def split_rows(report: dict[str, Any]) -> list[list[str]]:
             arrays = "\n".join(f"{key} {tuple(a['shape'])} {a['dtype']}" for key, a in split["arrays"].items())
             rows.append([name, str(split["rows"]), arrays])
         else:
-            rows.append([name, f"{split['batches'] or '?'} batches", "\n".join(split["element"])])
+            count = str(split["rows"]) if "rows" in split else f"{split['batches'] or '?'} batches"  # a stream counts its rows
+            rows.append([name, count, "\n".join(split["element"])])
     return rows
 
 

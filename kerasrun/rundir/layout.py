@@ -17,3 +17,4 @@ CACHE_DIR = "cache"  # a streamed source's decoded rows (data.cache: file)
 TENSORBOARD_DIR = "tensorboard"  # train/ and validation/ event files, as Keras lays them out
 MLFLOW_FILE = "mlflow.json"  # which MLflow run this folder logs to, so `kerasrun resume` continues that run
 SWEEP_FILE = "sweep.json"  # marks a sweep folder, whose trial run folders sit beside it
+WORKER_LOGS = "workers"  # N.log: each worker's output, when `kerasrun launch` started them

@@ -138,14 +138,19 @@ def effective_status(info: dict[str, Any], run_dir: Path | None = None) -> str:
 
 
 def resume_blocker(run_dir: Path, info: dict[str, Any]) -> str | None:
-    """Why `kerasrun resume` could not continue this run (no checkpoint, multi-worker), or None when it can."""
-    placement = info.get("placement")
-    # tf.distribute names the class CollectiveAllReduceStrategy (MultiWorkerMirroredStrategy is its alias).
-    if isinstance(placement, dict) and placement.get("strategy") in ("MultiWorkerMirroredStrategy", "CollectiveAllReduceStrategy"):
-        return "multi-worker runs can't be resumed yet (its weights can start a new run: model.init_from)"
+    """Why `kerasrun resume` could not continue this run (no checkpoint), or None when it can."""
     if not list_checkpoints(run_dir):
         return "it has no checkpoint (output.checkpoint was off, or it stopped before its first epoch ended)"
     return None
+
+
+def resume_command(run_dir: Path, info: dict[str, Any]) -> str:
+    """How to continue a run: `kerasrun resume RUN_DIR` — on every worker, for a multi-worker run `kerasrun launch` did not start."""
+    cluster = info.get("cluster")
+    command = f"`kerasrun resume {run_dir}`"
+    if not isinstance(cluster, dict) or cluster.get("launcher") or not isinstance(cluster.get("workers"), int) or cluster["workers"] < 2:
+        return command  # one process, or `kerasrun launch`'s workers, which resume starts again itself
+    return f"{command} on each of its {cluster['workers']} workers (each with its own {cluster.get('resolver') or 'cluster'} settings)"
 
 
 STATUS_PHRASES = {

@@ -12,7 +12,7 @@ from kerasrun.config.yamlsource import MAX_BYTES
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.io import RunFileError, present, read_json, read_run_file
 from kerasrun.rundir.layout import CONFIG_FILE, RUN_FILE
-from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
+from kerasrun.rundir.liveness import effective_status, resume_blocker, resume_command, status_phrase
 from kerasrun.rundir.record import write_signed
 from kerasrun.rundir.trust import config_digest, require_trusted
 
@@ -71,7 +71,7 @@ def require_completed(run: OpenedRun) -> None:
     hint = None
     if status in ("interrupted", "crashed", "failed"):
         blocker = resume_blocker(run_dir, info)
-        hint = f"continue it with `kerasrun resume {run_dir}`" if blocker is None else f"it can't be resumed: {blocker}"
+        hint = f"continue it with {resume_command(run_dir, info)}" if blocker is None else f"it can't be resumed: {blocker}"
     if status == "running":
         hint = f"it is still training (pid {info.get('pid')} on {info.get('host')})"
     raise ConfigError(

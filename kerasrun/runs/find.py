@@ -12,7 +12,7 @@ from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.files import is_run_folder, is_sweep_folder, trial_folders
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
-from kerasrun.rundir.liveness import effective_status, resume_blocker, status_phrase
+from kerasrun.rundir.liveness import effective_status, resume_blocker, resume_command, status_phrase
 from kerasrun.rundir.opened import read_run_info
 
 Unreadable = list[tuple[Path, str]]
@@ -75,7 +75,7 @@ def find_run_dir(target: Path, runs_dir: Path | None = None, overrides: list[str
             newest, info = runs[-1]
             blocker = resume_blocker(newest, info)
             hint = f"the newest, {newest}, {status_phrase(effective_status(info, newest))}" + (
-                f": `kerasrun resume {newest}` continues it" if blocker is None else f" and can't be resumed ({blocker})"
+                f": {resume_command(newest, info)} continues it" if blocker is None else f" and can't be resumed ({blocker})"
             )
         raise ConfigError(Problem(key="name", message=f"no completed run named `{config.name}` under {base}", file=str(target), hint=hint))
     return completed[-1], unreadable

@@ -33,7 +33,7 @@ from kerasrun.integrations.tensorboard_events import tensorboard_callback
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.io import write_json_atomic, write_text_atomic
 from kerasrun.rundir.layout import CACHE_DIR, CLASSES_FILE, HISTORY_FILE, METRICS_FILE, MODEL_FILE, PREDICTIONS_FILE, SUMMARY_FILE
-from kerasrun.rundir.liveness import resume_blocker
+from kerasrun.rundir.liveness import resume_blocker, resume_command
 from kerasrun.rundir.record import RunRecord
 from kerasrun.runs.plot import write_run_curves
 from kerasrun.train import checkpoint
@@ -43,11 +43,13 @@ from kerasrun.train.callbacks.progress import make_progress
 from kerasrun.train.callbacks.records import DivergenceGuard, HistoryWriter, RecordProgress
 from kerasrun.train.checkpoint import CallbackStates, RestoreCallbackState
 from kerasrun.train.experiment import Experiment
+from kerasrun.train.launch import announce_run_dir
 from kerasrun.train.memory import out_of_memory_hint
 from kerasrun.train.restart import slurm_job
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
 from kerasrun.train.trainers.base import Trainer
+from kerasrun.train.workers import describe_cluster
 
 
 @dataclass
@@ -106,6 +108,8 @@ def run_experiment(
     with on_forced_exit(mark_forced), mlflow_run_ended(experiment, run_dir):
         try:
             record = open_record(experiment, run_dir, command, resume)
+            if experiment.placement.is_chief:
+                announce_run_dir(run_dir)  # under `kerasrun launch`: the workers' logs go to the run folder
             record.record_config(config_to_yaml(config, data.data_dir))
             if data.class_names is not None:  # what each label stands for: predictions are indices into this list
                 write_json_atomic(run_dir / CLASSES_FILE, data.class_names)
@@ -194,8 +198,10 @@ def run_experiment(
             what = failure_text(exc, config)
             note = finish_quietly("failed", error=what)
             also = f"; {note}" if note else ""
-            if record is not None and resume_blocker(run_dir, record.info) is None:
-                also += f"; after fixing the cause, `kerasrun resume {run_dir}` continues from its last checkpoint"
+            if (
+                record is not None and experiment.placement.is_chief and resume_blocker(run_dir, record.info) is None
+            ):  # not a scratch folder
+                also += f"; after fixing the cause, {resume_command(run_dir, record.info)} continues from its last checkpoint"
             raise RunFailedError(f"training failed: {what} (run folder {run_dir} is marked failed){also}") from exc
         record.finish("completed", timings=timings, epochs_completed=epochs_done(), metrics=metrics)
     cache = getattr(config.data, "cache", "none")
@@ -250,11 +256,18 @@ def mlflow_run_ended(experiment: Experiment, run_dir: Path) -> Iterator[None]:
 
 
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:
-    """run.json for a new run, or the resumed run's own, taken over by this process."""
-    if resume is not None:
+    """run.json for a new run, or the resumed run's own, taken over by this process.
+
+    A resumed multi-worker run's other workers start a record of their own, in their scratch folder.
+    """
+    if resume is not None and experiment.placement.is_chief:
         checkpoints.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
-        return RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
+        record = RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
+        if (cluster := describe_cluster(experiment.placement)) is not None:  # the cluster that resumes it (another launcher, say)
+            record.update(resumes=[*record.info["resumes"][:-1], {**record.info["resumes"][-1], "cluster": cluster}])
+        return record
     config = experiment.config
+    cluster = describe_cluster(experiment.placement)  # multi-worker only
     return RunRecord.start(
         run_dir,
         name=config.name,
@@ -268,6 +281,7 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
         loop=experiment.trainer.name,
         loop_chosen=experiment.trainer.chosen_because,
         init_from=experiment.init_from,
+        **({"cluster": cluster} if cluster is not None else {}),
         **({"slurm": job} if (job := slurm_job()) else {}),  # a requeued job finds its run folder by it (train.restart)
     )
 

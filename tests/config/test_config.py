@@ -246,8 +246,8 @@ RANDOM = {"generator": "random", "means": None, "cov": None, "samples_per_class"
             "data.sample_weight: `w` is also listed under features: the weights are never a feature",
         ),
         (
-            {"data": {**CSV, "column_types": {"lable": "int64"}}},
-            "data.column_types.lable: `lable` is not a target column did you mean `label`? targets: label",
+            {"data": {**CSV, "features": ["a", "b"], "column_types": {"lable": "int64"}}},
+            "data.column_types.lable: `lable` is neither a target nor a feature column did you mean `label`? targets: label; features: a, b",
         ),
         ({"data": {**CSV, "test_path": "u.csv", "test_fraction": 0.2}}, "data.test_fraction: give test_path or test_fraction, not both"),
         ({"data": {**CSV, "encoding": "utf-61"}}, "data.encoding: unknown text encoding `utf-61`: e.g. utf-8, latin-1, cp1252, utf-16"),

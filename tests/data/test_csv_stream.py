@@ -143,7 +143,8 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
     assert result.exit_code == 2, result.output
     assert "line 1250, column `label`: '7.5' is not an integer (declare data.column_types for it)" in result.output
     result = train(runner, write(tmp_path, "t.yaml", {"data": {"column_types": {"lable": "int64"}}}), tmp_path / "runs")
-    assert result.exit_code == 2 and "data.column_types.lable" in result.output and "targets: label" in result.output, result.output
+    assert result.exit_code == 2 and "data.column_types.lable: table.csv has no column `lable`" in result.output, result.output
+    assert "did you mean `label`?" in result.output
     write_table(tmp_path / "table.csv")
     write_table(tmp_path / "test.csv", rows=50, edit={10: "0.1,0.2,0.3,0.4,fox"})
     result = train(runner, write(tmp_path, "u.yaml", {"data": {"test_fraction": None, "test_path": "test.csv"}}), tmp_path / "runs")

@@ -215,10 +215,11 @@ def test_launch_passes_sigterm_to_its_workers_and_leaves_no_process(tmp_path) ->
     from kerasrun.rundir.liveness import resume_blocker
 
     assert info["placement"]["strategy"] == "CollectiveAllReduceStrategy"
-    assert resume_blocker(chief, info) == "multi-worker runs can't be resumed yet (its weights can start a new run: model.init_from)"
-    evaluated = kerasrun("evaluate", str(chief))  # no hint to run a `kerasrun resume` that would refuse
+    assert resume_blocker(chief, info) is None  # `kerasrun resume` starts the workers again (tests/train/test_multi_worker_resume.py)
+    assert f"`kerasrun resume {chief}` continues the run from its last checkpoint" in err
+    evaluated = kerasrun("evaluate", str(chief))
     code, _, err = finish(evaluated)
-    assert code == 2 and "kerasrun resume" not in err and "can't be resumed: multi-worker" in err, err
+    assert code == 2 and f"continue it with `kerasrun resume {chief}`" in " ".join(err.split()), err
 
 
 def children_of(pid: int) -> list[int]:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import itertools
 from collections import Counter
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
+from kerasrun.config.csv_types import column_types_problems, feature_type, group_type, mixed_group_problems, parse_int64, value_problem
 from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Arrays, Data, Split
 from kerasrun.data.sources.base import Where, split_test
@@ -40,20 +43,35 @@ def read_csv_table(
     training = classes is None  # the training file; validation and test files are numbered by its classes
     targets, features = choose_columns(path, header, spec, where, training)
     index = {name: i for i, name in enumerate(header)}
+    weight = spec.sample_weight if training else None
     try:
-        x = {
-            group: np.array([[float(row[index[c]]) for c in columns] for row in body], dtype=np.float32)
-            for group, columns in features.items()
-        }
-    except ValueError:
-        raise ConfigError(first_non_number(path, header, numbered, features, where)) from None
+        split, found = typed_split(body, index, targets, features, weight, spec, where, path, loc, classes)
+    except ValueError:  # a value that is not of its column's type: found again, row by row, to say where
+        raise ConfigError(first_bad_value(path, header, numbered, typed_columns(spec, targets, features, weight), spec, where)) from None
+    return split, found
+
+
+def typed_split(
+    body: list[list[str]],
+    index: dict[str, int],
+    targets: dict[Any, str],
+    features: dict[Any, list[str]],
+    weight: str | None,
+    spec: CsvData,
+    where: Where,
+    path: Path,
+    loc: tuple[Any, ...],
+    classes: dict[Any, list[str]] | None,
+) -> tuple[Split, dict[Any, list[str]]]:
+    """The rows as a Split of typed arrays, and the classes of each text target; ValueError at a value not of its column's type."""
+    x = {group: read_group(body, [index[c] for c in columns], input_type(spec, columns)) for group, columns in features.items()}
     y: dict[Any, np.ndarray] = {}
     found: dict[Any, list[str]] = {}
     for group, column in targets.items():
         known = (classes or {}).get(group)
         declared = spec.column_types.get(column)
         if declared in ("float32", "int64"):
-            values, names = typed_column(path, column, [(number, row[index[column]]) for number, row in numbered], declared, where), None
+            values, names = read_group(body, [index[column]], declared).reshape(-1), None
         else:
             values, names = column_values([row[index[column]] for row in body], known, text=declared == "string")
         if names is not None and classes is not None and known is None:
@@ -66,12 +84,7 @@ def read_csv_table(
         y[group] = values
         if names is not None:
             found[group] = names
-    weights = None
-    if spec.sample_weight and training:
-        try:
-            weights = np.array([float(row[index[spec.sample_weight]]) for row in body], dtype=np.float32)
-        except ValueError:
-            raise ConfigError(first_non_number(path, header, numbered, {None: [spec.sample_weight]}, where)) from None
+    weights = read_group(body, [index[weight]], "float32").reshape(-1) if weight else None
     # The None key is the single unnamed group: unwrap it; otherwise every key is a name.
     return Split(cast(Arrays, x.get(None, x)), cast(Arrays, y.get(None, y)), weights), found
 
@@ -84,8 +97,11 @@ def read_rows(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], lim
     try:
         with path.open(newline="", encoding=spec.encoding) as f:
             rows = list(itertools.islice(csv.reader(f, delimiter=spec.delimiter), None if limit is None else limit + 1))
-    except UnicodeDecodeError as exc:
-        raise ConfigError(where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start})", encoding_hint(path))) from None
+    except UnicodeDecodeError as exc:  # its position is in the chunk the text reader decoded, not in the file
+        at = first_bad_byte(path, spec.encoding)
+        raise ConfigError(
+            where.problem(loc, f"{path.name} is not {spec.encoding} text (byte {exc.start if at is None else at})", encoding_hint(path))
+        ) from None
     except UnicodeError as exc:  # e.g. the utf-16 codec on a file without a byte-order mark
         raise ConfigError(where.problem(loc, f"{path.name} is not {spec.encoding} text: {exc}", encoding_hint(path))) from None
     except LookupError:
@@ -102,6 +118,21 @@ def read_rows(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], lim
     if problems:
         raise ConfigError(problems)
     return rows
+
+
+def first_bad_byte(path: Path, encoding: str) -> int | None:
+    """The offset in the file of the first byte that does not decode from `encoding`, or None."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            pending = len(decoder.getstate()[0])  # the bytes of a character the last chunk began
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                return offset - pending + exc.start
+            offset += len(chunk)
+    return None
 
 
 def encoding_hint(path: Path) -> str:
@@ -146,9 +177,40 @@ def choose_columns(
         for name in names
         if name not in header
     ]
+    listed = [c for columns in features.values() for c in columns]
+    problems += column_types_problems(
+        spec.column_types, list(targets.values()), listed, spec.sample_weight, where.problem, header, path.name
+    )
+    if not problems:
+        problems += mixed_group_problems(features, spec.column_types, where.problem, default=not spec.features)
     if problems:
         raise ConfigError(problems)
     return targets, features
+
+
+def input_type(spec: CsvData, columns: list[str]) -> str:
+    """The column type of an input's columns (choose_columns has refused inputs that mix types)."""
+    return group_type(spec.column_types, columns) or "float32"
+
+
+def typed_columns(spec: CsvData, targets: dict[Any, str], features: dict[Any, list[str]], weight: str | None) -> dict[str, str]:
+    """{column: type} of every column read as typed values: the features, the targets declared in column_types, the weight."""
+    types = {c: feature_type(spec.column_types, c) for columns in features.values() for c in columns}
+    types |= {c: spec.column_types[c] for c in targets.values() if c in spec.column_types}
+    return types | ({weight: "float32"} if weight else {})
+
+
+def read_group(body: list[list[str]], positions: list[int], kind: str) -> np.ndarray:
+    """The fields at `positions` of every row as a (rows, columns) array of column type `kind`; ValueError at a value that is none."""
+    if kind == "string":  # UTF-8 bytes objects, as TensorFlow's string tensors hold them (and the streamed reader gives)
+        texts = [[row[i].encode("utf-8") for i in positions] for row in body]
+        return np.array(texts, dtype=object).reshape(len(body), len(positions))
+    if kind == "int64":
+        numbers = [[parse_int64(row[i]) for i in positions] for row in body]
+        if any(n is None for values in numbers for n in values):
+            raise ValueError("not an integer")
+        return np.array(numbers, dtype=np.int64).reshape(len(body), len(positions))
+    return np.array([[float(row[i]) for i in positions] for row in body], dtype=np.float32).reshape(len(body), len(positions))
 
 
 def shown_columns(header: list[str], count: int = 20) -> str:
@@ -181,38 +243,60 @@ def check_csv_shape(path: Path, header: list[str], rows: list[list[str]], where:
     return problems
 
 
-def first_non_number(
-    path: Path, header: list[str], numbered: list[tuple[int, list[str]]], features: dict[Any, list[str]], where: Where
+def first_bad_value(
+    path: Path,
+    header: list[str],
+    rows: Iterable[tuple[int, list[str]]],
+    types: dict[str, str],
+    spec: CsvData,
+    where: Where,
+    inferred: Collection[str] = (),
 ) -> Problem:
-    """Where the first feature value that is not a number is: line and column."""
-    index = {name: i for i, name in enumerate(header)}
-    for number, row in numbered:
-        for columns in features.values():
-            for column in columns:
-                try:
-                    float(row[index[column]])
-                except ValueError:
-                    return where.problem(
-                        ("features",), f"{path.name} line {number}, column `{column}`: {row[index[column]]!r} is not a number"
-                    )
-    return where.problem(("features",), f"{path.name}: a feature value is not a number")
+    """Where the first value that is not of its column's type is — line and column — located at the key that gave the type.
+
+    `types` holds every column read as typed values; `inferred` the targets whose type the streamed reader inferred from the first rows.
+    """
+    typed = typed_positions(header, types)
+    for number, row in rows:
+        if problem := row_problem(path.name, number, row, typed, spec, where, inferred):
+            return problem
+    return where.problem(("features",), f"{path.name}: a value is not of its column's type")
 
 
-def typed_column(path: Path, column: str, values: list[tuple[int, str]], kind: str, where: Where) -> np.ndarray:
-    """A target column declared float32 or int64 in column_types: every value must be one."""
-    out = []
-    for number, value in values:
-        try:
-            parsed = float(value)
-        except ValueError:
-            parsed = None
-        if parsed is None or (kind == "int64" and parsed != round(parsed)):
-            wanted = "an integer" if kind == "int64" else "a number"
-            raise ConfigError(
-                where.problem(("column_types", column), f"{path.name} line {number}, column `{column}`: {value!r} is not {wanted}")
-            )
-        out.append(parsed)
-    return np.array(out, dtype=np.int64 if kind == "int64" else np.float32)
+def typed_positions(header: list[str], types: dict[str, str]) -> list[tuple[int, str, str]]:
+    """(position, name, type) of the typed columns, in the file's order: the order a row's values are checked in."""
+    return [(i, name, types[name]) for i, name in enumerate(header) if name in types]
+
+
+def row_problem(
+    filename: str,
+    number: int,
+    row: list[str],
+    typed: list[tuple[int, str, str]],
+    spec: CsvData,
+    where: Where,
+    inferred: Collection[str] = (),
+) -> Problem | None:
+    """The located problem of the first value in `row` (file line `number`) that is not of its column's type, or None."""
+    for i, name, kind in typed:
+        if problem := value_problem(row[i], kind):
+            return value_location(filename, number, name, row[i], problem, spec, where, name in inferred)
+    return None
+
+
+def value_location(
+    filename: str, number: int, column: str, value: str, problem: str, spec: CsvData, where: Where, inferred: bool = False
+) -> Problem:
+    """The located problem of one bad value: at column_types when declared, else at the key that made it a feature, weight or target."""
+    message = f"{filename} line {number}, column `{column}`: {value!r} {problem}"
+    if column in spec.column_types:
+        return where.problem(("column_types", column), message)
+    if column == spec.sample_weight:
+        return where.problem(("sample_weight",), message)
+    if inferred:
+        return where.problem(("target",), f"{message} (declare data.column_types for it)")
+    hint = f"to read `{column}` as text, declare data.column_types: {{{column}: string}}" if problem == "is not a number" else None
+    return where.problem(("features",), message, hint)
 
 
 def column_values(raw: list[str], classes: list[str] | None = None, text: bool = False) -> tuple[np.ndarray, list[str] | None]:

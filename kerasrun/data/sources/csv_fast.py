@@ -5,8 +5,9 @@ The careful reader (`csv.read_csv_table`) tokenizes with the `csv` module and co
 careful reader gives: NumPy parses numbers with the same correctly rounded routine as `float()` (then cast to
 float32 as before) and splits fields and quotes as the `csv` module's default dialect does; wherever the two could
 differ — something NumPy refuses (`1_000`, a ragged row, a missing value), a header the `csv` module would read
-otherwise, a field past the `csv` module's size limit, an integer target that is not whole — this returns None and
-the careful reader reads the file again, raising its located errors unchanged.
+otherwise, a field past the `csv` module's size limit, a value of an int64 column that is not an integer — this returns None and
+the careful reader reads the file again, raising its located errors unchanged. String and int64 columns
+(`data.column_types`) are split by NumPy as text and converted by the careful reader's own rules.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any, TextIO, cast
 
 import numpy as np
 
+from kerasrun.config.csv_types import parse_int64
 from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Arrays, Split
 from kerasrun.data.sources.base import Where
@@ -28,7 +30,6 @@ from kerasrun.errors import ConfigError
 # Encodings in which byte 0x0A is "\n" and nothing else, and every character takes at least one byte: a line's
 # length in bytes bounds its length in characters, so the longest line is found without decoding.
 ASCII_LINES = {"ascii", "utf-8", "utf-8-sig", "latin-1", "iso8859-1", "cp1252", "iso8859-15"}
-INT64_EXACT = 2.0**62  # whole floats below this convert to int64 the same way from NumPy and from Python
 
 
 def read_fast(path: Path, spec: CsvData, where: Where, classes: dict[Any, list[str]] | None) -> tuple[Split, dict[Any, list[str]]] | None:
@@ -58,7 +59,7 @@ def from_table(
 ) -> tuple[Split, dict[Any, list[str]]] | None:
     """read_fast's answer from the rows left in `f` (the header read); None where the careful reader must decide."""
     # Imported here: csv.py imports this module.
-    from kerasrun.data.sources.csv import MAX_COLUMNS, choose_columns, column_values
+    from kerasrun.data.sources.csv import MAX_COLUMNS, choose_columns, column_values, input_type, typed_columns
 
     if first is None or len(first) != len(header):
         return None
@@ -70,18 +71,15 @@ def from_table(
     except ConfigError:
         return None  # a missing column: the careful reader reports it after any problem it finds first
     index = {name: i for i, name in enumerate(header)}
-    numeric = {index[c] for columns in features.values() for c in columns}
-    if spec.sample_weight and training:
-        numeric.add(index[spec.sample_weight])
-    typed = {column for column in targets.values() if spec.column_types.get(column) in ("float32", "int64")}
-    numeric |= {index[c] for c in typed}
+    typed = typed_columns(spec, targets, features, spec.sample_weight if training else None)
+    numeric = {index[c] for c, kind in typed.items() if kind == "float32"}
+    as_text = {index[c] for c, kind in typed.items() if kind != "float32"}  # string and int64 columns: converted below
     text_targets = {index[c] for c in targets.values() if c not in typed}
     if numeric & text_targets:
         return None
     # An untyped target or an unused column is parsed as numbers when its first value is one (the usual all-numeric
     # table, one plain 2-D parse); otherwise as text, for the careful reader's own label logic.
-    text_declared = {j for j, name in enumerate(header) if spec.column_types.get(name) == "string"}
-    kinds = ["f8" if j in numeric or (j not in text_declared and is_number(first[j])) else "O" for j in range(len(header))]
+    kinds = ["f8" if j in numeric or (j not in as_text and is_number(first[j])) else "O" for j in range(len(header))]
     if not all(is_number(first[j]) for j in numeric):
         return None  # a bad first row: no need to parse the rest before the careful reader locates it
     parsed_table = parse(f, spec.delimiter, kinds)
@@ -93,7 +91,14 @@ def from_table(
     if any(kind == "O" and max(map(len, cast(list, column))) > csv.field_size_limit() for kind, column in zip(kinds, columns, strict=True)):
         return None  # a quoted field over several lines, longer than the csv module accepts
 
-    x = {group: features_of(table, columns, [index[c] for c in names]) for group, names in features.items()}
+    x: dict[Any, np.ndarray] = {}
+    for group, chosen in features.items():
+        kind = input_type(spec, chosen)
+        positions = [index[c] for c in chosen]
+        array = features_of(table, columns, positions) if kind == "float32" else typed_of(columns, positions, kind)
+        if array is None:
+            return None  # a value that is not an integer: the careful reader's located error
+        x[group] = array
     y: dict[Any, np.ndarray] = {}
     found: dict[Any, list[str]] = {}
     for group, column in targets.items():
@@ -102,10 +107,10 @@ def from_table(
         parsed = columns[index[column]]
         names: list[str] | None
         if declared == "int64":
-            values = cast(np.ndarray, parsed)
-            if not (np.all(np.abs(values) < INT64_EXACT) and np.all(values == np.round(values))):
-                return None  # not whole (or NaN, infinite): the careful reader's located error
-            values, names = values.astype(np.int64), None
+            integers = typed_of(columns, [index[column]], "int64")
+            if integers is None:
+                return None  # not an integer: the careful reader's located error
+            values, names = integers.reshape(-1), None
         elif declared == "float32":
             values, names = cast(np.ndarray, parsed).astype(np.float32), None
         elif isinstance(parsed, np.ndarray):  # numbers: what column_values makes of them
@@ -154,6 +159,20 @@ def features_of(table: np.ndarray | None, columns: list[np.ndarray | list[str]],
     for j, column in enumerate(chosen):
         out[:, j] = columns[column]
     return out
+
+
+def typed_of(columns: list[np.ndarray | list[str]], chosen: list[int], kind: str) -> np.ndarray | None:
+    """The chosen text columns side by side as the careful reader's `read_group` gives them; None at a value that is not an integer."""
+    texts = [cast(list[str], columns[j]) for j in chosen]
+    rows = len(texts[0]) if texts else len(columns[0])
+    if kind == "string":
+        return np.array([[value.encode("utf-8") for value in row] for row in zip(*texts, strict=True)], dtype=object).reshape(
+            rows, len(chosen)
+        )
+    numbers = [[parse_int64(value) for value in row] for row in zip(*texts, strict=True)]
+    if any(n is None for row in numbers for n in row):
+        return None
+    return np.array(numbers, dtype=np.int64).reshape(rows, len(chosen))
 
 
 def is_number(value: str) -> bool:

@@ -8,25 +8,29 @@ epoch: lines → batches parsed by `tf.io.decode_csv` → rows → the split's o
 
 from __future__ import annotations
 
+import codecs
 import csv
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from kerasrun.config.csv_types import parse_int64
 from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test
-from kerasrun.data.sources.csv import choose_columns, read_rows
+from kerasrun.data.sources.csv import choose_columns, encoding_hint, input_type, read_rows, row_problem, typed_positions
+from kerasrun.data.sources.csv_fast import is_number
 from kerasrun.data.stream import Stream, compact
-from kerasrun.errors import ConfigError, first_line
+from kerasrun.errors import ConfigError, Problem, first_line
 
 INFER_ROWS = 1000  # rows read with Python's csv module to check the header and infer the target's type
 PARSE_LINES = 4096  # lines parsed per tf.io.decode_csv call (vectorized; rows are split off afterwards)
 MAX_STREAM_CLASSES = 1 << 16  # distinct text labels; more is not a class column
+MAX_DECODED = 1 << 16  # distinct text feature values remembered as decodable
 
 
 def read_stream(spec: CsvData, where: Where) -> Data:
@@ -52,28 +56,38 @@ def stream_file(spec: CsvData, where: Where, loc: tuple[Any, ...], classes: list
     weight = spec.sample_weight if training else None
     if (len(targets) > 1 or len(features) > 1) and spec.preprocess:
         raise ConfigError(where.problem(("preprocess",), "preprocess steps apply to single-array features and targets"))
-    types = target_types(header, sample, targets, spec, where)
+    types = target_types(header, sample, targets, spec)
     index = {name: i for i, name in enumerate(header)}
-    feature_columns = {c for columns in features.values() for c in columns}
-    dtype_of = {c: tf.float32 for c in [*feature_columns, *([weight] if weight else [])]} | {
-        c: tf.as_dtype(types[c]) for c in targets.values()
-    }
-    defaults = [tf.constant([], dtype_of.get(name, tf.string)) for name in header]
+    weight_type = {weight: "float32"} if weight else {}
+    column_type = {c: input_type(spec, columns) for columns in features.values() for c in columns} | weight_type | types
+    # A text field may be empty (the empty text); a number must be there. Columns nothing reads are read as text.
+    defaults = [
+        tf.constant([""] if column_type.get(name, "string") == "string" else [], column_type.get(name, "string")) for name in header
+    ]
     single = next(iter(targets.values())) if len(targets) == 1 else None
     text_target = single is not None and types[single] == "string"
+    texts = {c for columns in features.values() for c in columns if column_type[c] == "string"}
+    transcode = transcoding(spec, where) if texts else None
 
-    def parse(lines: Any) -> tuple[Any, ...]:
-        """A batch of lines → ({group: features} or features, {group: target} or target[, sample weights])."""
+    def parse(lines: Any, raw: bool = False) -> tuple[Any, ...]:
+        """A batch of lines → ({group: features} or features, {group: target} or target[, sample weights]); text as UTF-8 unless `raw`."""
         fields = tf.io.decode_csv(lines, defaults, field_delim=spec.delimiter)
-        x = {group: tf.stack([fields[index[c]] for c in columns], axis=1) for group, columns in features.items()}
+
+        def column(name: str) -> Any:
+            if name in texts and transcode and not raw:  # as the in-memory reader: text decoded from data.encoding, as UTF-8
+                return tf.strings.unicode_transcode(fields[index[name]], input_encoding=transcode, output_encoding="UTF-8")
+            return fields[index[name]]
+
+        x = {group: tf.stack([column(c) for c in columns], axis=1) for group, columns in features.items()}
         y = {group: fields[index[c]] for group, c in targets.items()}
         return (x.get(None, x), y.get(None, y)) + ((fields[index[weight]],) if weight else ())
 
     def lines() -> Any:
         return tf.data.TextLineDataset(str(path)).skip(1).filter(lambda line: tf.strings.length(line) > 0)
 
-    parsed = lines().batch(PARSE_LINES).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
-    total, labels, found = checking_pass(parsed, path, spec, where, loc, single, types)
+    parsed = lines().batch(PARSE_LINES).map(lambda batch: parse(batch, raw=True), num_parallel_calls=tf.data.AUTOTUNE)
+    checked = Checked(path, spec, where, loc, features, single, column_type, set(types) - set(spec.column_types))
+    total, labels, found = checking_pass(parsed, checked)
     names = classes
     if text_target:
         assert labels is not None and found is not None  # a text target's labels are always gathered
@@ -116,16 +130,28 @@ def read_head(path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...]) -> 
     return rows[0], [row for row in rows[1:] if row]
 
 
-def target_types(header: list[str], sample: list[list[str]], targets: dict[Any, str], spec: CsvData, where: Where) -> dict[str, str]:
-    """Each target column's dtype: declared in column_types, else int64 / float32 / string from the first rows."""
-    unknown = [name for name in spec.column_types if name not in targets.values()]
-    if unknown:
+def transcoding(spec: CsvData, where: Where) -> str | None:
+    """The encoding TensorFlow (ICU) converts text columns from to UTF-8; None for UTF-8 and ASCII files (no conversion)."""
+    from kerasrun._tf import tf
+
+    codec = codecs.lookup(spec.encoding).name
+    if codec in ("utf-8", "utf-8-sig", "ascii"):
+        return None
+    try:
+        tf.strings.unicode_transcode(tf.constant([b"a"]), input_encoding=codec, output_encoding="UTF-8")
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
         raise ConfigError(
-            [
-                where.problem(("column_types", name), f"`{name}` is not a target column", f"targets: {', '.join(targets.values())}")
-                for name in unknown
-            ]
-        )
+            where.problem(
+                ("encoding",),
+                f"TensorFlow cannot convert {spec.encoding} text to UTF-8, as the streamed reader does for a string column",
+                "read the file in memory (stream: false), or convert it to UTF-8",
+            )
+        ) from None
+    return codec
+
+
+def target_types(header: list[str], sample: list[list[str]], targets: dict[Any, str], spec: CsvData) -> dict[str, str]:
+    """Each target column's dtype: declared in column_types, else int64 / float32 / string from the first rows."""
     index = {name: i for i, name in enumerate(header)}
     types: dict[str, str] = {}
     for column in targets.values():
@@ -133,54 +159,70 @@ def target_types(header: list[str], sample: list[list[str]], targets: dict[Any, 
             types[column] = spec.column_types[column]
             continue
         values = [row[index[column]] for row in sample]
-        try:
-            numbers = [float(v) for v in values]
-        except ValueError:
+        if not all(is_number(v) for v in values):
             types[column] = "string"
             continue
-        types[column] = "int64" if all(n == round(n) for n in numbers) else "float32"
+        # Integers as tf.io.decode_csv reads them: `1.0` is a float32 target (the in-memory reader makes whole numbers int64).
+        types[column] = "int64" if all(parse_int64(v) is not None for v in values) else "float32"
     return types
 
 
-def checking_pass(
-    batches: Any, path: Path, spec: CsvData, where: Where, loc: tuple[Any, ...], single: str | None, types: dict[str, str]
-) -> tuple[int, np.ndarray | None, list[str] | None]:
-    """Read the whole file once: every row parses and is finite; the class of every row when the target is one.
+@dataclass(frozen=True)
+class Checked:
+    """What the checking pass checks a file against: its columns' types, and where to report a problem."""
+
+    path: Path
+    spec: CsvData
+    where: Where
+    loc: tuple[Any, ...]
+    features: dict[Any, list[str]]
+    single: str | None  # the one target column, when there is one
+    types: dict[str, str]  # every column read as typed values: features, weight, targets
+    inferred: set[str]  # targets whose type was inferred from the first rows
+
+
+def checking_pass(batches: Any, checked: Checked) -> tuple[int, np.ndarray | None, list[str] | None]:
+    """Read the whole file once: every row parses, is finite, its text decodes; the class of every row when the target is one.
 
     Returns (rows, labels, text values): for a text target, labels index the text values in the order they
     were first seen; for an integer target, the labels themselves; (None, None) for other targets.
     """
     from kerasrun._tf import tf
 
+    path, spec, where = checked.path, checked.spec, checked.where
     chunks: list[np.ndarray] = []
     seen: dict[bytes, int] = {}
+    decoded: set[bytes] = set()  # text values known to decode
     rows = 0
-    kind = types.get(single) if single is not None else None
+    kind = checked.types.get(checked.single) if checked.single is not None else None
     try:
         for x, y, *weights in batches.as_numpy_iterator():
-            if not spec.allow_nonfinite:
-                for values in x.values() if isinstance(x, dict) else [x]:
+            groups = x if isinstance(x, dict) else {None: x}
+            for group, values in groups.items():
+                if values.dtype == object:
+                    check_text(values, checked.features[group], rows, checked, decoded)
+                elif values.dtype.kind == "f" and not spec.allow_nonfinite:
                     bad = ~np.isfinite(values)
                     if bad.any():
                         row, column = (int(i) for i in np.argwhere(bad)[0])
                         raise ConfigError(
                             where.problem(
-                                loc,
+                                checked.loc,
                                 f"{path.name}: data row {rows + row + 1} holds NaN or inf (feature {column})",
                                 "fix the data, or set data.allow_nonfinite: true",
                             )
                         )
-                for values in weights:  # as the in-memory reader's sample weights are checked
-                    bad = ~np.isfinite(values)
-                    if bad.any():
-                        row = int(np.argwhere(bad)[0][0])
-                        raise ConfigError(
-                            where.problem(
-                                ("sample_weight",),
-                                f"{path.name}: data row {rows + row + 1} holds NaN or inf in column `{spec.sample_weight}`",
-                                "fix the data, or set data.allow_nonfinite: true",
-                            )
+            for values in weights if not spec.allow_nonfinite else []:  # as the in-memory reader's sample weights are checked
+                bad = ~np.isfinite(values)
+                if bad.any():
+                    row = int(np.argwhere(bad)[0][0])
+                    raise ConfigError(
+                        where.problem(
+                            ("sample_weight",),
+                            f"{path.name}: data row {rows + row + 1} holds NaN or inf in column `{spec.sample_weight}`",
+                            "fix the data, or set data.allow_nonfinite: true",
                         )
+                    )
             if kind == "string":
                 values, inverse = np.unique(y, return_inverse=True)
                 codes = np.array([seen.setdefault(bytes(v), len(seen)) for v in values], dtype=np.int64)
@@ -191,7 +233,7 @@ def checking_pass(
                 chunks.append(np.asarray(y, dtype=np.int64))
             rows += len(y) if not isinstance(y, dict) else len(next(iter(y.values())))
     except tf.errors.InvalidArgumentError as exc:
-        raise ConfigError(where.problem(loc, first_bad_line(path, spec, types) or f"{path.name}: {first_line(exc)}")) from None
+        raise ConfigError(first_bad_line(checked) or where.problem(checked.loc, f"{path.name}: {first_line(exc)}")) from None
     if kind not in ("string", "int64"):
         return rows, None, None
     labels = np.concatenate(chunks) if chunks else np.zeros(0, np.int64)
@@ -202,40 +244,79 @@ def checking_pass(
     return rows, labels, None
 
 
-def first_bad_line(path: Path, spec: CsvData, types: dict[str, str]) -> str | None:
+def check_text(values: np.ndarray, columns: list[str], rows: int, checked: Checked, decoded: set[bytes]) -> None:
+    """Every value of a batch of text columns decodes from data.encoding (as the in-memory reader decodes the whole file)."""
+    if len(decoded) > MAX_DECODED:  # free text: keep the memory bounded, at the price of decoding values again
+        decoded.clear()
+    for column in range(values.shape[1]):
+        for row, value in enumerate(values[:, column]):
+            if value in decoded:
+                continue
+            try:
+                value.decode(checked.spec.encoding)
+            except UnicodeDecodeError as exc:
+                raise ConfigError(
+                    checked.where.problem(
+                        checked.loc,
+                        f"{checked.path.name}: data row {rows + row + 1}, column `{columns[column]}` is not {checked.spec.encoding} text "
+                        f"(byte {exc.start} of the value)",
+                        encoding_hint(checked.path),
+                    )
+                ) from None
+            decoded.add(value)
+
+
+def first_bad_line(checked: Checked) -> Problem | None:
     """Where the first row that tf.io.decode_csv rejects is, by line and column (a streamed scan with Python's csv module)."""
+    path, spec = checked.path, checked.spec
     with path.open(newline="", encoding=spec.encoding, errors="replace") as f:
         rows: Iterator[list[str]] = csv.reader(f, delimiter=spec.delimiter)
         header = next(rows)
-        targets = set(types)
+        typed = typed_positions(header, checked.types)
         for number, row in enumerate(rows, start=2):
             if not row:
                 continue
             if len(row) != len(header):
-                return f"{path.name} line {number} has {len(row)} fields, the header {len(header)}"
-            for name, value in zip(header, row, strict=True):
-                parsed = name in targets or name == spec.sample_weight or spec.features is None or is_feature(name, spec)
-                problem = value_problem(value, types.get(name, "float32")) if parsed else None  # other columns are read as text
-                if problem:
-                    hint = " (declare data.column_types for it)" if name in targets else ""
-                    return f"{path.name} line {number}, column `{name}`: {value!r} {problem}{hint}"
+                return checked.where.problem(checked.loc, f"{path.name} line {number} has {len(row)} fields, the header {len(header)}")
+            if problem := row_problem(path.name, number, row, typed, spec, checked.where, checked.inferred):
+                return problem
+    with path.open(newline="", encoding=spec.encoding, errors="replace") as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if number > 1 and line and (found := quoting_problem(line, spec.delimiter)):
+                field, why = found
+                column = f", column `{header[field]}`" if field < len(header) else ""
+                return checked.where.problem(
+                    checked.loc,
+                    f"{path.name} line {number}{column}: {why}",
+                    "the streamed reader takes quotes as tf.io.decode_csv does: a quote only around a whole field, doubled inside it",
+                )
     return None
 
 
-def is_feature(name: str, spec: CsvData) -> bool:
-    """Whether `name` is one of the declared feature columns."""
-    groups = spec.features.values() if isinstance(spec.features, dict) else [spec.features or []]
-    return any(name in columns for columns in groups)
-
-
-def value_problem(value: str, kind: str) -> str | None:
-    """Why tf.io.decode_csv would reject `value` as `kind`, or None."""
-    if kind == "string":
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return "is not a number" if value else "is missing"
-    if kind == "int64" and number != int(number):
-        return "is not an integer"
-    return None
+def quoting_problem(line: str, delimiter: str) -> tuple[int, str] | None:
+    """(field index, why) where tf.io.decode_csv refuses the quotes of one line, or None."""
+    at, field = 0, 0
+    while True:
+        if line.startswith('"', at):  # a quoted field: up to the closing quote ("" inside is one quote)
+            at += 1
+            while True:
+                end = line.find('"', at)
+                if end < 0:
+                    return field, "a quote opens a field and never closes (a field over several lines can't be streamed)"
+                if line.startswith('"', end + 1):
+                    at = end + 2
+                    continue
+                at = end + 1
+                break
+            if at < len(line) and line[at] != delimiter:
+                return field, "a quote inside a quoted field must be doubled"
+        else:
+            end = line.find(delimiter, at)
+            end = len(line) if end < 0 else end
+            if '"' in line[at:end]:
+                return field, "a field that is not quoted holds a quote"
+            at = end
+        if at >= len(line):
+            return None
+        at, field = at + 1, field + 1
