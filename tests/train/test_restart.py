@@ -1,4 +1,5 @@
-"""Restart-safe training in real processes: `train --resume-existing` run again after SIGTERM or kill -9, and Slurm's requeue.
+"""Restart-safe training in real processes: `train --resume-existing` run again after SIGTERM or kill -9 (one process, and two
+workers started by hand as on two nodes), and Slurm's requeue.
 
 The same command, run as a restarting platform runs it, ends with the bytes of an uninterrupted run;
 run once more on the completed folder it changes nothing. In a (fake) Slurm job, SIGUSR1 checkpoints,
@@ -9,9 +10,11 @@ resumes the job's folder.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -238,3 +241,61 @@ def test_slurm_usr1_to_a_process_stuck_in_tensorflow_still_requeues(tmp_path) ->
     info = read_json(only_run(tmp_path / "runs") / "run.json")
     assert (info["status"], info["signal"], info["forced"]) == ("interrupted", "SIGUSR1", True)
     assert log.read_text().split() == ["requeue", "99"]
+
+
+def two_workers(folder: Path, config: Path, runs: Path) -> list[subprocess.Popen]:
+    """The restart-safe command on two workers started by hand, as on two nodes (each its own TF_CONFIG, ports on 127.0.0.1)."""
+    ports = [free_port(), free_port()]
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    (folder / "tmp").mkdir(exist_ok=True)
+    return [
+        kerasrun(
+            *restart_command(config, runs),
+            "--set",
+            "runtime.strategy=multi_worker",
+            env={
+                "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+                "TMPDIR": str(folder / "tmp"),
+                "KERASRUN_STOP_GRACE_SECONDS": "3",  # a worker blocked in an all-reduce whose peer stopped
+            },
+        )
+        for index in range(2)
+    ]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_two_workers_restarted_with_the_same_command_resume_the_chiefs_folder(tmp_path) -> None:
+    reference_folder = tmp_path / "reference"
+    reference_folder.mkdir()
+    (reference_folder / "marker").touch()
+    config = write_config(reference_folder, reference_folder / "marker")
+    for process in two_workers(reference_folder, config, reference_folder / "runs"):
+        code, _out, err = finish(process)
+        assert code == 0, err[-3000:]
+    uninterrupted = outputs(reference_folder / "runs" / "job")
+
+    marker, runs = tmp_path / "marker", tmp_path / "runs"
+    config = write_config(tmp_path, marker)
+    workers = two_workers(tmp_path, config, runs)
+    wait_for(marker, workers[0])
+    time.sleep(1)  # the chief pauses; the other worker waits for it in the epoch's first all-reduce
+    for process in workers:
+        process.send_signal(signal.SIGTERM)  # as Kubernetes stops every pod of a job
+    for process in workers:
+        finish(process)
+    assert read_json(runs / "job" / "run.json")["status"] == "interrupted"
+
+    for process in two_workers(tmp_path, config, runs):
+        code, _out, err = finish(process)
+        assert code == 0, err[-3000:]
+    info = read_json(runs / "job" / "run.json")
+    assert info["status"] == "completed" and [r["from_epoch"] for r in info["resumes"]] == [PAUSE_EPOCH]
+    assert outputs(runs / "job") == uninterrupted  # byte for byte
+    assert sorted(p.name for p in runs.iterdir()) == ["job"] and not list((tmp_path / "tmp").glob("kerasrun-worker-*"))
