@@ -90,14 +90,11 @@ def share_local_gpus(gpus: list[Device], cluster: dict[str, list[str]], task_typ
 
 
 def describe_resolver(resolver: Any, local_gpus: list[str]) -> dict[str, Any]:
-    """What run.json's placement records about the cluster: the resolver, the cluster, this task and its GPUs."""
-    return {
-        "resolver": type(resolver).__name__,
-        "cluster_spec": resolver.cluster_spec().as_dict(),
-        "task_type": resolver.task_type,
-        "task_id": resolver.task_id,
-        "local_gpus": local_gpus,
-    }
+    """What run.json's placement adds under multi_worker: the resolved cluster and the GPUs this task trains on.
+
+    (run.json's own `cluster` names the resolver, the worker count and this task: train.workers.)
+    """
+    return {"cluster_spec": resolver.cluster_spec().as_dict(), "local_gpus": local_gpus}
 
 
 def read_tf_config(config: Config) -> dict[str, Any]:

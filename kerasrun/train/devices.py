@@ -24,7 +24,7 @@ class Placement:
     strategy: Any = None  # a tf.distribute.Strategy, or None for plain single-device training
     devices: list[str] = field(default_factory=list)
     is_chief: bool = True  # multi-worker: only the chief writes the run folder
-    cluster: dict[str, Any] | None = None  # multi-worker: the resolver, the cluster, this task and its local GPUs
+    cluster: dict[str, Any] | None = None  # multi-worker: the resolved cluster and this task's local GPUs
 
     @property
     def replicas(self) -> int:
@@ -42,7 +42,7 @@ class Placement:
             "devices": self.devices,
             "strategy": type(self.strategy).__name__ if self.strategy else None,
             "replicas": self.replicas,
-            **({"cluster": self.cluster} if self.cluster is not None else {}),
+            **(self.cluster or {}),
         }
 
 
