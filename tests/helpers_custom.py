@@ -42,6 +42,22 @@ class InterruptAtEpoch(FailAtEpoch):
             raise KeyboardInterrupt
 
 
+class InterruptOnceAtEpoch(keras.callbacks.Callback):
+    """Ctrl-C at the start of `epoch`, the first time only (it leaves `marker` behind): a restarted run goes through."""
+
+    def __init__(self, epoch: int, marker: str) -> None:
+        super().__init__()
+        self.interrupt_epoch = epoch
+        self.marker = marker
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import os
+
+        if epoch == self.interrupt_epoch and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            raise KeyboardInterrupt
+
+
 def two_blobs(n: int = 50):
     """Arrays (x, y) for the python data source."""
     rng = np.random.default_rng(0)
@@ -286,19 +302,21 @@ class OtherSignalAtEpoch(keras.callbacks.Callback):
 
 
 class StuckAtEpoch(keras.callbacks.Callback):
-    """At `epoch`, blocks SIGTERM in the main thread and sleeps, like a main thread stuck inside a TensorFlow op."""
+    """At `epoch`, blocks SIGTERM (or `signal_name`) in the main thread and sleeps, like a main thread stuck inside a TensorFlow op."""
 
-    def __init__(self, epoch: int, marker: str) -> None:
+    def __init__(self, epoch: int, marker: str, signal_name: str = "SIGTERM") -> None:
         super().__init__()
         self.stuck_epoch = epoch
         self.marker = marker
+        self.signal_name = signal_name
 
     def on_epoch_begin(self, epoch, logs=None):
         import signal
         import time
 
         if epoch == self.stuck_epoch:
-            signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGTERM])  # the signal goes to another thread; Python can't act here
+            # The signal goes to another thread; Python can't act here.
+            signal.pthread_sigmask(signal.SIG_BLOCK, [getattr(signal, self.signal_name)])
             open(self.marker, "w").close()
             time.sleep(120)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, TextIO
 
@@ -18,11 +19,19 @@ def run_and_report(start: Any, progress: Progress) -> Any:
 
     With `--progress json`, `stdout` is where the epochs' JSON lines go; anything else printed meanwhile goes to stderr.
     """
-    from kerasrun.train.signals import signals_raise_interrupted
+    from kerasrun.train.restart import requeue_slurm_job
+    from kerasrun.train.signals import on_forced_exit, signals_raise_interrupted
 
     run_dir: list[Path] = []
+
+    def report(stopped: Interrupted) -> None:
+        report_interrupted(stopped, run_dir[0] if run_dir else None)
+        if (requeued := requeue_slurm_job(stopped.signum)) is not None:  # SIGUSR1 in a Slurm job: time is nearly up
+            err_console().print(f"note: {requeued}", markup=False)
+
     with (
-        reported_errors(lambda stopped: report_interrupted(stopped, run_dir[0] if run_dir else None)),
+        reported_errors(report),
+        on_forced_exit(requeue_slurm_job),  # also when the watchdog ends a process stuck in TensorFlow (after the run is marked)
         signals_raise_interrupted(),
         json_stdout(progress == "json") as stdout,
     ):
@@ -64,8 +73,15 @@ def train(
     ] = None,
     progress: Annotated[Progress, typer.Option("--progress", help="auto: Rich on a terminal, plain lines otherwise.")] = "auto",
     device: Annotated[str | None, typer.Option("--device", help="auto | cpu | gpu | gpu:N (overrides runtime.device).")] = None,
+    resume_existing: Annotated[
+        bool,
+        typer.Option(
+            "--resume-existing",
+            help="Restart-safe: train into RUNS_DIR/NAME exactly; resume it if interrupted or crashed, report it if completed.",
+        ),
+    ] = False,
 ) -> None:
-    """Build the model, train it, and write a new run folder."""
+    """Build the model, train it, and write a new run folder (with --resume-existing: the same one, whenever run again)."""
     from kerasrun.config.load import load_config, shrink_for_smoke
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
@@ -87,6 +103,15 @@ def train(
 
         if runs_dir is not None or not smoke:  # a smoke run without --runs-dir goes to a temporary folder
             check_runs_dir(config, runs_dir)
+        restart = find_restart(config, runs_dir, resume_existing, smoke)
+        if restart is not None and restart.note:
+            typer.echo(f"note: {restart.note}", err=True)
+        if restart is not None and restart.action == "completed":
+            say(f"{restart.run_dir} is completed: nothing to do", progress)
+            return Unchanged(restart.run_dir)
+        if restart is not None and restart.action == "resume":
+            assert restart.plan is not None
+            return resume_run(restart.plan, restart.run_dir, set_run_dir, stdout, progress, scratch)
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
@@ -95,7 +120,11 @@ def train(
         elif base is None and smoke:
             base = make_scratch(SMOKE_PREFIX)
             scratch.append(base)
-        run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
+        if restart is not None and resume_existing and experiment.placement.is_chief:  # the one folder this command always uses
+            run_dir = restart.run_dir
+            run_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
         set_run_dir(run_dir)
         say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
@@ -117,7 +146,71 @@ def train(
         result = run_and_report(start, progress)
     finally:
         remove_scratch(scratch)  # a smoke run's or a worker's folder only held what nobody keeps
-    say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
+    if not isinstance(result, Unchanged):
+        say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
+
+
+def find_restart(config: Any, runs_dir: Path | None, resume_existing: bool, smoke: bool) -> Any:
+    """With --resume-existing, or in a requeued Slurm job, what to do with the run's folder (train.restart); None: a new folder."""
+    import os
+
+    from kerasrun.errors import ConfigError, Problem
+    from kerasrun.train.restart import find_job_run, named_run_dir, plan_restart
+
+    base = runs_dir if runs_dir is not None else Path(config.output.runs_dir)
+    if resume_existing:
+        if smoke:
+            raise ConfigError(
+                Problem(key="--resume-existing", message="a smoke run goes to a temporary folder; it has no folder to resume")
+            )
+        return plan_restart(config, named_run_dir(base, config.name))
+    job_id, restarts = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_RESTART_COUNT", "0")
+    requeued = bool(job_id) and restarts.isdigit() and int(restarts) > 0  # Slurm counts the job's requeues
+    found = find_job_run(base, config, job_id) if requeued and job_id and not smoke else None
+    if found is None:
+        return None
+    restart = plan_restart(config, found)
+    return restart if restart.action != "start" else None  # an attempt with nothing to continue: a new folder
+
+
+@dataclass
+class Unchanged:
+    """The result of a restart-safe train whose run had completed already: nothing trained, nothing written."""
+
+    run_dir: Path
+    status: str = "completed"
+    metrics: dict[str, float] | None = None
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progress: Progress, scratch: list[Path]) -> Any:
+    """Continue `plan`'s run in its own folder (train.resume's plan): what `kerasrun resume` and a restart-safe train both do.
+
+    A multi-worker run's other worker restores the chief's checkpoint and trains in a scratch folder (added to `scratch`).
+    """
+    from kerasrun.rundir.scratch import WORKER_PREFIX, make_scratch
+    from kerasrun.train.checkpoint import uncaptured
+    from kerasrun.train.experiment import prepare_experiment
+    from kerasrun.train.resume import resume_folder
+    from kerasrun.train.run import run_experiment
+
+    experiment = prepare_experiment(plan.config, initial_weights=False)
+    folder = resume_folder(run_dir, plan, experiment.placement)
+    if folder is None:  # a multi-worker run's other worker: it restored the chief's checkpoint and trains in a folder of its own
+        scratch.append(make_scratch(WORKER_PREFIX))
+        folder = scratch[-1] / run_dir.name
+        folder.mkdir()
+    set_run_dir(run_dir)
+    say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+    if experiment.memory_warning:
+        err_console().print(f"warning: {experiment.memory_warning}", markup=False)
+    for missing in uncaptured(plan.state):
+        err_console().print(f"warning: {missing}", markup=False)
+    if note := retrained_epochs(plan.state.epoch, plan.retrained):
+        err_console().print(f"note: {note}", markup=False)
+    shown = progress if experiment.placement.is_chief else "none"
+    return run_experiment(experiment, folder, shown, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
 
 
 def resume(
@@ -146,30 +239,10 @@ def resume(
     scratch: list[Path] = []
 
     def start(set_run_dir: Any, stdout: TextIO) -> Any:
-        from kerasrun.train.resume import load_for_resume, resume_folder
+        from kerasrun.train.resume import load_for_resume
 
         plan = load_for_resume(run_dir, list(set_ or []), trust)
-        from kerasrun.rundir.scratch import WORKER_PREFIX, make_scratch
-        from kerasrun.train.checkpoint import uncaptured
-        from kerasrun.train.experiment import prepare_experiment
-        from kerasrun.train.run import run_experiment
-
-        experiment = prepare_experiment(plan.config, initial_weights=False)
-        folder = resume_folder(run_dir, plan, experiment.placement)
-        if folder is None:  # a multi-worker run's other worker: it restored the chief's checkpoint and trains in a folder of its own
-            scratch.append(make_scratch(WORKER_PREFIX))
-            folder = scratch[-1] / run_dir.name
-            folder.mkdir()
-        set_run_dir(run_dir)
-        say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
-        if experiment.memory_warning:
-            err_console().print(f"warning: {experiment.memory_warning}", markup=False)
-        for missing in uncaptured(plan.state):
-            err_console().print(f"warning: {missing}", markup=False)
-        if note := retrained_epochs(plan.state.epoch, plan.retrained):
-            err_console().print(f"note: {note}", markup=False)
-        shown = progress if experiment.placement.is_chief else "none"
-        return run_experiment(experiment, folder, shown, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
+        return resume_run(plan, run_dir, set_run_dir, stdout, progress, scratch)
 
     try:
         run_and_report(start, progress)

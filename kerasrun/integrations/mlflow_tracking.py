@@ -114,6 +114,32 @@ def unreachable(uri: str | None) -> str | None:
         return f"cannot connect to {parts.hostname}:{port}: {exc.strerror or exc}"
 
 
+def find_or_create_experiment(client: Any, name: str) -> str:
+    """The id of experiment `name`, created when the store has none by that name.
+
+    Two processes may both find none and both create it (the workers of a run once did): the store
+    refuses the second (RESOURCE_ALREADY_EXISTS, or the database's unique constraint), which then
+    reads the experiment the first one made.
+    """
+    found = client.get_experiment_by_name(name)
+    if found is not None:
+        return str(found.experiment_id)
+    try:
+        return str(client.create_experiment(name))
+    except Exception:
+        found = client.get_experiment_by_name(name)
+        if found is None:  # not a lost race: the store's own failure
+            raise
+        return str(found.experiment_id)
+
+
+def open_tracker(config: Config, is_chief: bool) -> MlflowTracker | None:
+    """output.mlflow's tracker, opened by the chief only: one MLflow run per kerasrun run, however many workers train it."""
+    if config.output.mlflow is None or not is_chief:
+        return None
+    return MlflowTracker(config)
+
+
 class MlflowTracker:
     """One kerasrun run's MLflow run: opened before the folder exists, then logged to by a Keras callback."""
 
@@ -132,9 +158,7 @@ class MlflowTracker:
         try:
             with http_settings(OPENING_HTTP):
                 self.client = MlflowClient(tracking_uri=self.uri)
-                name = spec.experiment or config.name
-                found = self.client.get_experiment_by_name(name)
-                self.experiment_id = found.experiment_id if found is not None else self.client.create_experiment(name)
+                self.experiment_id = find_or_create_experiment(self.client, spec.experiment or config.name)
         except Exception as exc:  # MlflowException, OSError, a driver's own errors: the store is unusable either way
             raise store_problem(config, first_line(exc)) from None
         for name, value in LOGGING_HTTP.items():  # for the rest of the process: the callbacks log from inside training

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from kerasrun._tf import tf
 from kerasrun.config.schema import Config
 from kerasrun.errors import ConfigError
+from kerasrun.train.cluster import SlurmClusterResolver, describe_resolver, resolve_cluster, share_local_gpus
 from kerasrun.train.signals import reclaim_signals
 
 # Without GPUs, `mirrored` splits the CPU into this many logical devices (for trying data parallelism).
@@ -25,6 +24,7 @@ class Placement:
     strategy: Any = None  # a tf.distribute.Strategy, or None for plain single-device training
     devices: list[str] = field(default_factory=list)
     is_chief: bool = True  # multi-worker: only the chief writes the run folder
+    cluster: dict[str, Any] | None = None  # multi-worker: the resolved cluster and this task's local GPUs
 
     @property
     def replicas(self) -> int:
@@ -42,6 +42,7 @@ class Placement:
             "devices": self.devices,
             "strategy": type(self.strategy).__name__ if self.strategy else None,
             "replicas": self.replicas,
+            **(self.cluster or {}),
         }
 
 
@@ -60,8 +61,11 @@ def select_placement(config: Config) -> Placement:
     visible = [d.name for d in tf.config.list_physical_devices()]
     wanted = requested_devices(config)
     loc = ("runtime", "device")
+    resolver = resolve_cluster(config) if runtime.strategy == "multi_worker" else None  # TF_CONFIG's or the Slurm step's
     if wanted == ["cpu"] or (wanted == ["auto"] and not gpus):
         chosen_gpus: list[Any] = []
+    elif wanted == ["auto"] and resolver is not None:  # every GPU of the host, shared out among its workers
+        chosen_gpus = share_local_gpus(gpus, resolver.cluster_spec().as_dict(), resolver.task_type, int(resolver.task_id))
     elif wanted == ["auto"]:
         chosen_gpus = gpus if runtime.strategy == "mirrored" else gpus[:1]
     else:
@@ -79,9 +83,9 @@ def select_placement(config: Config) -> Placement:
         with contextlib.suppress(RuntimeError):
             tf.config.experimental.set_memory_growth(gpu, True)  # don't take all GPU memory up front
     kind = "GPU" if chosen_gpus else "CPU"
-    if runtime.strategy == "multi_worker":
+    if resolver is not None:
         # Collective ops must be configured before anything initialises TensorFlow's runtime.
-        placement = make_multi_worker(config, kind)
+        placement = make_multi_worker(resolver, kind, [gpu.name for gpu in chosen_gpus])
         check_batch(config, placement)
         return placement
     if runtime.strategy == "mirrored" and not chosen_gpus:
@@ -109,44 +113,19 @@ def make_strategy(config: Config, kind: str, names: list[str]) -> Placement:
     return Placement(first, tf.distribute.MirroredStrategy(devices=names), names)
 
 
-def make_multi_worker(config: Config, kind: str) -> Placement:
-    """MultiWorkerMirroredStrategy from TF_CONFIG; the chief is task `chief`, or worker 0 when there is none."""
-    cluster = read_tf_config(config)
-    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+def make_multi_worker(resolver: Any, kind: str, local_gpus: list[str]) -> Placement:
+    """MultiWorkerMirroredStrategy over `resolver`'s cluster; the chief is task `chief`, or worker 0 when there is none."""
+    if isinstance(resolver, SlurmClusterResolver):
+        resolver.gpus = len(local_gpus)  # what each worker trains on: the strategy asks the resolver
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     # Its coordination service installs TensorFlow's own SIGTERM notifier (tsl::SigtermNotifier), which
     # would swallow the preemption signal: kerasrun's handler marks the run and checkpoints instead.
     reclaim_signals()
-    task = cluster["task"]
-    is_chief = task["type"] == "chief" or (task["type"] == "worker" and int(task["index"]) == 0 and "chief" not in cluster["cluster"])
-    return Placement(f"/{kind}:0", strategy, logical_names(kind), is_chief=is_chief)
-
-
-def read_tf_config(config: Config) -> dict[str, Any]:
-    """Parse and check TF_CONFIG for multi-worker training."""
-    loc = ("runtime", "strategy")
-    raw = os.environ.get("TF_CONFIG")
-    example = '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}'
-    if not raw:
-        raise ConfigError(
-            config.problem(
-                loc,
-                "multi_worker needs the TF_CONFIG environment variable on every worker",
-                f"e.g. TF_CONFIG='{example}', or try it locally with `kerasrun launch --workers 2 CONFIG`",
-            )
-        )
-    try:
-        parsed = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(config.problem(loc, f"TF_CONFIG is not valid JSON: {exc}", f"expected e.g. {example}")) from None
-    cluster, task = parsed.get("cluster") if isinstance(parsed, dict) else None, parsed.get("task") if isinstance(parsed, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(task, dict) or "type" not in task or "index" not in task:
-        raise ConfigError(
-            config.problem(loc, "TF_CONFIG needs `cluster` (job -> addresses) and `task` ({type, index})", f"expected e.g. {example}")
-        )
-    jobs = cluster.get(task["type"])
-    if not isinstance(jobs, list) or not (0 <= int(task["index"]) < len(jobs)):
-        raise ConfigError(config.problem(loc, f"TF_CONFIG task {task} is not in the cluster {cluster}"))
-    return parsed
+    jobs = resolver.cluster_spec().as_dict()
+    task_type, index = resolver.task_type, int(resolver.task_id)
+    is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in jobs)
+    cluster = describe_resolver(resolver, local_gpus)
+    return Placement(f"/{kind}:0", strategy, logical_names(kind), is_chief=is_chief, cluster=cluster)
 
 
 def check_batch(config: Config, placement: Placement) -> None:

@@ -26,7 +26,7 @@ from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, Stream, input_sample_shape, load_data, name_lists
 from kerasrun.errors import Collector, ConfigError
 from kerasrun.integrations import missing_packages
-from kerasrun.integrations.mlflow_tracking import MlflowTracker
+from kerasrun.integrations.mlflow_tracking import MlflowTracker, open_tracker
 from kerasrun.train.callbacks.records import check_callbacks, check_monitors
 from kerasrun.train.checkpoint import CallbackStates
 from kerasrun.train.devices import Placement, select_placement
@@ -95,7 +95,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         with placement.scope():
             init_report = load_initial_weights(model, config, runs_dir)
     trainer = make_trainer(config, model, data, placement)
-    tracker = MlflowTracker(config) if config.output.mlflow is not None else None  # last: the config is good
+    tracker = open_tracker(config, placement.is_chief)  # last: the config is good
     timings["build_s"] = time.perf_counter() - start
     # Last, so that the address space measured holds the data, the model and the traced custom loop.
     memory = address_space_warning(placement.replicas)

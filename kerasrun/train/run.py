@@ -45,6 +45,7 @@ from kerasrun.train.checkpoint import CallbackStates, RestoreCallbackState
 from kerasrun.train.experiment import Experiment
 from kerasrun.train.launch import announce_run_dir
 from kerasrun.train.memory import out_of_memory_hint
+from kerasrun.train.restart import slurm_job
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
 from kerasrun.train.trainers.base import Trainer
@@ -281,6 +282,7 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
         loop_chosen=experiment.trainer.chosen_because,
         init_from=experiment.init_from,
         **({"cluster": cluster} if cluster is not None else {}),
+        **({"slurm": job} if (job := slurm_job()) else {}),  # a requeued job finds its run folder by it (train.restart)
     )
 
 

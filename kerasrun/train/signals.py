@@ -17,8 +17,16 @@ from types import FrameType
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def stop_signals() -> tuple[int, ...]:
+    """The signals that stop a run: HANDLED, and inside a Slurm job SIGUSR1 too (`sbatch --signal=USR1@90`: time is nearly up).
+
+    Outside Slurm SIGUSR1 stays the user's (a callback may use it).
+    """
+    return (*HANDLED, signal.SIGUSR1) if os.environ.get("SLURM_JOB_ID") else HANDLED
+
+
 class Interrupted(KeyboardInterrupt):
-    """The process was asked to stop by a signal (SIGINT, SIGTERM or SIGHUP)."""
+    """The process was asked to stop by a signal (SIGINT, SIGTERM or SIGHUP; SIGUSR1 in a Slurm job)."""
 
     status = "interrupted"  # what run.json records; a sweep's pruned trial stops the same way with its own status
 
@@ -53,12 +61,12 @@ def as_interrupted(exc: KeyboardInterrupt) -> Interrupted:
 # a watchdog thread marks the run and ends the process: preemption grace periods are ~30 s.
 FORCE_EXIT_SECONDS = float(os.environ.get("KERASRUN_STOP_GRACE_SECONDS", "15"))  # shorter where the scheduler's grace is
 HOOK_SECONDS = 5.0  # how long the forced-exit hooks (marking run.json) may take
-forced_exit_hooks: list[Callable[[int], None]] = []
+forced_exit_hooks: list[Callable[[int], object]] = []
 active_handlers: list[Callable[[int, FrameType | None], None]] = []  # the handlers of the enclosing blocks, innermost last
 
 
 @contextmanager
-def on_forced_exit(hook: Callable[[int], None]) -> Iterator[None]:
+def on_forced_exit(hook: Callable[[int], object]) -> Iterator[None]:
     """Within the block, `hook(signum)` runs from the watchdog before it ends a process that did not stop."""
     forced_exit_hooks.append(hook)
     try:
@@ -81,7 +89,7 @@ def watch(read_fd: int, stopped: threading.Event) -> None:
         if not data:  # the block ended without a signal
             os.close(read_fd)
             return
-        if data[0] in HANDLED:
+        if data[0] in stop_signals():
             break
     if stopped.wait(FORCE_EXIT_SECONDS):
         return
@@ -93,8 +101,8 @@ def watch(read_fd: int, stopped: threading.Event) -> None:
 
 
 def run_hooks(signum: int) -> None:
-    """Call every forced-exit hook, whatever each of them raises."""
-    for hook in list(forced_exit_hooks):
+    """Call every forced-exit hook, innermost block's first (the run folder is marked before what encloses it acts), whatever each raises."""
+    for hook in reversed(list(forced_exit_hooks)):
         with suppress(Exception):
             hook(signum)
 
@@ -142,7 +150,7 @@ def raising_handlers() -> Iterator[list[int]]:
         raised.append(signum)
         raise Interrupted(signum)
 
-    previous = {signum: signal.signal(signum, handler) for signum in HANDLED}
+    previous = {signum: signal.signal(signum, handler) for signum in stop_signals()}
     active_handlers.append(handler)
     try:
         yield raised
@@ -155,5 +163,5 @@ def raising_handlers() -> Iterator[list[int]]:
 def reclaim_signals() -> None:
     """Install the active block's handlers again, after a library replaced them at the C level."""
     if active_handlers and threading.current_thread() is threading.main_thread():
-        for signum in HANDLED:
+        for signum in stop_signals():
             signal.signal(signum, active_handlers[-1])
