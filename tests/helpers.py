@@ -114,7 +114,14 @@ def write_heart_csv(path: Path, rows: int = 303, seed: int = 0) -> Path:
         cp, ca, thal = int(rng.integers(0, 5)), int(rng.integers(0, 4)), str(rng.choice(["normal", "fixed", "reversible"]))
         age, thalach, oldpeak = int(rng.integers(29, 78)), int(rng.integers(71, 203)), round(float(rng.uniform(0, 6.2)), 1)
         target = int(cp >= 3 or thal == "reversible" or (ca > 1 and oldpeak > 2.0))  # learnable, about half the rows
-        row = [age, int(rng.integers(0, 2)), cp, int(rng.integers(94, 201)), int(rng.integers(126, 565)), int(rng.integers(0, 2))]
+        row: list[object] = [
+            age,
+            int(rng.integers(0, 2)),
+            cp,
+            int(rng.integers(94, 201)),
+            int(rng.integers(126, 565)),
+            int(rng.integers(0, 2)),
+        ]
         row += [int(rng.integers(0, 3)), thalach, int(rng.integers(0, 2)), oldpeak, int(rng.integers(1, 4)), ca, thal, target]
         lines.append(",".join(str(value) for value in row))
     path.write_text("\n".join(lines) + "\n")
