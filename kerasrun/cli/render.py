@@ -15,6 +15,7 @@ import typer
 from kerasrun.cli.options import Progress
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
 from kerasrun.rundir.layout import RUN_FILE
+from kerasrun.rundir.remote import shown
 from kerasrun.train.signals import Interrupted, as_interrupted
 
 EXIT_FAILED = 1
@@ -110,12 +111,12 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
         run_dir = None
     if run_dir is None:
         console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
-    elif exc.not_resumable:
-        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
+        return
+    name = shown(run_dir)  # a remote run folder by its URL, not the local mirror it is written through
+    if exc.not_resumable:
+        console.print(f"interrupted ({exc.name}); {name} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
     else:
-        console.print(
-            f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with `kerasrun resume {run_dir}`", markup=False
-        )
+        console.print(f"interrupted ({exc.name}); {name} is marked interrupted — continue it with `kerasrun resume {name}`", markup=False)
         if retrained := retrained_on_resume(run_dir):
             console.print(f"note: {retrained} by `kerasrun resume`", markup=False)
 

@@ -69,10 +69,11 @@ def train(
 ) -> None:
     """Build the model, train it, and write a new run folder."""
     from kerasrun.config.load import load_config, shrink_for_smoke
+    from kerasrun.config.urls import url_of
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
     if init_from is not None:  # the path replaces path/run; the config's skip list stays
-        values["model.init_from.path"] = str(init_from.resolve())
+        values["model.init_from.path"] = url_of(init_from) or str(init_from.resolve())  # a URL is no local path
         values["model.init_from.run"] = None
     if device is not None:
         values["runtime.device"] = device
@@ -83,22 +84,34 @@ def train(
         if smoke:
             config = shrink_for_smoke(config)
         from kerasrun.rundir.record import create_run_dir
+        from kerasrun.rundir.remote import Mirror, check_config_urls, new_remote_run_dir, url_of
         from kerasrun.train.experiment import prepare_experiment
         from kerasrun.train.run import run_experiment
 
-        if runs_dir is not None or not smoke:  # a smoke run without --runs-dir goes to a temporary folder
+        check_config_urls(config, runs_dir)  # a scheme TensorFlow has no filesystem for, or missing remote data: exit 2, nothing made
+        remote = url_of(runs_dir) if runs_dir is not None else url_of(config.output.runs_dir)
+        if remote is None and (runs_dir is not None or not smoke):  # a smoke run without --runs-dir goes to a temporary folder
             check_runs_dir(config, runs_dir)
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
-            base, shown = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), "none"
+            base, shown, remote = Path(tempfile.mkdtemp(prefix="kerasrun-worker-")), "none", None
             scratch.append(base)
         elif base is None and smoke:
             base = Path(tempfile.mkdtemp(prefix="kerasrun-smoke-"))
             scratch.append(base)
-        run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
+        extra: list[Any] = []
+        if remote is not None:  # trained in a local mirror, published through tf.io.gfile (rundir.remote)
+            from kerasrun.train.callbacks.publish import PublishRunFolder
+
+            run_dir, url = new_remote_run_dir(remote, config.name)
+            mirrors.append(Mirror(run_dir, url).__enter__())
+            extra.append(PublishRunFolder(mirrors[-1]))
+        else:
+            run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
         set_run_dir(run_dir)
-        say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
+        where = f"{url} (written through {run_dir})" if remote is not None else str(run_dir)
+        say(f"run folder: {where}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
             typer.echo(f"note: {note}", err=True)
         if experiment.trainer.name == "fit" and experiment.trainer.chosen_because:  # auto fell back from the faster loop
@@ -112,14 +125,34 @@ def train(
                 f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
             ]
             say(f"weights from {loaded['path']}: " + "; ".join(parts), progress)
-        return run_experiment(experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]], progress_stream=stdout)
+        return run_experiment(
+            experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]], progress_stream=stdout, extra_callbacks=extra
+        )
 
+    mirrors: list[Any] = []  # a remote run folder's local mirror: published once more and removed at the end
     try:
         result = run_and_report(start, progress)
     finally:
+        close_mirrors(mirrors)
         for folder in scratch:  # a smoke run's or a worker's folder only held what nobody keeps
             shutil.rmtree(folder, ignore_errors=True)
-    say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
+    say(f"done: {shown_name(result.run_dir)}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
+
+
+def close_mirrors(mirrors: list[Any]) -> None:
+    """Publish each remote run folder's last files and remove its local mirror; a store that can't be reached is said, not raised."""
+    for mirror in mirrors:
+        try:
+            mirror.__exit__(None, None, None)
+        except Exception as exc:
+            err_console().print(f"error: could not publish {mirror.local} to {mirror.url}: {exc}", markup=False)
+
+
+def shown_name(run_dir: Path) -> str:
+    """A run folder as the user knows it: a remote one by its URL."""
+    from kerasrun.rundir.remote import shown
+
+    return shown(run_dir)
 
 
 def resume(
@@ -133,27 +166,46 @@ def resume(
 ) -> None:
     """Continue an interrupted, crashed or completed run in its own folder, from its newest checkpoint."""
 
+    mirrors: list[Any] = []  # a remote run folder is resumed in a local mirror (rundir.remote), published as it trains
+    extra: list[Any] = []
+
     def start(set_run_dir: Any, stdout: TextIO) -> Any:
+        from kerasrun.rundir.remote import Mirror, local_run_dir, url_of
         from kerasrun.train.resume import load_for_resume
 
-        plan = load_for_resume(run_dir, list(set_ or []), trust)
+        nonlocal run_dir
+        if url := url_of(run_dir):
+            from kerasrun.train.callbacks.publish import PublishRunFolder
+
+            run_dir = local_run_dir(url, "RUN_DIR")
+            plan = load_for_resume(run_dir, list(set_ or []), trust)  # refused (alive elsewhere, …) before anything is published
+            mirrors.append(Mirror(run_dir, url).__enter__())
+            mirrors[-1].sent = mirrors[-1].stamps()  # what came from the store is there already
+            extra.append(PublishRunFolder(mirrors[-1]))
+        else:
+            plan = load_for_resume(run_dir, list(set_ or []), trust)
         from kerasrun.train.checkpoint import uncaptured
         from kerasrun.train.experiment import prepare_experiment
         from kerasrun.train.run import run_experiment
 
         experiment = prepare_experiment(plan.config, initial_weights=False)
         set_run_dir(run_dir)
-        say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+        say(f"resuming {shown_name(run_dir)} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
         if experiment.memory_warning:
             err_console().print(f"warning: {experiment.memory_warning}", markup=False)
         for missing in uncaptured(plan.state):
             err_console().print(f"warning: {missing}", markup=False)
         if note := retrained_epochs(plan.state.epoch, plan.retrained):
             err_console().print(f"note: {note}", markup=False)
-        return run_experiment(experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
+        return run_experiment(
+            experiment, run_dir, progress, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout, extra_callbacks=extra
+        )
 
-    result = run_and_report(start, progress)
-    say(f"done: {result.run_dir}", progress)
+    try:
+        result = run_and_report(start, progress)
+    finally:
+        close_mirrors(mirrors)
+    say(f"done: {shown_name(result.run_dir)}", progress)
 
 
 def launch(

@@ -1,0 +1,185 @@
+"""Paths with a scheme, end to end through the CLI on TensorFlow's `ram://` filesystem (the gfile code path of gs:// and s3://).
+
+`ram://` lives inside one process, so every command runs in-process (Typer's CliRunner).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from helpers import merge, modules_loaded_by, only_run, train
+from typer.testing import CliRunner
+
+from kerasrun.cli import app
+from kerasrun.config.load import load_config
+from kerasrun.config.resolved import resolved_dict
+
+tf = pytest.importorskip("tensorflow")
+
+BASE: dict[str, Any] = {
+    "name": "remote",
+    "seed": 3,
+    "model": {
+        "inputs": {"x": [4]},
+        "layers": [  # named: in one process Keras would number them afresh each build, and init_from matches by name
+            {"Dense": {"units": 8, "activation": "relu", "name": "hidden"}},
+            {"Dropout": {"rate": 0.1}},
+            {"Dense": {"units": 2, "activation": "softmax", "name": "head"}},
+        ],
+    },
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+    "train": {"epochs": 3, "batch_size": 16, "validation_split": 0.25},
+}
+
+
+def put(url: str, data: bytes) -> str:
+    """Write a file into the in-process `ram://` filesystem."""
+    tf.io.gfile.makedirs(url.rsplit("/", 1)[0])
+    with tf.io.gfile.GFile(url, "wb") as f:
+        f.write(data)
+    return url
+
+
+def get(url: str) -> bytes:
+    """A file's bytes from `ram://`."""
+    with tf.io.gfile.GFile(url, "rb") as f:
+        return bytes(f.read())
+
+
+@pytest.fixture(scope="module")
+def store() -> str:
+    """A fresh `ram://` folder holding data.npz and table.csv (seeded two-class data)."""
+    root = f"ram://kerasrun-{uuid.uuid4().hex[:8]}"
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(160, 4)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    buffer = io.BytesIO()
+    np.savez(buffer, x_train=x[:128], y_train=y[:128], x_test=x[128:], y_test=y[128:])
+    put(f"{root}/data/data.npz", buffer.getvalue())
+    lines = ["a,b,c,d,label"] + [",".join(f"{v:.5f}" for v in row) + f",{k}" for row, k in zip(x, y, strict=True)]
+    put(f"{root}/data/table.csv", ("\n".join(lines) + "\n").encode())
+    return root
+
+
+def write(folder: Path, changes: dict[str, Any]) -> Path:
+    """A config in `folder`: BASE with `changes` merged one level deep."""
+    path = folder / "remote.yaml"
+    path.write_text(yaml.safe_dump(merge(BASE, changes), sort_keys=False))
+    return path
+
+
+def npz_config(folder: Path, store: str, marker: Path) -> Path:
+    """The npz config, interrupted at the start of epoch 2 unless `marker` exists."""
+    callbacks = [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 1}}]
+    return write(folder, {"data": {"source": "npz", "path": f"{store}/data/data.npz"}, "train": {"callbacks": callbacks}})
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory: pytest.TempPathFactory, store: str) -> Path:
+    """The npz config trained without interruption into a local runs dir: the bytes the remote run must end with."""
+    folder = tmp_path_factory.mktemp("local")
+    marker = folder / "interrupted"
+    marker.touch()  # the callback has "already interrupted": this run goes straight through
+    result = train(CliRunner(), npz_config(folder, store, marker), folder / "runs")
+    assert result.exit_code == 0, result.output
+    return only_run(folder / "runs")
+
+
+def test_a_run_folder_on_ram_is_listed_evaluated_and_resumed_byte_identical(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, local_run: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    runs = f"{store}/runs"
+    config = npz_config(tmp_path, store, tmp_path / "interrupted")
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", runs, "--progress", "plain"])  # a URL, as a user types it
+    assert result.exit_code == 130, result.output
+    (name,) = [p.rstrip("/") for p in tf.io.gfile.listdir(runs)]
+    run = f"{runs}/{name}"
+    assert f"continue it with `kerasrun resume {run}`" in result.output
+    info = json.loads(get(f"{run}/run.json"))
+    assert info["status"] == "interrupted" and info["epochs_completed"] == 1
+    assert tf.io.gfile.glob(f"{run}/checkpoints/epoch-*.npz")
+    assert yaml.safe_load(get(f"{run}/config.yaml"))["data"]["path"] == f"{store}/data/data.npz"  # kept as a URL
+    assert not any(p.name.endswith(":") for p in tmp_path.rglob("*"))  # no local folder named `ram:`
+
+    listed = runner.invoke(app, ["runs", "--runs-dir", runs, "--json"])
+    assert listed.exit_code == 0, listed.output
+    (row,) = json.loads(listed.output)
+    assert row["status"] == "interrupted" and name in json.dumps(row)
+
+    resumed = runner.invoke(app, ["resume", run, "--progress", "plain"])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"done: {run}" in resumed.output
+    assert get(f"{run}/history.json") == (local_run / "history.json").read_bytes()
+    assert get(f"{run}/metrics.json") == (local_run / "metrics.json").read_bytes()
+    assert json.loads(get(f"{run}/run.json"))["status"] == "completed"
+    assert len(tf.io.gfile.glob(f"{run}/checkpoints/epoch-*.npz")) >= 1
+
+    scored = runner.invoke(app, ["evaluate", run, "--json"])
+    assert scored.exit_code == 0, scored.output
+    metrics = json.loads((local_run / "metrics.json").read_text())
+    assert json.loads(scored.output) == pytest.approx(metrics, abs=1e-6)
+
+    started = train(runner, config, tmp_path / "runs", "--init-from", run, "--set", "train.epochs=1")
+    assert started.exit_code == 0, started.output
+    assert yaml.safe_load((only_run(tmp_path / "runs") / "config.yaml").read_text())["model"]["init_from"]["path"] == run
+
+    exported = runner.invoke(app, ["export", run, "--format", "saved_model", "-o", f"{store}/exports/model"])
+    assert exported.exit_code == 0, exported.output
+    assert tf.io.gfile.exists(f"{store}/exports/model/saved_model.pb")
+    assert not any(p.name.endswith(":") for p in tmp_path.rglob("*"))
+
+
+def test_a_csv_file_and_its_test_file_on_ram(tmp_path: Path, store: str) -> None:
+    config = write(
+        tmp_path,
+        {
+            "data": {"source": "csv", "path": f"{store}/data/table.csv", "test_path": f"{store}/data/table.csv", "target": "label"},
+            "train": {"epochs": 1, "batch_size": 32},
+        },
+    )
+    result = train(CliRunner(), config, tmp_path / "runs")
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((only_run(tmp_path / "runs") / "config.yaml").read_text())["data"]
+    assert saved["path"] == saved["test_path"] == f"{store}/data/table.csv"
+    assert json.loads((only_run(tmp_path / "runs") / "metrics.json").read_text())["loss"] > 0
+
+
+@pytest.mark.parametrize(
+    ("changes", "args", "where"),
+    [
+        ({}, ["--runs-dir", "foo://bucket/runs"], "--runs-dir"),
+        ({"output": {"runs_dir": "foo://bucket/runs"}}, [], "output.runs_dir"),
+        ({"data": {"source": "npz", "path": "foo://bucket/data.npz"}}, [], "data.path"),
+        ({"data": {"source": "npz", "path": "ram://nowhere-at-all/data.npz"}}, [], "data.path"),
+    ],
+)
+def test_an_unsupported_scheme_or_missing_remote_file_is_refused_before_anything_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str, changes: dict[str, Any], args: list[str], where: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    config = write(tmp_path, merge({"data": {"source": "npz", "path": f"{store}/data/data.npz"}}, changes))
+    result = CliRunner().invoke(app, ["train", str(config), "--progress", "plain", *args])
+    assert result.exit_code == 2, result.output
+    assert where in result.output and "Traceback" not in result.output
+    if where != "--runs-dir":
+        assert "remote.yaml" in result.output  # located in the config file
+    reason = "no file matches" if "nowhere" in json.dumps(changes) else "no filesystem for `foo://`"
+    assert reason in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["remote.yaml"]  # no runs/, no `foo:` folder
+
+
+def test_a_url_stays_a_url_without_tensorflow(tmp_path: Path) -> None:
+    config = write(tmp_path, {"data": {"source": "npz", "path": "gs://bucket/data.npz"}, "output": {"runs_dir": "gs://bucket/runs"}})
+    loaded = load_config(config)
+    assert resolved_dict(loaded)["data"]["path"] == "gs://bucket/data.npz"  # never joined to the config's folder
+    code = f"from typer.testing import CliRunner\nfrom kerasrun.cli import app\nassert CliRunner().invoke(app, ['validate', {str(config)!r}]).exit_code == 0\n"
+    assert not {"tensorflow", "keras"} & modules_loaded_by(code)
