@@ -74,6 +74,8 @@ def write_bytes(url: str, data: bytes) -> None:
     parent = url.rsplit("/", 1)[0]
     tf.io.gfile.makedirs(parent)
     tmp = f"{parent}/.{url.rsplit('/', 1)[1]}.{os.getpid()}.tmp"
+    if tf.io.gfile.exists(tmp):  # left by a write that failed: TensorFlow's ram:// appends to a file it opens with "wb"
+        tf.io.gfile.remove(tmp)
     with tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(data)
     tf.io.gfile.rename(tmp, url, overwrite=True)

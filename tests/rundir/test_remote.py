@@ -42,6 +42,8 @@ BASE: dict[str, Any] = {
 def put(url: str, data: bytes) -> str:
     """Write a file into the in-process `ram://` filesystem."""
     tf.io.gfile.makedirs(url.rsplit("/", 1)[0])
+    if tf.io.gfile.exists(url):  # ram:// appends to a file opened with "wb" (TensorFlow 2.21): replace it whole
+        tf.io.gfile.remove(url)
     with tf.io.gfile.GFile(url, "wb") as f:
         f.write(data)
     return url
@@ -183,3 +185,29 @@ def test_a_url_stays_a_url_without_tensorflow(tmp_path: Path) -> None:
     assert resolved_dict(loaded)["data"]["path"] == "gs://bucket/data.npz"  # never joined to the config's folder
     code = f"from typer.testing import CliRunner\nfrom kerasrun.cli import app\nassert CliRunner().invoke(app, ['validate', {str(config)!r}]).exit_code == 0\n"
     assert not {"tensorflow", "keras"} & modules_loaded_by(code)
+
+
+@pytest.mark.parametrize(("age", "status"), [(5, "running"), (3600, "crashed")])
+def test_a_remote_run_of_another_host_is_alive_while_its_heartbeat_is_fresh(store: str, local_run: Path, age: int, status: str) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from kerasrun.rundir.trust import SIGNATURE_FIELD, sign
+
+    runs = f"{store}/alive-{age}"
+    run = f"{runs}/{local_run.name}"
+    for path in local_run.rglob("*"):
+        if path.is_file() and path.name != ".lock":
+            put(f"{run}/{path.relative_to(local_run).as_posix()}", path.read_bytes())
+    info = json.loads((local_run / "run.json").read_text())
+    beat = (datetime.now(timezone.utc) - timedelta(seconds=age)).isoformat()
+    info.update(status="running", host="another-host", pid=1, heartbeat=beat)  # as a process training elsewhere leaves it
+    info[SIGNATURE_FIELD] = sign(info)
+    put(f"{run}/run.json", json.dumps(info).encode())
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "--runs-dir", runs, "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert [row["status"] for row in json.loads(listed.output)] == [status], listed.output
+    if status == "running":  # a lock can't be held on a store: the heartbeat is what keeps a second process out
+        refused = runner.invoke(app, ["resume", run, "--progress", "plain"])
+        assert refused.exit_code == 2 and "still training" in refused.output, refused.output
+        assert json.loads(get(f"{run}/run.json")) == info  # nothing was published
