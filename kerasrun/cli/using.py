@@ -43,7 +43,10 @@ def predict(
     """Predict with a run's saved model, applying the run's feature preprocessing."""
     with reported_errors(silently):
         from kerasrun.rundir.opened import read_run_info
+        from kerasrun.rundir.remote import local_run_dir, url_of
 
+        if url := url_of(run_dir):  # a run folder on gs://…: its model from a local copy
+            run_dir = local_run_dir(url, "RUN_DIR", skip=("checkpoints", "tensorboard", "cache", "export"))
         read_run_info(run_dir)
         from kerasrun.use.predict import predict_run
 

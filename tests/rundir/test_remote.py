@@ -211,3 +211,31 @@ def test_a_remote_run_of_another_host_is_alive_while_its_heartbeat_is_fresh(stor
         refused = runner.invoke(app, ["resume", run, "--progress", "plain"])
         assert refused.exit_code == 2 and "still training" in refused.output, refused.output
         assert json.loads(get(f"{run}/run.json")) == info  # nothing was published
+
+
+def test_tfrecord_shards_by_a_glob_on_ram_train_as_the_same_local_shards(tmp_path: Path, store: str) -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(90, 4)).astype("float32")
+    y = (x[:, 0] > 0).astype("int64")
+    (tmp_path / "shards").mkdir()
+    for where in (f"{store}/shards", str(tmp_path / "shards")):
+        tf.io.gfile.makedirs(where)
+        writers = [tf.io.TFRecordWriter(f"{where}/part-{k}.tfrecord") for k in range(3)]
+        for i, (row, label) in enumerate(zip(x, y, strict=True)):
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=row)),
+                "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+            }
+            writers[i % 3].write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        for writer in writers:
+            writer.close()
+    features = {"x": {"dtype": "float32", "shape": [4]}, "y": {"dtype": "int64", "shape": []}}
+    histories = []
+    for files in (f"{store}/shards/part-*.tfrecord", "shards/part-*.tfrecord"):
+        data = {"source": "tfrecord", "files": files, "features": features, "inputs": ["x"], "targets": ["y"]}
+        config = write(tmp_path, {"data": data, "train": {"epochs": 2, "batch_size": 16, "shuffle": False}})
+        runs = tmp_path / ("remote" if files.startswith("ram") else "local")
+        result = train(CliRunner(), config, runs)
+        assert result.exit_code == 0, result.output
+        histories.append((only_run(runs) / "history.json").read_bytes())
+    assert histories[0] == histories[1]
