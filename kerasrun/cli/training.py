@@ -144,8 +144,12 @@ def close_mirrors(mirrors: list[Any]) -> None:
     for mirror in mirrors:
         try:
             mirror.__exit__(None, None, None)
+            if mirror.failures:  # all sent in the end: say the store was out of reach meanwhile
+                err_console().print(
+                    f"warning: publishing to {mirror.url} failed {len(mirror.failures)} time(s), last: {mirror.failures[-1]}", markup=False
+                )
         except Exception as exc:
-            err_console().print(f"error: could not publish {mirror.local} to {mirror.url}: {exc}", markup=False)
+            err_console().print(f"error: could not publish {mirror.local} to {mirror.url} (the local copy is kept): {exc}", markup=False)
 
 
 def shown_name(run_dir: Path) -> str:

@@ -138,11 +138,20 @@ def local_copy(url: str, only: tuple[str, ...] | None = None) -> Path:
     return download_tree(url, folder / (url.rstrip("/").rsplit("/", 1)[-1] or "root"), only)
 
 
+KEPT: set[Path] = set()  # temp folders holding the only copy of what could not be published: never removed
+
+
 def remove_at_exit(folder: Path) -> None:
-    """Remove `folder` when the process ends."""
+    """Remove `folder` when the process ends (unless it was kept)."""
     import atexit
 
-    atexit.register(shutil.rmtree, folder, True)
+    atexit.register(remove_unless_kept, folder)
+
+
+def remove_unless_kept(folder: Path) -> None:
+    """Remove a temp folder, unless it holds what could not be published."""
+    if folder not in KEPT:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def config_urls(config: Any, runs_dir: str | Path | None = None) -> list[tuple[tuple[str, ...] | str, str]]:
@@ -204,6 +213,7 @@ class Mirror:
 
         self.local, self.url = Path(local), url
         self.sent: dict[str, tuple[int, int]] = {}
+        self.failures: list[str] = []  # publishes that failed (and were retried by the next one), to say at the end
         self.lock = threading.Lock()  # the heartbeat thread and an epoch's end never publish at once
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.beat, name="kerasrun-publish", daemon=True)
@@ -227,8 +237,8 @@ class Mirror:
         while not self.stopped.wait(HEARTBEAT_SECONDS):
             try:
                 self.publish()
-            except Exception:  # an unreachable store now: the next beat, an epoch's end or the close sends it
-                continue
+            except Exception as exc:  # an unreachable store now: the next beat, an epoch's end or the close sends it
+                self.failures.append(f"heartbeat: {exc}")
 
     def __enter__(self) -> Mirror:
         self.thread.start()
@@ -237,7 +247,11 @@ class Mirror:
     def __exit__(self, *exc: object) -> None:
         self.stopped.set()
         self.thread.join()
-        self.publish()
+        try:
+            self.publish()
+        except BaseException:
+            KEPT.add(self.local.parent)  # the local copy is now the only whole one: left for the user to copy
+            raise
         shutil.rmtree(self.local, ignore_errors=True)  # the remote folder is the run folder; the copy held nothing more
 
 

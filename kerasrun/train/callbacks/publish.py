@@ -16,4 +16,7 @@ class PublishRunFolder(keras.callbacks.Callback):
         self.mirror = mirror
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-        self.mirror.publish()
+        try:
+            self.mirror.publish()
+        except Exception as exc:  # a store out of reach must not end the training: the next epoch or the close sends it
+            self.mirror.failures.append(f"epoch {epoch + 1}: {exc}")
