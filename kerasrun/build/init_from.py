@@ -39,6 +39,9 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
     spec = config.model.init_from
     assert spec is not None
     if spec.run is not None:
+        if remote := url_of(runs_dir or config.output.runs_dir):  # finding the newest run by name reads every run folder's run.json
+            hint = f"name the run folder itself: model.init_from.path: {remote}/<run folder>"
+            raise ConfigError(config.problem(LOC + ("run",), f"a run is found by name in a local runs dir only, not {remote}", hint))
         base = Path(runs_dir or config.output.runs_dir)
         found, _ = newest_completed(base, spec.run)
         if found is None:

@@ -29,13 +29,32 @@ def unsupported(url: str) -> str | None:
     from kerasrun._tf import tf
 
     try:
-        tf.io.gfile.exists(url)
+        try:
+            tf.io.gfile.exists(url)
+        except tf.errors.UnimplementedError:
+            if not register_plugins():
+                raise
+            tf.io.gfile.exists(url)  # s3://, hdfs://, az:// once tensorflow-io has registered them
     except tf.errors.UnimplementedError:
         hint = " (s3:// and hdfs:// need `pip install tensorflow-io`)" if scheme(url) in ("s3", "hdfs", "az") else ""
         return f"no filesystem for `{scheme(url)}://` is registered in TensorFlow{hint}"
     except tf.errors.OpError as exc:
         return f"cannot be reached: {exc.message}"
     return None
+
+
+def register_plugins() -> bool:
+    """Import tensorflow-io when it is installed (importing it registers its filesystems: s3, hdfs, az, …); whether it was."""
+    import importlib
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow_io") is None:
+        return False
+    try:
+        importlib.import_module("tensorflow_io")
+    except Exception:  # built for another TensorFlow: its filesystems are not there, which the caller says
+        return False
+    return True
 
 
 def exists(url: str) -> bool:
