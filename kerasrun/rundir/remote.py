@@ -306,8 +306,11 @@ def local_run_dir(target: str, what: str, skip: tuple[str, ...] = ()) -> Path:
 LISTED_FILES = ("run.json", "config.yaml", "history.json", "metrics.json", "sweep.json")  # what `runs` reads of a folder
 
 
-def local_runs_listing(runs_url: str, what: str) -> Path:
-    """A local copy of what `kerasrun runs` reads of each run folder under a remote runs dir (their JSON and config, no weights)."""
+def local_runs_listing(runs_url: str, what: str, top: bool = False) -> Path:
+    """A local copy of what `kerasrun runs` reads of each run folder under a remote runs dir (their JSON and config, no weights).
+
+    `top`: `runs_url` is itself a run (or sweep) folder, which must exist; its copy keeps its name (`compare` shows it).
+    """
     from kerasrun._tf import tf
 
     why = unsupported(runs_url)
@@ -315,9 +318,11 @@ def local_runs_listing(runs_url: str, what: str) -> Path:
         raise ConfigError(Problem(key=what, message=f"{runs_url}: {why}"))
     folder = Path(tempfile.mkdtemp(prefix="kerasrun-remote-"))
     remove_at_exit(folder)
-    local = folder / "runs"
+    local = folder / (runs_url.rstrip("/").rsplit("/", 1)[-1] if top else "runs")
     local.mkdir()
     if not tf.io.gfile.isdir(runs_url):
+        if top:
+            raise ConfigError(Problem(key=what, message=f"{runs_url}: no such run folder"))
         return local
     for top, dirs, files in tf.io.gfile.walk(runs_url):
         relative = top[len(runs_url.rstrip("/")) :].strip("/")

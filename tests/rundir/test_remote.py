@@ -125,6 +125,10 @@ def test_a_run_folder_on_ram_is_listed_evaluated_and_resumed_byte_identical(
     assert json.loads(get(f"{run}/run.json"))["status"] == "completed"
     assert len(tf.io.gfile.glob(f"{run}/checkpoints/epoch-*.npz")) >= 1
 
+    compared = runner.invoke(app, ["compare", run, str(local_run)])
+    assert compared.exit_code == 0, compared.output
+    assert name in compared.output and local_run.name in compared.output
+
     scored = runner.invoke(app, ["evaluate", run, "--json"])
     assert scored.exit_code == 0, scored.output
     metrics = json.loads((local_run / "metrics.json").read_text())
@@ -239,3 +243,17 @@ def test_tfrecord_shards_by_a_glob_on_ram_train_as_the_same_local_shards(tmp_pat
         assert result.exit_code == 0, result.output
         histories.append((only_run(runs) / "history.json").read_bytes())
     assert histories[0] == histories[1]
+
+
+def test_runs_and_sweep_refuse_what_they_cannot_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["runs", "--runs-dir", "foo://bucket/runs"])
+    assert listed.exit_code == 2 and "no filesystem for `foo://`" in listed.output, listed.output
+    empty = runner.invoke(app, ["runs", "--runs-dir", f"{store}/no-runs-yet", "--json"])
+    assert empty.exit_code == 0 and json.loads(empty.output) == [], empty.output
+    config = write(tmp_path, {"data": {"source": "npz", "path": f"{store}/data/data.npz"}})
+    swept = runner.invoke(app, ["sweep", str(config), "--grid", "seed=1,2", "--runs-dir", f"{store}/sweeps"])
+    assert swept.exit_code == 2 and "a sweep folder must be local" in swept.output, swept.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["remote.yaml"]  # no `ram:` folder, no runs/
+    assert not tf.io.gfile.exists(f"{store}/sweeps")
