@@ -324,13 +324,13 @@ def local_runs_listing(runs_url: str, what: str, top: bool = False) -> Path:
         if top:
             raise ConfigError(Problem(key=what, message=f"{runs_url}: no such run folder"))
         return local
-    for top, dirs, files in tf.io.gfile.walk(runs_url):
-        relative = top[len(runs_url.rstrip("/")) :].strip("/")
+    for here, dirs, files in tf.io.gfile.walk(runs_url):
+        relative = here[len(runs_url.rstrip("/")) :].strip("/")
         dirs[:] = [d for d in dirs if d.rstrip("/") not in ("checkpoints", "cache", "tensorboard", "export")]
         for name in files:
             if name in LISTED_FILES:
                 (local / relative).mkdir(parents=True, exist_ok=True)
-                (local / relative / name).write_bytes(read_bytes(join(top, name)))
+                (local / relative / name).write_bytes(read_bytes(join(here, name)))
     return local
 
 
