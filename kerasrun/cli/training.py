@@ -183,9 +183,10 @@ def resume(
 
             run_dir = local_run_dir(url, "RUN_DIR")
             plan = load_for_resume(run_dir, list(set_ or []), trust)  # refused (alive elsewhere, …) before anything is published
-            mirrors.append(Mirror(run_dir, url).__enter__())
-            mirrors[-1].sent = mirrors[-1].stamps()  # what came from the store is there already
-            extra.append(PublishRunFolder(mirrors[-1]))
+            mirror = Mirror(run_dir, url)
+            mirror.sent = mirror.stamps()  # what came from the store is there already
+            mirrors.append(mirror.__enter__())
+            extra.append(PublishRunFolder(mirror))
         else:
             plan = load_for_resume(run_dir, list(set_ or []), trust)
         from kerasrun.train.checkpoint import uncaptured
