@@ -257,3 +257,12 @@ def test_runs_and_sweep_refuse_what_they_cannot_use(tmp_path: Path, monkeypatch:
     assert swept.exit_code == 2 and "a sweep folder must be local" in swept.output, swept.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["remote.yaml"]  # no `ram:` folder, no runs/
     assert not tf.io.gfile.exists(f"{store}/sweeps")
+
+
+def test_a_url_is_told_from_a_local_path_also_after_pathlib_collapsed_it() -> None:
+    from kerasrun.config.urls import url_of
+
+    assert url_of("gs://bucket/runs/") == "gs://bucket/runs"
+    assert url_of(Path("gs://bucket/runs")) == "gs://bucket/runs"  # Typer's Path option makes it `gs:/bucket/runs`
+    assert url_of(Path("s3://b")) == "s3://b"
+    assert [url_of(p) for p in ("runs", "/abs/gs:/x", "C:/data", "a:b/c", Path("rel/x"))] == [None] * 5
