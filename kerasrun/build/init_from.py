@@ -20,13 +20,15 @@ import numpy as np
 from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.config.schema import Config
+from kerasrun.config.urls import url_of
 from kerasrun.errors import ConfigError, Problem, first_line
 from kerasrun.imports import suggest
 from kerasrun.rundir import checkpoints
 from kerasrun.rundir.checkpoints import variable_name
 from kerasrun.rundir.io import read_json
-from kerasrun.rundir.layout import MODEL_FILE, RUN_FILE
+from kerasrun.rundir.layout import CHECKPOINT_DIR, CONFIG_FILE, MODEL_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
+from kerasrun.rundir.remote import local_copy
 from kerasrun.runs.find import newest_completed, run_names
 
 LOC = ("model", "init_from")
@@ -37,6 +39,9 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
     spec = config.model.init_from
     assert spec is not None
     if spec.run is not None:
+        if remote := url_of(runs_dir or config.output.runs_dir):  # finding the newest run by name reads every run folder's run.json
+            hint = f"name the run folder itself: model.init_from.path: {remote}/<run folder>"
+            raise ConfigError(config.problem(LOC + ("run",), f"a run is found by name in a local runs dir only, not {remote}", hint))
         base = Path(runs_dir or config.output.runs_dir)
         found, _ = newest_completed(base, spec.run)
         if found is None:
@@ -44,6 +49,8 @@ def source_path(config: Config, runs_dir: Path | None) -> Path:
             raise ConfigError(config.problem(LOC + ("run",), f"no completed run named `{spec.run}` under {base}", hint))
         return found.resolve()
     assert spec.path is not None
+    if url := url_of(spec.path):  # a file or run folder on gs:// (…): its local copy, fetched with tf.io.gfile
+        return local_copy(url, only=(MODEL_FILE, CHECKPOINT_DIR, RUN_FILE, CONFIG_FILE))  # of a folder: what loading reads
     path = config.resolve_path(spec.path)
     if not path.exists():
         raise ConfigError(config.problem(LOC + ("path",), f"no such file or folder: {path}"))

@@ -44,6 +44,12 @@ def runs_command(
     from kerasrun.runs.table import plain_table, rich_table
 
     with reported_errors():
+        from kerasrun.rundir.remote import url_of
+
+        if url := url_of(runs_dir):  # gs://… (needs TensorFlow's gfile, imported only now): a local copy of the run folders' JSON
+            from kerasrun.rundir.remote import local_runs_listing
+
+            runs_dir = local_runs_listing(url, "--runs-dir")
         summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
     if as_json:
         typer.echo(json.dumps([summary.to_json() for summary in summaries], indent=2))

@@ -15,6 +15,7 @@ import typer
 from kerasrun.cli.options import Progress
 from kerasrun.errors import ConfigError, KerasrunError, format_problem
 from kerasrun.rundir.layout import RUN_FILE
+from kerasrun.rundir.remote import shown
 from kerasrun.rundir.scratch import WORKER_PREFIX
 from kerasrun.train.signals import Interrupted, as_interrupted
 
@@ -111,17 +112,19 @@ def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
         run_dir = None
     if run_dir is None:
         console.print(f"interrupted ({exc.name}) before a run folder was created", markup=False)
-    elif run_dir.parent.name.startswith(WORKER_PREFIX):  # a multi-worker run's other worker: its folder is removed
+        return
+    name = shown(run_dir)  # a remote run folder by its URL, not the local mirror it is written through
+    if run_dir.parent.name.startswith(WORKER_PREFIX):  # a multi-worker run's other worker: its folder is removed
         console.print(
             f"interrupted ({exc.name}); this worker's scratch folder is removed: the chief's run folder holds the run", markup=False
         )
     elif exc.not_resumable:
-        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
+        console.print(f"interrupted ({exc.name}); {name} is marked interrupted; it can't be resumed: {exc.not_resumable}", markup=False)
     else:
         from kerasrun.rundir.liveness import resume_command
 
-        command = resume_command(run_dir, read_info(run_dir) or {})
-        console.print(f"interrupted ({exc.name}); {run_dir} is marked interrupted — continue it with {command}", markup=False)
+        command = resume_command(name, read_info(run_dir) or {})
+        console.print(f"interrupted ({exc.name}); {name} is marked interrupted — continue it with {command}", markup=False)
         if retrained := retrained_on_resume(run_dir):
             console.print(f"note: {retrained} by `kerasrun resume`", markup=False)
 

@@ -83,10 +83,11 @@ def train(
 ) -> None:
     """Build the model, train it, and write a new run folder (with --resume-existing: the same one, whenever run again)."""
     from kerasrun.config.load import load_config, shrink_for_smoke
+    from kerasrun.config.urls import url_of
 
     values: dict[str, Any] = {"name": name} if name is not None else {}  # as typed: `--name 2024` is a name, not a number
     if init_from is not None:  # the path replaces path/run; the config's skip list stays
-        values["model.init_from.path"] = str(init_from.resolve())
+        values["model.init_from.path"] = url_of(init_from) or str(init_from.resolve())  # a URL is no local path
         values["model.init_from.run"] = None
     if device is not None:
         values["runtime.device"] = device
@@ -97,11 +98,14 @@ def train(
         if smoke:
             config = shrink_for_smoke(config)
         from kerasrun.rundir.record import create_run_dir
+        from kerasrun.rundir.remote import Mirror, check_config_urls, new_remote_run_dir, url_of
         from kerasrun.rundir.scratch import SMOKE_PREFIX, WORKER_PREFIX, make_scratch
         from kerasrun.train.experiment import prepare_experiment
         from kerasrun.train.run import run_experiment
 
-        if runs_dir is not None or not smoke:  # a smoke run without --runs-dir goes to a temporary folder
+        check_config_urls(config, runs_dir)  # a scheme TensorFlow has no filesystem for, or missing remote data: exit 2, nothing made
+        remote = url_of(runs_dir) if runs_dir is not None else url_of(config.output.runs_dir)
+        if remote is None and (runs_dir is not None or not smoke):  # a smoke run without --runs-dir goes to a temporary folder
             check_runs_dir(config, runs_dir)
         restart = find_restart(config, runs_dir, resume_existing, smoke)
         if restart is not None and restart.note:
@@ -115,18 +119,26 @@ def train(
         experiment = prepare_experiment(config, runs_dir)
         base, shown = runs_dir, progress
         if not experiment.placement.is_chief:  # multi-worker: only the chief keeps a run folder
-            base, shown = make_scratch(WORKER_PREFIX), "none"  # the dead workers' leftovers are removed first
+            base, shown, remote = make_scratch(WORKER_PREFIX), "none", None  # the dead workers' leftovers are removed first
             scratch.append(base)
         elif base is None and smoke:
             base = make_scratch(SMOKE_PREFIX)
             scratch.append(base)
+        extra: list[Any] = []
         if restart is not None and resume_existing and experiment.placement.is_chief:  # the one folder this command always uses
             run_dir = restart.run_dir
             run_dir.mkdir(parents=True, exist_ok=True)
+        elif remote is not None:  # trained in a local mirror, published through tf.io.gfile (rundir.remote)
+            from kerasrun.train.callbacks.publish import PublishRunFolder
+
+            run_dir, url = new_remote_run_dir(remote, config.name)
+            mirrors.append(Mirror(run_dir, url).__enter__())
+            extra.append(PublishRunFolder(mirrors[-1]))
         else:
             run_dir = create_run_dir(base or Path(config.output.runs_dir), config.name)
         set_run_dir(run_dir)
-        say(f"run folder: {run_dir}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
+        where = f"{url} (written through {run_dir})" if remote is not None else str(run_dir)
+        say(f"run folder: {where}  (device {experiment.placement.device}, {experiment.placement.replicas} replica(s))", progress)
         for note in experiment.data.notes:
             typer.echo(f"note: {note}", err=True)
         if experiment.trainer.name == "fit" and experiment.trainer.chosen_because:  # auto fell back from the faster loop
@@ -140,25 +152,39 @@ def train(
                 f"{what} {', '.join(loaded[key])}" for key, what in (("skipped", "kept as built"), ("left_out", "left out")) if loaded[key]
             ]
             say(f"weights from {loaded['path']}: " + "; ".join(parts), progress)
-        return run_experiment(experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]], progress_stream=stdout)
+        return run_experiment(
+            experiment, run_dir, shown, command=["kerasrun", *sys.argv[1:]], progress_stream=stdout, extra_callbacks=extra
+        )
 
+    mirrors: list[Any] = []  # a remote run folder's local mirror: published once more and removed at the end
     try:
         result = run_and_report(start, progress)
     finally:
+        close_mirrors(mirrors)
         remove_scratch(scratch)  # a smoke run's or a worker's folder only held what nobody keeps
     if not isinstance(result, Unchanged):
-        say(f"done: {result.run_dir}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
+        say(f"done: {shown_name(result.run_dir)}" + (" (temporary folder removed)" if smoke and scratch else ""), progress)
 
 
 def find_restart(config: Any, runs_dir: Path | None, resume_existing: bool, smoke: bool) -> Any:
     """With --resume-existing, or in a requeued Slurm job, what to do with the run's folder (train.restart); None: a new folder."""
     import os
 
+    from kerasrun.config.urls import url_of
     from kerasrun.errors import ConfigError, Problem
     from kerasrun.train.restart import find_job_run, named_run_dir, plan_restart
 
     base = runs_dir if runs_dir is not None else Path(config.output.runs_dir)
+    remote = url_of(runs_dir) if runs_dir is not None else url_of(config.output.runs_dir)
     if resume_existing:
+        if remote is not None:  # its folder would be a local mirror made anew each time: nothing to find again
+            raise ConfigError(
+                Problem(
+                    key="--resume-existing",
+                    message=f"a restart-safe run needs a local or mounted runs dir, not {remote}",
+                    hint="mount the bucket (gcsfuse, s3fs) and give its local path",
+                )
+            )
         if smoke:
             raise ConfigError(
                 Problem(key="--resume-existing", message="a smoke run goes to a temporary folder; it has no folder to resume")
@@ -166,7 +192,7 @@ def find_restart(config: Any, runs_dir: Path | None, resume_existing: bool, smok
         return plan_restart(config, named_run_dir(base, config.name))
     job_id, restarts = os.environ.get("SLURM_JOB_ID"), os.environ.get("SLURM_RESTART_COUNT", "0")
     requeued = bool(job_id) and restarts.isdigit() and int(restarts) > 0  # Slurm counts the job's requeues
-    found = find_job_run(base, config, job_id) if requeued and job_id and not smoke else None
+    found = find_job_run(base, config, job_id) if requeued and job_id and not smoke and remote is None else None
     if found is None:
         return None
     restart = plan_restart(config, found)
@@ -184,10 +210,13 @@ class Unchanged:
     notes: list[str] = field(default_factory=list)
 
 
-def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progress: Progress, scratch: list[Path]) -> Any:
+def resume_run(
+    plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progress: Progress, scratch: list[Path], extra: list[Any] | None = None
+) -> Any:
     """Continue `plan`'s run in its own folder (train.resume's plan): what `kerasrun resume` and a restart-safe train both do.
 
-    A multi-worker run's other worker restores the chief's checkpoint and trains in a scratch folder (added to `scratch`).
+    A multi-worker run's other worker restores the chief's checkpoint and trains in a scratch folder (added to `scratch`);
+    `extra` callbacks (a remote run folder's publisher) run on the chief.
     """
     from kerasrun.rundir.scratch import WORKER_PREFIX, make_scratch
     from kerasrun.train.checkpoint import uncaptured
@@ -202,7 +231,7 @@ def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progr
         folder = scratch[-1] / run_dir.name
         folder.mkdir()
     set_run_dir(run_dir)
-    say(f"resuming {run_dir} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+    say(f"resuming {shown_name(run_dir)} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
     if experiment.memory_warning:
         err_console().print(f"warning: {experiment.memory_warning}", markup=False)
     for missing in uncaptured(plan.state):
@@ -210,7 +239,35 @@ def resume_run(plan: Any, run_dir: Path, set_run_dir: Any, stdout: TextIO, progr
     if note := retrained_epochs(plan.state.epoch, plan.retrained):
         err_console().print(f"note: {note}", markup=False)
     shown = progress if experiment.placement.is_chief else "none"
-    return run_experiment(experiment, folder, shown, command=["kerasrun", *sys.argv[1:]], resume=plan, progress_stream=stdout)
+    return run_experiment(
+        experiment,
+        folder,
+        shown,
+        command=["kerasrun", *sys.argv[1:]],
+        resume=plan,
+        progress_stream=stdout,
+        extra_callbacks=(extra or []) if experiment.placement.is_chief else [],
+    )
+
+
+def close_mirrors(mirrors: list[Any]) -> None:
+    """Publish each remote run folder's last files and remove its local mirror; a store that can't be reached is said, not raised."""
+    for mirror in mirrors:
+        try:
+            mirror.__exit__(None, None, None)
+            if mirror.failures:  # all sent in the end: say the store was out of reach meanwhile
+                err_console().print(
+                    f"warning: publishing to {mirror.url} failed {len(mirror.failures)} time(s), last: {mirror.failures[-1]}", markup=False
+                )
+        except Exception as exc:
+            err_console().print(f"error: could not publish {mirror.local} to {mirror.url} (the local copy is kept): {exc}", markup=False)
+
+
+def shown_name(run_dir: Path) -> str:
+    """A run folder as the user knows it: a remote one by its URL."""
+    from kerasrun.rundir.remote import shown
+
+    return shown(run_dir)
 
 
 def resume(
@@ -238,17 +295,33 @@ def resume(
         )
     scratch: list[Path] = []
 
+    mirrors: list[Any] = []  # a remote run folder is resumed in a local mirror (rundir.remote), published as it trains
+    extra: list[Any] = []
+
     def start(set_run_dir: Any, stdout: TextIO) -> Any:
+        from kerasrun.rundir.remote import Mirror, local_run_dir, url_of
         from kerasrun.train.resume import load_for_resume
 
-        plan = load_for_resume(run_dir, list(set_ or []), trust)
-        return resume_run(plan, run_dir, set_run_dir, stdout, progress, scratch)
+        nonlocal run_dir
+        if url := url_of(run_dir):
+            from kerasrun.train.callbacks.publish import PublishRunFolder
+
+            run_dir = local_run_dir(url, "RUN_DIR")
+            plan = load_for_resume(run_dir, list(set_ or []), trust)  # refused (alive elsewhere, …) before anything is published
+            mirror = Mirror(run_dir, url)
+            mirror.sent = mirror.stamps()  # what came from the store is there already
+            mirrors.append(mirror.__enter__())
+            extra.append(PublishRunFolder(mirror))
+        else:
+            plan = load_for_resume(run_dir, list(set_ or []), trust)
+        return resume_run(plan, run_dir, set_run_dir, stdout, progress, scratch, extra)
 
     try:
         run_and_report(start, progress)
     finally:
+        close_mirrors(mirrors)
         remove_scratch(scratch)
-    say(f"done: {run_dir}", progress)
+    say(f"done: {shown_name(run_dir)}", progress)  # the run's own folder (a worker trained in a scratch copy), by its URL if remote
 
 
 def launch(

@@ -21,8 +21,11 @@ def evaluate(
 ) -> None:
     """Score a completed run's model (loaded with Keras safe_mode) on its test or validation data."""
     with reported_errors(silently), json_stdout(as_json):
+        from kerasrun.rundir.remote import local_run_dir, url_of
         from kerasrun.runs.find import find_run_dir
 
+        if url := url_of(target):  # a run folder on gs://…: scored from a local copy of it (its weights, config, classes)
+            target = local_run_dir(url, "RUN_DIR", skip=("checkpoints", "tensorboard", "cache", "export"))
         run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
         warn_unreadable(unreadable)
         from kerasrun.use.evaluate import evaluate_run
@@ -40,7 +43,10 @@ def predict(
     """Predict with a run's saved model, applying the run's feature preprocessing."""
     with reported_errors(silently):
         from kerasrun.rundir.opened import read_run_info
+        from kerasrun.rundir.remote import local_run_dir, url_of
 
+        if url := url_of(run_dir):  # a run folder on gs://…: its model from a local copy
+            run_dir = local_run_dir(url, "RUN_DIR", skip=("checkpoints", "tensorboard", "cache", "export"))
         read_run_info(run_dir)
         from kerasrun.use.predict import predict_run
 
@@ -63,11 +69,18 @@ def export(
     """Export a run's model with its feature preprocessing inside: it takes raw inputs and gives `predict`'s outputs."""
     with reported_errors(silently):
         from kerasrun.rundir.opened import read_run_info
+        from kerasrun.rundir.remote import local_run_dir, url_of
 
+        target: Path | str | None = url_of(output) if output is not None else None
+        if url := url_of(run_dir):  # exported from a local copy; by default into the remote folder's export/
+            run_dir = local_run_dir(url, "RUN_DIR", skip=("checkpoints", "tensorboard", "cache", "export"))
+            from kerasrun.use.artifacts import DEFAULT_NAME
+
+            target = target or f"{url}/export/{DEFAULT_NAME[fmt]}"
         read_run_info(run_dir)
         from kerasrun.use.export import export_run
 
-        result = export_run(run_dir, fmt, output, trust)
+        result = export_run(run_dir, fmt, target or output, trust)
     steps = f" with preprocessing: {'; '.join(result.steps)}" if result.steps else ""
     if len(result.inputs) > 1:
         inputs = "inputs " + ", ".join(f"{each.name} {each.shape_text()} {each.dtype}" for each in result.inputs)

@@ -18,6 +18,7 @@ from typing import Any
 
 from kerasrun.config.sources import path_fields
 from kerasrun.config.spec import is_named_object
+from kerasrun.config.urls import url_of
 from kerasrun.config.yamlsource import DELETE, DELETE_TAG, MAX_BYTES, SourceMap, format_key, load_yaml_value, read_yaml
 from kerasrun.errors import ConfigError, Problem
 
@@ -152,7 +153,7 @@ def make_paths_absolute(data: dict[str, Any], folder: Path) -> None:
 def make_absolute(parent: dict[str, Any], key: str, folder: Path) -> None:
     """`parent[key]`, when it is a relative path, made absolute against `folder`; `${VAR}`s are substituted later, so they stay."""
     value = parent.get(key)
-    if isinstance(value, str) and value and "${" not in value and not Path(value).expanduser().is_absolute():
+    if isinstance(value, str) and value and "${" not in value and not url_of(value) and not Path(value).expanduser().is_absolute():
         parent[key] = str(folder / value)
 
 

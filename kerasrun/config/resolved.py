@@ -23,14 +23,14 @@ def resolved_dict(config: Config, data_dir: Path | None = None) -> dict[str, Any
     for key in type(config.data).PATH_FIELDS:
         value = data.get(key)
         if isinstance(value, list):  # globs of shards
-            data[key] = [str(config.resolve_path(pattern)) for pattern in value]
+            data[key] = [config.resolve_location(pattern) for pattern in value]
         elif isinstance(value, str) and value:
-            data[key] = str(config.resolve_path(value))
+            data[key] = config.resolve_location(value)
     if data.get("source") == "keras" and data_dir is not None:
         data["dir"] = str(Path(data_dir).resolve())
     init_from = out["model"].get("init_from")
     if init_from and init_from.get("path"):
-        init_from["path"] = str(config.resolve_path(init_from["path"]))
+        init_from["path"] = config.resolve_location(init_from["path"])
     mlflow = out["output"].get("mlflow")
     if mlflow and mlflow.get("tracking_uri"):
         mlflow["tracking_uri"] = absolute_tracking_uri(config, mlflow["tracking_uri"])

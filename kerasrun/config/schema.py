@@ -13,6 +13,7 @@ from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig, input_shape_and_dtype
 from kerasrun.config.sources import declared_names
 from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
+from kerasrun.config.urls import url_of
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem
 from kerasrun.imports import IMPORT_PATH, suggest
@@ -44,9 +45,13 @@ class Config(Strict):
         return self.source.problem(loc, message, hint)
 
     def resolve_path(self, value: str) -> Path:
-        """A path from the config, relative to the config file's folder."""
+        """A path from the config, relative to the config file's folder (a URL: see `resolve_location`)."""
         path = Path(value).expanduser()
         return path if path.is_absolute() else (self._base_dir / path)
+
+    def resolve_location(self, value: str) -> str:
+        """A path from the config as text: a URL (`gs://b/x`) as written, never joined to the config's folder; else `resolve_path`."""
+        return url_of(value) or str(self.resolve_path(value))
 
 
 def check_across_sections(config: Config) -> list[Problem]:

@@ -144,7 +144,7 @@ def resume_blocker(run_dir: Path, info: dict[str, Any]) -> str | None:
     return None
 
 
-def resume_command(run_dir: Path, info: dict[str, Any]) -> str:
+def resume_command(run_dir: Path | str, info: dict[str, Any]) -> str:
     """How to continue a run: `kerasrun resume RUN_DIR` — on every worker, for a multi-worker run `kerasrun launch` did not start."""
     cluster = info.get("cluster")
     command = f"`kerasrun resume {run_dir}`"

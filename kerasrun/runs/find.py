@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from kerasrun.config.load import load_config
+from kerasrun.config.urls import url_of
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.files import is_run_folder, is_sweep_folder, trial_folders
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
 from kerasrun.rundir.liveness import effective_status, resume_blocker, resume_command, status_phrase
 from kerasrun.rundir.opened import read_run_info
+from kerasrun.rundir.remote import local_runs_listing
 
 Unreadable = list[tuple[Path, str]]
 
@@ -90,6 +92,8 @@ def find_run_dirs(targets: list[Path], runs_dir: Path | None, warn: Callable[[Un
     """
     found = []
     for target in targets:
+        if url := url_of(target):  # a run or sweep folder on gs://…: its JSON and config, copied (TensorFlow imported only now)
+            target = local_runs_listing(url, "RUN_DIR", top=True)
         if target.is_dir() and is_sweep_folder(target) and not is_run_folder(target):
             found += trial_folders(target)  # a sweep: its trials, whichever machine trained them
             continue

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kerasrun.config.urls import url_of
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.files import best_epoch
 from kerasrun.rundir.io import RunFileError, read_json
@@ -85,7 +86,11 @@ def sweep_folder(plan: SweepPlan, study_name: str | None) -> tuple[Path, bool]:
     """The sweep folder: `<runs dir>/<study name>` when one is given (the same on every machine), else a new timestamped one."""
     from kerasrun.config.load import load_config
 
-    runs_dir = plan.runs_dir or Path(load_config(plan.config_path, plan.base_overrides).output.runs_dir)
+    given = plan.runs_dir or load_config(plan.config_path, plan.base_overrides).output.runs_dir
+    if url := url_of(given):  # its journal needs a file lock and its trials a live status: a sweep folder is local
+        key = "--runs-dir" if plan.runs_dir else "output.runs_dir"
+        raise ConfigError(Problem(key=key, message=f"{url}: a sweep folder must be local", hint="sweep into a local runs dir"))
+    runs_dir = Path(given)
     if not study_name:
         return create_run_dir(runs_dir, f"{plan.name}-sweep"), True
     folder = runs_dir / study_name

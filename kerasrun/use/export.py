@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,15 @@ import numpy as np
 from kerasrun._tf import keras, tf
 from kerasrun.config.data import PreprocessStep
 from kerasrun.config.schema import Config
+from kerasrun.config.urls import url_of
 from kerasrun.data import Split, Stream, preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
 from kerasrun.errors import ConfigError, Problem, first_line
 from kerasrun.optional import is_installed
+from kerasrun.rundir.remote import publish_artifact, remove_at_exit, unsupported
 from kerasrun.use.artifacts import (
+    DEFAULT_NAME,
     FORMATS,
     TOLERANCE,
     ExportMismatchError,
@@ -62,7 +66,7 @@ class Tensor:
 class ExportResult:
     """What `export_run` wrote and how it was checked."""
 
-    path: Path
+    path: Path | str  # a URL when exported to gs://…
     format: str
     inputs: list[Tensor]  # in the model's order; a SavedModel's signature and TFLite/ONNX take them by these names
     outputs: list[Tensor]  # in the order every format gives them (SavedModel and TFLite name them output_0, output_1, ...)
@@ -241,10 +245,16 @@ def check_artifact(path: Path, fmt: str, model: Any, config: Config, raw: Featur
     return max(diffs, default=0.0)
 
 
-def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | None = None, trust: bool = False) -> ExportResult:
-    """Export a completed, trusted run's model with its feature preprocessing, and check it against `kerasrun predict`."""
+def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | str | None = None, trust: bool = False) -> ExportResult:
+    """Export a completed, trusted run's model with its feature preprocessing, and check it against `kerasrun predict`.
+
+    An `output` URL (gs://…) is exported and checked locally first, then copied there with tf.io.gfile.
+    """
     if fmt not in FORMATS:
         raise ConfigError(Problem(key="--format", message=f"unknown format `{fmt}`", hint=f"one of {', '.join(FORMATS)}"))
+    remote = url_of(output) if isinstance(output, str) else None
+    if remote is not None and (why := unsupported(remote)):
+        raise ConfigError(Problem(key="--output", message=f"{remote}: {why}"))
     check_format_available(fmt)
     config, model = load_run(run_dir, trust)  # refuses untrusted and unfinished runs; safe_mode
     if len(getattr(model, "inputs", None) or [None]) > 1 and feature_steps(config):
@@ -253,11 +263,18 @@ def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | None = No
     wrapped = serving_model(model, config, raw if isinstance(raw, np.ndarray) else None, float32_math=fmt == "tflite")
     if raw is not None:
         wrapped(model_feed(sliced(raw, 1)))  # Keras's ONNX export refuses a model that was never called
-    path = Path(output) if output is not None else default_output(run_dir, fmt)
+    if remote is not None:
+        scratch = Path(tempfile.mkdtemp(prefix="kerasrun-export-"))
+        remove_at_exit(scratch)
+        path = scratch / DEFAULT_NAME[fmt]
+    else:
+        path = Path(output) if output is not None else default_output(run_dir, fmt)
     diff = write_artifact(wrapped, fmt, path, lambda staged: check_artifact(staged, fmt, model, config, raw))
+    if remote is not None:
+        publish_artifact(path, remote)
     names = output_names(model)
     return ExportResult(
-        path=path,
+        path=remote or path,
         format=fmt,
         inputs=[Tensor(t.name, tuple(t.shape), str(t.dtype)) for t in getattr(wrapped, "inputs", None) or []],
         outputs=[

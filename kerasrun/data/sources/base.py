@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +11,10 @@ from typing import Any
 import numpy as np
 
 from kerasrun.config.schema import Config
+from kerasrun.config.urls import url_of
 from kerasrun.data.arrays import Data
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.rundir.remote import download_tree, glob, local_copy, remove_at_exit
 
 
 @dataclass(frozen=True)
@@ -19,17 +22,34 @@ class Where:
     """A reader's view of the rest of the config: where its keys are, how its paths resolve, and the seed."""
 
     locate: Callable[[tuple[Any, ...], str, str | None], Problem]
-    resolve_path: Callable[[str], Path]  # a path from the data section, relative to the config file's folder
+    resolve_path: Callable[[str], Path]  # a path from the data section, relative to the config file's folder; a URL's local copy
     seed: int
 
     @classmethod
     def of(cls, config: Config) -> Where:
         """The view of `config`'s data section."""
-        return cls(locate=config.problem, resolve_path=config.resolve_path, seed=config.seed)
+        return cls(locate=config.problem, resolve_path=lambda value: local_path(config, value), seed=config.seed)
 
     def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> Problem:
         """A problem at `data.<loc>` in the config file."""
         return self.locate(("data", *loc), message, hint)
+
+
+def local_path(config: Config, value: str) -> Path:
+    """A data path as a local file or folder: relative to the config's folder, or a URL's copy fetched with tf.io.gfile.
+
+    Every reader then reads a local file as it always does (NumPy, the csv module, Keras's folder loaders).
+    """
+    url = url_of(value)
+    if url is None:
+        return config.resolve_path(value)
+    if any(c in url for c in "*?["):  # a glob (TFRecord shards): every match fetched into one folder, the glob kept below it
+        folder = Path(tempfile.mkdtemp(prefix="kerasrun-remote-"))
+        remove_at_exit(folder)
+        for index, match in enumerate(glob(url)):  # numbered folders: the local matches sort as the remote ones do
+            download_tree(match, folder / f"{index:06d}" / match.rsplit("/", 1)[-1])
+        return folder / "*" / url.rsplit("/", 1)[-1]
+    return local_copy(url)
 
 
 def keras_order(count: int, seed: int) -> np.ndarray:
