@@ -57,8 +57,10 @@ def run_plain(env: dict[str, str], spe: int = 1) -> dict[str, float]:
     return {"fit_s": result["fit_s"], "process_s": process_s, "test_accuracy": result["test_accuracy"], "epoch_s": result["epoch_s"]}
 
 
-def run_kerasrun(env: dict[str, str]) -> dict[str, float]:
-    """kerasrun: fit time and test accuracy from the run folder's run.json, and the whole-process wall time."""
+def run_kerasrun(env: dict[str, str], checkout: Path | None = None) -> dict[str, float]:
+    """kerasrun (imported from `checkout` when given): fit time and test accuracy from run.json, and the whole-process wall time."""
+    if checkout is not None:
+        env = {**env, "PYTHONPATH": str(checkout)}
     with tempfile.TemporaryDirectory(prefix="kerasrun-bench-") as runs:
         cmd = [str(KERASRUN), "train", str(CONFIG), "--runs-dir", runs, "--progress", "json"]
         start = time.perf_counter()
@@ -135,6 +137,7 @@ def main() -> None:
         default=REPO.parent / "shared" / "data",
         help="folder holding mnist.npz (default: ../shared/data relative to the repo root)",
     )
+    parser.add_argument("--before", type=Path, help="an older kerasrun checkout: timed too, as a fourth program (`before`)")
     args = parser.parse_args()
     if args.rounds < 1:
         sys.exit("error: --rounds must be >= 1")
@@ -150,6 +153,8 @@ def main() -> None:
         "tuned": lambda env: run_plain(env, spe=32),
         "kerasrun": run_kerasrun,
     }
+    if args.before is not None:  # the same kerasrun command on an older checkout, in the same rotation
+        programs["before"] = lambda env: run_kerasrun(env, args.before.resolve())
     names = list(programs)
     rows: list[dict[str, Any]] = []
     raw: list[dict[str, Any]] = []
@@ -162,6 +167,10 @@ def main() -> None:
             result[name] = programs[name](env)
         raw.append({"round": index, "order": order, "load": load, **result})
         row = {"round": index, "order": ", ".join(order), "load_1min": load[0], **row_of(result)}
+        if "before" in result:
+            row["before_fit_s"] = result["before"]["fit_s"]
+            row["after_before_ratio"] = result["kerasrun"]["fit_s"] / result["before"]["fit_s"]
+            row["before_tuned_ratio"] = result["before"]["fit_s"] / result["tuned"]["fit_s"]
         rows.append(row)
         print(
             f"round {index}/{args.rounds} ({row['order']}; load {load[0]:.2f}): fit kerasrun {row['kerasrun_fit_s']:.2f} s, "
@@ -169,10 +178,18 @@ def main() -> None:
             flush=True,
         )
 
-    keys = [k for k in rows[0] if k not in ("round", "order")]
+    keys = [k for k in rows[0] if k not in ("round", "order")]  # (with --before, the extra keys too)
     median = {k: statistics.median(r[k] for r in rows) for k in keys}  # ratios: median of the per-round ratios
     print()
     print(table(rows, median))
+    if args.before is not None:
+        print("\n| round | kerasrun before fit | kerasrun fit | after / before | before / tuned | after / tuned |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: |")
+        for r in [*rows, {**median, "round": f"median of {len(rows)}"}]:
+            print(
+                f"| {r['round']} | {r['before_fit_s']:.2f} s | {r['kerasrun_fit_s']:.2f} s | {r['after_before_ratio']:.3f} "
+                f"| {r['before_tuned_ratio']:.3f} | {r['tuned_ratio']:.3f} |"
+            )
     print(f"\nload average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
