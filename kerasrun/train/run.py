@@ -132,7 +132,9 @@ def run_experiment(
             start = time.perf_counter()  # fit_s includes building the input pipelines, as fit's own array conversion does
             shuffle = data.shuffles_train(config.train.shuffle)
             # With steps_per_epoch the training data is an endless stream of passes: each epoch trains exactly that many steps.
-            train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, config.train.steps_per_epoch)
+            # The custom loop reads array data that way too, one pass per epoch (Trainer.one_stream_steps).
+            per_epoch = config.train.steps_per_epoch or trainer.one_stream_steps(data.train, batch)
+            train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, per_epoch)
             val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
             with experiment.placement.scope():
                 build_training_state(model, train_ds)

@@ -38,6 +38,9 @@ PARITY_CASES = {
         "runtime": {"precision": "mixed_float16"},
     },
     "steps_per_epoch_carries_over": {**REGULARIZED, "train": {"epochs": 4, "steps_per_epoch": 5, "validation_steps": 2}},
+    # 12 shuffled batches an epoch in calls of 5, 5, 2: the custom loop reads them from one stream of passes for the
+    # whole run, its last call of each epoch short; fit makes a fresh iterator every epoch that runs out.
+    "one_stream_short_last_call": {**REGULARIZED, "compile": {"steps_per_execution": 5}, "train": {"epochs": 3, "shuffle": True}},
     "weighted_metrics_and_no_validation": {
         **REGULARIZED,
         "compile": {"weighted_metrics": ["sparse_categorical_accuracy"], "steps_per_execution": 1},

@@ -37,6 +37,13 @@ class Trainer(ABC):
         self.config = config
         self.placement = placement
 
+    def one_stream_steps(self, split: Any, batch_size: int) -> int | None:
+        """Steps per epoch with which this loop reads the training data as one endless stream, when the config sets none.
+
+        None (the default): every epoch reads a fresh pass, from a fresh iterator, as Keras's fit does.
+        """
+        return None
+
     @abstractmethod
     def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int) -> None:
         """Train epochs `initial_epoch` .. train.epochs - 1, validating after each when `val_ds` is given."""

@@ -11,11 +11,13 @@ loss and gradient computation while this loop keeps everything else.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from kerasrun import keras_private
 from kerasrun._tf import keras, tf
+from kerasrun.data.arrays import Split
 from kerasrun.train.trainers.base import Trainer, cap_steps, evaluate_model
 
 StepFn = Callable[..., Mapping[str, Any]]
@@ -77,6 +79,7 @@ class CustomLoop:
         self.strategy = strategy  # under tf.distribute, each step runs on every replica with strategy.run
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.user_trackers: dict[str, Any] = {}
+        self.chunk_logs: dict[str, Any] | None = None  # what the last compiled chunk since the last reset returned
         # autograph=False: converting this module's functions (and what they call) took ~1 s per run.
         self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True, autograph=False)
         self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True, autograph=False)
@@ -148,13 +151,18 @@ class CustomLoop:
             return tf.cond(has_value, run, lambda: done), has_value
 
         done, _ = tf.while_loop(more, one_step, (tf.constant(0), tf.constant(True)))
-        return done
+        # The logs after the chunk, read in the same graph (automatic control dependencies order the reads after the
+        # steps' updates), as fit's train function returns them: reading them eagerly cost ~1.5 ms per call (#21).
+        return done, self.logs()
 
     def call(self, training: bool, iterator: Any, steps: int) -> int:
         """Run up to `steps` steps; return how many ran (0 when the data has run out)."""
         if self.strategy is None:
             chunk = self.train_chunk if training else self.test_chunk
-            return int(chunk(iterator, tf.constant(steps)))
+            done, logs = chunk(iterator, tf.constant(steps))
+            if int(done) > 0:
+                self.chunk_logs = logs
+            return int(done)
         replicated = self.train_replicated if training else self.test_replicated
         for done in range(steps):
             try:
@@ -176,10 +184,15 @@ class CustomLoop:
 
     def reset(self) -> None:
         """Reset every tracker and compiled metric, as fit does at each epoch and evaluation."""
+        self.chunk_logs = None
         self.model.reset_metrics()
         self.loss_tracker.reset_state()
         for tracker in self.user_trackers.values():
             tracker.reset_state()
+
+    def current_logs(self) -> dict[str, Any]:
+        """The logs as they are now: those the last chunk since the last reset returned, else read eagerly."""
+        return self.chunk_logs if self.chunk_logs is not None else self.logs()
 
     def logs(self) -> dict[str, Any]:
         """Current loss and metric values, keyed as fit keys them."""
@@ -234,10 +247,10 @@ class CustomLoop:
             if done == 0:
                 break
             step += done
-            callbacks.on_test_batch_end(step - 1, self.logs())
+            callbacks.on_test_batch_end(step - 1, self.current_logs())
             if done < chunk:
                 break
-        logs = {k: float(v) for k, v in self.logs().items()}
+        logs = {k: float(v) for k, v in self.current_logs().items()}
         callbacks.on_test_end(logs)
         return logs
 
@@ -250,11 +263,16 @@ class CustomLoop:
         callbacks: list[Any],
         steps_per_epoch: int | None,
         validation_steps: int | None,
+        one_pass: bool = False,
     ) -> Any:
-        """Epochs of training and validation, with fit's callback order and `model.stop_training`."""
+        """Epochs of training and validation, with fit's callback order and `model.stop_training`.
+
+        `one_pass`: `train_ds` is an endless stream of passes and an epoch is one pass of
+        `steps_per_epoch` batches (see EpochBatches).
+        """
         model = self.model
         self.build(train_ds)
-        batches = EpochBatches(self.distribute(train_ds), steps_per_epoch, int(train_ds.cardinality()))
+        batches = EpochBatches(self.distribute(train_ds), steps_per_epoch, int(train_ds.cardinality()), one_pass)
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=False, verbose=0, epochs=epochs, steps=batches.num_batches, model=model
         )
@@ -266,13 +284,13 @@ class CustomLoop:
             callback_list.on_epoch_begin(epoch)
             for begin, chunk, iterator in batches.chunks(self.steps_per_execution):
                 callback_list.on_train_batch_begin(begin)
-                if self.call(True, iterator, chunk) == 0:
+                if self.call(True, iterator, batches.steps_to_run(begin, chunk)) == 0:
                     batches.exhausted()  # the data ran out before the epoch's steps: as fit, start afresh
                     break
-                callback_list.on_train_batch_end(begin + chunk - 1, self.logs())  # fit reports the chunk's last step
+                callback_list.on_train_batch_end(begin + chunk - 1, self.current_logs())  # fit reports the chunk's last step
                 if model.stop_training:
                     break
-            epoch_logs = {k: float(v) for k, v in self.logs().items()}
+            epoch_logs = {k: float(v) for k, v in self.current_logs().items()}
             if val_ds is not None:
                 val_logs = self.evaluate(val_ds, validation_steps, callback_list)
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -289,14 +307,23 @@ class EpochBatches:
 
     Without steps_per_epoch, every epoch starts a fresh iterator (kerasrun's pipelines read the epoch
     when a pass starts); with it, the training pipeline is an endless stream and one iterator
-    serves the whole run.
+    serves the whole run. `one_pass` marks kerasrun's own such stream of whole passes (the config
+    sets no steps_per_epoch): its epoch is one pass, so the last call of an epoch runs only the
+    pass's remaining steps, as with a fresh iterator that runs out.
     """
 
-    def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int) -> None:
+    def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int, one_pass: bool = False) -> None:
         self.dataset = dataset
         self.steps_per_epoch = steps_per_epoch
         self.num_batches = steps_per_epoch or (cardinality if cardinality > 0 else None)
         self.iterator: Any = None
+        self.one_pass = one_pass
+
+    def steps_to_run(self, begin: int, chunk: int) -> int:
+        """How many of a chunk's steps to run: all, except at the end of a one-pass epoch read from an endless stream."""
+        if self.one_pass and self.num_batches is not None:
+            return min(chunk, self.num_batches - begin)
+        return chunk
 
     def exhausted(self) -> None:
         """The data ran out mid-epoch: the next epoch starts a new pass."""
@@ -323,12 +350,27 @@ class CustomTrainer(Trainer):
     def __init__(self, model: Any, config: Any, placement: Any, loop: CustomLoop) -> None:
         super().__init__(model, config, placement)
         self.loop = loop
+        self.pass_steps: int | None = None  # set when the training data is read as one stream of passes
+
+    def one_stream_steps(self, split: Any, batch_size: int) -> int | None:
+        """For array data on one device: one pass per epoch, read from one endless stream (one iterator for the run).
+
+        Tearing down each epoch's tf.data iterator blocked the main thread for 0.3-1.3 s per epoch
+        on this 2-core machine (bench/README.md, #21); the stream's pass p has exactly the batches
+        of a fresh pass in epoch p (make_dataset), so the numbers are the same.
+        """
+        if self.placement.strategy is not None or not isinstance(split, Split) or len(split) == 0:
+            return None
+        self.pass_steps = math.ceil(len(split) / batch_size)
+        return self.pass_steps
 
     def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int) -> None:
         """Train with the compiled loop, steps capped as fit caps them."""
         spec = self.config.train
-        steps = cap_steps(spec.steps_per_epoch, train_ds)
-        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, cap_steps(spec.validation_steps, val_ds))
+        one_pass = spec.steps_per_epoch is None and self.pass_steps is not None
+        steps = self.pass_steps if one_pass else cap_steps(spec.steps_per_epoch, train_ds)
+        validation_steps = cap_steps(spec.validation_steps, val_ds)
+        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, validation_steps, one_pass)
 
     def evaluate(self, dataset: Any, steps: int | None) -> dict[str, float]:
         """The loop's own evaluation under multi-worker (Keras's fails there), else `model.evaluate` (the same numbers)."""
