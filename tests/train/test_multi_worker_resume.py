@@ -147,7 +147,11 @@ def test_sigterm_to_every_worker_then_resume_is_byte_identical(reference, tmp_pa
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("how", "index", "said"), [(signal.SIGTERM, 0, "was stopped by SIGTERM (exit 143)"), (signal.SIGKILL, 1, "was killed by SIGKILL")]
+    ("how", "index", "said"),
+    [
+        pytest.param(signal.SIGTERM, 0, "was stopped by SIGTERM (exit 143)", marks=pytest.mark.cluster),
+        (signal.SIGKILL, 1, "was killed by SIGKILL"),
+    ],
 )
 def test_one_worker_stopped_or_killed_then_resume_is_byte_identical(reference, tmp_path, how, index, said) -> None:
     run, err = interrupted_launch(tmp_path, how, [index])

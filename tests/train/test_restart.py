@@ -271,6 +271,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster
 def test_two_workers_restarted_with_the_same_command_resume_the_chiefs_folder(tmp_path) -> None:
     reference_folder = tmp_path / "reference"
     reference_folder.mkdir()
