@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import TESTS, TINY, merge, only_run
-from test_resume import PY, alive, children_of, finish, wait_for
+from helpers import TESTS, TINY, finish, merge, only_run, wait_for
+from test_resume import PY, alive, children_of
 
 from kerasrun.cli import app
 from kerasrun.rundir.io import read_json

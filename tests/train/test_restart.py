@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import TESTS, TINY, merge, only_run, write_tiny
+from helpers import TESTS, TINY, finish, merge, only_run, wait_for, write_tiny
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
@@ -59,23 +59,6 @@ def kerasrun(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """`python -m kerasrun ARGS` in a real process (tests/ importable for helpers_custom)."""
     full = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **(env or {})}
     return subprocess.Popen([sys.executable, "-m", "kerasrun", *args], env=full, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
-    """Wait for a process; its exit code, stdout and stderr."""
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until `path` exists (the process reached its pause), failing fast if the process ended."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            pytest.fail(f"the process ended before pausing: {process.communicate()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path} did not appear")
-        time.sleep(0.05)
 
 
 def outputs(run: Path) -> dict[str, bytes]:

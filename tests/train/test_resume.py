@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
-from helpers import TESTS, TINY, merge, only_run
+from helpers import TESTS, TINY, finish, merge, only_run, wait_for
 
 from kerasrun.rundir.io import read_json
 from kerasrun.rundir.liveness import effective_status
@@ -64,23 +64,6 @@ def kerasrun(*args: str, **kwargs: Any) -> subprocess.Popen:
     """`python -m kerasrun ARGS` in a real process (tests/ importable for helpers_custom)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     return subprocess.Popen([PY, "-m", "kerasrun", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
-
-
-def finish(process: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
-    """Wait for a process; its exit code, stdout and stderr."""
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
-    """Wait until `path` exists (the process reached its pause), failing fast if the process ended."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            pytest.fail(f"the process ended before pausing: {process.communicate()}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"{path} did not appear")
-        time.sleep(0.05)
 
 
 def final_weights(run: Path) -> list[bytes]:
