@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 from helpers import merge, only_run, train
+from test_csv_fast import where
 from typer.testing import CliRunner
 
 from kerasrun.cli import app
@@ -21,9 +22,8 @@ from kerasrun.config.load import load_config
 from kerasrun.data import Stream, load_data
 from kerasrun.data.sources import csv as csv_source
 from kerasrun.data.sources import csv_fast
-from kerasrun.data.sources.base import Where
 from kerasrun.data.sources.csv_stream import read_stream
-from kerasrun.errors import ConfigError, Problem
+from kerasrun.errors import ConfigError
 
 THAL = ["normal", "fixed", "reversible"]
 HEADER = "age,sex,cp,chol,oldpeak,thal,target"
@@ -92,15 +92,6 @@ def write(folder: Path, name: str, changes: dict[str, Any]) -> Path:
     path = folder / name
     path.write_text(yaml.safe_dump(merge(HEART, changes), sort_keys=False))
     return path
-
-
-def where(folder: Path) -> Where:
-    """A Where that locates problems at their data key and resolves paths in `folder`."""
-    return Where(
-        locate=lambda loc, message, hint: Problem(key=".".join(map(str, loc)), message=message, hint=hint),
-        resolve_path=lambda p: folder / p,
-        seed=0,
-    )
 
 
 def spec(**data: Any) -> CsvData:
