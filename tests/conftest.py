@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faulthandler
+import functools
 import os
 import textwrap
 from collections.abc import Callable, Iterator
@@ -10,10 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer.testing
 import yaml
 from helpers import SHARED_DATA, TINY, merge, train
 from postgres import postgres_url  # noqa: F401  (a fixture: pytest finds it here, in every test folder)
 from typer.testing import CliRunner
+
+# Typer's CliRunner turns the app into a click command on every invoke (~30 ms of signature and annotation
+# reading, more than a `validate` takes); kerasrun's app is complete at import, so one command serves every test.
+typer.testing._get_command = functools.cache(typer.testing._get_command)
 
 GUARD_SECONDS = 180  # far above any case's time: only a hang gets here, and then the worker is stopped with every stack dumped
 
