@@ -245,12 +245,16 @@ def test_early_stopping_restoring_best_weights_with_a_0d_weight(runner, write_co
     assert isinstance(best_weights[2], np.int64)
 
 
+MODELS = ["normalization", "lookup", "batchnorm", "string_lookup"]
+# Each pair trains with one loop, alternating like a checkerboard: every callback meets both loops (on two models each),
+# every model meets both loops (with four callbacks each), and the tests above run all the callbacks together on both.
+PAIRS = [(callback, model, ("fit", "custom")[(i + j) % 2]) for i, callback in enumerate(CALLBACKS) for j, model in enumerate(MODELS)]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["normalization", "lookup", "batchnorm", "string_lookup"])
-@pytest.mark.parametrize("callback", CALLBACKS)
-def test_each_stateful_callback_on_each_model_with_both_loops(runner, write_config, tmp_path, callback, model) -> None:
-    for loop in ("fit", "custom"):
-        resumed_equals_uninterrupted(runner, write_config, tmp_path, LAYERS[model], [CALLBACKS[callback]], loop, MODEL_CHANGES.get(model))
+@pytest.mark.parametrize(("callback", "model", "loop"), PAIRS, ids=[f"{c}-{m}-{loop}" for c, m, loop in PAIRS])
+def test_each_stateful_callback_on_each_model(runner, write_config, tmp_path, callback, model, loop) -> None:
+    resumed_equals_uninterrupted(runner, write_config, tmp_path, LAYERS[model], [CALLBACKS[callback]], loop, MODEL_CHANGES.get(model))
 
 
 @pytest.mark.slow
