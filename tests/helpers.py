@@ -146,6 +146,45 @@ def write_heart_csv(path: Path, rows: int = 303, seed: int = 0) -> Path:
     return path
 
 
+SIZES = [90, 60, 110, 40, 7]  # write_records' shards: uneven on purpose, so workers' shares differ in rows
+SHARDED: dict[str, Any] = {  # a config over write_records' shards (in shards/ beside it)
+    "name": "shards",
+    "seed": 3,
+    "data": {
+        "source": "tfrecord",
+        "files": "shards/part-*.tfrecord",
+        "features": {"x": {"dtype": "float32", "shape": [2]}, "y": {"dtype": "int64", "shape": []}},
+        "inputs": ["x"],
+        "targets": ["y"],
+        "test_fraction": 0.1,
+        "parallel_files": 3,
+    },
+    "model": {"inputs": {"x": [2]}, "layers": [{"Dense": {"units": 3, "activation": "softmax"}}]},
+    "compile": {"optimizer": "adam", "loss": "sparse_categorical_crossentropy", "metrics": ["accuracy"]},
+    "train": {"epochs": 1, "batch_size": 16, "validation_split": 0.25},
+}
+
+
+def write_records(folder: Path, sizes: list[int] = SIZES) -> None:
+    """Shards of (x, y) examples whose x[0] is the example's number in writing order (to tell rows apart), y a class of 3."""
+    import numpy as np
+
+    from kerasrun._tf import tf  # lazily: helpers is imported by the tests that check TensorFlow stays unloaded
+
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    number = 0
+    for shard, size in enumerate(sizes):
+        with tf.io.TFRecordWriter(str(folder / f"part-{shard}.tfrecord")) as writer:
+            for _ in range(size):
+                feature = {
+                    "x": tf.train.Feature(float_list=tf.train.FloatList(value=[float(number), rng.normal()])),
+                    "y": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(rng.integers(0, 3))])),
+                }
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+                number += 1
+
+
 def skip_if_a_gpu_is_visible() -> None:
     """For tests of what happens without a GPU."""
     from kerasrun._tf import tf

@@ -7,6 +7,7 @@ from dataclasses import replace
 from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
 from kerasrun.data.checks import check_arrays, check_finite
+from kerasrun.data.peers import ALONE, Peers
 from kerasrun.data.preprocess import preprocess
 from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
@@ -16,9 +17,12 @@ from kerasrun.data.weights import weight_training
 from kerasrun.errors import ConfigError
 
 
-def load_data(config: Config) -> Data:
-    """Read the config's data source and prepare train/validation/test; raise ConfigError on bad data."""
-    data = read_source(config.data, Where.of(config))
+def load_data(config: Config, peers: Peers = ALONE) -> Data:
+    """Read the config's data source and prepare train/validation/test; raise ConfigError on bad data.
+
+    Under multi-worker every worker loads the data; `peers` lets a reader split its checks between them.
+    """
+    data = read_source(config.data, Where.of(config, peers))
     check_arrays(data, config)
     if isinstance(data.train, Split):
         data = replace(

@@ -19,6 +19,16 @@ from typing import Any
 import numpy as np
 
 from kerasrun.data.epochs import EpochClock, seeded_shuffle
+from kerasrun.data.peers import Peers
+
+
+@dataclass(frozen=True)
+class Shards:
+    """A source stored in files (TFRecord shards): what a worker needs to read only some of them, rows still numbered in the source."""
+
+    files: list[str]
+    positions: list[np.ndarray]  # per file: each record's row in the source (the interleaved order every pass reads)
+    numbered: Callable[[list[int]], Any]  # a dataset of (row, element) over those files (by index), interleaved among them
 
 
 @dataclass
@@ -32,9 +42,20 @@ class Stream:
     labels: np.ndarray | None = None  # integer class of every source row, when the (single) target is a class
     weights: np.ndarray | None = None  # per-class weight table: elements get sample weights weights[label]
     cache_path: str | None = None  # data.cache: file — the split's rows are cached here on the first pass
+    shards: Shards | None = None  # the source's files, when a worker can read its share of them alone
+    held: np.ndarray | None = None  # a worker's share: the source rows its files hold (make() then yields (row, element))
 
     def __len__(self) -> int:
+        if self.held is not None:
+            return len(self.held) if self.mask is None else int(np.count_nonzero(self.mask[self.held]))
         return self.total if self.mask is None else int(np.count_nonzero(self.mask))
+
+    def share(self, index: int, count: int) -> Stream:
+        """Worker `index` of `count`'s part of the split: the rows in files index, index + count, ... (read by file)."""
+        assert self.shards is not None
+        files = list(range(index, len(self.shards.files), count))
+        held = np.sort(np.concatenate([self.shards.positions[f] for f in files]))
+        return replace(self, make=lambda: self.shards.numbered(files), held=held)  # type: ignore[union-attr]
 
     @property
     def y(self) -> np.ndarray:
@@ -58,9 +79,13 @@ class Stream:
         from kerasrun._tf import tf
 
         dataset = self.make()
-        if self.mask is not None:
-            keep = tf.constant(self.mask)
-            dataset = dataset.enumerate().filter(lambda i, _: keep[i]).map(lambda _, element: element)
+        if self.mask is not None or self.held is not None:
+            if self.held is None:  # a worker's share numbers its rows itself: (row in the source, element)
+                dataset = dataset.enumerate()
+            if self.mask is not None:
+                keep = tf.constant(self.mask)
+                dataset = dataset.filter(lambda i, _: keep[i])
+            dataset = dataset.map(lambda _, element: element)
         if self.cache_path is not None:  # decoded once, on the first full pass; read from the file afterwards
             dataset = dataset.cache(self.cache_path)
         if self.weights is not None:
@@ -109,6 +134,13 @@ def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, cloc
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return batches.prefetch(tf.data.AUTOTUNE).with_options(options)
+
+
+def worker_share(split: Any, peers: Peers) -> Stream | None:
+    """This worker's share of a training split kept in at least as many files as there are workers, read by file; else None (by row)."""
+    if peers.count > 1 and isinstance(split, Stream) and split.shards is not None and len(split.shards.files) >= peers.count:
+        return split.share(peers.index, peers.count)
+    return None
 
 
 def compact(labels: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from typing import Any
 
 from kerasrun._tf import tf
 from kerasrun.config.schema import Config
+from kerasrun.data.peers import ALONE, Peers, strategy_peers
 from kerasrun.errors import ConfigError
 from kerasrun.train.cluster import SlurmClusterResolver, describe_resolver, resolve_cluster, share_local_gpus
 from kerasrun.train.signals import reclaim_signals
@@ -25,6 +26,7 @@ class Placement:
     devices: list[str] = field(default_factory=list)
     is_chief: bool = True  # multi-worker: only the chief writes the run folder
     cluster: dict[str, Any] | None = None  # multi-worker: the resolved cluster and this task's local GPUs
+    peers: Peers = ALONE  # multi-worker: the workers reading the data together (this one's input pipeline id, how many)
 
     @property
     def replicas(self) -> int:
@@ -125,7 +127,11 @@ def make_multi_worker(resolver: Any, kind: str, local_gpus: list[str]) -> Placem
     task_type, index = resolver.task_type, int(resolver.task_id)
     is_chief = task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in jobs)
     cluster = describe_resolver(resolver, local_gpus)
-    return Placement(f"/{kind}:0", strategy, logical_names(kind), is_chief=is_chief, cluster=cluster)
+    # The input pipeline ids tf.distribute gives the workers (distribute_datasets_from_function's InputContext): chief first.
+    count = len(jobs.get("chief", [])) + len(jobs.get("worker", []))
+    pipeline = 0 if task_type == "chief" else index + (1 if "chief" in jobs else 0)
+    peers = strategy_peers(strategy, pipeline, count)
+    return Placement(f"/{kind}:0", strategy, logical_names(kind), is_chief=is_chief, cluster=cluster, peers=peers)
 
 
 def check_batch(config: Config, placement: Placement) -> None:

@@ -63,7 +63,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     start = time.perf_counter()
     keras.utils.set_random_seed(config.seed)  # before any tf.data shuffle is built: it reads the global seed
     placement = select_placement(config)
-    data = load_data(config)
+    data = load_data(config, placement.peers)
     timings["data_s"] = time.perf_counter() - start
     start = time.perf_counter()
     with placement.scope():  # under a strategy, variables (and adapted state) must be created in its scope

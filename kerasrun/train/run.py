@@ -6,6 +6,7 @@ resume and the run folder's records are written once, here.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -27,7 +28,7 @@ from kerasrun.config.resolved import config_to_yaml
 from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, make_dataset
 from kerasrun.data.epochs import EpochClock
-from kerasrun.data.stream import cache_in
+from kerasrun.data.stream import cache_in, worker_share
 from kerasrun.errors import DivergedError, KerasrunError, RunFailedError, graph_error
 from kerasrun.integrations.tensorboard_events import tensorboard_callback
 from kerasrun.rundir import checkpoints
@@ -134,7 +135,10 @@ def run_experiment(
             # With steps_per_epoch the training data is an endless stream of passes: each epoch trains exactly that many steps.
             # The custom loop reads array data that way too, one pass per epoch (Trainer.one_stream_steps).
             per_epoch = config.train.steps_per_epoch or trainer.one_stream_steps(data.train, batch)
-            train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, per_epoch)
+            if (share := worker_share(data.train, experiment.placement.peers)) is not None:
+                train_ds = make_worker_dataset(share, trainer, data, config, output_names(model), clock)
+            else:
+                train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, per_epoch)
             val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
             with experiment.placement.scope():
                 build_training_state(model, train_ds)
@@ -257,6 +261,23 @@ def mlflow_run_ended(experiment: Experiment, run_dir: Path) -> Iterator[None]:
             experiment.tracker.end(run_dir)
 
 
+def make_worker_dataset(share: Any, trainer: Trainer, data: Data, config: Config, outputs: list[str], clock: EpochClock) -> Any:
+    """This worker's own training batches when it reads its own files (data_sharding: file): per-replica batches, an endless stream.
+
+    Its shards hold more or fewer rows than the others', so an epoch is a fixed number of global steps
+    (train.steps_per_epoch, else one pass of the whole split: ceil(rows / batch_size)) and each worker
+    reads its stream of passes over its own rows from epoch x steps on: every worker runs the same steps,
+    and a resumed run reads what the uninterrupted run read.
+    """
+    placement = trainer.placement
+    steps = config.train.steps_per_epoch or math.ceil(len(data.train) / config.train.batch_size)
+    local_replicas = placement.replicas // placement.peers.count
+    trainer.read_by_worker(steps, placement.peers.index)
+    shuffle = data.shuffles_train(config.train.shuffle)
+    per_replica = config.train.batch_size // placement.replicas
+    return make_dataset(share, per_replica, shuffle, config.seed, outputs, clock, steps * local_replicas)
+
+
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:
     """run.json for a new run, or the resumed run's own, taken over by this process.
 
@@ -265,11 +286,13 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
     if resume is not None and experiment.placement.is_chief:
         checkpoints.remove_leftovers(run_dir)  # temp files of the killed process's unfinished writes
         record = RunRecord.reopen(run_dir, from_epoch=resume.state.epoch, command=command)
-        if (cluster := describe_cluster(experiment.placement)) is not None:  # the cluster that resumes it (another launcher, say)
+        if (
+            cluster := describe_cluster(experiment.placement, experiment.data.train)
+        ) is not None:  # the cluster that resumes it (another launcher, say)
             record.update(resumes=[*record.info["resumes"][:-1], {**record.info["resumes"][-1], "cluster": cluster}])
         return record
     config = experiment.config
-    cluster = describe_cluster(experiment.placement)  # multi-worker only
+    cluster = describe_cluster(experiment.placement, experiment.data.train)  # multi-worker only
     return RunRecord.start(
         run_dir,
         name=config.name,

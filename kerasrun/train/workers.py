@@ -21,8 +21,14 @@ RESOLVERS = {
 }
 
 
-def describe_cluster(placement: Placement) -> dict[str, Any] | None:
-    """run.json's `cluster`: worker count, this task, the resolver, and whether `kerasrun launch` started it; None on one process."""
+def describe_cluster(placement: Placement, train: Any = None) -> dict[str, Any] | None:
+    """run.json's `cluster`: worker count, this task, the resolver, how the training data is sharded, and whether `kerasrun launch` started it.
+
+    None on one process. `train` is the training split: a worker reads its own files of a TFRecord
+    source with enough of them (`data_sharding: file`), else every row's reader takes its share (`data`).
+    """
+    from kerasrun.data.stream import worker_share  # with TensorFlow: a training process's
+
     resolver = getattr(placement.strategy, "cluster_resolver", None)
     if resolver is None:
         return None
@@ -34,6 +40,7 @@ def describe_cluster(placement: Placement) -> dict[str, Any] | None:
         "task_type": resolver.task_type,
         "task_index": int(resolver.task_id or 0),
         "resolver": RESOLVERS.get(name, name),
+        "data_sharding": "file" if worker_share(train, placement.peers) is not None else "data",
     }
     if os.environ.get(LAUNCH_ENV):
         cluster["launcher"] = LAUNCHER  # `kerasrun resume` starts as many local workers again

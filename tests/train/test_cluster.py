@@ -85,7 +85,7 @@ def test_one_worker_trains_under_a_fake_slurm_step(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     info = read_json(only_run(tmp_path / "runs") / "run.json")
     assert info["status"] == "completed" and info["slurm"]["job_id"] == "77"
-    assert info["cluster"] == {"workers": 1, "task_type": "worker", "task_index": 0, "resolver": "Slurm"}
+    assert info["cluster"] == {"workers": 1, "task_type": "worker", "task_index": 0, "resolver": "Slurm", "data_sharding": "data"}
     placement = info["placement"]
     assert placement["cluster_spec"] == {"worker": [f"localhost:{port}"]} and placement["local_gpus"] == []
     assert placement["strategy"] == "CollectiveAllReduceStrategy"

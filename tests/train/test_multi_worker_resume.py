@@ -119,7 +119,14 @@ def test_uninterrupted_launch_records_its_cluster_and_logs(reference) -> None:
     run = reference["run"]
     info = read_json(run / "run.json")
     assert info["status"] == "completed" and info["placement"]["replicas"] == 2
-    assert info["cluster"] == {"workers": 2, "task_type": "worker", "task_index": 0, "resolver": "TF_CONFIG", "launcher": "kerasrun launch"}
+    assert info["cluster"] == {
+        "workers": 2,
+        "task_type": "worker",
+        "task_index": 0,
+        "resolver": "TF_CONFIG",
+        "data_sharding": "data",
+        "launcher": "kerasrun launch",
+    }
     assert sorted(p.name for p in (run / "workers").iterdir()) == ["0.log", "1.log"]
     other = (run / "workers" / "1.log").read_text()
     assert other.startswith("--- ") and "(worker 1 of 2)" in other and "run folder: " in other and "done: " in other

@@ -13,6 +13,7 @@ import numpy as np
 from kerasrun.config.schema import Config
 from kerasrun.config.urls import url_of
 from kerasrun.data.arrays import Data
+from kerasrun.data.peers import ALONE, Peers
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.remote import download_tree, glob, local_copy, remove_at_exit
 
@@ -24,11 +25,12 @@ class Where:
     locate: Callable[[tuple[Any, ...], str, str | None], Problem]
     resolve_path: Callable[[str], Path]  # a path from the data section, relative to the config file's folder; a URL's local copy
     seed: int
+    peers: Peers = ALONE  # multi-worker: the workers reading the data together (a reader may share its checks with them)
 
     @classmethod
-    def of(cls, config: Config) -> Where:
-        """The view of `config`'s data section."""
-        return cls(locate=config.problem, resolve_path=lambda value: local_path(config, value), seed=config.seed)
+    def of(cls, config: Config, peers: Peers = ALONE) -> Where:
+        """The view of `config`'s data section (read by `peers` together)."""
+        return cls(locate=config.problem, resolve_path=lambda value: local_path(config, value), seed=config.seed, peers=peers)
 
     def problem(self, loc: tuple[Any, ...], message: str, hint: str | None = None) -> Problem:
         """A problem at `data.<loc>` in the config file."""

@@ -37,6 +37,14 @@ class Trainer(ABC):
         self.config = config
         self.placement = placement
 
+    def read_by_worker(self, steps: int, pipeline: int) -> None:
+        """Multi-worker, data sharded by file: each worker's training data is its own share in per-replica batches, `steps` per epoch.
+
+        `pipeline` is the worker's input pipeline id, as tf.distribute will number it. Only a loop
+        that trains under MultiWorkerMirroredStrategy implements it.
+        """
+        raise NotImplementedError(f"the {self.name} loop does not train under multi-worker")
+
     def one_stream_steps(self, split: Any, batch_size: int) -> int | None:
         """Steps per epoch with which this loop reads the training data as one endless stream, when the config sets none.
 

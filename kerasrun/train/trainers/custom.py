@@ -77,6 +77,7 @@ class CustomLoop:
         # User code gets AutoGraph, as inside a tf.function; the loop's own code needs none (see run_chunk).
         self.user_step = convert_user_step(step) if step is not None else None
         self.strategy = strategy  # under tf.distribute, each step runs on every replica with strategy.run
+        self.pipeline: int | None = None  # multi-worker, sharded by file: this worker's input pipeline id (its training data is its own)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.user_trackers: dict[str, Any] = {}
         self.chunk_logs: dict[str, Any] | None = None  # what the last compiled chunk since the last reset returned
@@ -202,11 +203,24 @@ class CustomLoop:
         logs["loss"] = self.loss_tracker.result()  # the model's own tracker is fit's; this loop keeps its own
         return logs
 
-    def distribute(self, dataset: Any) -> Any:
-        """The dataset as the loop reads it: split across replicas under a strategy (batch = global batch)."""
+    def distribute(self, dataset: Any, own: bool = False) -> Any:
+        """The dataset as the loop reads it: split across replicas under a strategy (batch = global batch).
+
+        `own`: the dataset is already this worker's share, in per-replica batches (`pipeline` set by read_by_worker).
+        """
         if dataset is None or self.strategy is None:
             return dataset
-        return self.strategy.experimental_distribute_dataset(dataset)
+        if not own:
+            return self.strategy.experimental_distribute_dataset(dataset)
+
+        def this_worker(context: Any) -> Any:
+            if context.input_pipeline_id != self.pipeline:  # the share was cut for another worker: never train on it
+                raise RuntimeError(
+                    f"tf.distribute numbers this worker's input pipeline {context.input_pipeline_id}, kerasrun {self.pipeline}"
+                )
+            return dataset
+
+        return self.strategy.distribute_datasets_from_function(this_worker)
 
     def trace(self, dataset: Any) -> None:
         """Trace the training chunk without running it, so a bad user step fails before any folder exists."""
@@ -272,7 +286,9 @@ class CustomLoop:
         """
         model = self.model
         self.build(train_ds)
-        batches = EpochBatches(self.distribute(train_ds), steps_per_epoch, int(train_ds.cardinality()), one_pass)
+        batches = EpochBatches(
+            self.distribute(train_ds, own=self.pipeline is not None), steps_per_epoch, int(train_ds.cardinality()), one_pass
+        )
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=False, verbose=0, epochs=epochs, steps=batches.num_batches, model=model
         )
@@ -351,6 +367,12 @@ class CustomTrainer(Trainer):
         super().__init__(model, config, placement)
         self.loop = loop
         self.pass_steps: int | None = None  # set when the training data is read as one stream of passes
+        self.worker_steps: int | None = None  # set when each worker reads its own share (read_by_worker)
+
+    def read_by_worker(self, steps: int, pipeline: int) -> None:
+        """The training data is this worker's own endless stream of per-replica batches; every epoch is `steps` global steps."""
+        self.worker_steps = steps
+        self.loop.pipeline = pipeline
 
     def one_stream_steps(self, split: Any, batch_size: int) -> int | None:
         """For array data on one device: one pass per epoch, read from one endless stream (one iterator for the run).
@@ -368,7 +390,7 @@ class CustomTrainer(Trainer):
         """Train with the compiled loop, steps capped as fit caps them."""
         spec = self.config.train
         one_pass = spec.steps_per_epoch is None and self.pass_steps is not None
-        steps = self.pass_steps if one_pass else cap_steps(spec.steps_per_epoch, train_ds)
+        steps = self.pass_steps if one_pass else self.worker_steps or cap_steps(spec.steps_per_epoch, train_ds)
         validation_steps = cap_steps(spec.validation_steps, val_ds)
         self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, validation_steps, one_pass)
 
