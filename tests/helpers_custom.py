@@ -182,7 +182,8 @@ class PauseAtEpoch(keras.callbacks.Callback):
     """At the start of `epoch`, touch `marker` and sleep (up to a minute) so a test can signal or kill the process there.
 
     Once the marker exists it never pauses again, so the resumed run (and a reference run whose
-    marker was made beforehand) goes straight through.
+    marker was made beforehand) goes straight through. A stop signal ends the pause (as a callback
+    that works for long should): the run then checkpoints after the epoch's first training call.
     """
 
     def __init__(self, epoch: int, marker: str) -> None:
@@ -196,9 +197,13 @@ class PauseAtEpoch(keras.callbacks.Callback):
 
         if epoch != self.pause_epoch or os.path.exists(self.marker):
             return
+        from kerasrun.train.signals import stop_requested
+
         with open(self.marker, "w") as f:
             f.write(str(os.getpid()))
         for _ in range(600):
+            if stop_requested():
+                return
             time.sleep(0.1)
 
 
@@ -447,3 +452,39 @@ def unadapted_lookup_model():
     inputs = keras.Input((1,), name="ca", dtype="int64")
     encoded = keras.layers.IntegerLookup(output_mode="one_hot")(inputs)
     return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(encoded))
+
+
+class SignalAtStep(keras.callbacks.Callback):
+    """Sends this process SIGTERM after batch `batch` of `epoch` (the end of the call holding it) when KERASRUN_TEST_SIGNAL is set.
+
+    The resumed run (and the reference run) goes straight through: the variable is not set there.
+    """
+
+    def __init__(self, epoch: int, batch: int) -> None:
+        super().__init__()
+        self.signal_epoch = epoch
+        self.signal_batch = batch
+        self.epoch = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        import os
+        import signal
+
+        # Keras reports each call's last batch: the first report at or after `batch` (the variable is dropped: once).
+        if self.epoch == self.signal_epoch and batch >= self.signal_batch and os.environ.pop("KERASRUN_TEST_SIGNAL", None):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def step_with_two_logs(model, x, y, sample_weight, training):
+    """A user step: the compiled loss, applied when training, and a second scalar to average (its running mean is metric state)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        y_pred = model(x, training=training)
+        loss = model.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=training)
+    if training:
+        model.optimizer.apply(tape.gradient(loss, model.trainable_weights), model.trainable_weights)
+    return {"loss": loss, "top_probability": tf.reduce_mean(tf.reduce_max(y_pred, axis=-1))}

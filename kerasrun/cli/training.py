@@ -231,7 +231,8 @@ def resume_run(
         folder = scratch[-1] / run_dir.name
         folder.mkdir()
     set_run_dir(run_dir)
-    say(f"resuming {shown_name(run_dir)} after epoch {plan.state.epoch} of {plan.config.train.epochs}", progress)
+    where = f"at step {plan.start_step} of epoch {plan.state.epoch + 1}" if plan.start_step else f"after epoch {plan.state.epoch}"
+    say(f"resuming {shown_name(run_dir)} {where} of {plan.config.train.epochs}", progress)
     if experiment.memory_warning:
         err_console().print(f"warning: {experiment.memory_warning}", markup=False)
     for missing in uncaptured(plan.state):

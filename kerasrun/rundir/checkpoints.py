@@ -1,5 +1,8 @@
 """Checkpoint files in a run folder: `checkpoints/epoch-NNNN.npz`, arrays and one JSON member, never pickles.
 
+`epoch-NNNN.npz` is taken after NNNN complete epochs; `epoch-NNNN-step-SSSSSS.npz` inside epoch NNNN (0-based)
+after SSSSSS of its steps, when a stop signal arrived mid-epoch (kerasrun.train.preemption).
+
 A checkpoint holds everything that decides the next epoch (see `kerasrun.train.checkpoint`, which
 captures and restores it); this module only writes, lists and reads the files.
 """
@@ -20,7 +23,7 @@ from kerasrun.rundir.layout import CHECKPOINT_DIR
 if TYPE_CHECKING:  # NumPy is imported where a file is read or written: listing run folders needs none of it
     import numpy as np
 
-FILE_PATTERN = re.compile(r"^epoch-(\d+)\.npz$")
+FILE_PATTERN = re.compile(r"^epoch-(\d+)(?:-step-(\d+))?\.npz$")
 META_KEY = "meta.json"  # the JSON half of a checkpoint, stored as bytes inside the .npz
 # 2: each callback's state as tagged JSON (tuples, dicts, NumPy scalars, arrays of any rank, tensors keep
 # their types) and the names of what could not be held; 1: plain JSON values plus single arrays or lists of them.
@@ -30,12 +33,18 @@ READABLE = (1, 2)  # a run checkpointed by the previous kerasrun still resumes
 
 @dataclass
 class TrainingState:
-    """A snapshot taken at the end of an epoch: `epoch` epochs are complete."""
+    """A snapshot taken at the end of an epoch (`epoch` epochs are complete) or inside one (`step` steps of epoch `epoch` too)."""
 
     epoch: int
     history: dict[str, list[Any]]
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    step: int = 0  # > 0: a mid-epoch checkpoint, which also holds the epoch's running metric states
+
+    @property
+    def where(self) -> str:
+        """Where training stands, in words: `epoch 3` (3 complete) or `step 40 of epoch 4` (1-based epoch)."""
+        return f"step {self.step} of epoch {self.epoch + 1}" if self.step else f"epoch {self.epoch}"
 
 
 def variable_name(variable: Any) -> str:
@@ -49,12 +58,12 @@ def checkpoint_dir(run_dir: Path) -> Path:
 
 
 def write(run_dir: Path, state: TrainingState, keep: int) -> Path:
-    """Write `epoch-NNNN.npz` atomically (temp file, fsync, rename), then drop all but the `keep` latest."""
+    """Write `epoch-NNNN[-step-SSSSSS].npz` atomically (temp file, fsync, rename), then drop all but the `keep` latest."""
     import numpy as np
 
     folder = checkpoint_dir(run_dir)
     folder.mkdir(exist_ok=True)
-    path = folder / f"epoch-{state.epoch:04d}.npz"
+    path = folder / (f"epoch-{state.epoch:04d}-step-{state.step:06d}.npz" if state.step else f"epoch-{state.epoch:04d}.npz")
     meta = dict(state.meta, history=state.history)
     payload = dict(state.arrays)
     payload[META_KEY] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)  # JSON keeps inf (EarlyStopping's best)
@@ -69,7 +78,7 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
     folder = checkpoint_dir(run_dir)
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := FILE_PATTERN.match(p.name))]
+    found = [((int(m.group(1)), int(m.group(2) or 0)), p) for p in folder.iterdir() if (m := FILE_PATTERN.match(p.name))]
     return [p for _, p in sorted(found)]
 
 
@@ -88,7 +97,7 @@ def read(path: Path) -> TrainingState:
     meta = json.loads(arrays.pop(META_KEY).tobytes().decode("utf-8"))
     if meta.get("format") not in READABLE:
         raise RunFailedError(f"{path} is a checkpoint format this kerasrun cannot read ({meta.get('format')})")
-    return TrainingState(int(meta["epoch"]), meta.pop("history"), arrays, meta)
+    return TrainingState(int(meta["epoch"]), meta.pop("history"), arrays, meta, int(meta.get("step", 0)))
 
 
 def remove_leftovers(run_dir: Path) -> list[Path]:

@@ -21,7 +21,18 @@ from kerasrun.rundir.layout import CONFIG_FILE, LOCK_FILE, RUN_FILE
 from kerasrun.rundir.liveness import HEARTBEAT_SECONDS, RunRecordError, effective_status, lock_run_dir, process_identity
 
 # Fields that describe how a process ended; a resumed run starts without them.
-OUTCOME_FIELDS = ("error", "signal", "forced", "checkpoint_epoch", "diverged_at", "metrics", "timings", "epochs_completed", "pruned")
+OUTCOME_FIELDS = (
+    "error",
+    "signal",
+    "forced",
+    "checkpoint_epoch",
+    "checkpoint_step",
+    "diverged_at",
+    "metrics",
+    "timings",
+    "epochs_completed",
+    "pruned",
+)
 
 
 def write_signed(path: Path, info: dict[str, Any]) -> None:

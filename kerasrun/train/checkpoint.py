@@ -28,9 +28,12 @@ from kerasrun.rundir.checkpoints import FORMAT, TrainingState, variable_name
 from kerasrun.rundir.io import write_text_atomic
 
 
-def capture(variables: dict[str, list[Any]], callbacks: CallbackStates, history: dict[str, list[Any]], epoch: int) -> TrainingState:
-    """Copy everything a checkpoint holds out of TensorFlow and the callbacks, into NumPy and JSON values."""
-    state = TrainingState(epoch, json.loads(json.dumps(history)), meta={"format": FORMAT, "epoch": epoch})
+def capture(
+    variables: dict[str, list[Any]], callbacks: CallbackStates, history: dict[str, list[Any]], epoch: int, step: int = 0
+) -> TrainingState:
+    """Copy everything a checkpoint holds out of TensorFlow and the callbacks, into NumPy and JSON values (`step` > 0: mid-epoch)."""
+    meta = {"format": FORMAT, "epoch": epoch, **({"step": step} if step else {})}
+    state = TrainingState(epoch, json.loads(json.dumps(history)), meta=meta, step=step)
     for group, items in variables.items():
         state.meta[group] = [variable_name(v) for v in items]
         for index, variable in enumerate(items):

@@ -57,6 +57,11 @@ class ResumePlan:
     retrained: int = 0  # epochs the run completed after its newest checkpoint (e.g. with checkpoints off): trained again
     info: dict[str, Any] = field(default_factory=dict)  # run.json as it was read
 
+    @property
+    def start_step(self) -> int:
+        """Steps of the start epoch already done: a mid-epoch checkpoint's (0 when an early stop left nothing to train)."""
+        return self.state.step if self.start_epoch == self.state.epoch else 0
+
 
 def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) -> ResumePlan:
     """Check that the run can be resumed (signature, status, overrides, checkpoint) and plan it."""

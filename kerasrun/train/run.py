@@ -12,7 +12,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,6 +46,8 @@ from kerasrun.train.checkpoint import CallbackStates, RestoreCallbackState
 from kerasrun.train.experiment import Experiment
 from kerasrun.train.launch import announce_run_dir
 from kerasrun.train.memory import out_of_memory_hint
+from kerasrun.train.metric_state import restore_metrics
+from kerasrun.train.preemption import Preemption, PreemptionCheck, ResumeMidEpoch
 from kerasrun.train.restart import slurm_job
 from kerasrun.train.resume import ResumePlan
 from kerasrun.train.signals import as_interrupted, on_forced_exit
@@ -147,9 +149,11 @@ def run_experiment(
                     trainer.build_state(train_ds)
                     checkpoint.restore_variables(trainer.state_variables(), state)
                     restore = RestoreCallbackState(states, state)
+                preemption = None
                 if config.output.checkpoint:
                     spec = config.output.checkpoint
                     checkpointer = Checkpointer(run_dir, trainer.state_variables, states, history, spec.every, spec.keep)
+                    preemption = make_preemption(checkpointer, trainer, run_dir)
                 bar = make_progress(progress, progress_stream)
                 callbacks = RunCallbacks(
                     user=user_callbacks,
@@ -163,8 +167,17 @@ def run_experiment(
                     progress_record=RecordProgress(record, epochs_done),
                     display=bar,
                     extra=list(extra_callbacks or []),
+                    preemption=PreemptionCheck(preemption) if preemption is not None else None,
+                    resume_mid_epoch=mid_epoch_restorer(state, trainer, states) if state is not None and state.step else None,
                 )
-                trainer.fit(train_ds, val_ds, callbacks.ordered(), resume.start_epoch if resume is not None else config.train.initial_epoch)
+                with preemption.watching() if preemption is not None else nullcontext():
+                    trainer.fit(
+                        train_ds,
+                        val_ds,
+                        callbacks.ordered(),
+                        resume.start_epoch if resume is not None else config.train.initial_epoch,
+                        resume.start_step if resume is not None else 0,
+                    )
             timings["fit_s"] = time.perf_counter() - start
             if checkpointer is not None:
                 timings["checkpoint_s"] = checkpointer.seconds  # part of fit_s
@@ -189,7 +202,8 @@ def run_experiment(
                 bar.stop()  # a live display ends its line before the interruption is reported
             interrupted = as_interrupted(exc)
             saved = flush_quietly(checkpointer, interrupted.notes)
-            note = finish_quietly(interrupted.status, **interrupted.outcome(), checkpoint_epoch=saved)
+            inside = {"checkpoint_step": checkpointer.last_step} if checkpointer is not None and checkpointer.last_step else {}
+            note = finish_quietly(interrupted.status, **interrupted.outcome(), checkpoint_epoch=saved, **inside)
             interrupted.notes += [note] if note else []
             interrupted.not_resumable = resume_blocker(run_dir, record.info) if record is not None else None
             raise interrupted from None
@@ -309,6 +323,33 @@ def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None
         **({"cluster": cluster} if cluster is not None else {}),
         **({"slurm": job} if (job := slurm_job()) else {}),  # a requeued job finds its run folder by it (train.restart)
     )
+
+
+def make_preemption(checkpointer: Checkpointer, trainer: Trainer, run_dir: Path) -> Preemption:
+    """Save on preemption into `checkpointer`: mid-epoch with the epoch's metric states, or the epoch's own checkpoint at its end.
+
+    Under multi-worker the workers agree on the step through TensorFlow's PreemptionCheckpointHandler.
+    """
+    strategy = trainer.placement.strategy
+
+    def save(epoch: int, step: int | None) -> None:
+        if step is None:
+            checkpointer.flush()
+        else:
+            checkpointer.save_mid_epoch(epoch, step, trainer.metric_variables(), strategy)
+
+    multi_worker = trainer.config.runtime.strategy == "multi_worker"
+    return Preemption(save, getattr(strategy, "cluster_resolver", None) if multi_worker else None, run_dir)
+
+
+def mid_epoch_restorer(state: checkpoints.TrainingState, trainer: Trainer, states: CallbackStates) -> ResumeMidEpoch:
+    """The callback that puts back a mid-epoch checkpoint's metric and callback states once its epoch has begun."""
+
+    def restore() -> None:
+        restore_metrics(state, trainer.metric_variables(state.meta.get("metrics")), trainer.placement.strategy)
+        states.restore(state)
+
+    return ResumeMidEpoch(state.epoch, restore)
 
 
 def latest_epoch(checkpointer: Checkpointer | None) -> int | None:

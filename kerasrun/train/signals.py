@@ -63,6 +63,17 @@ FORCE_EXIT_SECONDS = float(os.environ.get("KERASRUN_STOP_GRACE_SECONDS", "15")) 
 HOOK_SECONDS = 5.0  # how long the forced-exit hooks (marking run.json) may take
 forced_exit_hooks: list[Callable[[int], object]] = []
 active_handlers: list[Callable[[int, FrameType | None], None]] = []  # the handlers of the enclosing blocks, innermost last
+deferrals: list[Callable[[int], None]] = []  # while training steps run: who takes a stop signal instead of an exception
+deferred: list[int] = []  # the stop signal a deferral took, until its block ends
+
+
+def stop_requested() -> bool:
+    """True once a stop signal waits for training to reach a step it can checkpoint.
+
+    For a callback that works for long inside training (a pause, an upload): return early when this
+    is true, so the run checkpoints and stops within the platform's grace period.
+    """
+    return bool(deferred)
 
 
 @contextmanager
@@ -148,6 +159,10 @@ def raising_handlers() -> Iterator[list[int]]:
         if raised:
             return
         raised.append(signum)
+        if deferrals:  # training stops at the next step it can checkpoint (kerasrun.train.preemption) and raises then
+            deferred.append(signum)
+            deferrals[-1](signum)
+            return
         raise Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in stop_signals()}
@@ -158,6 +173,20 @@ def raising_handlers() -> Iterator[list[int]]:
         active_handlers.remove(handler)
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextmanager
+def deferred_to(notice: Callable[[int], None]) -> Iterator[None]:
+    """Within the block, a stop signal calls `notice(signum)` instead of raising Interrupted: the caller raises it later.
+
+    The watchdog stays armed: a main thread that never gets to raise is still ended FORCE_EXIT_SECONDS later.
+    """
+    deferrals.append(notice)
+    try:
+        yield
+    finally:
+        deferrals.remove(notice)
+        deferred.clear()
 
 
 def reclaim_signals() -> None:

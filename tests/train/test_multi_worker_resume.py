@@ -1,5 +1,6 @@
 """Preempted multi-worker runs: `kerasrun launch --workers 2` stopped (SIGTERM to every worker, or one worker stopped or killed),
-then `kerasrun resume RUN_DIR`, which starts the two workers again; each restores the chief's newest checkpoint.
+then `kerasrun resume RUN_DIR`, which starts the two workers again; each restores the chief's newest checkpoint
+(after SIGTERM a mid-epoch one, at the step the workers agreed on).
 
 The acceptance: the finished run's history.json and metrics.json are byte for byte the uninterrupted
 two-worker run's (with Dropout and ReduceLROnPlateau). Also: each worker's log in the run folder
@@ -139,10 +140,13 @@ def test_sigterm_to_every_worker_then_resume_is_byte_identical(reference, tmp_pa
     run, err = interrupted_launch(tmp_path, signal.SIGTERM, None)  # as Slurm and Kubernetes stop a job
     info = read_json(run / "run.json")
     assert info["status"] == "interrupted" and info["checkpoint_epoch"] == PAUSE_EPOCH
+    # Saved on preemption at the step the workers agreed on (when depends on the handler's 1 s polling).
+    step = info["checkpoint_step"]
+    assert step > 0 and (run / "checkpoints" / f"epoch-{PAUSE_EPOCH:04d}-step-{step:06d}.npz").is_file()
     assert f"`kerasrun resume {run}` continues the run from its last checkpoint" in err
     code, out, err = resume(tmp_path, run)
     assert code == 0, err
-    assert f"resuming {run} after epoch {PAUSE_EPOCH} of 4" in out and "epoch 4/4" in out
+    assert f"resuming {run} at step {step} of epoch {PAUSE_EPOCH + 1} of 4" in out and "epoch 4/4" in out
     assert outputs(run) == reference["outputs"]
     info = read_json(run / "run.json")
     assert info["status"] == "completed" and [r["from_epoch"] for r in info["resumes"]] == [PAUSE_EPOCH]

@@ -117,12 +117,18 @@ def test_interrupted_and_resumed_run_is_byte_identical(reference, tmp_path, loop
     else:
         assert code == -signal.SIGKILL
         assert info["status"] == "running" and effective_status(info) == "crashed"  # the process is gone
-    assert (run / "checkpoints" / f"epoch-{PAUSE_EPOCH:04d}.npz").is_file()
     assert not (run / "model.keras").exists()
+    if how == "SIGTERM":  # saved on preemption: after the first call of the epoch (steps_per_execution 4)
+        assert info["checkpoint_epoch"] == PAUSE_EPOCH and info["checkpoint_step"] == 4
+        assert (run / "checkpoints" / f"epoch-{PAUSE_EPOCH:04d}-step-000004.npz").is_file()
+        resumed_at = f"at step 4 of epoch {PAUSE_EPOCH + 1}"
+    else:
+        assert (run / "checkpoints" / f"epoch-{PAUSE_EPOCH:04d}.npz").is_file()
+        resumed_at = f"after epoch {PAUSE_EPOCH}"
 
     code, stdout, err = finish(kerasrun("resume", str(run), "--progress", "plain"))
     assert code == 0, err
-    assert f"resuming {run} after epoch {PAUSE_EPOCH}" in stdout
+    assert f"resuming {run} {resumed_at}" in stdout
     info = read_json(run / "run.json")
     assert info["status"] == "completed"
     assert [(r["from_epoch"], r["previous_status"]) for r in info["resumes"]] == [

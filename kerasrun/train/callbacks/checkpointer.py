@@ -11,6 +11,7 @@ from kerasrun._tf import keras
 from kerasrun.rundir.checkpoints import TrainingState, write
 from kerasrun.rundir.io import is_finite
 from kerasrun.train.checkpoint import CallbackStates, capture
+from kerasrun.train.metric_state import capture_metrics
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -37,7 +38,8 @@ class Checkpointer(keras.callbacks.Callback):
         self.every = every
         self.keep = keep
         self.pending: TrainingState | None = None  # captured at the last epoch end but not yet written
-        self.last_written: int | None = None
+        self.last_written: int | None = None  # complete epochs of the newest checkpoint written
+        self.last_step = 0  # and steps of the next epoch, for a mid-epoch one
         self.seconds = 0.0  # spent capturing and writing, for run.json's timings (checkpoint_s)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
@@ -56,5 +58,16 @@ class Checkpointer(keras.callbacks.Callback):
         if self.pending is None:
             return None
         path = write(self.run_dir, self.pending, self.keep)
-        self.last_written, self.pending = self.pending.epoch, None
+        self.last_written, self.last_step, self.pending = self.pending.epoch, 0, None
+        return path
+
+    def save_mid_epoch(self, epoch: int, step: int, metrics: list[Any], strategy: Any) -> Path:
+        """Write a checkpoint inside epoch `epoch` after `step` of its steps, with the epoch's running metric states."""
+        start = time.perf_counter()
+        state = capture(self.variables(), self.stateful, self.history_writer.history, epoch, step)
+        capture_metrics(state, metrics, strategy)
+        path = write(self.run_dir, state, self.keep)
+        self.pending = None  # an earlier epoch's capture: this one is newer
+        self.last_written, self.last_step = epoch, step
+        self.seconds += time.perf_counter() - start
         return path

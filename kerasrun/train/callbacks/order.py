@@ -23,9 +23,14 @@ class RunCallbacks:
     progress_record: Any | None = None  # run.json's epochs_completed, once the epoch is in history and checkpoint
     display: Any | None = None  # the progress bar or lines
     extra: list[Any] = field(default_factory=list)  # e.g. a sweep's pruning: sees the epoch already recorded and checkpointed
+    # Last: a stop signal is taken once every callback is done with the batch or epoch (the epoch's checkpoint is written).
+    preemption: Any | None = None
+    # Last too: a mid-epoch resume puts the callbacks' states back after their own on_epoch_begin ran.
+    resume_mid_epoch: Any | None = None
 
     def ordered(self) -> list[Any]:
         """The callbacks in the order Keras calls them."""
         roles = [self.restore, self.clock, self.guard, self.history, self.tensorboard, self.mlflow]
         roles += [self.checkpointer, self.progress_record, self.display]
-        return [*self.user, *(cb for cb in roles if cb is not None), *self.extra]
+        last = [cb for cb in (self.resume_mid_epoch, self.preemption) if cb is not None]
+        return [*self.user, *(cb for cb in roles if cb is not None), *self.extra, *last]

@@ -53,8 +53,12 @@ class Trainer(ABC):
         return None
 
     @abstractmethod
-    def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int) -> None:
-        """Train epochs `initial_epoch` .. train.epochs - 1, validating after each when `val_ds` is given."""
+    def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int, start_step: int = 0) -> None:
+        """Train epochs `initial_epoch` .. train.epochs - 1, validating after each when `val_ds` is given.
+
+        `start_step` > 0: resume inside `initial_epoch`, whose first `start_step` steps are done (their
+        batches are skipped, the metrics' running states are restored by the ResumeMidEpoch callback).
+        """
 
     @abstractmethod
     def evaluate(self, dataset: Any, steps: int | None) -> dict[str, float]:
@@ -72,6 +76,13 @@ class Trainer(ABC):
             model(x[0] if isinstance(x, tuple) else x, training=False)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
+
+    def metric_variables(self, names: list[str] | None = None) -> list[Any]:
+        """The variables of the epoch's running metric states (a mid-epoch checkpoint holds them): the compiled metrics' and the loss tracker's.
+
+        `names`: the variables a checkpoint holds, for a loop that creates some of them lazily.
+        """
+        return list(self.model.metrics_variables)
 
     def state_variables(self) -> dict[str, list[Any]]:
         """The variables that decide what the next epoch computes: weights, seed generator states, optimizer slots."""

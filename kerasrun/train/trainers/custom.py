@@ -278,16 +278,17 @@ class CustomLoop:
         steps_per_epoch: int | None,
         validation_steps: int | None,
         one_pass: bool = False,
+        start_step: int = 0,
     ) -> Any:
         """Epochs of training and validation, with fit's callback order and `model.stop_training`.
 
         `one_pass`: `train_ds` is an endless stream of passes and an epoch is one pass of
-        `steps_per_epoch` batches (see EpochBatches).
+        `steps_per_epoch` batches (see EpochBatches). `start_step`: the first epoch resumes after that many steps.
         """
         model = self.model
         self.build(train_ds)
         batches = EpochBatches(
-            self.distribute(train_ds, own=self.pipeline is not None), steps_per_epoch, int(train_ds.cardinality()), one_pass
+            self.distribute(train_ds, own=self.pipeline is not None), steps_per_epoch, int(train_ds.cardinality()), one_pass, start_step
         )
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=False, verbose=0, epochs=epochs, steps=batches.num_batches, model=model
@@ -328,12 +329,13 @@ class EpochBatches:
     pass's remaining steps, as with a fresh iterator that runs out.
     """
 
-    def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int, one_pass: bool = False) -> None:
+    def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int, one_pass: bool = False, start_step: int = 0) -> None:
         self.dataset = dataset
         self.steps_per_epoch = steps_per_epoch
         self.num_batches = steps_per_epoch or (cardinality if cardinality > 0 else None)
         self.iterator: Any = None
         self.one_pass = one_pass
+        self.start_step = start_step  # the first epoch's steps already done (a mid-epoch resume): their batches are skipped
 
     def steps_to_run(self, begin: int, chunk: int) -> int:
         """How many of a chunk's steps to run: all, except at the end of a one-pass epoch read from an endless stream."""
@@ -347,15 +349,26 @@ class EpochBatches:
 
     def chunks(self, per_call: int) -> Any:
         """Yield (first step, steps for this call, iterator) for one epoch."""
+        first, self.start_step = self.start_step, 0
         if self.iterator is None or self.steps_per_epoch is None:
             self.iterator = iter(self.dataset)
+            skip_batches(self.iterator, first)
         if self.num_batches is None:  # unknown length: read until the data runs out
-            step = 0
+            step = first
             while True:
                 yield step, per_call, self.iterator
                 step += per_call
-        for step in range(0, self.num_batches, per_call):
+        for step in range(first, self.num_batches, per_call):
             yield step, per_call, self.iterator
+
+
+def skip_batches(iterator: Any, count: int) -> None:
+    """Read past `count` batches (a resumed epoch's steps already done); a pass that ends sooner is left ended."""
+    for _ in range(count):
+        try:
+            next(iterator)
+        except (StopIteration, tf.errors.OutOfRangeError):
+            return
 
 
 class CustomTrainer(Trainer):
@@ -386,13 +399,24 @@ class CustomTrainer(Trainer):
         self.pass_steps = math.ceil(len(split) / batch_size)
         return self.pass_steps
 
-    def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int) -> None:
+    def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int, start_step: int = 0) -> None:
         """Train with the compiled loop, steps capped as fit caps them."""
         spec = self.config.train
         one_pass = spec.steps_per_epoch is None and self.pass_steps is not None
         steps = self.pass_steps if one_pass else self.worker_steps or cap_steps(spec.steps_per_epoch, train_ds)
         validation_steps = cap_steps(spec.validation_steps, val_ds)
-        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, validation_steps, one_pass)
+        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, validation_steps, one_pass, start_step)
+
+    def metric_variables(self, names: list[str] | None = None) -> list[Any]:
+        """The compiled metrics' variables and the loop's own trackers' (a user step's, created as a checkpoint names them)."""
+        if self.loop.user_step is not None:
+            for name in names or []:
+                tracker = name.split("/")[0]
+                if tracker not in self.loop.user_trackers:  # created by the first step otherwise: restored before it
+                    with self.placement.scope():
+                        self.loop.user_trackers[tracker] = keras.metrics.Mean(name=tracker)
+            return [v for tracker in self.loop.user_trackers.values() for v in tracker.variables]
+        return [*self.model.metrics_variables, *self.loop.loss_tracker.variables]
 
     def evaluate(self, dataset: Any, steps: int | None) -> dict[str, float]:
         """The loop's own evaluation under multi-worker (Keras's fails there), else `model.evaluate` (the same numbers)."""
