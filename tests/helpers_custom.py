@@ -460,10 +460,11 @@ class SignalAtStep(keras.callbacks.Callback):
     The resumed run (and the reference run) goes straight through: the variable is not set there.
     """
 
-    def __init__(self, epoch: int, batch: int) -> None:
+    def __init__(self, epoch: int, batch: int, validation: bool = False) -> None:
         super().__init__()
         self.signal_epoch = epoch
         self.signal_batch = batch
+        self.validation = validation  # signal during the epoch's validation instead (after its batch `batch`)
         self.epoch = -1
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -474,7 +475,16 @@ class SignalAtStep(keras.callbacks.Callback):
         import signal
 
         # Keras reports each call's last batch: the first report at or after `batch` (the variable is dropped: once).
-        if self.epoch == self.signal_epoch and batch >= self.signal_batch and os.environ.pop("KERASRUN_TEST_SIGNAL", None):
+        if self.validation:
+            return
+        if self.epoch == self.signal_epoch and batch >= self.signal_batch and os.environ.pop("KERASRUN_TEST_SIGNAL", ""):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_test_batch_end(self, batch, logs=None):
+        import os
+        import signal
+
+        if self.validation and self.epoch == self.signal_epoch and os.environ.pop("KERASRUN_TEST_SIGNAL", ""):
             os.kill(os.getpid(), signal.SIGTERM)
 
 

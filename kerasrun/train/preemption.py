@@ -6,8 +6,10 @@ arrives while training steps run is only noted (signals.deferred_to); after the 
 (after each batch in fit) the run writes a mid-epoch checkpoint (`epoch-NNNN-step-SSSSSS.npz`: weights,
 optimizer, random states, callback states and the epoch's running metric states) and raises
 Interrupted as before, so run.json says `interrupted` and the process exits 128 + signal (143 for
-SIGTERM), a failure code that `restartPolicy: OnFailure` and Slurm's requeue restart on. A signal during
-validation or at an epoch's end is taken at the epoch's end, with the epoch's own checkpoint.
+SIGTERM), a failure code that `restartPolicy: OnFailure` and Slurm's requeue restart on. A signal at an
+epoch's end (or during the epoch's last call) is taken at the epoch's end, with the epoch's own checkpoint;
+one that comes during validation, on one process, at once (the epoch in progress is lost, as without
+this: validation can outlast the grace period).
 
 Under multi-worker every worker must checkpoint at the same step, or their collectives would hang: the
 agreement is TensorFlow's own PreemptionCheckpointHandler protocol (the signalled worker publishes the
@@ -38,8 +40,12 @@ class Preemption:
         self.signum: int | None = None
         self.position: Position | None = None
         self.handler: Any = None
+        self.defers = True  # False: a stop signal raises at once, as without a checkpoint
+        self.waiting_at_validation = False  # a signal was waiting when the current validation began
         if cluster_resolver is not None and cluster_resolver.cluster_spec().jobs:
             self.handler = agreement_handler(self, cluster_resolver, scratch or Path("."))
+            # On GCP CPU and TPU VMs TensorFlow's handler does nothing: without an agreed step, stop at once.
+            self.defers = getattr(self.handler, "_platform_device", None) not in unsupported_platforms()
 
     def notice(self, signum: int) -> None:
         """The signal handler's deferral: remember the signal, act on it at the next check."""
@@ -64,13 +70,43 @@ class Preemption:
         """The handler's exit_fn: stop as a signal would (a worker that was not signalled stops with its peers)."""
         raise Interrupted(self.signum if self.signum is not None else signal.SIGTERM)
 
+    def during_validation(self, started: bool = False) -> None:
+        """A signal that came during validation inside training, on one process: stop at once (the epoch's checkpoint could come too late).
+
+        `started`: validation begins; a signal already waiting then (it came during the epoch's last
+        call) waits for the epoch's end, whose checkpoint keeps the epoch.
+        """
+        if started:
+            self.waiting_at_validation = self.signum is not None
+        elif self.handler is None and self.signum is not None and not self.waiting_at_validation:
+            raise Interrupted(self.signum)
+
     @contextmanager
     def watching(self) -> Iterator[None]:
-        """While training runs, stop signals wait for the next check; one that came after the last check stops the run at the block's end."""
-        with deferred_to(self.notice):
+        """While training runs, stop signals wait for the next check; one that came after the last check stops the run at the block's end.
+
+        A sweep's pruning (an Interrupted of another status) that ends training while a signal waits
+        becomes the signal's stop: the sweep must stop too, not go on to its next trial.
+        """
+        if not self.defers:
             yield
+            return
+        try:
+            with deferred_to(self.notice):
+                yield
+        except Interrupted as exc:
+            if self.signum is not None and exc.status != Interrupted.status:
+                raise Interrupted(self.signum) from exc
+            raise
         if self.signum is not None:
             raise Interrupted(self.signum)
+
+
+def unsupported_platforms() -> tuple[Any, ...]:
+    """The platforms where TensorFlow's PreemptionCheckpointHandler does nothing (GCP's CPU and TPU VMs)."""
+    from tensorflow.python.distribute.failure_handling import failure_handling_util  # no public name for the platforms
+
+    return (failure_handling_util.PlatformDevice.GCE_CPU, failure_handling_util.PlatformDevice.GCE_TPU)
 
 
 def agreement_handler(preemption: Preemption, cluster_resolver: Any, scratch: Path) -> Any:
@@ -112,6 +148,12 @@ class PreemptionCheck(keras.callbacks.Callback):
         if steps and done >= self.offset + steps:
             return
         self.preemption.check(self.epoch, done)
+
+    def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.preemption.during_validation(started=True)
+
+    def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        self.preemption.during_validation()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.preemption.check(epoch, None)

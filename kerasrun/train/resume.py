@@ -60,7 +60,7 @@ class ResumePlan:
     @property
     def start_step(self) -> int:
         """Steps of the start epoch already done: a mid-epoch checkpoint's (0 when an early stop left nothing to train)."""
-        return self.state.step if self.start_epoch == self.state.epoch else 0
+        return self.state.step if self.start_epoch == self.state.epoch < self.config.train.epochs else 0
 
 
 def load_for_resume(run_dir: Path, overrides: list[str], trust: bool = False) -> ResumePlan:

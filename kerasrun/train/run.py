@@ -106,7 +106,10 @@ def run_experiment(
 
     def mark_forced(signum: int) -> None:
         """From the signal watchdog, when the main thread is stuck in TensorFlow: record the interruption."""
-        finish_quietly("interrupted", signal=signal.Signals(signum).name, forced=True, checkpoint_epoch=latest_epoch(checkpointer))
+        inside = {"checkpoint_step": checkpointer.last_step} if checkpointer is not None and checkpointer.last_step else {}
+        finish_quietly(
+            "interrupted", signal=signal.Signals(signum).name, forced=True, checkpoint_epoch=latest_epoch(checkpointer), **inside
+        )
 
     with on_forced_exit(mark_forced), mlflow_run_ended(experiment, run_dir):
         try:
@@ -147,6 +150,8 @@ def run_experiment(
                 restore = None
                 if state is not None:
                     trainer.build_state(train_ds)
+                    if state.step:  # a lazily built (subclassed) model has its compiled metrics only now
+                        build_training_state(model, train_ds)
                     checkpoint.restore_variables(trainer.state_variables(), state)
                     restore = RestoreCallbackState(states, state)
                 preemption = None
@@ -289,7 +294,20 @@ def make_worker_dataset(share: Any, trainer: Trainer, data: Data, config: Config
     trainer.read_by_worker(steps, placement.peers.index)
     shuffle = data.shuffles_train(config.train.shuffle)
     per_replica = config.train.batch_size // placement.replicas
-    return make_dataset(share, per_replica, shuffle, config.seed, outputs, clock, steps * local_replicas)
+    stream = make_dataset(share, per_replica, shuffle, config.seed, outputs, clock, steps * local_replicas)
+    # The stream ends with the run's last call (the loop reads whole calls of steps_per_execution steps): endless,
+    # the prefetch after the last step would start the next pass and fill its shuffle buffer, a whole share (#19 item 8).
+    spe = trainer.model.steps_per_execution
+    per_epoch = math.ceil(steps / spe) * spe * local_replicas
+
+    def until_the_last_epoch(_: Any) -> Any:
+        return stream.take((config.train.epochs - clock.read()) * per_epoch)
+
+    bounded = tf.data.Dataset.range(1).flat_map(until_the_last_epoch)
+    # Still endless to tf.distribute (the loop never reads past the bound): a stream of unknown length would make
+    # every step of MultiWorkerMirroredStrategy all-reduce whether each worker still has data.
+    endless = bounded.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
+    return endless.prefetch(tf.data.AUTOTUNE)
 
 
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:
@@ -346,6 +364,9 @@ def mid_epoch_restorer(state: checkpoints.TrainingState, trainer: Trainer, state
     """The callback that puts back a mid-epoch checkpoint's metric and callback states once its epoch has begun."""
 
     def restore() -> None:
+        # Again after the epoch's on_epoch_begin, which ran before the checkpoint too: a LearningRateScheduler
+        # would set the rate a second time, a callback drawing random numbers would draw them again.
+        checkpoint.restore_variables(trainer.state_variables(), state)
         restore_metrics(state, trainer.metric_variables(state.meta.get("metrics")), trainer.placement.strategy)
         states.restore(state)
 

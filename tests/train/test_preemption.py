@@ -2,8 +2,8 @@
 
 The acceptance: the interrupted run exits 143 with `epoch-NNNN-step-SSSSSS.npz`, and after `kerasrun resume`
 its history.json and metrics.json are the uninterrupted run's, byte for byte — with either loop, one
-fresh pass per epoch or an endless stream (`steps_per_epoch`), several steps per call, Dropout and a
-user step. Real signals, in-process (CliRunner runs in the main thread, where Python's handlers run).
+fresh pass per epoch or an endless stream (`steps_per_epoch`), several steps per call, Dropout, a
+LearningRateScheduler (its on_epoch_begin runs again in the resumed epoch) and a user step. Real signals, in-process (CliRunner runs in the main thread, where Python's handlers run).
 Multi-worker agreement: tests/train/test_multi_worker_resume.py; every stateful callback: test_resume.py.
 """
 
@@ -27,6 +27,14 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
+@pytest.fixture(autouse=True)
+def watchdog_never_fires(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a signal, kerasrun's watchdog stays armed until the process exits (a CLI exits at once): not this test process."""
+    from kerasrun.train import signals
+
+    monkeypatch.setattr(signals, "FORCE_EXIT_SECONDS", 1e6)
+
+
 def config_for(case: str) -> dict[str, Any]:
     """The tiny experiment with Dropout and the case's loop, signalling itself mid-epoch when KERASRUN_TEST_SIGNAL is set."""
     changes = CASES[case]
@@ -37,8 +45,10 @@ def config_for(case: str) -> dict[str, Any]:
             {"Dense": {"units": 3, "activation": "softmax"}},
         ]
     }
+    # The scheduler acts in on_epoch_begin, which the resumed epoch runs again: the checkpoint's rate must win.
+    schedule = {"LearningRateScheduler": {"schedule": "helpers_custom:halve_every_epoch"}}
     callback = {"helpers_custom:SignalAtStep": {"epoch": SIGNAL_EPOCH, "batch": SIGNAL_BATCH}}
-    train_spec = {"epochs": 3, **changes["train"], "callbacks": [callback]}
+    train_spec = {"epochs": 3, **changes["train"], "callbacks": [schedule, callback]}
     return {"model": model, "train": train_spec, "compile": changes.get("compile", {}), "output": {"checkpoint": {"every": 1, "keep": 5}}}
 
 
@@ -72,3 +82,19 @@ def test_sigterm_mid_epoch_checkpoints_there_and_resumes_byte_identical(runner, 
     assert resumed.exit_code == 0, resumed.output
     assert f"at step {step} of epoch {SIGNAL_EPOCH + 1} of 3" in resumed.output
     assert outputs(run) == expected
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_sigterm_during_validation_stops_at_once_with_the_last_epochs_checkpoint(runner, write_config, tmp_path, monkeypatch, loop) -> None:
+    config = config_for("fit")
+    config["train"] = dict(
+        config["train"], loop=loop, callbacks=[{"helpers_custom:SignalAtStep": {"epoch": 1, "batch": 0, "validation": True}}]
+    )
+    monkeypatch.setenv("KERASRUN_TEST_SIGNAL", "1")
+    result = train(runner, write_config(config), tmp_path / "runs")
+    monkeypatch.delenv("KERASRUN_TEST_SIGNAL", raising=False)
+    assert result.exit_code == 143, result.output
+    info = read_json(only_run(tmp_path / "runs") / "run.json")
+    # Validation can outlast a grace period: the epoch in progress is dropped, the previous epoch's checkpoint stays.
+    assert (info["status"], info["epochs_completed"], info["checkpoint_epoch"]) == ("interrupted", 1, 1)
+    assert "checkpoint_step" not in info

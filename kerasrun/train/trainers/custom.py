@@ -241,8 +241,10 @@ class CustomLoop:
             self.model.optimizer.build(self.model.trainable_variables)
         if self.strategy is not None and not getattr(self, "metrics_built", False):
             # tf.function may not create distributed variables while tracing: build the compiled metrics
-            # eagerly on one batch (inference mode, so no random state moves), then clear them.
-            x, y, sample_weight = unpack(next(iter(dataset)))
+            # eagerly on one batch (inference mode, so no random state moves), then clear them. Zeros shaped
+            # like the data do: reading a batch of the shuffled stream would fill its whole buffer (#19 item 8).
+            probe = placeholder_batch(dataset.element_spec)
+            x, y, sample_weight = unpack(probe if probe is not None else next(iter(dataset)))
             self.model.compute_metrics(x, y, self.model(x, training=False), sample_weight=sample_weight)
             self.reset()
             self.metrics_built = True
@@ -360,6 +362,18 @@ class EpochBatches:
                 step += per_call
         for step in range(first, self.num_batches, per_call):
             yield step, per_call, self.iterator
+
+
+def placeholder_batch(spec: Any) -> Any:
+    """Zeros (empty strings) shaped like a batch of one of `spec`; None unless every part is a tensor known but for its batch size."""
+    parts = tf.nest.flatten(spec)
+    if not all(isinstance(part, tf.TensorSpec) and part.shape.rank and None not in part.shape[1:] for part in parts):
+        return None
+    shapes = [[1, *part.shape[1:]] for part in parts]
+    values = [
+        tf.fill(shape, "") if part.dtype == tf.string else tf.zeros(shape, part.dtype) for part, shape in zip(parts, shapes, strict=True)
+    ]
+    return tf.nest.pack_sequence_as(spec, values)
 
 
 def skip_batches(iterator: Any, count: int) -> None:
