@@ -498,3 +498,10 @@ def step_with_two_logs(model, x, y, sample_weight, training):
     if training:
         model.optimizer.apply(tape.gradient(loss, model.trainable_weights), model.trainable_weights)
     return {"loss": loss, "top_probability": tf.reduce_mean(tf.reduce_max(y_pred, axis=-1))}
+
+
+def unbuilt_subclassed_model(hidden: int = 8, classes: int = 3):
+    """A subclassed model left unbuilt: its weights (and its compiled metrics) exist only after its first call."""
+    from kerasrun.examples.subclassed import MySequential
+
+    return MySequential(hidden, classes, name="unbuilt")

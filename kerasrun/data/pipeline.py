@@ -21,6 +21,7 @@ def make_dataset(
     outputs: list[str] | None = None,
     clock: EpochClock | None = None,
     steps_per_epoch: int | None = None,
+    until: Any = None,
 ) -> Any:
     """A batched, prefetched tf.data pipeline whose order is a pure function of (seed, epoch).
 
@@ -31,11 +32,12 @@ def make_dataset(
     exactly what the uninterrupted run read. A tf.data source is streamed the same way; its own
     order is kerasrun's to control only where kerasrun shuffles it (a validation_split's training
     part). Per-output sample weights go to Keras as a tuple in the model's output order (`outputs`).
+    `until(epoch)` ends a streamed source's endless stream after the batches a run reads from `epoch` on.
     """
     from kerasrun._tf import tf
 
     if isinstance(split, Stream):  # rows read from files while training
-        return stream_batches_by_epoch(split, batch_size, shuffle, clock or EpochClock(), steps_per_epoch)
+        return stream_batches_by_epoch(split, batch_size, shuffle, clock or EpochClock(), steps_per_epoch, until)
     if not isinstance(split, Split):  # a tf.data.Dataset (or generator) from a python source
         if steps_per_epoch is not None:
             return stream_batches(split, clock or EpochClock(), steps_per_epoch, shuffle)

@@ -100,11 +100,16 @@ class Stream:
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
 
 
-def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, clock: EpochClock, steps_per_epoch: int | None) -> Any:
+def stream_batches_by_epoch(
+    stream: Stream, batch_size: int, shuffle: bool, clock: EpochClock, steps_per_epoch: int | None, until: Any = None
+) -> Any:
     """Batches of a Stream whose order is a function of (seed, pass): one pass per epoch, or an endless stream of passes.
 
     Pass p is shuffled in a buffer of `stream.shuffle_buffer` rows with op seed p + 1 (the global seed
-    is the config's seed), so a resumed run reads exactly what the uninterrupted run read.
+    is the config's seed), so a resumed run reads exactly what the uninterrupted run read. `until(epoch)`:
+    how many batches the run reads from the start of `epoch` on — the stream ends there (before the
+    prefetch, which would otherwise start the next pass and fill its shuffle buffer), still endless to
+    tf.distribute, which never asks for more.
     """
     from kerasrun._tf import tf
 
@@ -125,7 +130,8 @@ def stream_batches_by_epoch(stream: Stream, batch_size: int, shuffle: bool, cloc
 
         def stream_from_epoch(_: Any) -> Any:
             start = clock.read() * steps_per_epoch  # the global batch this epoch starts at
-            return tf.data.Dataset.range(start // per_pass, tf.int64.max).flat_map(one_pass).skip(start % per_pass)
+            passes = tf.data.Dataset.range(start // per_pass, tf.int64.max).flat_map(one_pass).skip(start % per_pass)
+            return passes if until is None else passes.take(until(clock.read()))
 
         batches = tf.data.Dataset.range(1).flat_map(stream_from_epoch)
         batches = batches.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))

@@ -294,20 +294,15 @@ def make_worker_dataset(share: Any, trainer: Trainer, data: Data, config: Config
     trainer.read_by_worker(steps, placement.peers.index)
     shuffle = data.shuffles_train(config.train.shuffle)
     per_replica = config.train.batch_size // placement.replicas
-    stream = make_dataset(share, per_replica, shuffle, config.seed, outputs, clock, steps * local_replicas)
     # The stream ends with the run's last call (the loop reads whole calls of steps_per_execution steps): endless,
     # the prefetch after the last step would start the next pass and fill its shuffle buffer, a whole share (#19 item 8).
     spe = trainer.model.steps_per_execution
     per_epoch = math.ceil(steps / spe) * spe * local_replicas
 
-    def until_the_last_epoch(_: Any) -> Any:
-        return stream.take((config.train.epochs - clock.read()) * per_epoch)
+    def until(epoch: Any) -> Any:
+        return (config.train.epochs - epoch) * per_epoch
 
-    bounded = tf.data.Dataset.range(1).flat_map(until_the_last_epoch)
-    # Still endless to tf.distribute (the loop never reads past the bound): a stream of unknown length would make
-    # every step of MultiWorkerMirroredStrategy all-reduce whether each worker still has data.
-    endless = bounded.apply(tf.data.experimental.assert_cardinality(tf.data.INFINITE_CARDINALITY))
-    return endless.prefetch(tf.data.AUTOTUNE)
+    return make_dataset(share, per_replica, shuffle, config.seed, outputs, clock, steps * local_replicas, until)
 
 
 def open_record(experiment: Experiment, run_dir: Path, command: list[str] | None, resume: ResumePlan | None) -> RunRecord:

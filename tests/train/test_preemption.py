@@ -23,6 +23,7 @@ CASES: dict[str, dict[str, Any]] = {
     "fit": {"train": {"loop": "fit"}, "compile": {"steps_per_execution": 1}},
     "custom": {"train": {"loop": "custom"}, "compile": {"steps_per_execution": 2}},
     "fit-stream-spe": {"train": {"loop": "fit", "steps_per_epoch": 7}, "compile": {"steps_per_execution": 3}},
+    "fit-unbuilt": {"train": {"loop": "fit"}, "compile": {"steps_per_execution": 2}},  # a subclassed model its factory left unbuilt
     "custom-step": {"train": {"loop": "custom", "step": "helpers_custom:step_with_two_logs"}, "compile": {"steps_per_execution": 4}},
 }
 
@@ -38,13 +39,20 @@ def watchdog_never_fires(monkeypatch: pytest.MonkeyPatch) -> None:
 def config_for(case: str) -> dict[str, Any]:
     """The tiny experiment with Dropout and the case's loop, signalling itself mid-epoch when KERASRUN_TEST_SIGNAL is set."""
     changes = CASES[case]
-    model = {
+    model: dict[str, Any] = {
         "layers": [
             {"Dense": {"units": 8, "activation": "relu"}},
             {"Dropout": {"rate": 0.3}},
             {"Dense": {"units": 3, "activation": "softmax"}},
         ]
     }
+    if case == "fit-unbuilt":
+        model = {
+            "factory": "helpers_custom:unbuilt_subclassed_model",
+            "kwargs": {"hidden": 8, "classes": 3},
+            "inputs": None,
+            "layers": None,
+        }
     # The scheduler acts in on_epoch_begin, which the resumed epoch runs again: the checkpoint's rate must win.
     schedule = {"LearningRateScheduler": {"schedule": "helpers_custom:halve_every_epoch"}}
     callback = {"helpers_custom:SignalAtStep": {"epoch": SIGNAL_EPOCH, "batch": SIGNAL_BATCH}}
