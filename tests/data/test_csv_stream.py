@@ -225,6 +225,7 @@ def test_streams_shard_by_data_under_multi_worker(folder: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # multi-worker sharding by data is in CI through test_multi_worker_resume
 def test_multi_worker_launch_reads_a_stream_sharded_by_data(folder: Path, runner: CliRunner, tmp_path: Path) -> None:
     from helpers import kerasrun_process
 

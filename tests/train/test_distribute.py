@@ -84,6 +84,7 @@ def test_launch_two_workers_matches_single_process(write_config, tmp_path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # a killed worker is in CI through test_multi_worker_resume (kill -9, then resume)
 def test_a_dead_worker_fails_the_launch(write_config, tmp_path) -> None:
     config = write_config({"train": {"callbacks": [{"helpers_custom:FailOnWorker": {"index": 1}}]}})
     out = kerasrun_process(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "runs"), "--timeout", "120"], timeout=200)

@@ -225,6 +225,7 @@ def children_of(pid: int) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.cluster  # the launcher passing signals on is in CI (test_launch_passes_sigterm_...)
 def test_workers_stop_when_the_launcher_is_killed(tmp_path) -> None:
     marker = tmp_path / "marker"
     launch = kerasrun("launch", "--workers", "2", str(write_resumable(tmp_path, "fit", marker)), "--runs-dir", str(tmp_path / "runs"))
