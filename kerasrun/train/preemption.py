@@ -70,15 +70,13 @@ class Preemption:
         """The handler's exit_fn: stop as a signal would (a worker that was not signalled stops with its peers)."""
         raise Interrupted(self.signum if self.signum is not None else signal.SIGTERM)
 
-    def during_validation(self, started: bool = False) -> None:
-        """A signal that came during validation inside training, on one process: stop at once (the epoch's checkpoint could come too late).
+    def validation_begins(self) -> None:
+        """Validation inside training starts: a signal already waiting (it came during the epoch's last call) waits for the epoch's end."""
+        self.waiting_at_validation = self.signum is not None
 
-        `started`: validation begins; a signal already waiting then (it came during the epoch's last
-        call) waits for the epoch's end, whose checkpoint keeps the epoch.
-        """
-        if started:
-            self.waiting_at_validation = self.signum is not None
-        elif self.handler is None and self.signum is not None and not self.waiting_at_validation:
+    def during_validation(self) -> None:
+        """A signal that came during validation, on one process: stop at once (the epoch's checkpoint could come too late)."""
+        if self.handler is None and self.signum is not None and not self.waiting_at_validation:
             raise Interrupted(self.signum)
 
     @contextmanager
@@ -150,7 +148,7 @@ class PreemptionCheck(keras.callbacks.Callback):
         self.preemption.check(self.epoch, done)
 
     def on_test_begin(self, logs: dict[str, Any] | None = None) -> None:
-        self.preemption.during_validation(started=True)
+        self.preemption.validation_begins()
 
     def on_test_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
         self.preemption.during_validation()

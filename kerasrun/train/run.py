@@ -106,10 +106,7 @@ def run_experiment(
 
     def mark_forced(signum: int) -> None:
         """From the signal watchdog, when the main thread is stuck in TensorFlow: record the interruption."""
-        inside = {"checkpoint_step": checkpointer.last_step} if checkpointer is not None and checkpointer.last_step else {}
-        finish_quietly(
-            "interrupted", signal=signal.Signals(signum).name, forced=True, checkpoint_epoch=latest_epoch(checkpointer), **inside
-        )
+        finish_quietly("interrupted", signal=signal.Signals(signum).name, forced=True, **saved_at(checkpointer))
 
     with on_forced_exit(mark_forced), mlflow_run_ended(experiment, run_dir):
         try:
@@ -150,8 +147,6 @@ def run_experiment(
                 restore = None
                 if state is not None:
                     trainer.build_state(train_ds)
-                    if state.step:  # a lazily built (subclassed) model has its compiled metrics only now
-                        build_training_state(model, train_ds)
                     checkpoint.restore_variables(trainer.state_variables(), state)
                     restore = RestoreCallbackState(states, state)
                 preemption = None
@@ -206,9 +201,8 @@ def run_experiment(
             if hasattr(bar, "stop"):
                 bar.stop()  # a live display ends its line before the interruption is reported
             interrupted = as_interrupted(exc)
-            saved = flush_quietly(checkpointer, interrupted.notes)
-            inside = {"checkpoint_step": checkpointer.last_step} if checkpointer is not None and checkpointer.last_step else {}
-            note = finish_quietly(interrupted.status, **interrupted.outcome(), checkpoint_epoch=saved, **inside)
+            flush_quietly(checkpointer, interrupted.notes)
+            note = finish_quietly(interrupted.status, **interrupted.outcome(), **saved_at(checkpointer))
             interrupted.notes += [note] if note else []
             interrupted.not_resumable = resume_blocker(run_dir, record.info) if record is not None else None
             raise interrupted from None
@@ -368,20 +362,24 @@ def mid_epoch_restorer(state: checkpoints.TrainingState, trainer: Trainer, state
     return ResumeMidEpoch(state.epoch, restore)
 
 
-def latest_epoch(checkpointer: Checkpointer | None) -> int | None:
-    """The epoch of the newest checkpoint this process wrote."""
-    return checkpointer.last_written if checkpointer is not None else None
-
-
-def flush_quietly(checkpointer: Checkpointer | None, notes: list[str]) -> int | None:
-    """On interruption, write the last completed epoch's checkpoint if it is still pending; the newest checkpoint epoch."""
+def saved_at(checkpointer: Checkpointer | None) -> dict[str, int | None]:
+    """run.json's fields for the newest checkpoint this process wrote: `checkpoint_epoch`, and `checkpoint_step` for a mid-epoch one."""
     if checkpointer is None:
-        return None
+        return {"checkpoint_epoch": None}
+    return {
+        "checkpoint_epoch": checkpointer.last_written,
+        **({"checkpoint_step": checkpointer.last_step} if checkpointer.last_step else {}),
+    }
+
+
+def flush_quietly(checkpointer: Checkpointer | None, notes: list[str]) -> None:
+    """On interruption, write the last completed epoch's checkpoint if it is still pending."""
+    if checkpointer is None:
+        return
     try:
         checkpointer.flush()
     except (OSError, KeyboardInterrupt) as exc:
         notes.append(f"could not write the checkpoint of the last completed epoch: {exc}")
-    return checkpointer.last_written
 
 
 def save_model_atomic(model: Any, path: Path) -> None:

@@ -27,7 +27,7 @@ class FitTrainer(Trainer):
         if start_step == 0:
             self.run_fit(train_ds, val_ds, callbacks, initial_epoch, spec.epochs, steps)
             return
-        batches = steps or (int(train_ds.cardinality()) if int(train_ds.cardinality()) > 0 else None)
+        batches = steps or (cardinality if (cardinality := int(train_ds.cardinality())) > 0 else None)
         rest = batches - start_step if batches is not None else None
         run = OneTrainingRun(callbacks, add_history=True, add_progbar=False, verbose=0, epochs=spec.epochs, steps=rest, model=self.model)
         check = next((cb for cb in callbacks if isinstance(cb, PreemptionCheck)), None)
