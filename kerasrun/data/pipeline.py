@@ -42,11 +42,7 @@ def make_dataset(
         if steps_per_epoch is not None:
             return stream_batches(split, clock or EpochClock(), steps_per_epoch, shuffle)
         return reshuffle_batches(split, clock or EpochClock()) if shuffle else split
-    sample_weight: Arrays | tuple[np.ndarray, ...] | None = split.sample_weight
-    if isinstance(sample_weight, dict):
-        sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
-    parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
-    tensors = tf.nest.map_structure(share_with_tensorflow, parts)
+    tensors = batch_parts(split, outputs)
     index = index_batches(len(split), batch_size, shuffle, seed, clock, steps_per_epoch)
     # Gathering whole batches by index is far cheaper than slicing and batching single samples.
     # No AutoGraph: the function has no Python control flow, and converting it re-parses this file (~0.2 s).
@@ -59,6 +55,27 @@ def make_dataset(
     return batches.with_options(options)
 
 
+def batch_parts(split: Split, outputs: list[str] | None) -> Any:
+    """(x, y[, sample_weight]) of a split as tensors over its arrays, in the structure Keras reads a batch in."""
+    from kerasrun._tf import tf
+
+    sample_weight: Arrays | tuple[np.ndarray, ...] | None = split.sample_weight
+    if isinstance(sample_weight, dict):
+        sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
+    parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
+    return tf.nest.map_structure(share_with_tensorflow, parts)
+
+
+def pass_order(n: int, shuffle: bool, seed: int, number: Any) -> Any:
+    """The sample indices of pass `number` (a scalar tensor) in order: `stateless_shuffle(range(n), seed=(seed, number))` when shuffled."""
+    from kerasrun._tf import tf
+
+    order = tf.range(n, dtype=tf.int64)
+    if shuffle:
+        order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), number]))
+    return order
+
+
 def index_batches(n: int, batch_size: int, shuffle: bool, seed: int, clock: EpochClock | None, steps_per_epoch: int | None) -> Any:
     """Batches of sample indices: one pass in order, one reshuffled pass per epoch, or an endless stream of passes."""
     from kerasrun._tf import tf
@@ -69,10 +86,7 @@ def index_batches(n: int, batch_size: int, shuffle: bool, seed: int, clock: Epoc
     per_pass = math.ceil(n / batch_size)
 
     def one_pass(number: Any) -> Any:
-        order = tf.range(n, dtype=tf.int64)
-        if shuffle:
-            order = tf.random.experimental.stateless_shuffle(order, seed=tf.stack([tf.constant(seed, tf.int64), number]))
-        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+        return tf.data.Dataset.from_tensor_slices(pass_order(n, shuffle, seed, number)).batch(batch_size)
 
     if steps_per_epoch is None:  # one pass per epoch, in the epoch's order
         index = tf.data.Dataset.range(1).flat_map(lambda _: one_pass(clock.read()))

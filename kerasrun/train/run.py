@@ -27,6 +27,7 @@ from kerasrun.build.model import (
 from kerasrun.config.resolved import config_to_yaml
 from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, make_dataset
+from kerasrun.data.feed import make_array_feed
 from kerasrun.data.epochs import EpochClock
 from kerasrun.data.stream import cache_in, worker_share
 from kerasrun.errors import DivergedError, KerasrunError, RunFailedError, graph_error
@@ -142,6 +143,11 @@ def run_experiment(
             else:
                 train_ds = make_dataset(data.train, batch, shuffle, config.seed, output_names(model), clock, per_epoch)
             val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
+            if share is None and per_epoch is not None:  # the same batches, gathered inside the compiled call
+                trainer.read_in_graph(
+                    make_array_feed(data.train, batch, shuffle, config.seed, output_names(model)),
+                    make_array_feed(data.validation, batch, False, config.seed),
+                )
             with experiment.placement.scope():
                 build_training_state(model, train_ds)
                 restore = None

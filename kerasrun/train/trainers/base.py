@@ -52,6 +52,13 @@ class Trainer(ABC):
         """
         return None
 
+    def read_in_graph(self, train: Any, validation: Any) -> None:
+        """Offer the in-memory training (streamed, as one_stream_steps or steps_per_epoch make it) and validation data as ArrayFeeds.
+
+        A loop that can gather its batches inside its compiled call reads them instead of the datasets;
+        fit (the default) keeps reading the tf.data pipelines.
+        """
+
     @abstractmethod
     def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int, start_step: int = 0) -> None:
         """Train epochs `initial_epoch` .. train.epochs - 1, validating after each when `val_ds` is given.

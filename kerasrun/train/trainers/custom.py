@@ -18,6 +18,7 @@ from typing import Any
 from kerasrun import keras_private
 from kerasrun._tf import keras, tf
 from kerasrun.data.arrays import Split
+from kerasrun.data.feed import ArrayFeed, gather_batch
 from kerasrun.train.trainers.base import Trainer, cap_steps, evaluate_model
 
 StepFn = Callable[..., Mapping[str, Any]]
@@ -84,6 +85,9 @@ class CustomLoop:
         # autograph=False: converting this module's functions (and what they call) took ~1 s per run.
         self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True, autograph=False)
         self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True, autograph=False)
+        # In-memory data on one device: the call gathers its own batches (an ArrayFeed; no tf.data iterator).
+        self.train_feed_chunk = tf.function(self.run_train_feed_chunk, reduce_retracing=True, autograph=False)
+        self.test_feed_chunk = tf.function(self.run_test_feed_chunk, reduce_retracing=True, autograph=False)
         # Under a strategy, one step per call: TF 2.21 fails on optionals of distributed iterators inside loops.
         self.train_replicated = tf.function(
             lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True, autograph=False
@@ -156,8 +160,32 @@ class CustomLoop:
         # steps' updates), as fit's train function returns them: reading them eagerly cost ~1.5 ms per call (#21).
         return done, self.logs()
 
+    def run_feed_chunk(self, step: Callable[[Any], None], parts: Any, order: Any, bounds: Any) -> Any:
+        """Run one step per row of `bounds` on the rows of `parts` it cuts from `order` (see ArrayFeed), inside one graph."""
+
+        def one_step(done: Any) -> Any:
+            step(gather_batch(parts, order, bounds[done]))  # its variable updates run before the count
+            return done + 1
+
+        (done,) = tf.while_loop(lambda done: done < tf.shape(bounds)[0], one_step, (tf.constant(0),))
+        return done, self.logs()
+
+    def run_train_feed_chunk(self, parts: Any, order: Any, bounds: Any) -> Any:
+        """`run_feed_chunk` of training steps (traced once by tf.function)."""
+        return self.run_feed_chunk(self.train_step, parts, order, bounds)
+
+    def run_test_feed_chunk(self, parts: Any, order: Any, bounds: Any) -> Any:
+        """`run_feed_chunk` of evaluation steps (traced once by tf.function)."""
+        return self.run_feed_chunk(self.test_step, parts, order, bounds)
+
     def call(self, training: bool, iterator: Any, steps: int) -> int:
         """Run up to `steps` steps; return how many ran (0 when the data has run out)."""
+        if isinstance(iterator, FeedAt):  # never runs out: a feed is an endless stream of passes
+            order, bounds = iterator.feed.chunk(iterator.first, steps)
+            chunk = self.train_feed_chunk if training else self.test_feed_chunk
+            done, logs = chunk(iterator.feed.parts, order, tf.constant(bounds))
+            self.chunk_logs = logs
+            return int(done)
         if self.strategy is None:
             chunk = self.train_chunk if training else self.test_chunk
             done, logs = chunk(iterator, tf.constant(steps))
@@ -251,15 +279,17 @@ class CustomLoop:
 
     # ---------------------------------------------------------------- epochs
 
-    def evaluate(self, dataset: Any, steps: int | None, callbacks: Any) -> dict[str, float]:
-        """Run the test steps over `dataset`, with test callbacks, and return the logs."""
+    def evaluate(self, dataset: Any, steps: int | None, callbacks: Any, feed: ArrayFeed | None = None) -> dict[str, float]:
+        """Run the test steps over `dataset` (or its ArrayFeed: one pass), with test callbacks, and return the logs."""
         self.reset()
         callbacks.on_test_begin()
-        iterator, step = iter(self.distribute(dataset)), 0
+        if feed is not None:
+            steps = feed.per_pass if steps is None else min(steps, feed.per_pass)
+        iterator, step = None if feed is not None else iter(self.distribute(dataset)), 0
         while steps is None or step < steps:
             chunk = self.steps_per_execution if steps is None else min(self.steps_per_execution, steps - step)
             callbacks.on_test_batch_begin(step)
-            done = self.call(False, iterator, chunk)
+            done = self.call(False, FeedAt(feed, step) if feed is not None else iterator, chunk)
             if done == 0:
                 break
             step += done
@@ -281,16 +311,23 @@ class CustomLoop:
         validation_steps: int | None,
         one_pass: bool = False,
         start_step: int = 0,
+        feeds: tuple[ArrayFeed | None, ArrayFeed | None] = (None, None),
     ) -> Any:
         """Epochs of training and validation, with fit's callback order and `model.stop_training`.
 
         `one_pass`: `train_ds` is an endless stream of passes and an epoch is one pass of
         `steps_per_epoch` batches (see EpochBatches). `start_step`: the first epoch resumes after that many steps.
+        `feeds`: the training and validation data as ArrayFeeds, read instead of the datasets' iterators.
         """
         model = self.model
         self.build(train_ds)
         batches = EpochBatches(
-            self.distribute(train_ds, own=self.pipeline is not None), steps_per_epoch, int(train_ds.cardinality()), one_pass, start_step
+            self.distribute(train_ds, own=self.pipeline is not None),
+            steps_per_epoch,
+            int(train_ds.cardinality()),
+            one_pass,
+            start_step,
+            feeds[0],
         )
         callback_list = keras.callbacks.CallbackList(
             callbacks, add_history=True, add_progbar=False, verbose=0, epochs=epochs, steps=batches.num_batches, model=model
@@ -301,7 +338,7 @@ class CustomLoop:
         for epoch in range(initial_epoch, epochs):
             self.reset()
             callback_list.on_epoch_begin(epoch)
-            for begin, chunk, iterator in batches.chunks(self.steps_per_execution):
+            for begin, chunk, iterator in batches.chunks(self.steps_per_execution, epoch):
                 callback_list.on_train_batch_begin(begin)
                 if self.call(True, iterator, batches.steps_to_run(begin, chunk)) == 0:
                     batches.exhausted()  # the data ran out before the epoch's steps: as fit, start afresh
@@ -311,7 +348,7 @@ class CustomLoop:
                     break
             epoch_logs = {k: float(v) for k, v in self.current_logs().items()}
             if val_ds is not None:
-                val_logs = self.evaluate(val_ds, validation_steps, callback_list)
+                val_logs = self.evaluate(val_ds, validation_steps, callback_list, feeds[1])
                 epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
             callback_list.on_epoch_end(epoch, epoch_logs)
             if model.stop_training:
@@ -328,11 +365,21 @@ class EpochBatches:
     when a pass starts); with it, the training pipeline is an endless stream and one iterator
     serves the whole run. `one_pass` marks kerasrun's own such stream of whole passes (the config
     sets no steps_per_epoch): its epoch is one pass, so the last call of an epoch runs only the
-    pass's remaining steps, as with a fresh iterator that runs out.
+    pass's remaining steps, as with a fresh iterator that runs out. With an ArrayFeed (which must be such a
+    stream), each chunk reads its batches from the feed instead, by their number in the run.
     """
 
-    def __init__(self, dataset: Any, steps_per_epoch: int | None, cardinality: int, one_pass: bool = False, start_step: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Any,
+        steps_per_epoch: int | None,
+        cardinality: int,
+        one_pass: bool = False,
+        start_step: int = 0,
+        feed: ArrayFeed | None = None,
+    ) -> None:
         self.dataset = dataset
+        self.feed = feed
         self.steps_per_epoch = steps_per_epoch
         self.num_batches = steps_per_epoch or (cardinality if cardinality > 0 else None)
         self.iterator: Any = None
@@ -349,9 +396,13 @@ class EpochBatches:
         """The data ran out mid-epoch: the next epoch starts a new pass."""
         self.iterator = None
 
-    def chunks(self, per_call: int) -> Any:
-        """Yield (first step, steps for this call, iterator) for one epoch."""
+    def chunks(self, per_call: int, epoch: int) -> Any:
+        """Yield (first step, steps for this call, iterator) for epoch `epoch`."""
         first, self.start_step = self.start_step, 0
+        if self.feed is not None and self.steps_per_epoch is not None:
+            for step in range(first, self.steps_per_epoch, per_call):
+                yield step, per_call, FeedAt(self.feed, epoch * self.steps_per_epoch + step)
+            return
         if self.iterator is None or self.steps_per_epoch is None:
             self.iterator = iter(self.dataset)
             skip_batches(self.iterator, first)
@@ -362,6 +413,14 @@ class EpochBatches:
                 step += per_call
         for step in range(first, self.num_batches, per_call):
             yield step, per_call, self.iterator
+
+
+class FeedAt:
+    """Where a call reads from an ArrayFeed: the run's batch number its first step reads."""
+
+    def __init__(self, feed: ArrayFeed, first: int) -> None:
+        self.feed = feed
+        self.first = first
 
 
 def placeholder_batch(spec: Any) -> Any:
@@ -395,6 +454,7 @@ class CustomTrainer(Trainer):
         self.loop = loop
         self.pass_steps: int | None = None  # set when the training data is read as one stream of passes
         self.worker_steps: int | None = None  # set when each worker reads its own share (read_by_worker)
+        self.feeds: tuple[ArrayFeed | None, ArrayFeed | None] = (None, None)  # set by read_in_graph
 
     def read_by_worker(self, steps: int, pipeline: int) -> None:
         """The training data is this worker's own endless stream of per-replica batches; every epoch is `steps` global steps."""
@@ -413,13 +473,18 @@ class CustomTrainer(Trainer):
         self.pass_steps = math.ceil(len(split) / batch_size)
         return self.pass_steps
 
+    def read_in_graph(self, train: ArrayFeed | None, validation: ArrayFeed | None) -> None:
+        """Read in-memory data through ArrayFeeds (on one device; the training data streamed as make_dataset's `steps_per_epoch` does)."""
+        if self.placement.strategy is None:
+            self.feeds = (train, validation)
+
     def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int, start_step: int = 0) -> None:
         """Train with the compiled loop, steps capped as fit caps them."""
         spec = self.config.train
         one_pass = spec.steps_per_epoch is None and self.pass_steps is not None
         steps = self.pass_steps if one_pass else self.worker_steps or cap_steps(spec.steps_per_epoch, train_ds)
         validation_steps = cap_steps(spec.validation_steps, val_ds)
-        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, validation_steps, one_pass, start_step)
+        self.loop.fit(train_ds, val_ds, spec.epochs, initial_epoch, callbacks, steps, validation_steps, one_pass, start_step, self.feeds)
 
     def metric_variables(self, names: list[str] | None = None) -> list[Any]:
         """The compiled metrics' variables and the loop's own trackers' (a user step's, created as a checkpoint names them)."""
