@@ -27,8 +27,8 @@ from kerasrun.build.model import (
 from kerasrun.config.resolved import config_to_yaml
 from kerasrun.config.schema import Config
 from kerasrun.data import Data, Split, make_dataset
-from kerasrun.data.feed import make_array_feed
 from kerasrun.data.epochs import EpochClock
+from kerasrun.data.feed import make_array_feed
 from kerasrun.data.stream import cache_in, worker_share
 from kerasrun.errors import DivergedError, KerasrunError, RunFailedError, graph_error
 from kerasrun.integrations.tensorboard_events import tensorboard_callback

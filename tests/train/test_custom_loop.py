@@ -49,17 +49,37 @@ PARITY_CASES = {
 }
 
 
+def count_feed_chunks(monkeypatch) -> list[int]:
+    """A list that grows by the steps of every chunk an ArrayFeed hands a compiled call (the real chunk still runs)."""
+    from kerasrun.data.feed import ArrayFeed
+
+    steps: list[int] = []
+    original = ArrayFeed.chunk
+
+    def chunk(self: ArrayFeed, first: int, count: int) -> Any:
+        """Note the chunk's steps, then cut it."""
+        steps.append(count)
+        return original(self, first, count)
+
+    monkeypatch.setattr(ArrayFeed, "chunk", chunk)
+    return steps
+
+
 @pytest.mark.parametrize("case", PARITY_CASES)
-def test_custom_loop_equals_fit_exactly(runner, write_config, tmp_path, case) -> None:
+def test_custom_loop_equals_fit_exactly(runner, write_config, tmp_path, monkeypatch, case) -> None:
     config = write_config(PARITY_CASES[case])
-    histories, weights = {}, {}
+    histories, weights, chunks, steps = {}, {}, {}, count_feed_chunks(monkeypatch)
     for loop in ("fit", "custom"):
+        steps.clear()
         result = train(runner, config, tmp_path / loop, "--set", f"train.loop={loop}")
         assert result.exit_code == 0, result.output
+        chunks[loop] = steps.copy()
         folder = only_run(tmp_path / loop)
         histories[loop] = read_json(folder / "history.json")
         weights[loop] = keras.saving.load_model(folder / "model.keras", safe_mode=True).get_weights()
     assert histories["custom"] == histories["fit"]  # bit for bit
+    # The custom loop gathered its in-memory batches inside its compiled calls (ArrayFeed), fit read tf.data.
+    assert chunks["fit"] == [] and len(chunks["custom"]) > 0
     assert len(weights["fit"]) == len(weights["custom"])
     for fit_w, custom_w in zip(weights["fit"], weights["custom"], strict=True):
         assert np.array_equal(fit_w, custom_w)

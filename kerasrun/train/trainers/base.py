@@ -58,6 +58,7 @@ class Trainer(ABC):
         A loop that can gather its batches inside its compiled call reads them instead of the datasets;
         fit (the default) keeps reading the tf.data pipelines.
         """
+        return None
 
     @abstractmethod
     def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int, start_step: int = 0) -> None:
