@@ -19,6 +19,10 @@ class Split:
     x: Arrays
     y: Arrays
     sample_weight: Arrays | None = None
+    # TensorFlow tensors over these arrays, made once per output order (pipeline.batch_parts): the tf.data
+    # pipeline and the custom loop's ArrayFeed read the same ones, so an array TensorFlow must copy (unaligned,
+    # text) is copied once, not once per reader.
+    tensors: dict[Any, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(leaves(self.x)[0][1])

@@ -56,14 +56,19 @@ def make_dataset(
 
 
 def batch_parts(split: Split, outputs: list[str] | None) -> Any:
-    """(x, y[, sample_weight]) of a split as tensors over its arrays, in the structure Keras reads a batch in."""
+    """(x, y[, sample_weight]) of a split as tensors over its arrays, in the structure Keras reads a batch in; made once per split."""
     from kerasrun._tf import tf
 
     sample_weight: Arrays | tuple[np.ndarray, ...] | None = split.sample_weight
     if isinstance(sample_weight, dict):
         sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
     parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
-    return tf.nest.map_structure(share_with_tensorflow, parts)
+    arrays = tf.nest.flatten(parts)
+    key = tuple(outputs or ())
+    made = split.tensors.get(key)
+    if made is None or len(made[0]) != len(arrays) or any(a is not b for a, b in zip(made[0], arrays, strict=True)):
+        made = split.tensors[key] = (arrays, tf.nest.map_structure(share_with_tensorflow, parts))  # the arrays kept: identity is the key
+    return made[1]
 
 
 def pass_order(n: int, shuffle: bool, seed: int, number: Any) -> Any:

@@ -145,8 +145,10 @@ def run_experiment(
             val_ds = make_dataset(data.validation, batch, False, config.seed) if data.validation is not None else None
             if share is None and per_epoch is not None:  # the same batches, gathered inside the compiled call
                 trainer.read_in_graph(
-                    make_array_feed(data.train, batch, shuffle, config.seed, output_names(model)),
-                    make_array_feed(data.validation, batch, False, config.seed),
+                    lambda: (
+                        make_array_feed(data.train, batch, shuffle, config.seed, output_names(model)),
+                        make_array_feed(data.validation, batch, False, config.seed),
+                    )
                 )
             with experiment.placement.scope():
                 build_training_state(model, train_ds)

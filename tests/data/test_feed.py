@@ -83,3 +83,16 @@ def test_feed_is_only_for_in_memory_splits() -> None:
     """Streamed or tf.data sources, and empty splits, keep their pipelines."""
     assert make_array_feed(tf.data.Dataset.range(3), 2, False, 0) is None
     assert make_array_feed(make_split(0), 2, False, 0) is None
+
+
+def test_the_pipeline_and_the_feed_share_one_copy_of_the_split() -> None:
+    """An array TensorFlow must copy (here unaligned) is copied once for both readers; new arrays get new tensors."""
+    from kerasrun.data.pipeline import batch_parts
+
+    raw = np.zeros(300_000 * 4 + 4, np.uint8)[4:].view(np.float32).reshape(-1, 4)  # 4.8 MB, not 64-byte aligned
+    split = Split(raw, np.zeros(len(raw), np.int64))
+    feed = make_array_feed(split, 32, True, 0)
+    assert feed is not None
+    assert batch_parts(split, None) is feed.parts  # make_dataset reads these same tensors
+    split.x = raw.copy()
+    assert batch_parts(split, None) is not feed.parts

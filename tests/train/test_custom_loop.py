@@ -218,3 +218,43 @@ def test_a_compute_loss_override_without_training_gives_fits_bytes_in_the_custom
         assert result.exit_code == 0, result.output
         histories[loop] = (only_run(tmp_path / loop) / "history.json").read_bytes()
     assert histories["custom"] == histories["fit"]
+
+
+FEED_SHAPES = {  # (samples per class, steps_per_epoch, steps_per_execution): 3 classes, 20 % validation, batch 16
+    "training_calls_cross_into_the_next_pass": (50, 6, 3),  # 8 batches a pass, calls of 3: [n] then [2n] rows of order
+    "short_last_validation_call": (100, None, 3),  # 4 validation batches: calls of 3 and 1
+    "short_last_training_call": (100, None, 4),  # 15 training batches a pass: calls of 4, 4, 4, 3
+}
+
+
+@pytest.mark.parametrize("case", FEED_SHAPES)
+def test_feed_chunks_are_traced_once(write_config, case) -> None:
+    """Whatever the order's length and the steps per call, each feed chunk traces the step once (input_signature)."""
+    from kerasrun.build.model import build_training_state
+    from kerasrun.config.load import load_config
+    from kerasrun.data import make_dataset
+    from kerasrun.data.epochs import EpochClock
+    from kerasrun.data.feed import make_array_feed
+    from kerasrun.train.experiment import prepare_experiment
+    from kerasrun.train.trainers.custom import CustomTrainer
+
+    samples, steps_per_epoch, per_call = FEED_SHAPES[case]
+    changes = {
+        "data": {"samples_per_class": samples, "test_fraction": None},
+        "compile": {"steps_per_execution": per_call},
+        "train": {"loop": "custom", "epochs": 3, "batch_size": 16, "steps_per_epoch": steps_per_epoch, "validation_split": 0.2},
+    }
+    config = load_config(write_config(changes))
+    experiment = prepare_experiment(config)
+    trainer, train_split, validation = experiment.trainer, experiment.data.train, experiment.data.validation
+    assert isinstance(trainer, CustomTrainer) and trainer.loop.steps_per_execution == per_call
+    stream_steps = steps_per_epoch or trainer.one_stream_steps(train_split, 16)
+    train_ds = make_dataset(train_split, 16, True, config.seed, None, EpochClock(), stream_steps)
+    val_ds = make_dataset(validation, 16, False, config.seed)
+    build_training_state(experiment.model, train_ds)  # as a run does: no variables are made while tracing
+    trainer.read_in_graph(
+        lambda: (make_array_feed(train_split, 16, True, config.seed), make_array_feed(validation, 16, False, config.seed))
+    )
+    trainer.fit(train_ds, val_ds, [], initial_epoch=0)
+    traces = {training: chunk.experimental_get_tracing_count() for training, chunk in trainer.loop.feed_chunks.items()}
+    assert traces == {True: 1, False: 1}

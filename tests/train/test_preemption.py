@@ -24,6 +24,12 @@ CASES: dict[str, dict[str, Any]] = {
     "custom": {"train": {"loop": "custom"}, "compile": {"steps_per_execution": 2}},
     "fit-stream-spe": {"train": {"loop": "fit", "steps_per_epoch": 7}, "compile": {"steps_per_execution": 3}},
     "fit-unbuilt": {"train": {"loop": "fit"}, "compile": {"steps_per_execution": 2}},  # a subclassed model its factory left unbuilt
+    # The custom loop's ArrayFeed: epochs cross pass boundaries (9 of 12 batches), and 20 steps with 10 of validation.
+    "custom-stream-spe": {"train": {"loop": "custom", "steps_per_epoch": 9}, "compile": {"steps_per_execution": 3}},
+    "custom-stream-long": {
+        "train": {"loop": "custom", "steps_per_epoch": 20, "validation_steps": 10},
+        "compile": {"steps_per_execution": 2},
+    },
     "custom-step": {"train": {"loop": "custom", "step": "helpers_custom:step_with_two_logs"}, "compile": {"steps_per_execution": 4}},
 }
 

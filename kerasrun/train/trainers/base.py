@@ -7,6 +7,7 @@ A new loop (e.g. gradient accumulation) is a subclass that implements `fit` and 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 from kerasrun.config.schema import Config
@@ -52,11 +53,11 @@ class Trainer(ABC):
         """
         return None
 
-    def read_in_graph(self, train: Any, validation: Any) -> None:
+    def read_in_graph(self, make_feeds: Callable[[], tuple[Any, Any]]) -> None:
         """Offer the in-memory training (streamed, as one_stream_steps or steps_per_epoch make it) and validation data as ArrayFeeds.
 
-        A loop that can gather its batches inside its compiled call reads them instead of the datasets;
-        fit (the default) keeps reading the tf.data pipelines.
+        A loop that can gather its batches inside its compiled call calls `make_feeds` and reads them
+        instead of the datasets; fit keeps reading the tf.data pipelines and never makes them.
         """
         return None
 

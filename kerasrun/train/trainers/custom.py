@@ -86,8 +86,7 @@ class CustomLoop:
         self.train_chunk = tf.function(self.run_train_chunk, reduce_retracing=True, autograph=False)
         self.test_chunk = tf.function(self.run_test_chunk, reduce_retracing=True, autograph=False)
         # In-memory data on one device: the call gathers its own batches (an ArrayFeed; no tf.data iterator).
-        self.train_feed_chunk = tf.function(self.run_train_feed_chunk, reduce_retracing=True, autograph=False)
-        self.test_feed_chunk = tf.function(self.run_test_feed_chunk, reduce_retracing=True, autograph=False)
+        self.feed_chunks: dict[bool, Any] = {}  # training? -> its compiled chunk (feed_chunk)
         # Under a strategy, one step per call: TF 2.21 fails on optionals of distributed iterators inside loops.
         self.train_replicated = tf.function(
             lambda data: self.strategy.run(self.train_step, args=(data,)), reduce_retracing=True, autograph=False
@@ -178,11 +177,25 @@ class CustomLoop:
         """`run_feed_chunk` of evaluation steps (traced once by tf.function)."""
         return self.run_feed_chunk(self.test_step, parts, order, bounds)
 
+    def feed_chunk(self, training: bool, feed: ArrayFeed) -> Any:
+        """The compiled chunk of training (or test) steps over ArrayFeeds shaped like `feed`'s, traced once.
+
+        Its signature leaves the rows, the order's length (one pass, or two when a call crosses into the
+        next) and the steps per call open: tracing again for the short last call of an epoch or a
+        pass-crossing call would trace the whole step again (~0.5 s here).
+        """
+        if training not in self.feed_chunks:
+            rows = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), feed.parts)
+            signature = (rows, tf.TensorSpec([None], tf.int64), tf.TensorSpec([None, 2], tf.int64))
+            run = self.run_train_feed_chunk if training else self.run_test_feed_chunk
+            self.feed_chunks[training] = tf.function(run, input_signature=signature, autograph=False)
+        return self.feed_chunks[training]
+
     def call(self, training: bool, iterator: Any, steps: int) -> int:
         """Run up to `steps` steps; return how many ran (0 when the data has run out)."""
         if isinstance(iterator, FeedAt):  # never runs out: a feed is an endless stream of passes
             order, bounds = iterator.feed.chunk(iterator.first, steps)
-            chunk = self.train_feed_chunk if training else self.test_feed_chunk
+            chunk = self.feed_chunk(training, iterator.feed)
             done, logs = chunk(iterator.feed.parts, order, tf.constant(bounds))
             self.chunk_logs = logs
             return int(done)
@@ -473,10 +486,10 @@ class CustomTrainer(Trainer):
         self.pass_steps = math.ceil(len(split) / batch_size)
         return self.pass_steps
 
-    def read_in_graph(self, train: ArrayFeed | None, validation: ArrayFeed | None) -> None:
+    def read_in_graph(self, make_feeds: Callable[[], tuple[ArrayFeed | None, ArrayFeed | None]]) -> None:
         """Read in-memory data through ArrayFeeds (on one device; the training data streamed as make_dataset's `steps_per_epoch` does)."""
         if self.placement.strategy is None:
-            self.feeds = (train, validation)
+            self.feeds = make_feeds()
 
     def fit(self, train_ds: Any, val_ds: Any, callbacks: list[Any], initial_epoch: int, start_step: int = 0) -> None:
         """Train with the compiled loop, steps capped as fit caps them."""
