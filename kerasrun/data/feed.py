@@ -45,7 +45,11 @@ class ArrayFeed:
         if number not in self.orders:
             if len(self.orders) >= PASSES_KEPT:
                 del self.orders[min(self.orders)]
-            self.orders[number] = pass_order(self.n, self.shuffle, self.seed, tf.constant(number, tf.int64))
+            # On the CPU, where make_dataset's tf.data pipeline computes the same order: a device's own
+            # kernel for the shuffle need not draw the same permutation. Then one copy to the default device.
+            with tf.device("/CPU:0"):
+                order = pass_order(self.n, self.shuffle, self.seed, tf.constant(number, tf.int64))
+            self.orders[number] = tf.identity(order)
         return self.orders[number]
 
     def chunk(self, first: int, steps: int) -> tuple[Any, np.ndarray]:

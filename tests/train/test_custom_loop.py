@@ -10,6 +10,7 @@ from helpers import REPO, only_run, train
 
 from kerasrun._tf import keras
 from kerasrun.rundir.io import read_json
+from kerasrun.train.trainers.custom import CustomTrainer
 
 REGULARIZED: dict[str, Any] = {
     "model": {
@@ -227,16 +228,29 @@ FEED_SHAPES = {  # (samples per class, steps_per_epoch, steps_per_execution): 3 
 }
 
 
-@pytest.mark.parametrize("case", FEED_SHAPES)
-def test_feed_chunks_are_traced_once(write_config, case) -> None:
-    """Whatever the order's length and the steps per call, each feed chunk traces the step once (input_signature)."""
+def fit_through_feeds(experiment: Any, batch: int, steps_per_epoch: int | None) -> CustomTrainer:
+    """Train an experiment's custom loop as a run does, reading ArrayFeeds; return the trainer."""
     from kerasrun.build.model import build_training_state
-    from kerasrun.config.load import load_config
     from kerasrun.data import make_dataset
     from kerasrun.data.epochs import EpochClock
     from kerasrun.data.feed import make_array_feed
+
+    trainer, train_split, validation, seed = experiment.trainer, experiment.data.train, experiment.data.validation, experiment.config.seed
+    assert isinstance(trainer, CustomTrainer)
+    stream_steps = steps_per_epoch or trainer.one_stream_steps(train_split, batch)
+    train_ds = make_dataset(train_split, batch, True, seed, None, EpochClock(), stream_steps)
+    val_ds = make_dataset(validation, batch, False, seed)
+    build_training_state(experiment.model, train_ds)  # as a run does: no variables are made while tracing
+    trainer.read_in_graph(lambda: (make_array_feed(train_split, batch, True, seed), make_array_feed(validation, batch, False, seed)))
+    trainer.fit(train_ds, val_ds, [], initial_epoch=0)
+    return trainer
+
+
+@pytest.mark.parametrize("case", FEED_SHAPES)
+def test_feed_chunks_are_traced_once(write_config, case) -> None:
+    """Whatever the order's length and the steps per call, each feed chunk traces the step once (input_signature)."""
+    from kerasrun.config.load import load_config
     from kerasrun.train.experiment import prepare_experiment
-    from kerasrun.train.trainers.custom import CustomTrainer
 
     samples, steps_per_epoch, per_call = FEED_SHAPES[case]
     changes = {
@@ -244,17 +258,26 @@ def test_feed_chunks_are_traced_once(write_config, case) -> None:
         "compile": {"steps_per_execution": per_call},
         "train": {"loop": "custom", "epochs": 3, "batch_size": 16, "steps_per_epoch": steps_per_epoch, "validation_split": 0.2},
     }
-    config = load_config(write_config(changes))
-    experiment = prepare_experiment(config)
-    trainer, train_split, validation = experiment.trainer, experiment.data.train, experiment.data.validation
-    assert isinstance(trainer, CustomTrainer) and trainer.loop.steps_per_execution == per_call
-    stream_steps = steps_per_epoch or trainer.one_stream_steps(train_split, 16)
-    train_ds = make_dataset(train_split, 16, True, config.seed, None, EpochClock(), stream_steps)
-    val_ds = make_dataset(validation, 16, False, config.seed)
-    build_training_state(experiment.model, train_ds)  # as a run does: no variables are made while tracing
-    trainer.read_in_graph(
-        lambda: (make_array_feed(train_split, 16, True, config.seed), make_array_feed(validation, 16, False, config.seed))
-    )
-    trainer.fit(train_ds, val_ds, [], initial_epoch=0)
+    experiment = prepare_experiment(load_config(write_config(changes)))
+    trainer = fit_through_feeds(experiment, 16, steps_per_epoch)
+    assert trainer.loop.steps_per_execution == per_call
     traces = {training: chunk.experimental_get_tracing_count() for training, chunk in trainer.loop.feed_chunks.items()}
     assert traces == {True: 1, False: 1}
+
+
+def test_a_user_step_is_checked_on_the_chunk_the_run_then_calls(write_config) -> None:
+    """train.step is traced before any folder exists, on the feed's chunk: training reuses that trace instead of tracing again."""
+    from kerasrun.config.load import load_config
+    from kerasrun.train.experiment import prepare_experiment
+
+    changes = {
+        "data": {"test_fraction": None},
+        "train": {"loop": "custom", "epochs": 2, "batch_size": 16, "step": "helpers_custom:step_with_tensor_branch"},
+    }
+    experiment = prepare_experiment(load_config(write_config(changes)))
+    assert isinstance(experiment.trainer, CustomTrainer)
+    checked = experiment.trainer.loop.feed_chunks[True]
+    traces = checked.experimental_get_tracing_count()  # 2: tf.function traces again after the first trace made the optimizer's variables
+    trainer = fit_through_feeds(experiment, 16, None)
+    assert trainer.loop.feed_chunks[True] is checked and checked.experimental_get_tracing_count() == traces
+    assert trainer.loop.train_chunk.experimental_get_tracing_count() == 0  # the tf.data chunk was never traced

@@ -263,8 +263,15 @@ class CustomLoop:
 
         return self.strategy.distribute_datasets_from_function(this_worker)
 
-    def trace(self, dataset: Any) -> None:
-        """Trace the training chunk without running it, so a bad user step fails before any folder exists."""
+    def trace(self, dataset: Any, feed: ArrayFeed | None = None) -> None:
+        """Trace the training chunk the run will call, without running it, so a bad user step fails before any folder exists.
+
+        With an ArrayFeed (in-memory data on one device) that is the feed's chunk, whose one trace the
+        run then reuses; otherwise the chunk that reads `dataset`.
+        """
+        if feed is not None and self.strategy is None:
+            self.feed_chunk(True, feed).get_concrete_function()
+            return
         self.build(dataset)
         iterator = iter(self.distribute(dataset))
         if self.strategy is None:

@@ -8,6 +8,7 @@ from typing import Any
 from kerasrun.build.model import output_names
 from kerasrun.config.schema import Config
 from kerasrun.data import Data, make_dataset
+from kerasrun.data.feed import make_array_feed
 from kerasrun.errors import ConfigError
 from kerasrun.imports import SpecError, import_object
 from kerasrun.train.devices import Placement
@@ -83,10 +84,13 @@ def make_custom_loop(config: Config, model: Any, data: Data, placement: Placemen
     with placement.scope():  # the loop's own trackers are variables too
         loop = CustomLoop(model, model.steps_per_execution, step, placement.strategy)
     if step is not None:
-        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed, output_names(model))
+        outputs = output_names(model)
+        # In memory on one device the run reads an ArrayFeed (CustomTrainer.read_in_graph): trace the chunk it calls.
+        feed = make_array_feed(data.train, config.train.batch_size, False, config.seed, outputs) if placement.strategy is None else None
+        dataset = make_dataset(data.train, config.train.batch_size, False, config.seed, outputs) if feed is None else None
         try:
             with placement.scope():
-                loop.trace(dataset)
+                loop.trace(dataset, feed)
         except TypeError as exc:
             # tf.function wraps errors raised while tracing in "in user code: ..."; the last line is the cause.
             cause = str(exc).strip().splitlines()[-1].strip().removeprefix("TypeError: ")
