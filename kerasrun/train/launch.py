@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from kerasrun.errors import KerasrunError
+from kerasrun.errors import ConfigError, DivergedError, KerasrunError
 from kerasrun.rundir.io import read_json, write_text_atomic
 from kerasrun.rundir.layout import RUN_FILE, WORKER_LOGS
 from kerasrun.rundir.liveness import resume_blocker, resume_command
@@ -27,6 +27,9 @@ STOP_SECONDS = 30.0  # how long stopped workers get to mark their runs interrupt
 LAUNCH_ENV = "KERASRUN_LAUNCH_DIR"  # each worker's environment: the launch folder (its logs; where the chief names its run folder)
 LAUNCHER = "kerasrun launch"  # run.json's cluster.launcher: `kerasrun resume` starts as many local workers again
 RUN_DIR_FILE = "run_dir"  # in the launch folder: the chief's run folder, once it exists
+# A worker's exit codes the launch exits with too: a config error a worker found (exit 2; e.g. a
+# train.step that doesn't import, which only building the loop finds) or a diverged run (3).
+PASSED_ON = (ConfigError.exit_code, DivergedError.exit_code)
 
 
 class LaunchError(KerasrunError):
@@ -188,9 +191,12 @@ def wait_for(processes: list[subprocess.Popen], logs: WorkerLogs, deadline: floa
             index = failed[0]
             stop(processes)
             hint = logs.resume_hint()
-            raise LaunchError(
+            error = LaunchError(
                 f"worker {index} {how_it_ended(codes[index])}; stopped the others.\n{logs.tail(index)}" + (f"{hint}\n" if hint else "")
             )
+            if codes[index] in PASSED_ON:  # what the worker found (a bad config, a diverged run) is what the launch found
+                error.exit_code = codes[index]
+            raise error
         if all(code == 0 for code in codes):
             sys.stderr.write(logs.tail(0))
             return 0

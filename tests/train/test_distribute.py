@@ -92,6 +92,16 @@ def test_a_dead_worker_fails_the_launch(write_config, tmp_path) -> None:
     assert "worker 1 exited with code 1; stopped the others" in out.stderr and "worker 1 gives up" in out.stderr
 
 
+def test_a_config_error_the_workers_find_exits_the_launch_with_2(write_config, tmp_path) -> None:
+    """A train.step that doesn't import passes the launcher's config check, and only building the loop finds it: still exit 2, located."""
+    config = write_config({"train": {"step": "helpers_custom:no_such_step"}})
+    out = kerasrun_process(["launch", "--workers", "2", str(config), "--runs-dir", str(tmp_path / "runs"), "--timeout", "120"], timeout=200)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert "exited with code 2; stopped the others" in out.stderr
+    assert "train.step" in out.stderr and "has no attribute `no_such_step`" in out.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())  # nothing written
+
+
 def test_multi_worker_needs_tf_config(runner, write_config, runs_dir, monkeypatch) -> None:
     monkeypatch.delenv("TF_CONFIG", raising=False)
     result = runner.invoke(app, ["train", str(write_config()), "--runs-dir", str(runs_dir), "--set", "runtime.strategy=multi_worker"])
