@@ -194,8 +194,8 @@ def wait_for(processes: list[subprocess.Popen], logs: WorkerLogs, deadline: floa
             error = LaunchError(
                 f"worker {index} {how_it_ended(codes[index])}; stopped the others.\n{logs.tail(index)}" + (f"{hint}\n" if hint else "")
             )
-            if codes[index] in PASSED_ON:  # what the worker found (a bad config, a diverged run) is what the launch found
-                error.exit_code = codes[index]
+            if (code := codes[index]) in PASSED_ON:  # what the worker found (a bad config, a diverged run) is what the launch found
+                error.exit_code = int(code)
             raise error
         if all(code == 0 for code in codes):
             sys.stderr.write(logs.tail(0))
