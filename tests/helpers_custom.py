@@ -287,6 +287,22 @@ class CountingCallback(keras.callbacks.Callback):
         self.epochs_seen = state["epochs_seen"]
 
 
+class RecordBatches(keras.callbacks.Callback):
+    """Appends `epoch batch steps` to `path` at every on_train_batch_end: what a callback sees of the steps."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.epoch = -1
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        with open(self.path, "a") as file:
+            file.write(f"{self.epoch} {batch} {self.params.get('steps')}\n")
+
+
 class OtherSignalAtEpoch(keras.callbacks.Callback):
     """Installs a harmless SIGUSR1 handler (as a Slurm pre-timeout hook would) and signals itself at `epoch`, then waits."""
 

@@ -127,23 +127,21 @@ def agreement_handler(preemption: Preemption, cluster_resolver: Any, scratch: Pa
 class PreemptionCheck(keras.callbacks.Callback):
     """Calls `Preemption.check` after every training call and at every epoch's end; the last of a run's callbacks.
 
-    `offset`: steps of the epoch done before this fit call (a resumed partial epoch in fit, whose
-    steps Keras counts from 0). A call that ends the epoch leaves the check to the epoch's end, where the
-    epoch's own checkpoint is taken after validation.
+    A call that ends the epoch leaves the check to the epoch's end, where the epoch's own checkpoint is
+    taken after validation.
     """
 
     def __init__(self, preemption: Preemption) -> None:
         super().__init__()
         self.preemption = preemption
         self.epoch = 0
-        self.offset = 0
 
     def on_epoch_begin(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         self.epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
-        done, steps = self.offset + batch + 1, self.params.get("steps")
-        if steps and done >= self.offset + steps:
+        done, steps = batch + 1, self.params.get("steps")
+        if steps and done >= steps:
             return
         self.preemption.check(self.epoch, done)
 

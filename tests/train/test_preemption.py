@@ -42,7 +42,7 @@ def watchdog_never_fires(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(signals, "FORCE_EXIT_SECONDS", 1e6)
 
 
-def config_for(case: str) -> dict[str, Any]:
+def config_for(case: str, *extra_callbacks: dict[str, Any]) -> dict[str, Any]:
     """The tiny experiment with Dropout and the case's loop, signalling itself mid-epoch when KERASRUN_TEST_SIGNAL is set."""
     changes = CASES[case]
     model: dict[str, Any] = {
@@ -62,7 +62,7 @@ def config_for(case: str) -> dict[str, Any]:
     # The scheduler acts in on_epoch_begin, which the resumed epoch runs again: the checkpoint's rate must win.
     schedule = {"LearningRateScheduler": {"schedule": "helpers_custom:halve_every_epoch"}}
     callback = {"helpers_custom:SignalAtStep": {"epoch": SIGNAL_EPOCH, "batch": SIGNAL_BATCH}}
-    train_spec = {"epochs": 3, **changes["train"], "callbacks": [schedule, callback]}
+    train_spec = {"epochs": 3, **changes["train"], "callbacks": [schedule, callback, *extra_callbacks]}
     return {"model": model, "train": train_spec, "compile": changes.get("compile", {}), "output": {"checkpoint": {"every": 1, "keep": 5}}}
 
 
@@ -73,10 +73,13 @@ def outputs(run: Path) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("case", [*CASES])
 def test_sigterm_mid_epoch_checkpoints_there_and_resumes_byte_identical(runner, write_config, tmp_path, monkeypatch, case) -> None:
-    config = write_config(config_for(case))
+    seen = tmp_path / "batches.txt"  # every (epoch, batch, steps) a callback is told: the resumed run must go on telling them
+    config = write_config(config_for(case, {"helpers_custom:RecordBatches": {"path": str(seen)}}))
     reference = train(runner, config, tmp_path / "reference")
     assert reference.exit_code == 0, reference.output
     expected = outputs(only_run(tmp_path / "reference"))
+    expected_batches = seen.read_text()
+    seen.unlink()
 
     monkeypatch.setenv("KERASRUN_TEST_SIGNAL", "1")
     interrupted = train(runner, config, tmp_path / "runs")
@@ -96,6 +99,7 @@ def test_sigterm_mid_epoch_checkpoints_there_and_resumes_byte_identical(runner, 
     assert resumed.exit_code == 0, resumed.output
     assert f"at step {step} of epoch {SIGNAL_EPOCH + 1} of 3" in resumed.output
     assert outputs(run) == expected
+    assert seen.read_text() == expected_batches  # the interrupted run's batches, then the resumed run's
 
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])

@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from kerasrun._tf import keras
-from kerasrun.train.preemption import PreemptionCheck
 from kerasrun.train.trainers.base import Trainer, cap_steps, evaluate_model
 
 
@@ -29,15 +28,12 @@ class FitTrainer(Trainer):
             return
         batches = steps or (cardinality if (cardinality := int(train_ds.cardinality())) > 0 else None)
         rest = batches - start_step if batches is not None else None
-        run = OneTrainingRun(callbacks, add_history=True, add_progbar=False, verbose=0, epochs=spec.epochs, steps=rest, model=self.model)
-        check = next((cb for cb in callbacks if isinstance(cb, PreemptionCheck)), None)
-        if check is not None:
-            check.offset = start_step  # Keras counts the partial epoch's steps from 0
+        # The callbacks see the whole epoch's steps and batch numbers from `start_step` on, as in the custom loop.
+        run = OneTrainingRun(callbacks, add_history=True, add_progbar=False, verbose=0, epochs=spec.epochs, steps=batches, model=self.model)
+        run.offset = start_step
         with final_values_held(self.model.optimizer):  # fit finalizes (EMA) at its end: only the run's end may
             self.run_fit(train_ds.skip(start_step), val_ds, run, initial_epoch, initial_epoch + 1, rest if steps else None)
-        if check is not None:
-            check.offset = 0
-        run.set_params({**run.params, "steps": batches})
+        run.offset = 0
         run.ending = True
         if self.model.stop_training or initial_epoch + 1 >= spec.epochs:
             self.model.optimizer.finalize_variable_values(self.model.trainable_weights)
@@ -67,7 +63,8 @@ class FitTrainer(Trainer):
 class OneTrainingRun(keras.callbacks.CallbackList):
     """The callbacks of one training run made of two fit calls: they see one on_train_begin and one on_train_end.
 
-    The first call's on_train_end is held (its logs kept) until `ending` is set.
+    The first call's on_train_end is held (its logs kept) until `ending` is set. `offset`: the steps of
+    the epoch done before this fit call, which Keras counts from 0 — added to every batch number.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -75,6 +72,13 @@ class OneTrainingRun(keras.callbacks.CallbackList):
         self.begun = False
         self.ending = False
         self.held_logs: dict[str, Any] | None = None
+        self.offset = 0
+
+    def on_train_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_batch_begin(self.offset + batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None:
+        super().on_train_batch_end(self.offset + batch, logs)
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         if not self.begun:
