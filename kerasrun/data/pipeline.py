@@ -63,12 +63,14 @@ def batch_parts(split: Split, outputs: list[str] | None) -> Any:
     if isinstance(sample_weight, dict):
         sample_weight = tuple(sample_weight[name] for name in (outputs or list(sample_weight)))
     parts = tuple(a for a in (split.x, split.y, sample_weight) if a is not None)
-    arrays = tf.nest.flatten(parts)
+    # The same arrays in the same structure (a dict stays a dict): the ids are unique because the arrays are kept.
+    # A split's arrays are never written in place after loading, so their identity stands for their contents.
+    identity = tf.nest.map_structure(id, parts)
     key = tuple(outputs or ())
     made = split.tensors.get(key)
-    if made is None or len(made[0]) != len(arrays) or any(a is not b for a, b in zip(made[0], arrays, strict=True)):
-        made = split.tensors[key] = (arrays, tf.nest.map_structure(share_with_tensorflow, parts))  # the arrays kept: identity is the key
-    return made[1]
+    if made is None or made[1] != identity:
+        made = split.tensors[key] = (parts, identity, tf.nest.map_structure(share_with_tensorflow, parts))
+    return made[2]
 
 
 def pass_order(n: int, shuffle: bool, seed: int, number: Any) -> Any:

@@ -94,5 +94,9 @@ def test_the_pipeline_and_the_feed_share_one_copy_of_the_split() -> None:
     feed = make_array_feed(split, 32, True, 0)
     assert feed is not None
     assert batch_parts(split, None) is feed.parts  # make_dataset reads these same tensors
-    split.x = raw.copy()
+    split.x = copied = raw.copy()
     assert batch_parts(split, None) is not feed.parts
+    split.x = {"a": copied}  # the same array in another structure: tensors in that structure
+    assert isinstance(batch_parts(split, None)[0], dict)
+    split.x = [copied]
+    assert isinstance(batch_parts(split, None)[0], list)
