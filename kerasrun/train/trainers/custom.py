@@ -178,11 +178,12 @@ class CustomLoop:
         return self.run_feed_chunk(self.test_step, parts, order, bounds)
 
     def feed_chunk(self, training: bool, feed: ArrayFeed) -> Any:
-        """The compiled chunk of training (or test) steps over ArrayFeeds shaped like `feed`'s, traced once.
+        """The compiled chunk of training (or test) steps over ArrayFeeds shaped like `feed`'s, for every call's shapes.
 
         Its signature leaves the rows, the order's length (one pass, or two when a call crosses into the
         next) and the steps per call open: tracing again for the short last call of an epoch or a
-        pass-crossing call would trace the whole step again (~0.5 s here).
+        pass-crossing call would trace the whole step again (~0.5 s here). (tf.function still traces a
+        second time when the first trace made variables: the train.step check, before the optimizer is built.)
         """
         if training not in self.feed_chunks:
             rows = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), feed.parts)
@@ -266,10 +267,10 @@ class CustomLoop:
     def trace(self, dataset: Any, feed: ArrayFeed | None = None) -> None:
         """Trace the training chunk the run will call, without running it, so a bad user step fails before any folder exists.
 
-        With an ArrayFeed (in-memory data on one device) that is the feed's chunk, whose one trace the
-        run then reuses; otherwise the chunk that reads `dataset`.
+        With an ArrayFeed (in-memory data on one device; make_custom_loop makes none under a strategy)
+        that is the feed's chunk, whose trace the run then reuses; otherwise the chunk that reads `dataset`.
         """
-        if feed is not None and self.strategy is None:
+        if feed is not None:
             self.feed_chunk(True, feed).get_concrete_function()
             return
         self.build(dataset)
