@@ -33,6 +33,10 @@ FORMATS = ("saved_model", "tflite", "onnx")
 KERAS_FORMAT = {"saved_model": "tf_saved_model", "tflite": "litert", "onnx": "onnx"}
 DEFAULT_NAME = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
 TOLERANCE = 1e-5  # float32 kernels differ between runtimes by a few ulp, never by more
+# What may stand in a folder an export replaces: what TensorFlow's SavedModel writer puts there.
+SAVED_MODEL_ENTRIES = {"saved_model.pb", "saved_model.pbtxt", "variables", "assets", "assets.extra", "fingerprint.pb", "keras_metadata.pb"}
+TFLITE_IDENTIFIER = b"TFL3"  # the FlatBuffer file identifier, at bytes 4-8 of every .tflite
+ONNX_FIRST_BYTE = b"\x08"  # a serialized ModelProto starts with field 1, ir_version, a varint
 
 
 class ExportUnavailableError(ConfigError):
@@ -79,15 +83,66 @@ def default_output(run_dir: Path, fmt: str) -> Path:
     return Path(run_dir) / "export" / DEFAULT_NAME[fmt]
 
 
-def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], float | None]) -> float | None:
-    """Export into a temporary sibling, check it, then rename it into place (an existing artifact is replaced whole); check's result."""
-    if path.exists() and path.is_dir() != (fmt == "saved_model"):
-        kind = "a folder" if path.is_dir() else "a file"
+def not_an_artifact(fmt: str, name: str, entries: list[str] | None, head: bytes | None) -> str | None:
+    """Why what is at an export's target (a folder's `entries`, or a file's first bytes `head`) is not an earlier `fmt` export, or None.
+
+    An export replaces its target whole, so only an empty target or an artifact of the same format may be
+    there: `-o` pointed at a working folder, a run folder or some other file must never delete it.
+    """
+    if entries is not None:
+        if fmt != "saved_model":
+            return f"is a folder; a {fmt} export is a file"
+        foreign = sorted(set(entries) - SAVED_MODEL_ENTRIES)
+        if foreign or (entries and "saved_model.pb" not in entries):
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            return f"is a folder that holds other things than a SavedModel ({shown or 'no saved_model.pb'})"
+        return None
+    if fmt == "saved_model":
+        return "is a file; a saved_model export is a folder"
+    if not head:  # an empty file holds nothing to lose
+        return None
+    if fmt == "tflite" and head[4:8] != TFLITE_IDENTIFIER:
+        return "is a file that is not a TFLite model"
+    if fmt == "onnx" and (not name.endswith(".onnx") or head[:1] != ONNX_FIRST_BYTE):
+        return "is a file that is not an ONNX model"
+    return None
+
+
+def refuse_foreign_target(fmt: str, where: str, why: str | None) -> None:
+    """Exit 2 naming what an export would have replaced, when it is not an earlier export of the format."""
+    if why is not None:
         raise ConfigError(
             Problem(
-                key="--output", message=f"is {kind}; a {fmt} export is {'a folder' if fmt == 'saved_model' else 'a file'}", file=str(path)
+                key="--output",
+                message=f"{why}: an export replaces its target whole",
+                file=where,
+                hint="choose a new or empty place with -o",
             )
         )
+
+
+def check_local_target(path: Path, fmt: str) -> None:
+    """Refuse a local export target that holds something else than an earlier export of `fmt` (nothing is read when it is new)."""
+    if path.is_dir():
+        refuse_foreign_target(fmt, str(path), not_an_artifact(fmt, path.name, os.listdir(path), None))
+    elif path.exists():
+        with open(path, "rb") as file:
+            refuse_foreign_target(fmt, str(path), not_an_artifact(fmt, path.name, None, file.read(8)))
+
+
+def check_remote_target(url: str, fmt: str) -> None:
+    """Refuse a remote export target (gs://…) that holds something else than an earlier export of `fmt`."""
+    if tf.io.gfile.isdir(url):
+        entries = [entry.rstrip("/") for entry in tf.io.gfile.listdir(url)]  # some filesystems mark folders with a slash
+        refuse_foreign_target(fmt, url, not_an_artifact(fmt, url.rstrip("/").rsplit("/", 1)[-1], entries, None))
+    elif tf.io.gfile.exists(url):
+        with tf.io.gfile.GFile(url, "rb") as file:
+            refuse_foreign_target(fmt, url, not_an_artifact(fmt, url.rsplit("/", 1)[-1], None, file.read(8)))
+
+
+def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], float | None]) -> float | None:
+    """Export into a temporary sibling, check it, then rename it into place (an earlier export is replaced whole); check's result."""
+    check_local_target(path, fmt)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))

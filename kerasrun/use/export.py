@@ -38,6 +38,8 @@ from kerasrun.use.artifacts import (
     TOLERANCE,
     ExportMismatchError,
     check_format_available,
+    check_local_target,
+    check_remote_target,
     default_output,
     run_artifact,
     write_artifact,
@@ -256,6 +258,10 @@ def export_run(run_dir: Path, fmt: str = "saved_model", output: Path | str | Non
     if remote is not None and (why := unsupported(remote)):
         raise ConfigError(Problem(key="--output", message=f"{remote}: {why}"))
     check_format_available(fmt)
+    if remote is not None:
+        check_remote_target(remote, fmt)
+    else:
+        check_local_target(Path(output) if output is not None else default_output(run_dir, fmt), fmt)  # before the model loads
     config, model = load_run(run_dir, trust)  # refuses untrusted and unfinished runs; safe_mode
     if len(getattr(model, "inputs", None) or [None]) > 1 and feature_steps(config):
         raise ConfigError(Problem(key="data.preprocess", message="preprocess steps apply to one input only", file=str(run_dir)))

@@ -142,6 +142,12 @@ def test_a_run_folder_on_ram_is_listed_evaluated_and_resumed_byte_identical(
     assert exported.exit_code == 0, exported.output
     assert tf.io.gfile.exists(f"{store}/exports/model/saved_model.pb")
     assert not any(p.name.endswith(":") for p in tmp_path.rglob("*"))
+    again = runner.invoke(app, ["export", run, "--format", "saved_model", "-o", f"{store}/exports/model"])
+    assert again.exit_code == 0, again.output  # an earlier export is replaced
+    put(f"{store}/work/notes.txt", b"important")  # a folder of the user's own is never deleted
+    refused = runner.invoke(app, ["export", run, "-o", f"{store}/work"])
+    assert refused.exit_code == 2 and "holds other things than a SavedModel (notes.txt)" in refused.output, refused.output
+    assert get(f"{store}/work/notes.txt") == b"important" and tf.io.gfile.listdir(f"{store}/work") == ["notes.txt"]
 
 
 def test_a_csv_file_and_its_test_file_on_ram(tmp_path: Path, store: str) -> None:

@@ -110,6 +110,36 @@ def test_bad_format_and_wrong_target_exit_2_writing_nothing(trained, tmp_path: P
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
+def test_export_never_replaces_what_is_not_an_earlier_export(trained, tmp_path: Path) -> None:
+    run, _, _ = trained
+    work = tmp_path / "work"  # a user's working folder
+    work.mkdir()
+    (work / "notes.txt").write_text("important")
+    (tmp_path / "model.tflite").write_bytes(b"not a flatbuffer at all")
+    (tmp_path / "model.onnx").write_text("also not onnx")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    for args, message in [
+        (["-o", str(work)], "holds other things than a SavedModel (notes.txt)"),
+        (["-o", str(run)], "holds other things than a SavedModel (checkpoints, config.yaml, curves.png and "),  # the run folder itself
+        (["-o", str(run / "checkpoints")], "holds other things than a SavedModel (epoch-"),
+        (["--format", "tflite", "-o", str(tmp_path / "model.tflite")], "is a file that is not a TFLite model"),
+        (["--format", "tflite", "-o", str(run / "model.keras")], "is a file that is not a TFLite model"),
+        (["--format", "onnx", "-o", str(tmp_path / "model.onnx")], "is a file that is not an ONNX model"),
+    ]:
+        result = CliRunner().invoke(app, ["export", str(run), *args])
+        assert result.exit_code == 2 and message in result.output and "an export replaces its target whole" in result.output, (
+            args,
+            result.output,
+        )
+    assert (work / "notes.txt").read_text() == "important" and sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+    assert (tmp_path / "model.tflite").read_bytes() == b"not a flatbuffer at all"
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before  # the run folder untouched
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert export(run, "-o", str(empty)) == empty and (empty / "saved_model.pb").is_file()  # an empty folder is a new place
+    assert export(run, "-o", str(empty)) == empty  # and an earlier export is replaced
+
+
 def test_export_refuses_an_interrupted_run(runner, write_config, runs_dir) -> None:
     result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]}}), runs_dir)
     assert result.exit_code == 130
