@@ -350,6 +350,25 @@ def test_callback_arguments_keras_reads_late_are_exit_2_all_at_once(runner, writ
     assert not runs_dir.exists() or not list(runs_dir.iterdir())  # no run folder
 
 
+def test_a_default_monitor_without_validation_data_is_exit_2(runner, write_config, runs_dir) -> None:
+    # Keras only warns ("Early stopping conditioned on metric `val_loss` which is not available") and never stops.
+    no_validation = {"validation_split": None, "stratify": None}
+    callbacks = [{"EarlyStopping": {"patience": 1}}, {"ReduceLROnPlateau": {}}, {"ModelCheckpoint": {"filepath": "last.keras"}}]
+    config = write_config({"train": {**no_validation, "callbacks": callbacks}})
+    result = runner.invoke(app, ["train", str(config), "--runs-dir", str(runs_dir), "--progress", "none"], catch_exceptions=False)
+    assert result.exit_code == 2 and "2 problems found" in result.output, result.output
+    for index, name in enumerate(["EarlyStopping", "ReduceLROnPlateau"]):
+        assert (
+            f"train.callbacks[{index}].{name}: watches `val_loss` (its default monitor), but there is no validation data: it would never act"
+        ) in result.output
+    assert "set monitor: loss, or give validation data (train.validation_split)" in result.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())  # no run folder
+    # A ModelCheckpoint that saves every epoch reads no metric: its default monitor is no problem.
+    config = write_config({"train": {**no_validation, "epochs": 1, "callbacks": callbacks[2:]}})
+    result = train(runner, config, runs_dir)
+    assert result.exit_code == 0 and (only_run(runs_dir) / "last.keras").is_file(), result.output
+
+
 def test_a_callback_file_in_a_subfolder_of_the_run_folder_is_written(runner, write_config, runs_dir) -> None:
     config = write_config({"train": {"epochs": 2, "callbacks": [{"CSVLogger": {"filename": "logs/sub/train.csv"}}]}})
     result = train(runner, config, runs_dir)

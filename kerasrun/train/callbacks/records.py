@@ -142,14 +142,30 @@ def check_monitors(model: Any, callbacks: list[Any], validation: bool, config: A
     problems = []
     for index, (spec, callback) in enumerate(zip(config.train.callbacks, callbacks, strict=True)):
         name, kwargs, _ = split_spec(spec)
-        monitor = kwargs.get("monitor")
-        if name.rsplit(":", 1)[-1].rsplit(".", 1)[-1] not in WATCHERS or not isinstance(monitor, str):
+        given = "monitor" in kwargs
+        # Not given: the callback's own default (val_loss for all three), which Keras only warns about and never acts on.
+        monitor = kwargs["monitor"] if given else getattr(callback, "monitor", None)
+        kind = name.rsplit(":", 1)[-1].rsplit(".", 1)[-1]
+        if kind not in WATCHERS or not isinstance(monitor, str):
             continue
+        if not given and kind == "ModelCheckpoint" and not getattr(callback, "save_best_only", False):
+            continue  # it saves every time, reading no metric
         loc = ("train", "callbacks", index, name)
         if monitor not in names:
             shown = ", ".join(names[:-1]) + (" (no validation data: no val_ metrics)" if not validation else "")
             hint = suggest(monitor, names) or f"the logged metrics: {shown}"
-            problems.append(config.problem((*loc, "monitor"), f"the model logs no metric `{monitor}`", hint))
+            if given:
+                problems.append(config.problem((*loc, "monitor"), f"the model logs no metric `{monitor}`", hint))
+            else:
+                absent = "there is no validation data" if monitor.startswith("val_") and not validation else "the model logs no such metric"
+                problems.append(
+                    config.problem(
+                        loc,
+                        f"watches `{monitor}` (its default monitor), but {absent}: it would never act",
+                        f"set monitor: {monitor.removeprefix('val_') if monitor.removeprefix('val_') in names else names[0]}"
+                        + (", or give validation data (train.validation_split)" if not validation else ""),
+                    )
+                )
         elif kwargs.get("mode", "auto") == "auto" and (why := monitor_direction_problem(callback, model)) is not None:
             problems.append(config.problem((*loc, "mode"), why, "set mode: min (for a loss or an error) or mode: max"))
     return problems
