@@ -45,6 +45,20 @@ def sample_shape_problem(expected_sample: tuple[Any, ...], x_shape: tuple[int, .
 SPARSE_LOSSES = {"sparsecategoricalcrossentropy"}
 ONE_HOT_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
 BINARY_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+# Metrics whose targets have a known form, by normalised name (Keras's function and class names both normalise to it).
+METRIC_LABELS = {
+    "sparsecategoricalaccuracy": "sparse_categorical_accuracy",
+    "sparsetopkcategoricalaccuracy": "sparse_top_k_categorical_accuracy",
+    "sparsecategoricalcrossentropy": "sparse_categorical_crossentropy",
+    "categoricalaccuracy": "categorical_accuracy",
+    "topkcategoricalaccuracy": "top_k_categorical_accuracy",
+    "categoricalcrossentropy": "categorical_crossentropy",
+    "categoricalhinge": "categorical_hinge",
+    "binaryaccuracy": "binary_accuracy",
+    "binarycrossentropy": "binary_crossentropy",
+}
+SPARSE_METRICS = {name for name in METRIC_LABELS if name.startswith("sparse")}
+ONE_HOT_METRICS = {"categoricalaccuracy", "topkcategoricalaccuracy", "categoricalcrossentropy", "categoricalhinge"}
 
 
 @dataclass
@@ -73,31 +87,74 @@ def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
     return kinds
 
 
+def split_targets(data: Any, outputs: list[str]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """Each array split's targets by output name (a tf.data split is left out: Keras checks its batches as they come)."""
+    targets = []
+    for split_name in ("train", "validation", "test"):
+        split = getattr(data, split_name)
+        if not hasattr(split, "y"):
+            continue
+        y = split.y
+        by_output = y if isinstance(y, dict) else dict(zip(outputs, y, strict=False)) if isinstance(y, list) else {outputs[0]: y}
+        targets.append((split_name, {output: np.asarray(value) for output, value in by_output.items()}))
+    return targets
+
+
+def joined(names: list[str]) -> str:
+    """`train`, `train and test`, `train, validation and test`."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def metric_kinds(config: Config, outputs: list[str]) -> dict[str, list[tuple[tuple[Any, ...], str]]]:
+    """Each output's metrics given by Keras name: (the key to report at, the normalised name); import paths are not checked.
+
+    Which output a metric is for follows Keras's CompileMetrics: with one output every metric is its; with
+    several, a mapping by output name, or a list with one entry (a metric or a list) per output.
+    """
+    kinds: dict[str, list[tuple[tuple[Any, ...], str]]] = {}
+    for key in ("metrics", "weighted_metrics"):
+        values = getattr(config.compile, key)
+        entries: list[tuple[str, tuple[Any, ...], Any]] = []  # (output, key of the entry, a metric spec or a list of them)
+        if len(outputs) == 1 and isinstance(values, list):
+            entries = [(outputs[0], (key, index), value) for index, value in enumerate(values)]
+        elif isinstance(values, dict):
+            entries = [(output, (key, output), value) for output, value in values.items()]
+        elif len(values) == len(outputs):
+            entries = [(output, (key, index), value) for index, (output, value) in enumerate(zip(outputs, values, strict=True))]
+        for output, loc, value in entries:
+            specs = [(loc, value)] if not isinstance(value, list) else [((*loc, index), item) for index, item in enumerate(value)]
+            for where, spec in specs:
+                name = split_spec(spec)[0] if isinstance(spec, (str, dict)) and spec else None
+                if isinstance(name, str) and ":" not in name:
+                    kinds.setdefault(output, []).append((("compile", *where), name.lower().replace("_", "")))
+    return kinds
+
+
 def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem]:
-    """Targets must be what each output's loss expects: labels in [0, units) for sparse categorical losses,
-    one-hot rows as wide as the output for categorical ones, values in [0, 1] for binary ones."""
+    """Targets must be what each output's loss and metrics expect: labels in [0, units) for sparse categorical ones,
+    one-hot rows as wide as the output for categorical ones, values in [0, 1] for binary ones.
+
+    One problem per key and output: the splits whose targets have it are named together.
+    """
     outputs = output_names(model)
     if not outputs or not getattr(model, "outputs", None):
         return []  # a subclassed model declares no outputs: Keras checks at the first step
     shapes = {name: tuple(tensor.shape) for name, tensor in zip(outputs, model.outputs, strict=True)}
     losses = loss_kinds(config, outputs)
-    problems = []
-    for split_name in ("train", "validation", "test"):
-        split = getattr(data, split_name)
-        if not hasattr(split, "y"):
-            continue  # a tf.data dataset: its batches are checked by Keras as they come
-        targets = (
-            split.y
-            if isinstance(split.y, dict)
-            else dict(zip(outputs, split.y, strict=False))
-            if isinstance(split.y, list)
-            else {outputs[0]: split.y}
-        )
+    metrics = metric_kinds(config, outputs)
+    found: dict[tuple[tuple[Any, ...], str, str], list[str]] = {}  # (key, output, problem): the splits that have it
+    for split_name, targets in split_targets(data, outputs):
         for output, y in targets.items():
-            problem = target_problem(losses.get(output), shapes.get(output), np.asarray(y))
-            if problem:
-                problems.append(config.problem(("compile", "loss"), f"{split_name} targets for output `{output}` {problem}"))
-    return problems
+            checks = [(("compile", "loss"), target_problem(losses.get(output), shapes.get(output), y))]
+            if checks[0][1] is None:  # targets the loss refuses: its problem says it, not one more per metric
+                ignored = getattr(losses.get(output), "ignore_class", None)  # labels the loss skips are no metric's problem either
+                checks = [(loc, metric_target_problem(name, shapes.get(output), y, ignored)) for loc, name in metrics.get(output, [])]
+            for loc, problem in checks:
+                if problem:
+                    found.setdefault((loc, output, problem), []).append(split_name)
+    return [
+        config.problem(loc, f"{joined(splits)} targets for output `{output}` {problem}") for (loc, output, problem), splits in found.items()
+    ]
 
 
 def width_notes(model: keras.Model, data: Any, config: Config) -> list[str]:
@@ -134,14 +191,54 @@ def width_notes(model: keras.Model, data: Any, config: Config) -> list[str]:
 
 def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.ndarray) -> str | None:
     """What is wrong with targets `y` for an output of `shape` (batch first) trained with `loss`, or None."""
-    if loss is None or not shape or shape[-1] is None or y.size == 0 or y.dtype.kind not in "biuf":
+    if loss is None:
         return None
-    units, label = shape[-1], loss_label(loss.name)
-    if loss.name in SPARSE_LOSSES:
+    family = (
+        "sparse"
+        if loss.name in SPARSE_LOSSES
+        else "one_hot"
+        if loss.name in ONE_HOT_LOSSES
+        else "binary"
+        if loss.name in BINARY_LOSSES
+        else None
+    )
+    advice = {
+        "sparse": "use categorical_crossentropy, or drop one_hot",
+        "one_hot": "integer labels: use sparse_categorical_crossentropy, or add a one_hot step",
+    }
+    return form_problem(family, loss_label(loss.name), advice, shape, y, loss.ignore_class)
+
+
+def metric_target_problem(name: str, shape: tuple[Any, ...] | None, y: np.ndarray, ignore_class: int | None = None) -> str | None:
+    """What is wrong with targets `y` for a metric (its normalised Keras name) of an output of `shape`, or None.
+
+    Keras computes such a metric on targets of the other form without a word — categorical_accuracy on
+    integer labels reports a number that is not the accuracy — so the loss's checks apply to it too.
+    """
+    label = METRIC_LABELS.get(name)
+    if label is None:
+        return None
+    family = "sparse" if name in SPARSE_METRICS else "one_hot" if name in ONE_HOT_METRICS else "binary"
+    counterpart = METRIC_LABELS.get(name.removeprefix("sparse") if family == "sparse" else f"sparse{name}")
+    advice = {
+        "sparse": f"use {counterpart or 'a categorical metric'}" + (", or `accuracy`" if "accuracy" in name else ""),
+        "one_hot": f"integer labels: use {counterpart or 'a sparse metric'}" + (", or `accuracy`" if "accuracy" in name else ""),
+    }
+    return form_problem(family, label, advice, shape, y, ignore_class)
+
+
+def form_problem(
+    family: str | None, label: str, advice: dict[str, str], shape: tuple[Any, ...] | None, y: np.ndarray, ignore_class: int | None
+) -> str | None:
+    """What is wrong with targets `y` for a loss or metric of `family` (sparse, one_hot, binary) on an output of `shape`, or None."""
+    if family is None or not shape or shape[-1] is None or y.size == 0 or y.dtype.kind not in "biuf":
+        return None
+    units = shape[-1]
+    if family == "sparse":
         # One-hot rows look like the output itself; labels of sequences, (n, T), have one dimension less.
         if y.ndim == len(shape) and y.shape[-1] == units and units > 1:
-            return f"are one-hot rows of width {units}, but {label} wants integer labels (use categorical_crossentropy, or drop one_hot)"
-        labels = y if loss.ignore_class is None else y[y != loss.ignore_class]
+            return f"are one-hot rows of width {units}, but {label} wants integer labels ({advice['sparse']})"
+        labels = y if ignore_class is None else y[y != ignore_class]
         if labels.size == 0:
             return None
         if labels.dtype.kind == "f" and not np.all(np.isfinite(labels) & (labels == np.round(labels))):
@@ -151,13 +248,13 @@ def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.n
         if low >= 0 and high >= units:
             return f"go up to label {high}, but the output has {units} units: {label} wants labels in [0, {units}) (give it at least {high + 1} units)"
         if low < 0:
-            ignored = f" (besides ignore_class {loss.ignore_class})" if loss.ignore_class is not None else ""
+            ignored = f" (besides ignore_class {ignore_class})" if ignore_class is not None else ""
             return f"range over {low}..{high}{ignored}, but the output has {units} units: {label} wants labels in [0, {units})"
-    elif loss.name in ONE_HOT_LOSSES:
+    elif family == "one_hot":
         width = y.shape[-1] if y.ndim >= 2 else 1
         if width != units:
-            return f"are {width} wide, but the output has {units} units: {label} wants one-hot rows as wide as the output (integer labels: use sparse_categorical_crossentropy, or add a one_hot step)"
-    elif loss.name in BINARY_LOSSES and (y.min() < 0 or y.max() > 1):
+            return f"are {width} wide, but the output has {units} units: {label} wants one-hot rows as wide as the output ({advice['one_hot']})"
+    elif family == "binary" and (y.min() < 0 or y.max() > 1):
         return f"range over {y.min():g}..{y.max():g}, but {label} wants values in [0, 1]"
     return None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from helpers import only_run, train
 
@@ -23,7 +24,11 @@ def dense_head(units: int) -> dict:
 def test_an_output_too_narrow_for_the_labels_is_refused(runner, write_config, runs_dir) -> None:
     result = train(runner, write_config(dense_head(2)), runs_dir)  # TINY's labels are 0, 1 and 2
     assert result.exit_code == 2, result.output
-    assert "compile.loss: train targets for output `probs` go up to label 2, but the output has 2 units" in result.output
+    # One problem for all three splits, not one each.
+    assert "1 problem found" in result.output, result.output
+    assert (
+        "compile.loss: train, validation and test targets for output `probs` go up to label 2, but the output has 2 units" in result.output
+    )
     assert "(give it at least 3 units)" in result.output and not list(runs_dir.iterdir())
 
 
@@ -39,3 +44,38 @@ def test_an_output_wider_than_the_labels_trains_with_a_one_line_note(runner, wri
     assert only_run(runs_dir).is_dir()
     exact = train(runner, write_config(dense_head(3), name="exact.yaml"), runs_dir / "exact")
     assert exact.exit_code == 0 and "units but the labels need" not in exact.output, exact.output
+
+
+def test_a_metric_for_the_other_form_of_targets_is_refused_at_its_key(runner, write_config, runs_dir) -> None:
+    # Keras computes these without a word: categorical_accuracy on integer labels reports a number that is not the accuracy.
+    metrics = [
+        "accuracy",
+        "categorical_accuracy",
+        {"TopKCategoricalAccuracy": {"k": 2}},
+        "binary_accuracy",
+        "sparse_top_k_categorical_accuracy",
+    ]
+    result = train(runner, write_config({**dense_head(3), "compile": {"metrics": metrics}}), runs_dir)
+    assert result.exit_code == 2 and "3 problems found" in result.output, result.output
+    for index, label in [(1, "categorical_accuracy"), (2, "top_k_categorical_accuracy")]:
+        assert (
+            f"compile.metrics[{index}]: train, validation and test targets for output `probs` are 1 wide, but the output has 3 units: "
+            f"{label} wants one-hot rows as wide as the output (integer labels: use sparse_{label}, or `accuracy`)"
+        ) in result.output
+    assert (
+        "compile.metrics[3]: train, validation and test targets for output `probs` range over 0..2, but binary_accuracy wants values in [0, 1]"
+        in result.output
+    )
+    one_hot: dict[str, Any] = {
+        "data": {"preprocess": [{"one_hot": 3}]},
+        "compile": {"loss": "categorical_crossentropy", "metrics": ["sparse_categorical_accuracy"]},
+    }
+    result = train(runner, write_config({**dense_head(3), **one_hot}), runs_dir)
+    assert result.exit_code == 2, result.output
+    assert (
+        "compile.metrics[0]: train, validation and test targets for output `probs` are one-hot rows of width 3, "
+        "but sparse_categorical_accuracy wants integer labels (use categorical_accuracy, or `accuracy`)"
+    ) in result.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+    one_hot["compile"]["metrics"] = ["categorical_accuracy", {"TopKCategoricalAccuracy": {"k": 2}}]  # the right form trains
+    assert train(runner, write_config({**dense_head(3), **one_hot, "train": {"epochs": 1}}), runs_dir).exit_code == 0

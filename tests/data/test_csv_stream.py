@@ -163,15 +163,20 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
             "compile.weighted_metrics: the first training batch does not go through the weighted_metrics: ",
         ),
         (
-            {"compile": {"metrics": ["categorical_accuracy", "mse"]}},
+            {"compile": {"metrics": ["accuracy", "mse"]}},  # mse on integer labels: (64,) against (64, 3)
             "compile.metrics: the first training batch does not go through the metrics",
+        ),
+        (
+            {"compile": {"metrics": ["categorical_accuracy"]}},  # Keras would report a number that is not the accuracy
+            "are 1 wide, but the output has 3 units: categorical_accuracy wants one-hot rows as wide as the output "
+            "(integer labels: use sparse_categorical_accuracy, or `accuracy`)",
         ),
         (
             {"train": {"callbacks": [{"EarlyStopping": {"monitor": "val_accuracyy"}}]}},
             "the model logs no metric `val_accuracyy`",
         ),
     ],
-    ids=["auc-weighted", "metrics-for-one-hot", "monitor"],
+    ids=["auc-weighted", "metric-shapes", "metrics-for-one-hot", "monitor"],
 )
 def test_metrics_that_cannot_take_streamed_labels_are_refused_before_the_run_folder(
     folder: Path, runner: CliRunner, tmp_path: Path, changes: dict[str, Any], expected: str
