@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -338,10 +339,23 @@ def check_output_keys(mapping: dict[str, Any], loc: tuple, outputs: list[str], c
             )
 
 
+SUMMARY_WIDTH = 100  # characters a line of summary.txt: every column of Keras's table, whatever the terminal
+
+
 def summarize(model: keras.Model) -> str:
-    """`model.summary()` as plain text."""
+    """`model.summary()` as plain text, SUMMARY_WIDTH wide."""
     lines: list[str] = []
-    model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=100)
+    # Keras's table is as wide as line_length, but rich's console cuts it to the terminal's width, 80 without
+    # one (CI, a pipe, nohup): the Param # column went missing. rich reads COLUMNS when it makes the console.
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_WIDTH)
+    try:
+        model.summary(print_fn=lambda line, *args, **kwargs: lines.append(line), line_length=SUMMARY_WIDTH)
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,8 @@ from kerasrun.rundir import checkpoints
 from kerasrun.rundir.io import read_json
 
 
-def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> None:
+def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir, monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "60")  # a narrow terminal (without one, rich takes 80): summary.txt keeps every column
     result = train(runner, write_config(), runs_dir, "--device", "cpu")  # the device recorded below
     assert result.exit_code == 0, result.output
     run = only_run(runs_dir)
@@ -33,7 +35,9 @@ def test_train_writes_a_complete_run_folder(runner, write_config, runs_dir) -> N
     assert info["ended"] and info["timings"]["fit_s"] > 0 and info["epochs_completed"] == 3
     metrics = read_json(run / "metrics.json")
     assert set(metrics) == {"loss", "sparse_categorical_accuracy"} and metrics["sparse_categorical_accuracy"] > 0.8
-    assert "Total params" in (run / "summary.txt").read_text()
+    summary = (run / "summary.txt").read_text()
+    assert "Total params" in summary and "Param #" in summary and max(len(line) for line in summary.splitlines()) == 100
+    assert os.environ["COLUMNS"] == "60"  # put back
     lines = result.output.splitlines()
     assert sum(line.startswith("epoch ") for line in lines) == 3 and "\r" not in result.output and "\b" not in result.output
     assert "sparse_categorical_accuracy" in result.output and f"done: {run}" in result.output
