@@ -323,6 +323,13 @@ def resume(
         close_mirrors(mirrors)
         remove_scratch(scratch)
     say(f"done: {shown_name(run_dir)}", progress)  # the run's own folder (a worker trained in a scratch copy), by its URL if remote
+    from kerasrun.rundir.files import stale_exports
+
+    if stale := stale_exports(Path(run_dir)):  # a remote run's mirror holds no export/
+        say(
+            f"note: {', '.join(stale)} still hold{'s' if len(stale) == 1 else ''} the model from before this resume: run `kerasrun export` again",
+            progress,
+        )
 
 
 def launch(

@@ -13,7 +13,7 @@ from kerasrun.config.spec import split_spec
 from kerasrun.config.yamlsource import MAX_BYTES, load_yaml_value
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.rundir.io import RunFileError, present, read_json, read_run_file
-from kerasrun.rundir.layout import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, RUN_FILE, SWEEP_FILE
+from kerasrun.rundir.layout import CONFIG_FILE, EXPORT_DIR, HISTORY_FILE, METRICS_FILE, MODEL_FILE, RUN_FILE, SWEEP_FILE
 
 # Callbacks that watch a metric, and the metric they watch when the config does not say (Keras's default).
 MONITORING_CALLBACKS = {"EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau", "BackupAndRestore"}
@@ -156,3 +156,14 @@ def is_sweep_folder(folder: Path) -> bool:
 def trial_folders(sweep_dir: Path) -> list[Path]:
     """The run folders inside a sweep folder, in name order (whichever machine trained them)."""
     return sorted(p for p in Path(sweep_dir).iterdir() if p.is_dir() and is_run_folder(p))
+
+
+def stale_exports(run_dir: Path) -> list[str]:
+    """The artifacts in <run>/export/ older than the run's model.keras (a resume trained on after they were exported)."""
+    model, folder = run_dir / MODEL_FILE, run_dir / EXPORT_DIR
+    if not model.is_file() or not folder.is_dir():
+        return []
+    newest = model.stat().st_mtime_ns
+    return sorted(
+        f"{EXPORT_DIR}/{entry.name}" for entry in folder.iterdir() if not entry.name.startswith(".") and entry.stat().st_mtime_ns < newest
+    )

@@ -14,6 +14,7 @@ PREDICTIONS_FILE = "predictions.json"  # targets and predictions of the first te
 CURVES_FILE = "curves.png"  # learning curves drawn at the end of training (output.curves)
 CHECKPOINT_DIR = "checkpoints"  # epoch-N.npz files (rundir.checkpoints)
 CACHE_DIR = "cache"  # a streamed source's decoded rows (data.cache: file)
+EXPORT_DIR = "export"  # `kerasrun export` artifacts, by default (saved_model/, model.tflite, model.onnx)
 TENSORBOARD_DIR = "tensorboard"  # train/ and validation/ event files, as Keras lays them out
 MLFLOW_FILE = "mlflow.json"  # which MLflow run this folder logs to, so `kerasrun resume` continues that run
 SWEEP_FILE = "sweep.json"  # marks a sweep folder, whose trial run folders sit beside it

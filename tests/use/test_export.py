@@ -140,6 +140,18 @@ def test_export_never_replaces_what_is_not_an_earlier_export(trained, tmp_path: 
     assert export(run, "-o", str(empty)) == empty  # and an earlier export is replaced
 
 
+def test_resume_says_which_exports_hold_the_model_from_before(runner, write_config, runs_dir) -> None:
+    assert train(runner, write_config({"train": {"epochs": 1}}), runs_dir).exit_code == 0
+    run = only_run(runs_dir)
+    resumed = runner.invoke(app, ["resume", str(run), "--set", "train.epochs=2", "--progress", "none"])
+    assert resumed.exit_code == 0 and "note: export" not in resumed.output, resumed.output  # nothing exported yet
+    exported = runner.invoke(app, ["export", str(run)])
+    assert exported.exit_code == 0, exported.output
+    resumed = runner.invoke(app, ["resume", str(run), "--set", "train.epochs=3", "--progress", "none"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "note: export/saved_model still holds the model from before this resume: run `kerasrun export` again" in resumed.output
+
+
 def test_export_refuses_an_interrupted_run(runner, write_config, runs_dir) -> None:
     result = train(runner, write_config({"train": {"callbacks": [{"helpers_custom:InterruptAtEpoch": {"epoch": 2}}]}}), runs_dir)
     assert result.exit_code == 130
