@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from kerasrun.cli.options import RunsDirOption, RunTargets
-from kerasrun.cli.render import err_console, out_console, reported_errors, silently, warn_unreadable
+from kerasrun.cli.render import err_console, out_console, reported_errors, silently, tell, warn_unreadable
 from kerasrun.rundir.layout import CURVES_FILE
 
 
@@ -107,7 +107,7 @@ def compare(
     from kerasrun.runs.table import rich_table
 
     with reported_errors():
-        comparison = compare_runs(find_run_dirs(targets, runs_dir, warn_unreadable))
+        comparison = compare_runs(find_run_dirs(targets, runs_dir, warn_unreadable, tell))
     if as_json:
         typer.echo(json.dumps(comparison.to_json(), indent=2))
         return
@@ -162,7 +162,7 @@ def plot_command(
             from kerasrun.runs.plot import output_format
 
             output_format(output)  # a bad suffix fails before any run is read
-        curves, unreadable = load_curves(find_run_dirs(targets, runs_dir, warn_unreadable))
+        curves, unreadable = load_curves(find_run_dirs(targets, runs_dir, warn_unreadable, tell))
         for path, why in unreadable:
             err_console().print(f"warning: {path}: unreadable: {why}", markup=False)
         metrics = choose_metrics(curves, metric)

@@ -99,7 +99,11 @@ def print_metrics(title: str, metrics: dict[str, float], as_json: bool = False) 
     from kerasrun.runs.table import format_number, rich_table
 
     rows = [(key, format_number(value)) for key, value in metrics.items()]
-    out_console().print(rich_table(("metric", "value"), rows, lambda position, _: {"justify": "right"} if position else {}, title=title))
+    # As wide as its title at least: a run's name in it would otherwise wrap over lines for short metric names.
+    right = {"justify": "right"}
+    out_console().print(
+        rich_table(("metric", "value"), rows, lambda position, _: right if position else {}, title=title, min_width=len(title))
+    )
 
 
 def report_interrupted(exc: Interrupted, run_dir: Path | None) -> None:
@@ -160,6 +164,11 @@ def retrained_epochs(checkpoint_epoch: int, retrained: int) -> str | None:
 def say(text: str, progress: Progress) -> None:
     """An informational line: on stdout, except with `--progress json`, whose stdout holds only JSON lines."""
     typer.echo(text, err=progress == "json")
+
+
+def tell(text: str) -> None:
+    """A note on stderr (stdout may hold JSON)."""
+    err_console().print(text, markup=False, highlight=False)
 
 
 def warn_unreadable(unreadable: list[tuple[Path, str]]) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from kerasrun.cli.options import ExportFormat, SetOption, SplitName, TrustOption
-from kerasrun.cli.render import err_console, json_stdout, print_metrics, reported_errors, silently, warn_unreadable
+from kerasrun.cli.render import err_console, json_stdout, print_metrics, reported_errors, silently, tell, warn_unreadable
 
 
 def evaluate(
@@ -26,8 +26,10 @@ def evaluate(
 
         if url := url_of(target):  # a run folder on gs://…: scored from a local copy of it (its weights, config, classes)
             target = local_run_dir(url, "RUN_DIR", skip=("checkpoints", "tensorboard", "cache", "export"))
-        run_dir, unreadable = find_run_dir(target, runs_dir, list(set_ or []))
+        run_dir, unreadable, other = find_run_dir(target, runs_dir, list(set_ or []))
         warn_unreadable(unreadable)
+        if other:
+            tell(other)
         from kerasrun.use.evaluate import evaluate_run
 
         metrics = evaluate_run(run_dir, split, trust)

@@ -87,7 +87,15 @@ def test_evaluate_matches_metrics_json(runner, write_config, runs_dir) -> None:
     assert result.exit_code == 0, result.output
     assert json.loads(result.output) == read_json(run / "metrics.json")
     by_config = runner.invoke(app, ["evaluate", str(config), "--runs-dir", str(runs_dir), "--json"])
-    assert json.loads(by_config.output) == read_json(run / "metrics.json")
+    assert json.loads(by_config.output) == read_json(run / "metrics.json")  # no note: the run was trained from this config
+    # Another config of the same name finds the same run: said on stderr, the JSON alone on stdout.
+    other = write_config({"train": {"epochs": 5}, "compile": {"optimizer": "sgd"}}, name="other.yaml")
+    by_other = runner.invoke(app, ["evaluate", str(other), "--runs-dir", str(runs_dir), "--json"])
+    assert by_other.exit_code == 0 and json.loads(by_other.stdout) == read_json(run / "metrics.json"), by_other.output
+    assert (
+        f"note: {run.name}, the newest completed run named `tiny`, was trained from another config than {other}: "
+        "they differ at compile.optimizer, train.epochs"
+    ) in by_other.stderr
     validation = runner.invoke(app, ["evaluate", str(run), "--split", "validation"])
     history = read_json(run / "history.json")
     assert validation.exit_code == 0 and f"{history['val_loss'][-1]:.4f}" in validation.output

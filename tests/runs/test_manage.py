@@ -199,6 +199,8 @@ def test_compare_and_plot_find_a_configs_newest_completed_run_as_evaluate_does(r
     result = invoke("compare", str(config_b), str(runs.folder("tiny-a")), "--runs-dir", str(runs.runs_dir), "--json")
     assert result.exit_code == 0, result.output
     assert [run["path"] for run in json.loads(result.stdout)["runs"]] == [str(runs.folder("tiny-b")), str(runs.folder("tiny-a"))]
+    # tiny-b was trained with two --set overrides that b.yaml lacks: its keys are named (on stderr, stdout is JSON).
+    assert "they differ at compile.optimizer.Adam.learning_rate, train.loop" in result.stderr and "note:" not in result.stdout
     plotted = invoke("plot", str(config_b), "--runs-dir", str(runs.runs_dir), "-o", str(tmp_path / "b.png"))
     assert plotted.exit_code == 0 and (tmp_path / "b.png").read_bytes()[:8] == PNG_MAGIC
 
