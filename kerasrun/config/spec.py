@@ -38,13 +38,24 @@ def check_object_spec(value: Any) -> Any:
     )
 
 
-def check_numbers_are_numbers(kwargs: dict[str, Any]) -> None:
-    """`learning_rate: 1e-3` is the text "1e-3" to YAML 1.1: say so here, not as a TypeError inside Keras."""
+def check_numbers_are_numbers(kwargs: dict[Any, Any], prefix: str = "") -> None:
+    """`learning_rate: 1e-3` is the text "1e-3" to YAML 1.1: say so here, not as a TypeError inside Keras.
+
+    Nested specs too (`kernel_regularizer: {L2: {l2: 1e-4}}`, a schedule's `initial_learning_rate`),
+    named by their dotted path; text in a list (a vocabulary) may be anything.
+    """
     for key, value in kwargs.items():
+        path = f"{prefix}{key}"
         if isinstance(value, str) and SCIENTIFIC.match(value.strip()):
             raise ValueError(
-                f"`{key}: {value}` is text to YAML, not a number: write it with a dot and a signed exponent, e.g. {float(value):.1e}"
+                f"`{path}: {value}` is text to YAML, not a number: write it with a dot and a signed exponent, e.g. {float(value):.1e}"
             )
+        if isinstance(value, dict):
+            check_numbers_are_numbers(value, f"{path}.")
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    check_numbers_are_numbers(item, f"{path}[{index}].")
 
 
 ENTRY_KEYS = ("inputs", "adapt")  # keys of a `model.layers` entry beside the layer itself

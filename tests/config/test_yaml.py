@@ -89,6 +89,26 @@ def test_set_values_are_read_the_same_way(write_config) -> None:
         ({"name": "x" * 300}, "name", "at most 100 characters"),
         ({"model": {"layers": [{"Dense": {"units": 4}}] * 1001}}, "model.layers", "at most 1000 items"),
         ({"model": {"layers": [{"Dropout": {"rate": "5e-1"}}]}}, "model.layers[0]", "`rate: 5e-1` is text to YAML"),
+        # Nested specs: an initializer's, a regularizer's and a schedule's arguments, by their dotted path.
+        (
+            {"model": {"layers": [{"Dense": {"units": 3, "kernel_initializer": {"RandomNormal": {"stddev": "2e-2"}}}}]}},
+            "model.layers[0]",
+            "`kernel_initializer.RandomNormal.stddev: 2e-2` is text to YAML",
+        ),
+        (
+            {"model": {"layers": [{"Dense": {"units": 3, "kernel_regularizer": {"L2": {"l2": "1e-4"}}}}]}},
+            "model.layers[0]",
+            "`kernel_regularizer.L2.l2: 1e-4` is text to YAML",
+        ),
+        (
+            {
+                "compile": {
+                    "optimizer": {"Adam": {"learning_rate": {"ExponentialDecay": {"initial_learning_rate": "1e-2", "decay_steps": 5}}}}
+                }
+            },
+            "compile.optimizer",
+            "`learning_rate.ExponentialDecay.initial_learning_rate: 1e-2` is text to YAML",
+        ),
     ],
 )
 def test_values_yaml_or_keras_would_take_but_can_only_be_mistakes(runner, write_config, runs_dir, changes, key, message) -> None:
