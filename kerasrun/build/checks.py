@@ -45,6 +45,21 @@ def sample_shape_problem(expected_sample: tuple[Any, ...], x_shape: tuple[int, .
 SPARSE_LOSSES = {"sparsecategoricalcrossentropy"}
 ONE_HOT_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
 BINARY_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+# Losses and metrics that compare targets and outputs element by element: the targets must have the output's width
+# (Keras fails on (n,) against (n, 3), and broadcasts (n, 1) against (n, 3) without a word). Normalised name: label.
+ELEMENTWISE = {
+    "mse": "mse",
+    "meansquarederror": "mean_squared_error",
+    "mae": "mae",
+    "meanabsoluteerror": "mean_absolute_error",
+    "mape": "mape",
+    "meanabsolutepercentageerror": "mean_absolute_percentage_error",
+    "msle": "msle",
+    "meansquaredlogarithmicerror": "mean_squared_logarithmic_error",
+    "huber": "huber",
+    "logcosh": "log_cosh",
+    "rootmeansquarederror": "root_mean_squared_error",
+}
 # Metrics whose targets have a known form, by normalised name (Keras's function and class names both normalise to it).
 METRIC_LABELS = {
     "sparsecategoricalaccuracy": "sparse_categorical_accuracy",
@@ -200,6 +215,8 @@ def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.n
         if loss.name in ONE_HOT_LOSSES
         else "binary"
         if loss.name in BINARY_LOSSES
+        else "elementwise"
+        if loss.name in ELEMENTWISE
         else None
     )
     advice = {
@@ -215,6 +232,8 @@ def metric_target_problem(name: str, shape: tuple[Any, ...] | None, y: np.ndarra
     Keras computes such a metric on targets of the other form without a word — categorical_accuracy on
     integer labels reports a number that is not the accuracy — so the loss's checks apply to it too.
     """
+    if name in ELEMENTWISE:
+        return form_problem("elementwise", ELEMENTWISE[name], {}, shape, y, None)
     label = METRIC_LABELS.get(name)
     if label is None:
         return None
@@ -256,6 +275,11 @@ def form_problem(
             return f"are {width} wide, but the output has {units} units: {label} wants one-hot rows as wide as the output ({advice['one_hot']})"
     elif family == "binary" and (y.min() < 0 or y.max() > 1):
         return f"range over {y.min():g}..{y.max():g}, but {label} wants values in [0, 1]"
+    elif family == "elementwise":
+        width = y.shape[-1] if y.ndim == len(shape) else 1 if y.ndim == len(shape) - 1 else units
+        if width != units:
+            classes = " (class labels: use sparse_categorical_crossentropy)" if width == 1 and y.dtype.kind in "biu" else ""
+            return f"are {width} wide, but the output has {units} units: {label} compares targets and outputs element by element{classes}"
     return None
 
 
@@ -268,6 +292,7 @@ def loss_label(normalised: str) -> str:
         "categoricalhinge": "categorical_hinge",
         "binarycrossentropy": "binary_crossentropy",
         "binaryfocalcrossentropy": "binary_focal_crossentropy",
+        **ELEMENTWISE,
     }.get(normalised, normalised)
 
 

@@ -79,3 +79,17 @@ def test_a_metric_for_the_other_form_of_targets_is_refused_at_its_key(runner, wr
     assert not runs_dir.exists() or not list(runs_dir.iterdir())
     one_hot["compile"]["metrics"] = ["categorical_accuracy", {"TopKCategoricalAccuracy": {"k": 2}}]  # the right form trains
     assert train(runner, write_config({**dense_head(3), **one_hot, "train": {"epochs": 1}}), runs_dir).exit_code == 0
+
+
+def test_an_elementwise_loss_or_metric_on_labels_of_another_width_is_refused(runner, write_config, runs_dir) -> None:
+    # mse on integer labels against 3 outputs: Keras fails with "Incompatible shapes: [16] vs. [16,3]" in the first step.
+    result = train(runner, write_config({**dense_head(3), "compile": {"loss": "mse", "metrics": []}}), runs_dir)
+    assert result.exit_code == 2, result.output
+    assert (
+        "compile.loss: train, validation and test targets for output `probs` are 1 wide, but the output has 3 units: "
+        "mse compares targets and outputs element by element (class labels: use sparse_categorical_crossentropy)"
+    ) in result.output
+    # The same for a metric given by its class name, refused at its key.
+    result = train(runner, write_config({**dense_head(3), "compile": {"metrics": [{"MeanAbsoluteError": {}}]}}), runs_dir)
+    assert result.exit_code == 2 and "compile.metrics[0]: " in result.output and "mean_absolute_error compares" in result.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())

@@ -164,7 +164,8 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
         ),
         (
             {"compile": {"metrics": ["accuracy", "mse"]}},  # mse on integer labels: (64,) against (64, 3)
-            "compile.metrics: the first training batch does not go through the metrics",
+            "are 1 wide, but the output has 3 units: mse compares targets and outputs element by element "
+            "(class labels: use sparse_categorical_crossentropy)",
         ),
         (
             {"compile": {"metrics": ["categorical_accuracy"]}},  # Keras would report a number that is not the accuracy
