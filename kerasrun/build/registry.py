@@ -28,13 +28,53 @@ NESTED_KINDS: dict[str, tuple[str, Any]] = {
 DATA_ARGUMENTS = ("vocabulary", "name", "oov_token", "mask_token")
 
 
+# Arguments of Keras 2 and other libraries a user may bring, under their Keras 3 names.
+RENAMED_ARGUMENTS = {"lr": "learning_rate", "decay": "weight_decay", "input_dim": "input_shape"}
+# What keras.layers.Layer takes through **kwargs besides its named arguments.
+LAYER_KWARGS = ("input_dim", "input_shape", "batch_size", "batch_input_shape")
+
+
+def accepted_arguments(cls: type) -> list[str]:
+    """The keyword arguments a class's constructor names, up its bases (a subclass passes **kwargs on to them)."""
+    names: dict[str, None] = {}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        try:
+            parameters = inspect.signature(init).parameters.values()
+        except (TypeError, ValueError):
+            continue
+        names.update(dict.fromkeys(p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)))
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break  # nothing goes further up
+    if issubclass(cls, keras.layers.Layer):
+        names.update(dict.fromkeys(LAYER_KWARGS))
+    return list(names)
+
+
+def argument_hint(cls: Any, kwargs: dict[str, Any]) -> str | None:
+    """`did you mean` for each argument the class does not take (`unit` for Dense's `units`, Keras 2's `lr`), or None."""
+    if not inspect.isclass(cls):
+        return None
+    accepted = accepted_arguments(cls)
+    hints = []
+    for key in kwargs:
+        if key in accepted:
+            continue
+        renamed = RENAMED_ARGUMENTS.get(key)
+        close = f"did you mean `{renamed}`?" if renamed in accepted else suggest(key, accepted)
+        hints.append(f"`{key}`: {close}" if close else f"`{key}` is not an argument of {cls.__name__}")
+    return "; ".join(hints) or None
+
+
 def call_with_kwargs(obj: Any, kwargs: dict[str, Any], what: str) -> Any:
     """Instantiate a class (or call a factory) with kwargs; a plain function without kwargs is returned as is."""
     if inspect.isclass(obj):
         try:
             return obj(**kwargs)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # what Keras constructors raise for bad arguments
-            raise SpecError(f"{obj.__name__} rejected its arguments: {exc}") from None
+            raise SpecError(f"{obj.__name__} rejected its arguments: {exc}", hint=argument_hint(obj, kwargs)) from None
     if callable(obj):
         if kwargs:
             raise SpecError(f"{what} `{getattr(obj, '__name__', obj)}` is a function; it takes no arguments here")
@@ -85,7 +125,7 @@ def resolve_optimizer(spec: Any, loc: Loc = ("compile", "optimizer")) -> Any:
             try:
                 return optimizer_class(**spec[name])
             except (TypeError, ValueError, KeyError) as exc:
-                raise SpecError(f"optimizer `{name}`: {exc}", loc=inner) from None
+                raise SpecError(f"optimizer `{name}`: {exc}", loc=inner, hint=argument_hint(optimizer_class, spec[name])) from None
     return resolve_with_getter("optimizer", spec, keras.optimizers.get, keras.optimizers, keras.optimizers.Optimizer)
 
 
@@ -214,7 +254,9 @@ def resolve_layer(spec: Any, loc: Loc = ()) -> Any:
             else:  # Keras's own serialization: from_config, as keras.saving would
                 layer = keras.layers.deserialize({"module": "keras.layers", "class_name": name} | keras_dict | {"config": kwargs})
         except (TypeError, ValueError, KeyError) as exc:
-            raise SpecError(f"Keras rejected the arguments of {name}: {exc}", loc=loc) from None
+            raise SpecError(
+                f"Keras rejected the arguments of {name}: {exc}", loc=loc, hint=argument_hint(getattr(keras.layers, name), kwargs)
+            ) from None
     if not isinstance(layer, keras.layers.Layer):
         raise SpecError(f"`{name}` did not give a keras.layers.Layer (got {type(layer).__name__})")
     return layer

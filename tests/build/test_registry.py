@@ -51,6 +51,25 @@ def test_layer_kwargs_rejected_by_keras() -> None:
     with pytest.raises(SpecError) as info:
         resolve_layer({"Dense": {"unit": 3}})
     assert "Keras rejected the arguments of Dense" in str(info.value) and "unit" in str(info.value)
+    assert info.value.hint == "`unit`: did you mean `units`?"
+
+
+@pytest.mark.parametrize(
+    ("resolve", "spec", "hint"),
+    [
+        (resolve_layer, {"Dense": {"units": 3, "activaton": "relu"}}, "`activaton`: did you mean `activation`?"),
+        (resolve_layer, {"Dropout": {"rate": 0.5, "nam": "drop"}}, "`nam`: did you mean `name`?"),  # a base Layer argument
+        (resolve_layer, {"Dense": {"units": 3, "zzz": 1}}, "`zzz` is not an argument of Dense"),
+        (resolve_optimizer, {"Adam": {"lr": 0.01}}, "`lr`: did you mean `learning_rate`?"),  # Keras 2's name
+        (resolve_optimizer, {"SGD": {"momentun": 0.9}}, "`momentun`: did you mean `momentum` or `ema_momentum`?"),
+        (resolve_callback, {"EarlyStopping": {"monitr": "loss"}}, "`monitr`: did you mean `monitor`?"),
+        (resolve_layer, {"helpers_custom:ScaledDense": {"units": 2, "scael": 3.0}}, "`scael`: did you mean `scale`?"),
+    ],
+)
+def test_a_misspelt_argument_gets_a_did_you_mean(resolve, spec, hint) -> None:
+    with pytest.raises(SpecError) as info:
+        resolve(spec)
+    assert info.value.hint == hint
 
 
 def test_unknown_nested_activation() -> None:
