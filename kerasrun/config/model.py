@@ -228,7 +228,15 @@ class CompileConfig(Strict):
             return [v if v is None else check_object_spec(v) for v in value]
         if isinstance(value, dict) and "class_name" not in value and len(value) > 1:
             return {k: v if v is None else check_object_spec(v) for k, v in value.items()}
-        return check_object_spec(value)
+        if isinstance(value, dict) and len(value) == 1 and isinstance(next(iter(value.values())), str):
+            return {k: check_object_spec(v) for k, v in value.items()}  # {output: loss}: a loss's kwargs are a mapping, never text
+        try:
+            return check_object_spec(value)
+        except ValueError:
+            raise ValueError(
+                "expected a loss: a name (`mse`), an import path (`pkg.module:name`), `{Name: {kwargs}}`, Keras's "
+                "`{class_name: ..., config: {...}}`; or per output a list in output order, or `{output_name: loss}`"
+            ) from None
 
     @field_validator("metrics", "weighted_metrics", mode="before")
     @classmethod

@@ -7,6 +7,8 @@ from typing import Any
 
 from helpers import only_run, train
 
+from kerasrun.cli import app
+
 
 def dense_head(units: int) -> dict:
     """TINY's model with `units` softmax outputs, the output layer named."""
@@ -93,3 +95,15 @@ def test_an_elementwise_loss_or_metric_on_labels_of_another_width_is_refused(run
     result = train(runner, write_config({**dense_head(3), "compile": {"metrics": [{"MeanAbsoluteError": {}}]}}), runs_dir)
     assert result.exit_code == 2 and "compile.metrics[0]: " in result.output and "mean_absolute_error compares" in result.output
     assert not runs_dir.exists() or not list(runs_dir.iterdir())
+
+
+def test_a_loss_by_output_name_on_a_single_output_model(runner, write_config, runs_dir) -> None:
+    # {output: loss} is Keras's per-output form; with one output it used to be read as {LossName: kwargs}.
+    by_name = {**dense_head(3), "compile": {"loss": {"probs": "sparse_categorical_crossentropy"}}, "train": {"epochs": 1}}
+    assert train(runner, write_config(by_name), runs_dir).exit_code == 0
+    by_name["compile"]["loss"] = {"probz": "sparse_categorical_crossentropy"}
+    result = train(runner, write_config(by_name), runs_dir / "none")
+    assert result.exit_code == 2 and "compile.loss.probz: the model has no output `probz`" in result.output, result.output
+    assert "did you mean `probs`?" in result.output
+    result = runner.invoke(app, ["validate", str(write_config({"compile": {"loss": 3}}))])
+    assert result.exit_code == 2 and "compile.loss: expected a loss: a name (`mse`)" in result.output, result.output
