@@ -87,7 +87,7 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap,
                 target[part] = {"path": target[part]}  # the shorthand `init_from: PATH`, spelled out to set a key in it
             target = target.setdefault(part, {})
         else:
-            raise ConfigError(Problem(key=format_key(tuple(parts[: i + 1])), message="cannot set a key inside a non-mapping", file="--set"))
+            raise ConfigError(not_settable(parts[: i + 1], target, part))
     if append:
         current = target.get(parts[-1], []) if isinstance(target, dict) else None
         if not isinstance(current, list):
@@ -98,8 +98,36 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any, source: SourceMap,
     if (isinstance(target, list) and isinstance(parts[-1], int) and parts[-1] < len(target)) or isinstance(target, dict):
         target[parts[-1]] = value
     else:
-        raise ConfigError(Problem(key=dotted, message="cannot set a key inside a non-mapping", file="--set"))
+        raise ConfigError(not_settable(parts, target, parts[-1]))
     source.overrides.add(tuple(str(p) for p in parts))
+
+
+def not_settable(parts: list[Any], target: Any, part: Any) -> Problem:
+    """Why --set can't reach `parts` (its last item `part` inside `target`): an index past a list's end, or a key inside a value."""
+    key = format_key(tuple(parts))
+    if isinstance(target, list) and isinstance(part, int):
+        items = f"{len(target)} item{'s' if len(target) != 1 else ''}"
+        return Problem(
+            key=key,
+            message=f"index {part} is past the end of the list, which has {items}",
+            file="--set",
+            hint=f"indices go from 0 to {len(target) - 1}; `--set {format_key(tuple(parts[:-1]))}+=VALUE` appends" if target else None,
+        )
+    held = (
+        "a list"
+        if isinstance(target, list)
+        else f"`{target}`"
+        if isinstance(target, (str, int, float, bool)) or target is None
+        else "a value"
+    )
+    return Problem(
+        key=key,
+        message=f"cannot set a key inside {held}: {format_key(tuple(parts[:-1]))} is no mapping",
+        file="--set",
+        hint=f"give {format_key(tuple(parts[:-1]))} as a whole instead, e.g. `optimizer: {{Adam: {{learning_rate: 0.01}}}}` for `adam`"
+        if isinstance(target, str)
+        else None,
+    )
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, values: dict[str, Any] | None = None) -> Config:

@@ -226,6 +226,11 @@ def corner_plans(dims: list[Dimension]) -> list[TrialPlan]:
 PROCESS_WIDE = ("device", "strategy", "logical_cpus", "deterministic")
 
 
+def leads_to(prefix: str, key: str) -> bool:
+    """Whether dotted key `prefix` is `key` or a mapping or list on the way to it (`compile.optimizer.Adam` to its learning_rate)."""
+    return key == prefix or key.startswith((f"{prefix}.", f"{prefix}["))
+
+
 def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan]) -> Config:
     """Load every trial's config (all problems at once, each once) and check what one process can sweep; the first trial's config."""
     base = load_config(config_path)
@@ -239,7 +244,7 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
             config = load_config(config_path, plan.overrides)
         except ConfigError as exc:
             for problem in exc.problems:
-                if problem.file == "--set" and problem.key in searched:  # the value came from the search, not from --set
+                if problem.file == "--set" and any(leads_to(problem.key, key) for key in searched):  # the search's value, not --set's
                     problem = replace(problem, file=option)
                 problems += [problem] if problem not in problems else []
             continue
@@ -256,7 +261,7 @@ def check_trials(config_path: Path, dims: list[Dimension], plans: list[TrialPlan
             problems += [problem] if problem not in problems else []
     resolved = base.model_dump(mode="json")
     for dim in dims:
-        if not key_exists(resolved, dim.key) and not any(p.key == dim.key for p in problems):
+        if not key_exists(resolved, dim.key) and not any(leads_to(p.key, dim.key) for p in problems):
             problems.append(
                 Problem(
                     key=dim.key,

@@ -223,6 +223,29 @@ def test_set_appends_to_a_list(write_config, runner: CliRunner) -> None:
     assert result.exit_code == 2 and "+= appends to a list" in result.output, result.output
 
 
+@pytest.mark.parametrize(
+    ("setting", "message", "hint"),
+    [
+        (
+            "model.layers[5].Dense.units=3",
+            "model.layers[5]: index 5 is past the end of the list, which has 2 items",
+            "`--set model.layers+=VALUE` appends",
+        ),
+        ("model.layers[2]=Flatten", "model.layers[2]: index 2 is past the end of the list, which has 2 items", "indices go from 0 to 1"),
+        (
+            "compile.optimizer.Adam.learning_rate=0.1",
+            "compile.optimizer.Adam: cannot set a key inside `adam`",
+            "give compile.optimizer as a whole",
+        ),
+        ("train.epochs.max=3", "train.epochs.max: cannot set a key inside `3`: train.epochs is no mapping", ""),
+    ],
+)
+def test_set_says_why_it_cannot_reach_a_key(write_config, runner: CliRunner, setting: str, message: str, hint: str) -> None:
+    config = write_config({"compile": {"optimizer": "adam"}})  # TINY: two layers, three epochs
+    result = runner.invoke(app, ["validate", str(config), "--set", setting], catch_exceptions=False)
+    assert result.exit_code == 2 and f"--set: {message}" in result.output and hint in result.output, result.output
+
+
 @pytest.mark.parametrize("dotted", ["train..epochs", ".train.epochs", "train.epochs.", "model.layers[x].Dense", "train[0"])
 def test_set_refuses_what_is_not_a_dotted_key(write_config, runner: CliRunner, dotted: str) -> None:
     # `train..epochs=5` used to set train.epochs and train; an empty key is a typo, not a key.

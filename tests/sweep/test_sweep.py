@@ -148,6 +148,13 @@ def test_bad_grid_keys_and_values_exit_2_before_anything_runs(tmp_path: Path) ->
     assert "train.epoch" in result.output and "big" in result.output and "1e-3` is text to YAML" in result.output
     typo = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR.replace('learning_rate', 'learning_rat')}=0.1,0.2"])
     assert typo.exit_code == 2 and "is not in" in typo.output
+    # A key inside a value given as a name (the optimizer as `adam`): one problem, at --grid.
+    named_dir = tmp_path / "named"
+    named_dir.mkdir()
+    named_config = write_tiny(named_dir, {"compile": {"optimizer": "adam"}})
+    named = CliRunner().invoke(app, ["sweep", str(named_config), "--grid", "compile.optimizer.Adam.learning_rate=0.1,0.2"])
+    assert named.exit_code == 2 and "1 problem found" in named.output, named.output
+    assert "--grid: compile.optimizer.Adam: cannot set a key inside `adam`: compile.optimizer is no mapping" in named.output
     both = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR}=0.1", "--random", "2", "--space", f"{LR}=uniform(0,1)"])
     assert both.exit_code == 2 and "can't be combined" in both.output
     dist = CliRunner().invoke(
