@@ -56,6 +56,16 @@ NUMERIC_LAYER_ARGS = (
 )
 # Optimizer arguments that can't be negative (Keras accepts them all the same).
 NON_NEGATIVE_OPTIMIZER_ARGS = ("learning_rate", "momentum", "weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "epsilon")
+# Optimizer arguments that are numbers (or a schedule, given as a mapping or an import path, never as number text).
+NUMERIC_OPTIMIZER_ARGS = (*NON_NEGATIVE_OPTIMIZER_ARGS, "beta_1", "beta_2", "rho", "ema_momentum", "initial_accumulator_value")
+
+
+def is_number_text(text: str) -> bool:
+    """Whether `text` reads as a number (`'0.01'`, `' 1e-3 '`): a quoted number in YAML."""
+    try:
+        return math.isfinite(float(text))  # `nan` and `inf` unquoted are text to YAML 1.1 too: not "quoted"
+    except ValueError:
+        return False
 
 
 def check_layer_entry(entry: Any) -> Any:
@@ -212,6 +222,8 @@ class CompileConfig(Strict):
         """The optimizer is an object spec whose numbers Keras would take but can only be mistakes are refused."""
         check_object_spec(value)
         for key, number in split_spec(value)[1].items():
+            if isinstance(number, str) and key in NUMERIC_OPTIMIZER_ARGS and is_number_text(number):
+                raise ValueError(f"`{key}: '{number}'` is quoted, so it is text, not a number: write it without quotes")
             if isinstance(number, bool) or not isinstance(number, (int, float)):
                 continue  # schedules, names, nested specs: Keras checks those
             if not math.isfinite(number):

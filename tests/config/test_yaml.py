@@ -84,6 +84,11 @@ def test_set_values_are_read_the_same_way(write_config) -> None:
         ({"compile": {"optimizer": {"SGD": {"learning_rate": -0.1}}}}, "compile.optimizer", "`learning_rate: -0.1` is negative"),
         ({"compile": {"optimizer": {"Adam": {"learning_rate": "1e-3"}}}}, "compile.optimizer", "`learning_rate: 1e-3` is text to YAML"),
         ({"compile": {"optimizer": {"Adam": {"beta_1": float("nan")}}}}, "compile.optimizer", "`beta_1: nan` is not a finite number"),
+        (
+            {"compile": {"optimizer": {"Adam": {"learning_rate": "0.01"}}}},
+            "compile.optimizer",
+            "`learning_rate: '0.01'` is quoted, so it is text",
+        ),
         ({"model": {"layers": [{"Dense": {"units": 3, "name": "déjà vu"}}]}}, "model.layers[0]", "is not a usable layer name"),
         ({"model": {"inputs": {"a/b": [2]}}}, "model.inputs.a/b", "is not a usable layer name"),
         ({"name": "x" * 300}, "name", "at most 100 characters"),
