@@ -52,7 +52,13 @@ def split_validation(data: Data, config: Config) -> Data:
                 np.arange(n), test_size=spec.validation_split, random_state=config.seed, stratify=class_labels(data.train.y)
             )
         except ValueError as exc:
-            raise ConfigError(config.problem(("train", "stratify"), f"cannot stratify: {exc}")) from None
+            raise ConfigError(
+                config.problem(
+                    ("train", "stratify"),
+                    f"cannot stratify: {exc}",
+                    "every class needs 2 samples or more to be split in proportion: add samples of the rare classes, or drop them",
+                )
+            ) from None
         return replace(data, train=data.train.take(np.sort(train_index)), validation=data.train.take(np.sort(val_index)))
     split_at = math.floor(n * (1.0 - spec.validation_split))  # exactly Keras's rule
     if split_at in (0, n):
@@ -181,6 +187,9 @@ def check_classes_trained(data: Data, config: Config) -> None:
             for v, c in missing[:SHOWN_CLASSES]
         ) + (f" and {len(missing) - SHOWN_CLASSES} more classes" if len(missing) > SHOWN_CLASSES else "")
         loc, hint = classes_loc(name, config)
+        if all(count == 1 for _, count in missing) and ("stratify" in hint):
+            # One sample in all: no split puts it on both sides, and stratifying refuses such a class outright.
+            hint = "a class with one sample in all can't be in both splits: add samples of it, or drop it from the data"
         problems.append(
             config.problem(
                 loc, f"the training split has 0 samples of class {shown}: a model never trained on a class cannot learn it", hint

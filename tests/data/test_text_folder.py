@@ -149,4 +149,9 @@ def test_a_validation_split_holds_every_class_and_refuses_an_untrained_one(folde
     result = train(runner, lone, tmp_path / "runs")
     assert result.exit_code == 2, result.output
     assert "train.validation_split: the training split has 0 samples of class 2 (zz): 1 validation sample" in result.output
+    assert "a class with one sample in all can't be in both splits: add samples of it, or drop it" in result.output
+    assert "set train.stratify" not in result.output  # it can't help: stratifying refuses a one-sample class
+    stratified = train(runner, lone, tmp_path / "runs", "--set", "train.stratify=true")
+    assert stratified.exit_code == 2 and "train.stratify: cannot stratify" in stratified.output, stratified.output
+    assert "every class needs 2 samples or more to be split in proportion" in stratified.output
     assert not (tmp_path / "runs").exists()
