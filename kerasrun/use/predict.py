@@ -191,7 +191,17 @@ def check_input_fits(path: Path, features: Features, model: Any) -> None:
         expected = tuple(tensor.shape[1:])
         got = tuple(array.shape[1:])
         if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got, strict=False)):
-            raise file_problem(path, f"its {which}samples have shape {got} after the run's preprocessing, but the model takes {expected}")
+            one = (
+                array.ndim >= 1
+                and len(expected) == array.ndim
+                and all(e is None or e == d for e, d in zip(expected, array.shape, strict=False))
+            )
+            hint = f"it looks like one sample of shape {tuple(array.shape)}: save it as a batch of one, array[None] (shape {(1, *array.shape)})"
+            raise file_problem(
+                path,
+                f"its {which}samples have shape {got} after the run's preprocessing, but the model takes {expected}",
+                hint if one else None,
+            )
 
 
 def write_output(path: Path, predictions: np.ndarray | dict[str, np.ndarray]) -> None:

@@ -161,6 +161,7 @@ def run(runner, write_config, tmp_path) -> Path:
         (np.array([[1.0, np.nan]], np.float32), "--input: holds NaN or inf at index (0, 1)"),
         (np.zeros((3, 5), np.float32), "its samples have shape (5,) after the run's preprocessing, but the model takes (2,)"),
         (np.array([["a", "b"]]), "holds <U1 values; features must be numbers"),
+        (np.zeros(2, np.float32), "it looks like one sample of shape (2,): save it as a batch of one, array[None] (shape (1, 2))"),
     ],
 )
 def test_predict_checks_its_input(runner, run, tmp_path, features, message) -> None:
