@@ -50,7 +50,8 @@ def runs_command(
             from kerasrun.rundir.remote import local_runs_listing
 
             runs_dir = local_runs_listing(url, "--runs-dir")
-        summaries = list_runs(runs_dir or Path("runs"), [s for value in status or [] for s in value.split(",") if s], name)
+        statuses = [s for value in status or [] for s in value.split(",") if s]
+        summaries = list_runs(runs_dir or Path("runs"), statuses, name)
     if as_json:
         typer.echo(json.dumps([summary.to_json() for summary in summaries], indent=2))
         return
@@ -58,7 +59,7 @@ def runs_command(
     if not sys.stdout.isatty():
         if rows:
             typer.echo(plain_table(COLUMNS, rows))
-        show_sweeps(runs_dir or Path("runs"))
+        show_sweeps(runs_dir or Path("runs"), statuses, name)
         return
     from rich import box
 
@@ -76,15 +77,22 @@ def runs_command(
     out_console().print(rich_table(COLUMNS, coloured, column, box=box.SIMPLE_HEAD, caption=caption, caption_justify="left"))
     if not rows:
         err_console().print("no runs found", markup=False)
-    show_sweeps(runs_dir or Path("runs"))
+    show_sweeps(runs_dir or Path("runs"), statuses, name)
 
 
-def show_sweeps(runs_dir: Path) -> None:
-    """One line per sweep folder: its status (a dead one shows as crashed), trials ended of planned, the best trial."""
+def show_sweeps(runs_dir: Path, statuses: list[str] | None = None, name: str | None = None) -> None:
+    """One line per sweep folder: its status (a dead one shows as crashed), trials ended of planned, the best trial.
+
+    `statuses` and `name` (a glob on the folder) filter them as they filter the runs.
+    """
+    from fnmatch import fnmatchcase
+
     from kerasrun.runs.sweeps import list_sweeps
     from kerasrun.runs.table import format_number
 
     for sweep in list_sweeps(runs_dir):
+        if (statuses and sweep.status not in statuses) or (name and not fnmatchcase(sweep.folder, name)):
+            continue
         if sweep.problem:
             typer.echo(f"sweep {sweep.folder}: unreadable: {sweep.problem}")
             continue

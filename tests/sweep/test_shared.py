@@ -218,6 +218,11 @@ def test_print_commands_run_from_anywhere_and_collect_ranks_them(tmp_path: Path)
     assert {t["params"][LR] for t in record["trials"]} == {0.01, 0.1} and read_json(sweep / "sweep.json") == record
     listing = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs")])
     assert "tiny-sweep/" in listing.stdout and "sweep tiny-sweep: completed, 2 of 2 trials ended" in listing.stdout
+    for filters in (["--status", "failed"], ["--name", "other-*"]):  # the sweep line is filtered as the runs are
+        filtered = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs"), *filters])
+        assert filtered.exit_code == 0 and "sweep tiny-sweep" not in filtered.stdout, filtered.output
+    kept = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs"), "--status", "completed", "--name", "tiny-*"])
+    assert "sweep tiny-sweep: completed" in kept.stdout, kept.output
 
 
 def test_a_killed_local_worker_of_jobs_2_is_a_zombie_and_its_trial_is_still_finished(tmp_path: Path, standalone: dict[str, Path]) -> None:
