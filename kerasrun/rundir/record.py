@@ -166,6 +166,8 @@ class RunRecord:
             "from_epoch": from_epoch,
             "previous_status": effective_status(info, run_dir),
             "previous_timings": info.get("timings"),
+            # When the previous process stopped: `kerasrun runs` leaves the time between out of the run's duration.
+            "previous_ended": info.get("ended") or info.get("heartbeat"),
             "command": command or sys.argv,
         }
         for stale in OUTCOME_FIELDS:  # what the previous process ended with; this one writes its own

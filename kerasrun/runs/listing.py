@@ -144,15 +144,35 @@ def text_or_none(value: Any) -> str | None:
 
 
 def run_duration(info: dict[str, Any], status: str) -> float | None:
-    """Seconds from start to end; to now for a running run; to the last heartbeat for a crashed one."""
-    started = parse_time(info.get("started"))
-    if started is None:
+    """Seconds its processes ran: from start to end; to now for a running run; to the last heartbeat for a crashed one.
+
+    A resumed run's time between a process's end and the resume is left out (each resume records when the
+    process before it ended); a run.json from before that record counts it in.
+    """
+    started = info.get("started")
+    if parse_time(started) is None:
         return None
     if status == "running":
-        since = seconds_since(info.get("started"))
-        return max(since, 0.0) if since is not None else None
-    ended = parse_time(info.get("ended") or (info.get("heartbeat") if status == "crashed" else None))
-    return max((ended - started).total_seconds(), 0.0) if ended is not None else None
+        ended = None  # until now
+    else:
+        ended = info.get("ended") or (info.get("heartbeat") if status == "crashed" else None)
+        if parse_time(ended) is None:
+            return None
+    resumes = [r for r in info.get("resumes") or [] if isinstance(r, dict)]
+    segments, start = [], started
+    for resume in resumes:
+        if parse_time(resume.get("previous_ended")) is None or parse_time(resume.get("time")) is None:
+            continue  # an older record: its gap stays in the segment
+        segments.append((start, resume["previous_ended"]))
+        start = resume["time"]
+    segments.append((start, ended))
+    total = 0.0
+    for begin, end in segments:
+        if end is None:
+            total += max(seconds_since(begin) or 0.0, 0.0)
+        else:
+            total += max((parse_time(end) - parse_time(begin)).total_seconds(), 0.0)  # type: ignore[operator]
+    return total
 
 
 def format_duration(seconds: float | None) -> str:

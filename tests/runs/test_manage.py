@@ -347,3 +347,25 @@ def test_runs_lists_the_trials_inside_a_sweep_folder(runs: Runs, tmp_path: Path)
     assert [r["folder"] for r in listing(Runs(tmp_path), "--name", "*-sweep/trial-001")] == ["20260101-000000-tiny-sweep/trial-001"]
     table = invoke("runs", "--runs-dir", str(base)).stdout.splitlines()
     assert table[1].startswith("20260101-000000-tiny-sweep/trial-000 ")
+
+
+def test_a_resumed_runs_duration_leaves_out_the_time_it_stood_stopped() -> None:
+    from kerasrun.runs.listing import run_duration
+
+    info: dict[str, Any] = {"started": "2026-12-07T10:00:00+00:00", "ended": "2026-12-07T12:00:30+00:00"}
+    assert run_duration(info, "completed") == 7230.0  # never resumed: start to end
+    # Interrupted at 10:00:20, resumed two hours later, ended 30 s after that: 50 s of training.
+    info["resumes"] = [{"time": "2026-12-07T12:00:00+00:00", "previous_ended": "2026-12-07T10:00:20+00:00"}]
+    assert run_duration(info, "completed") == 50.0
+    info["resumes"].insert(0, {"time": "2026-12-07T09:00:00+00:00"})  # a record from before previous_ended: its gap stays in
+    assert run_duration(info, "completed") == 50.0
+    running = run_duration({"started": "2026-12-07T10:00:00+00:00", "resumes": info["resumes"]}, "running")
+    assert running is not None and running > 50.0  # until now
+
+
+def test_resume_records_when_the_process_before_it_ended(tmp_path: Path) -> None:
+    from kerasrun.rundir.record import RunRecord
+
+    write_json_atomic(tmp_path / "run.json", {"name": "x", "status": "interrupted", "started": "a", "ended": "2026-12-07T10:00:20+00:00"})
+    record = RunRecord.reopen(tmp_path, from_epoch=1, command=["kerasrun", "resume"])
+    assert record.info["resumes"][-1]["previous_ended"] == "2026-12-07T10:00:20+00:00" and record.info["ended"] is None
