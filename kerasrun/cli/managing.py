@@ -172,7 +172,7 @@ def plot_command(
             output_format(output)  # a bad suffix fails before any run is read
         curves, unreadable = load_curves(find_run_dirs(targets, runs_dir, warn_unreadable, tell))
         for path, why in unreadable:
-            err_console().print(f"warning: {path}: unreadable: {why}", markup=False)
+            err_console().print(f"warning: {path}: {why}", markup=False)
         metrics = choose_metrics(curves, metric)
         if output is None and sys.stdout.isatty():
             try:

@@ -198,13 +198,17 @@ def load_curves(run_dirs: list[Path]) -> tuple[list[Curves], list[tuple[Path, st
     a ConfigError when no run's can."""
     from kerasrun.rundir.files import read_history
     from kerasrun.rundir.io import RunFileError
+    from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
 
     curves, unreadable = [], []
     for run_dir in run_dirs:
+        if not (Path(run_dir) / HISTORY_FILE).exists() and (Path(run_dir) / RUN_FILE).exists():
+            unreadable.append((Path(run_dir), "no epoch has ended yet: history.json is written at the end of each"))
+            continue
         try:
             curves.append(Curves(Path(run_dir).name, read_history(Path(run_dir))))
         except RunFileError as exc:  # one unreadable run is reported; the others are drawn
-            unreadable.append((Path(run_dir), str(exc)))
+            unreadable.append((Path(run_dir), f"unreadable: {exc}"))
     if not curves:
-        raise ConfigError([Problem(key="RUN", message=f"unreadable: {why}", file=str(path)) for path, why in unreadable])
+        raise ConfigError([Problem(key="RUN", message=why, file=str(path)) for path, why in unreadable])
     return curves, unreadable

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,15 @@ def test_compare_and_plot_of_only_unreadable_runs_exit_2(good_run: Path, tmp_pat
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 2 and "unreadable: " in result.stderr and "FIFO" in result.stderr, result.output
     assert not (tmp_path / "c.png").exists()
+
+
+def test_plot_of_a_run_stopped_before_its_first_epoch_says_so(good_run: Path, tmp_path: Path) -> None:
+    early = tmp_path / "20000101-000009-early"
+    shutil.copytree(good_run, early)
+    (early / "history.json").unlink()  # what a run interrupted in its first epoch leaves
+    result = CliRunner().invoke(app, ["plot", str(early), "-o", str(tmp_path / "c.png")])
+    assert result.exit_code == 2 and "RUN: no epoch has ended yet: history.json is written at the end of each" in result.stderr, (
+        result.output
+    )
+    drawn = CliRunner().invoke(app, ["plot", str(early), str(good_run), "-o", str(tmp_path / "d.png")])
+    assert drawn.exit_code == 0 and f"warning: {early}: no epoch has ended yet" in drawn.stderr, drawn.output
