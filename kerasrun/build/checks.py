@@ -73,7 +73,8 @@ METRIC_LABELS = {
     "binarycrossentropy": "binary_crossentropy",
 }
 SPARSE_METRICS = {name for name in METRIC_LABELS if name.startswith("sparse")}
-ONE_HOT_METRICS = {"categoricalaccuracy", "topkcategoricalaccuracy", "categoricalcrossentropy", "categoricalhinge"}
+BINARY_METRICS = {name for name in METRIC_LABELS if name.startswith("binary")}
+ONE_HOT_METRICS = set(METRIC_LABELS) - SPARSE_METRICS - BINARY_METRICS
 
 
 @dataclass

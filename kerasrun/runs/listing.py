@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from kerasrun.rundir.files import (
 )
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, RUN_FILE
-from kerasrun.rundir.liveness import effective_status, parse_time, seconds_since
+from kerasrun.rundir.liveness import effective_status, parse_time
 from kerasrun.runs.table import format_number
 
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
@@ -149,30 +150,23 @@ def run_duration(info: dict[str, Any], status: str) -> float | None:
     A resumed run's time between a process's end and the resume is left out (each resume records when the
     process before it ended); a run.json from before that record counts it in.
     """
-    started = info.get("started")
-    if parse_time(started) is None:
+    started = parse_time(info.get("started"))
+    ended = (
+        datetime.now(timezone.utc)
+        if status == "running"
+        else parse_time(info.get("ended") or (info.get("heartbeat") if status == "crashed" else None))
+    )
+    if started is None or ended is None:
         return None
-    if status == "running":
-        ended = None  # until now
-    else:
-        ended = info.get("ended") or (info.get("heartbeat") if status == "crashed" else None)
-        if parse_time(ended) is None:
-            return None
-    resumes = [r for r in info.get("resumes") or [] if isinstance(r, dict)]
-    segments, start = [], started
-    for resume in resumes:
-        if parse_time(resume.get("previous_ended")) is None or parse_time(resume.get("time")) is None:
-            continue  # an older record: its gap stays in the segment
-        segments.append((start, resume["previous_ended"]))
-        start = resume["time"]
-    segments.append((start, ended))
-    total = 0.0
-    for begin, end in segments:
-        if end is None:
-            total += max(seconds_since(begin) or 0.0, 0.0)
-        else:
-            total += max((parse_time(end) - parse_time(begin)).total_seconds(), 0.0)  # type: ignore[operator]
-    return total
+    stopped = 0.0  # the time between each stop and its resume
+    for resume in info.get("resumes") or []:
+        if (
+            isinstance(resume, dict)
+            and (previous := parse_time(resume.get("previous_ended")))
+            and (again := parse_time(resume.get("time")))
+        ):
+            stopped += max((again - previous).total_seconds(), 0.0)
+    return max((ended - started).total_seconds() - stopped, 0.0)
 
 
 def format_duration(seconds: float | None) -> str:

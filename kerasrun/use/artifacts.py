@@ -26,6 +26,7 @@ import numpy as np
 from kerasrun._tf import tf
 from kerasrun.errors import ConfigError, KerasrunError, Problem, first_line
 from kerasrun.optional import is_installed
+from kerasrun.rundir.layout import EXPORT_DIR
 from kerasrun.use.predict import Features, as_outputs, model_feed
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -80,7 +81,7 @@ def check_format_available(fmt: str) -> None:
 
 def default_output(run_dir: Path, fmt: str) -> Path:
     """<run>/export/saved_model, <run>/export/model.tflite or <run>/export/model.onnx."""
-    return Path(run_dir) / "export" / DEFAULT_NAME[fmt]
+    return Path(run_dir) / EXPORT_DIR / DEFAULT_NAME[fmt]
 
 
 def not_an_artifact(fmt: str, name: str, entries: list[str] | None, head: bytes | None) -> str | None:
@@ -141,8 +142,10 @@ def check_remote_target(url: str, fmt: str) -> None:
 
 
 def write_artifact(model: Any, fmt: str, path: Path, check: Callable[[Path], float | None]) -> float | None:
-    """Export into a temporary sibling, check it, then rename it into place (an earlier export is replaced whole); check's result."""
-    check_local_target(path, fmt)
+    """Export into a temporary sibling, check it, then rename it into place (an earlier export is replaced whole); check's result.
+
+    The caller has refused a target that is no earlier export (check_local_target), before the model loaded.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
