@@ -83,6 +83,7 @@ class LossKind:
 
     name: str
     ignore_class: int | None = None
+    from_logits: bool = False
 
 
 def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
@@ -99,7 +100,9 @@ def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
         name, kwargs, _ = split_spec(spec) if isinstance(spec, (str, dict)) and spec else (None, {}, None)
         if isinstance(name, str) and ":" not in name:
             ignore = kwargs.get("ignore_class")
-            kinds[output] = LossKind(name.lower().replace("_", ""), ignore if isinstance(ignore, int) else None)
+            kinds[output] = LossKind(
+                name.lower().replace("_", ""), ignore if isinstance(ignore, int) else None, kwargs.get("from_logits") is True
+            )
     return kinds
 
 
@@ -203,6 +206,61 @@ def width_notes(model: keras.Model, data: Any, config: Config) -> list[str]:
         f"output `{outputs[0]}` has {units} units but the labels need {classes} (0..{classes - 1}): "
         f"the other {units - classes} are never a target (compile.loss {loss_label(loss.name)})"
     ]
+
+
+# Layers that hand their input on unchanged in value: an output's activation is the one before them (mixed precision's float32 cast).
+PASS_THROUGH = {"Activation", "Identity", "Dropout", "Reshape", "Flatten", "Permute"}
+# What each probability loss wants the output to end in.
+PROBABILITY_ACTIVATION = {
+    **dict.fromkeys(SPARSE_LOSSES | {"categoricalcrossentropy", "categoricalfocalcrossentropy"}, "softmax"),
+    **dict.fromkeys(BINARY_LOSSES, "sigmoid"),
+}
+
+
+def output_activation(tensor: Any) -> tuple[str, str] | None:
+    """(the output's activation name, the layer that applies it), looking through pass-through layers; None when unknown."""
+    history = getattr(tensor, "_keras_history", None)
+    while history is not None:
+        layer = history.operation
+        activation = getattr(layer, "activation", None)
+        name = getattr(activation, "__name__", None)
+        if type(layer).__name__ not in PASS_THROUGH or (name not in (None, "linear")):
+            return (name, layer.name) if isinstance(name, str) else None
+        inputs = layer._inbound_nodes[history.node_index].input_tensors
+        history = getattr(inputs[0], "_keras_history", None) if len(inputs) == 1 else None
+    return None
+
+
+def activation_notes(model: keras.Model, config: Config) -> list[str]:
+    """One line per output whose last activation can't give what its loss reads (Keras trains it without a word).
+
+    A linear output under a probability loss without `from_logits` is clipped to (0, 1) and gets no
+    gradient where it is negative; a softmax over one unit is always 1.
+    """
+    outputs = output_names(model)
+    if not outputs or not getattr(model, "outputs", None):
+        return []
+    losses = loss_kinds(config, outputs)
+    notes = []
+    for output, tensor in zip(outputs, model.outputs, strict=True):
+        found = output_activation(tensor)
+        if found is None:
+            continue
+        activation, layer = found
+        units = tensor.shape[-1] if tensor.shape else None
+        loss = losses.get(output)
+        wanted = PROBABILITY_ACTIVATION.get(loss.name) if loss is not None and not loss.from_logits else None
+        if activation == "softmax" and units == 1:
+            notes.append(
+                f"output `{output}` is a softmax over 1 unit (layer `{layer}`), which is always 1: "
+                "use `activation: sigmoid` for one probability, or as many units as classes"
+            )
+        elif activation == "linear" and wanted is not None and loss is not None:
+            notes.append(
+                f"output `{output}` ends in a linear activation (layer `{layer}`), but compile.loss {loss_label(loss.name)} "
+                f"reads it as probabilities: give the layer `activation: {wanted}`, or the loss `from_logits: true`"
+            )
+    return notes
 
 
 def target_problem(loss: LossKind | None, shape: tuple[Any, ...] | None, y: np.ndarray) -> str | None:

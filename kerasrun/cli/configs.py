@@ -32,10 +32,14 @@ def validate(
             if packages := missing_packages(config):  # found, not imported: validate stays fast
                 raise ConfigError(packages)
             if build:
+                from kerasrun.build.checks import activation_notes
                 from kerasrun.build.model import summarize
                 from kerasrun.train.experiment import build_checked_model
 
-                typer.echo(summarize(build_checked_model(config)))
+                model = build_checked_model(config)
+                typer.echo(summarize(model))
+                for note in activation_notes(model, config):
+                    err_console().print(f"note: {note}", markup=False)
             typer.echo(f"ok: {path}")
         except ConfigError as exc:
             problems.extend(exc.problems)

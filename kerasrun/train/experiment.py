@@ -11,6 +11,7 @@ from kerasrun._tf import keras
 from kerasrun.build import registry
 from kerasrun.build.adapt import adapt_layers
 from kerasrun.build.checks import (
+    activation_notes,
     check_data_names,
     check_declared_names,
     check_first_batch,
@@ -81,7 +82,7 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
     user_callbacks = check_user_callbacks(model, config, collector)
     notes = CallbackStates(user_callbacks).notes()
     collector.raise_if_any()
-    data.notes.extend(width_notes(model, data, config))
+    data.notes.extend([*activation_notes(model, config), *width_notes(model, data, config)])
     if config.model.factory is not None:  # a factory built its layers itself: they learn from the training split now
         with placement.scope():
             data.notes.extend(adapt_layers(model, data, config))
