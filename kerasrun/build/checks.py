@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -59,6 +60,26 @@ ELEMENTWISE = {
     "huber": "huber",
     "logcosh": "log_cosh",
     "rootmeansquarederror": "root_mean_squared_error",
+}
+# Metrics that count outputs against 0/1 targets of the output's own shape (thresholded per unit), by normalised name: label.
+# Keras fails on integer labels (n,) against (n, 3) with a segment_ids error, and takes a label 2 as a target without a word.
+CONFUSION = {
+    name.lower().replace("_", ""): name
+    for name in (
+        "AUC",
+        "Precision",
+        "Recall",
+        "TruePositives",
+        "FalsePositives",
+        "TrueNegatives",
+        "FalseNegatives",
+        "PrecisionAtRecall",
+        "RecallAtPrecision",
+        "SensitivityAtSpecificity",
+        "SpecificityAtSensitivity",
+        "F1Score",
+        "FBetaScore",
+    )
 }
 # Metrics whose targets have a known form, by normalised name (Keras's function and class names both normalise to it).
 METRIC_LABELS = {
@@ -174,6 +195,11 @@ def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem
     return [
         config.problem(loc, f"{joined(splits)} targets for output `{output}` {problem}") for (loc, output, problem), splits in found.items()
     ]
+
+
+def check_batch_targets(model: keras.Model, batch: Batch, config: Config) -> list[Problem]:
+    """check_targets on a streamed source's first training batch (its targets are not in memory to check whole)."""
+    return check_targets(model, SimpleNamespace(train=SimpleNamespace(y=batch.y), validation=None, test=None), config)
 
 
 def width_notes(model: keras.Model, data: Any, config: Config) -> list[str]:
@@ -293,6 +319,8 @@ def metric_target_problem(name: str, shape: tuple[Any, ...] | None, y: np.ndarra
     """
     if name in ELEMENTWISE:
         return form_problem("elementwise", ELEMENTWISE[name], {}, shape, y, None)
+    if name in CONFUSION:
+        return form_problem("confusion", CONFUSION[name], {}, shape, y, None)
     label = METRIC_LABELS.get(name)
     if label is None:
         return None
@@ -334,11 +362,20 @@ def form_problem(
             return f"are {width} wide, but the output has {units} units: {label} wants one-hot rows as wide as the output ({advice['one_hot']})"
     elif family == "binary" and (y.min() < 0 or y.max() > 1):
         return f"range over {y.min():g}..{y.max():g}, but {label} wants values in [0, 1]"
-    elif family == "elementwise":
+    elif family in ("elementwise", "confusion"):
         width = y.shape[-1] if y.ndim == len(shape) else 1 if y.ndim == len(shape) - 1 else units
+        if width != units and family == "confusion":
+            classes = (
+                f" (class labels: add `one_hot: {units}` under data.preprocess, or use `accuracy`)"
+                if width == 1 and y.dtype.kind in "biu"
+                else ""
+            )
+            return f"are {width} wide, but the output has {units} units: {label} wants a 0/1 target for every output unit{classes}"
         if width != units:
             classes = " (class labels: use sparse_categorical_crossentropy)" if width == 1 and y.dtype.kind in "biu" else ""
             return f"are {width} wide, but the output has {units} units: {label} compares targets and outputs element by element{classes}"
+        if family == "confusion" and (y.min() < 0 or y.max() > 1):
+            return f"range over {y.min():g}..{y.max():g}, but {label} wants 0/1 targets (values in [0, 1])"
     return None
 
 

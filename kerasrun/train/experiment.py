@@ -12,6 +12,7 @@ from kerasrun.build import registry
 from kerasrun.build.adapt import adapt_layers
 from kerasrun.build.checks import (
     activation_notes,
+    check_batch_targets,
     check_data_names,
     check_declared_names,
     check_first_batch,
@@ -87,6 +88,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         with placement.scope():
             data.notes.extend(adapt_layers(model, data, config))
     batch = first_training_batch(model, data.train, config)  # read once: a streamed source's batch is decoded from its files
+    if isinstance(data.train, Stream) and data.train.labels is None and batch and (problems := check_batch_targets(model, batch, config)):
+        raise ConfigError(problems)  # targets that are not classes are not in memory: checked on the batch
     if (problem := check_first_batch(model, data, config, batch) or check_first_batch_metrics(model, data, config, batch)) is not None:
         raise ConfigError(problem)
     if metrics_built(model, data, config) and (problems := check_monitors(model, user_callbacks, data.validation is not None, config)):

@@ -97,6 +97,32 @@ def test_an_elementwise_loss_or_metric_on_labels_of_another_width_is_refused(run
     assert not runs_dir.exists() or not list(runs_dir.iterdir())
 
 
+def test_a_confusion_metric_wants_a_0_1_target_per_output_unit(runner, write_config, runs_dir) -> None:
+    # AUC/Precision on integer labels against 3 softmax units: Keras failed with "Argument `segment_ids` and `data` should
+    # have same leading dimension"; a label 2 against one sigmoid unit was counted without a word.
+    metrics = ["accuracy", "AUC", {"Precision": {"thresholds": 0.5}}, "f1_score"]
+    result = train(runner, write_config({**dense_head(3), "compile": {"metrics": metrics}}), runs_dir)
+    assert result.exit_code == 2 and "3 problems found" in result.output, result.output
+    for index, label in [(1, "AUC"), (2, "Precision"), (3, "F1Score")]:
+        assert (
+            f"compile.metrics[{index}]: train, validation and test targets for output `probs` are 1 wide, but the output has 3 units: "
+            f"{label} wants a 0/1 target for every output unit (class labels: add `one_hot: 3` under data.preprocess, or use `accuracy`)"
+        ) in result.output
+    sigmoid = {
+        "model": {"inputs": {"x": [2]}, "layers": [{"Dense": {"units": 1, "activation": "sigmoid", "name": "p"}}]},
+        "compile": {"loss": "mse", "metrics": ["Recall"]},
+    }
+    result = train(runner, write_config(sigmoid, name="sigmoid.yaml"), runs_dir)
+    assert result.exit_code == 2, result.output
+    assert (
+        "compile.metrics[0]: train, validation and test targets for output `p` range over 0..2, but Recall wants 0/1 targets"
+        in result.output
+    )
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
+    one_hot = {"data": {"preprocess": [{"one_hot": 3}]}, "compile": {"loss": "categorical_crossentropy", "metrics": ["AUC", "Precision"]}}
+    assert train(runner, write_config({**dense_head(3), **one_hot, "train": {"epochs": 1}}), runs_dir).exit_code == 0
+
+
 def test_a_loss_by_output_name_on_a_single_output_model(runner, write_config, runs_dir) -> None:
     # {output: loss} is Keras's per-output form; with one output it used to be read as {LossName: kwargs}.
     by_name = {**dense_head(3), "compile": {"loss": {"probs": "sparse_categorical_crossentropy"}}, "train": {"epochs": 1}}

@@ -307,10 +307,16 @@ def test_column_types_are_applied_in_memory_too(runner, write_config, tmp_path, 
     assert "data.column_types.label: u.csv line 3, column `label`: '0.5' is not an integer" in output
 
 
-def test_a_metric_that_cannot_take_the_targets_is_refused_at_the_first_batch(runner, write_config, runs_dir) -> None:
+def test_a_metric_that_cannot_take_the_targets_is_refused_at_its_key(runner, write_config, runs_dir) -> None:
+    # Keras fails in the first step with "Argument `segment_ids` and `data` should have same leading dimension".
     changes = {"data": TEN_CLASSES, "model": TEN_UNITS, "compile": {"metrics": [], "weighted_metrics": ["AUC"]}, "train": {"epochs": 1}}
     output = refused(runner, write_config(changes), runs_dir)
-    assert "compile.weighted_metrics: the first training batch does not go through the weighted_metrics: Argument `segment_ids`" in output
+    assert "compile.weighted_metrics[0]: train, validation and test targets for output" in output, output
+    assert "are 1 wide, but the output has 10 units: AUC wants a 0/1 target for every output unit" in output
+    # What the static checks don't know goes through the first batch: a metric Keras can't apply to these outputs.
+    odd = {**changes, "compile": {"metrics": [], "weighted_metrics": [{"MeanIoU": {"num_classes": 2}}]}}
+    output = refused(runner, write_config(odd, name="odd.yaml"), runs_dir)
+    assert "compile.weighted_metrics: the first training batch does not go through the weighted_metrics: " in output, output
     assert "each metric must fit the targets (integer labels or one-hot rows) and the output it is given" in output
     fine = {**changes, "compile": {"metrics": ["sparse_categorical_accuracy"], "weighted_metrics": ["accuracy"]}}
     assert train(runner, write_config(fine), runs_dir).exit_code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +161,10 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
     [
         (
             {"compile": {"metrics": [], "weighted_metrics": ["AUC"]}},
+            "compile.weighted_metrics[0]: train, validation and test targets for output `dense",
+        ),
+        (
+            {"compile": {"metrics": [], "weighted_metrics": [{"MeanIoU": {"num_classes": 2}}]}},  # no static check knows it
             "compile.weighted_metrics: the first training batch does not go through the weighted_metrics: ",
         ),
         (
@@ -177,7 +182,7 @@ def test_target_type_mistakes(tmp_path: Path, runner: CliRunner) -> None:
             "the model logs no metric `val_accuracyy`",
         ),
     ],
-    ids=["auc-weighted", "metric-shapes", "metrics-for-one-hot", "monitor"],
+    ids=["auc-weighted", "first-batch", "metric-shapes", "metrics-for-one-hot", "monitor"],
 )
 def test_metrics_that_cannot_take_streamed_labels_are_refused_before_the_run_folder(
     folder: Path, runner: CliRunner, tmp_path: Path, changes: dict[str, Any], expected: str
@@ -189,6 +194,21 @@ def test_metrics_that_cannot_take_streamed_labels_are_refused_before_the_run_fol
     assert result.exit_code == 2, result.output
     assert expected in result.output, result.output
     assert "Traceback" not in result.output and "Graph execution error" not in result.output
+    assert not (tmp_path / "runs").exists()
+
+
+def test_targets_that_are_not_classes_are_checked_on_the_first_streamed_batch(runner: CliRunner, tmp_path: Path) -> None:
+    # A regression target is not held in memory (only class labels are): its first batch is checked as arrays are.
+    write_table(tmp_path / "table.csv", rows=200, label="int")
+    changes = {"data": {"column_types": {"label": "float32"}}, "compile": {"loss": "mse", "metrics": []}, "train": {"epochs": 1}}
+    config = write(tmp_path, "r.yaml", changes)
+    assert load_data(load_config(config)).train.labels is None
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert re.search(
+        r"compile\.loss: train targets for output `dense\w*` are 1 wide, but the output has 3 units: mse compares targets and outputs",
+        result.output,
+    ), result.output
     assert not (tmp_path / "runs").exists()
 
 
