@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from kerasrun.config.schema import Config
 from kerasrun.data.arrays import Data, Split
@@ -36,4 +37,15 @@ def load_data(config: Config, peers: Peers = ALONE) -> Data:
         raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))
     data = split_validation(data, config)
     check_classes_trained(data, config)
+    # Weights are training weights: validation and test numbers stay comparable between weightings (class_weight's rule too).
+    data = replace(data, validation=unweighted(data.validation), test=unweighted(data.test))
     return replace(data, train=weight_training(data.train, config))
+
+
+def unweighted(split: Any) -> Any:
+    """A validation or test split without the source's per-sample weights (a tf.data source's batches are kept as given)."""
+    if isinstance(split, Split) and split.sample_weight is not None:
+        return Split(split.x, split.y)
+    if isinstance(split, Stream):
+        return replace(split, unweighted=True)
+    return split

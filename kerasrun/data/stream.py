@@ -41,6 +41,7 @@ class Stream:
     mask: np.ndarray | None = None  # bool per source row: this split's rows
     labels: np.ndarray | None = None  # integer class of every source row, when the (single) target is a class
     weights: np.ndarray | None = None  # per-class weight table: elements get sample weights weights[label]
+    unweighted: bool = False  # a validation or test split: the source's own weight column is left out of its elements
     cache_path: str | None = None  # data.cache: file — the split's rows are cached here on the first pass
     shards: Shards | None = None  # the source's files, when a worker can read its share of them alone
     held: np.ndarray | None = None  # a worker's share: the source rows its files hold (make() then yields (row, element))
@@ -88,6 +89,8 @@ class Stream:
             dataset = dataset.map(lambda _, element: element)
         if self.cache_path is not None:  # decoded once, on the first full pass; read from the file afterwards
             dataset = dataset.cache(self.cache_path)
+        if self.unweighted:
+            dataset = dataset.map(lambda x, y, *weight: (x, y))
         if self.weights is not None:
             table = tf.constant(self.weights)
 

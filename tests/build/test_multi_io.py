@@ -135,7 +135,11 @@ def test_class_weights_per_output_give_the_hand_computed_loss(runner, tmp_path) 
 
 def test_class_weight_errors_with_several_outputs(runner, tmp_path) -> None:
     cases = [
-        ({"class_weight": {"score_output": {0: 2.0}}}, "train.class_weight.score_output", "continuous (a regression output?)"),
+        (
+            {"class_weight": {"score_output": {0: 2.0}}},
+            "train.class_weight.score_output",
+            "but compile.loss mean_squared_error is a regression loss",
+        ),
         ({"class_weight": {"clas_output": {0: 2.0}}}, "train.class_weight.clas_output", "did you mean `class_output`"),
         ({"class_weight": {0: 2.0}}, "train.class_weight", "key class weights by output name"),
     ]
