@@ -135,6 +135,21 @@ def test_broken_csv_files(runner, write_config, tmp_path, runs_dir, text, messag
     assert message in refused(runner, csv_config(write_config, write_csv(tmp_path / "t.csv", text)), runs_dir)
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["in-memory", "streamed"])
+@pytest.mark.parametrize("labels", ["text", "numbers"])
+def test_an_empty_label_is_refused_not_read_as_a_class(runner, write_config, tmp_path, runs_dir, stream, labels) -> None:
+    # It used to be a class '' (sorted first, every label shifted by one; numbers then read as text labels '0', '1', …).
+    rows = GOOD_ROWS.splitlines()
+    if labels == "text":
+        rows = [row.rsplit(",", 1)[0] + "," + "abc"[int(row[-1])] for row in rows]
+    rows[7] = rows[7].rsplit(",", 1)[0] + ","
+    path = write_csv(tmp_path / "t.csv", "a,b,label\n" + "\n".join(rows) + "\n")
+    output = refused(runner, csv_config(write_config, path, stream=stream), runs_dir)
+    where = "data row 8" if stream else "line 9"  # the streamed reader counts data rows (it skips blank lines unnumbered)
+    assert f"data.target: t.csv {where}, column `label`: the label is missing" in output, output
+    assert "give every row a label, or drop the rows without one" in output
+
+
 def test_csv_encoding(runner, write_config, tmp_path, runs_dir) -> None:
     path = write_csv(
         tmp_path / "t.csv", "a,b,label\n" + GOOD_ROWS.replace("0\n", "café\n").replace("1\n", "thé\n").replace("2\n", "eau\n"), "latin-1"

@@ -48,7 +48,19 @@ def read_csv_table(
         split, found = typed_split(body, index, targets, features, weight, spec, where, path, loc, classes)
     except ValueError:  # a value that is not of its column's type: found again, row by row, to say where
         raise ConfigError(first_bad_value(path, header, numbered, typed_columns(spec, targets, features, weight), spec, where)) from None
+    for group, names in found.items():
+        if any(not name.strip() for name in names):  # an empty cell would be a class of its own ('' sorts first, shifting every label)
+            column = targets[group]
+            number = next(number for number, row in numbered if not row[index[column]].strip())
+            raise ConfigError(missing_label(path.name, f"line {number}", column, where))
     return split, found
+
+
+def missing_label(filename: str, row: str, column: str, where: Where) -> Problem:
+    """An empty target cell: refused like an empty weight, not read as a class named ''."""
+    return where.problem(
+        ("target",), f"{filename} {row}, column `{column}`: the label is missing", "give every row a label, or drop the rows without one"
+    )
 
 
 def typed_split(

@@ -119,6 +119,8 @@ def from_table(
                 values = values.astype(np.int64)
         else:
             values, names = column_values(parsed, known, text=declared == "string")
+            if any(not name.strip() for name in names or []):
+                return None  # an empty label: the careful reader's located error
         if names is not None and classes is not None and known is None:
             return None  # text labels where training has numbers: the careful reader's error
         if set(names or []) - set(known or names or []):

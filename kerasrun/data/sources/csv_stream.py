@@ -13,7 +13,7 @@ import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from kerasrun.config.data import CsvData
 from kerasrun.data.arrays import Data
 from kerasrun.data.preprocess import preprocess_element
 from kerasrun.data.sources.base import Where, split_test
-from kerasrun.data.sources.csv import choose_columns, encoding_hint, input_type, read_rows, row_problem, typed_positions
+from kerasrun.data.sources.csv import choose_columns, encoding_hint, input_type, missing_label, read_rows, row_problem, typed_positions
 from kerasrun.data.sources.csv_fast import is_number
 from kerasrun.data.stream import Stream, compact
 from kerasrun.errors import ConfigError, Problem, first_line
@@ -91,6 +91,9 @@ def stream_file(spec: CsvData, where: Where, loc: tuple[Any, ...], classes: list
     names = classes
     if text_target:
         assert labels is not None and found is not None  # a text target's labels are always gathered
+        if (empty := next((i for i, value in enumerate(found) if not value.strip()), None)) is not None:
+            row = int(np.flatnonzero(labels == empty)[0]) + 1
+            raise ConfigError(missing_label(path.name, f"data row {row}", cast(str, single), where))
         if classes is None:
             names = sorted(found)
         unknown = sorted(set(found) - set(names or []))
