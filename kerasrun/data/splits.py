@@ -215,3 +215,43 @@ def classes_loc(split_name: str, config: Config) -> tuple[tuple[Any, ...], str]:
         where,
         f"the {split_name} data has classes the training data lacks: add training samples of them, or drop them from the {split_name} data",
     )
+
+
+def class_coverage_notes(data: Data, config: Config) -> list[str]:
+    """One line per validation or test split that lacks classes the training split has (their numbers then leave them out).
+
+    Keras's validation_split takes the last rows: on data sorted by class it holds only the last
+    classes, and val_accuracy measures those alone. Not an error (a small split of many classes
+    misses some by chance), but never silent.
+    """
+    named = data.class_names is not None
+    train = split_classes(data.train, config, named)
+    if train is None:
+        return []
+    trained = sorted(set(np.unique(train).tolist()))
+    notes = []
+    for name, split in (("validation", data.validation), ("test", data.test)):
+        if name == "validation" and config.train.validation_data == "test":
+            continue  # the test split itself: noted once, below
+        labels = split_classes(split, config, named)
+        if labels is None or len(labels) == 0:
+            continue
+        present = set(np.unique(labels).tolist())
+        absent = [label for label in trained if label not in present]
+        if not absent:
+            continue
+        shown = ", ".join(
+            f"{label}{f' ({data.class_names[label]})' if data.class_names and 0 <= label < len(data.class_names) and data.class_names[label] != str(label) else ''}"
+            for label in absent[:SHOWN_CLASSES]
+        ) + (f" and {len(absent) - SHOWN_CLASSES} more" if len(absent) > SHOWN_CLASSES else "")
+        loc, hint = classes_loc(name, config)
+        if name == "validation" and loc == ("train", "validation_split") and not config.train.stratify:
+            hint = "Keras's validation_split takes the last rows, so data sorted by class validates on its last classes: set train.stratify: true"
+        else:
+            hint = f"{'.'.join(map(str, loc))}: {hint}"
+        plural = len(absent) > 1
+        notes.append(
+            f"the {name} split ({len(labels)} samples) has no sample of class{'es' if plural else ''} {shown} "
+            f"({len(present)} of the {len(trained)} trained classes): its numbers leave {'them' if plural else 'it'} out; {hint}"
+        )
+    return notes

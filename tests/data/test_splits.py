@@ -25,6 +25,23 @@ def npz(write_config: Any, tmp_path: Path, train_split: dict[str, Any], arrays: 
     return write_config({"data": {"source": "npz", "path": str(tmp_path / "data.npz"), **NOT_SYNTHETIC}, "train": train_split})
 
 
+def test_a_validation_split_that_holds_few_classes_trains_with_a_note(runner, write_config, tmp_path, runs_dir) -> None:
+    # The last 20 of 90 sorted rows are all class 2: val_accuracy would measure that class alone.
+    config = npz(write_config, tmp_path, {"validation_split": 0.2, "stratify": False, "epochs": 1}, {"x_train": X, "y_train": SORTED})
+    result = train(runner, config, runs_dir)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if line.startswith("note: the validation split")]
+    assert notes == [
+        "note: the validation split (18 samples) has no sample of classes 0, 1 (1 of the 3 trained classes): its numbers leave "
+        "them out; Keras's validation_split takes the last rows, so data sorted by class validates on its last classes: "
+        "set train.stratify: true"
+    ], result.output
+    data = runner.invoke(app, ["data", str(config), "--seconds", "0"])
+    assert data.exit_code == 0 and "note: the validation split (18 samples) has no sample of classes 0, 1" in data.output
+    stratified = train(runner, config, runs_dir / "stratified", "--set", "train.stratify=true")
+    assert stratified.exit_code == 0 and "note: the validation split" not in stratified.output, stratified.output
+
+
 def test_a_last_fraction_split_that_drops_a_class_is_refused(runner, write_config, tmp_path, runs_dir) -> None:
     # Keras's rule: the last 31 of 90 rows are validation, one of class 1 and all 30 of class 2.
     config = npz(write_config, tmp_path, {"validation_split": 0.34, "stratify": False}, {"x_train": X, "y_train": SORTED})
