@@ -34,11 +34,14 @@ def sample_shape_problem(expected_sample: tuple[Any, ...], x_shape: tuple[int, .
     """A problem when a per-sample shape doesn't fit the one a model input expects (None fits any size)."""
     if len(expected_sample) != len(x_shape) or any(e is not None and e != d for e, d in zip(expected_sample, x_shape, strict=True)):
         loc = ("model", "inputs") if config.model.inputs else ("model", "factory")
-        return config.problem(
-            loc,
-            f"the data's samples have shape {tuple(x_shape)} but the model expects {expected_sample}",
-            hint="add a `reshape` step under data.preprocess, or change the input shape",
-        )
+        hint = "add a `reshape` step under data.preprocess, or change the input shape"
+        if getattr(config.data, "source", None) == "image_folder" and len(expected_sample) == 3:
+            # The folder's images are resized and converted as they load: a reshape can't change their size or channels.
+            height, width, channels = expected_sample
+            mode = {1: "grayscale", 3: "rgb", 4: "rgba"}.get(channels) if isinstance(channels, int) else None
+            wanted = [f"data.image_size: [{height}, {width}]"] if height is not None and width is not None else []
+            hint = f"set {' and '.join(wanted + ([f'data.color_mode: {mode}'] if mode else []))} to load images the model's size, or change the input shape"
+        return config.problem(loc, f"the data's samples have shape {tuple(x_shape)} but the model expects {expected_sample}", hint=hint)
     return None
 
 

@@ -245,6 +245,12 @@ def resolve_layer(spec: Any, loc: Loc = ()) -> Any:
     if ":" in name:
         layer = call_with_kwargs(import_object(name), kwargs, "layer")
     else:
+        if name in ("Input", "InputLayer"):  # Keras's way to declare an input; kerasrun's is model.inputs (named, with their shapes)
+            shape = kwargs.get("shape", kwargs.get("batch_shape", "[…]"))
+            raise SpecError(
+                "inputs are declared in model.inputs, not as a layer",
+                hint=f"model: {{inputs: {{x: {list(shape) if isinstance(shape, (list, tuple)) else shape}}}, layers: [...]}} — drop this entry",
+            )
         if keras_dict is None and name not in public_names(keras.layers, keras.layers.Layer):
             raise SpecError(f"unknown layer `{name}`", hint=suggest(name, public_names(keras.layers, keras.layers.Layer)))
         kwargs = resolve_nested(kwargs, loc + ((name,) if keras_dict is None else ("config",)))

@@ -71,7 +71,9 @@ class TrainConfig(Strict):
     batch_size: int = Field(32, ge=1, le=MAX_BATCH, strict=True)
     steps_per_epoch: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
     validation_steps: int | None = Field(None, ge=1, le=MAX_STEPS, strict=True)
-    validation_split: Fraction | None = Field(None, description="hold out the last fraction of the training arrays (Keras semantics)")
+    validation_split: Fraction | None = Field(
+        None, description="hold out the last fraction of the training arrays (Keras semantics; 0 or null: none)"
+    )
     stratify: bool = Field(False, description="make the validation split stratified (seeded) instead of the last fraction")
     validation_from: Literal["last", "first"] = Field("last", description="hold out the last fraction (Keras) or the first")
     validation_data: Literal["test"] | None = Field(None, description="`test`: validate on the source's test split")
@@ -86,6 +88,12 @@ class TrainConfig(Strict):
     callbacks: list[CallbackEntry] = Field(
         default_factory=list, description="keras.callbacks classes or import paths; relative file arguments go into the run folder"
     )
+
+    @field_validator("validation_split", mode="before")
+    @classmethod
+    def read_no_split(cls, value: Any) -> Any:
+        """0 holds nothing out, as in Keras's fit (validation_split=0.0): no split, like null."""
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) and value == 0 else value
 
     @field_validator("class_weight", mode="before")
     @classmethod

@@ -24,7 +24,7 @@ from kerasrun.rundir.liveness import effective_status, parse_time
 from kerasrun.runs.table import format_number
 
 UNREADABLE = "unreadable"  # the status of a folder whose run.json can't be read
-STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", UNREADABLE)
+STATUSES = ("running", "completed", "interrupted", "crashed", "failed", "diverged", "pruned", UNREADABLE)  # pruned: a sweep trial
 
 
 @dataclass

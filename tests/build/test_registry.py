@@ -47,6 +47,15 @@ def test_unknown_layer_suggests() -> None:
     assert "unknown layer `Dens`" in str(info.value) and "`Dense`" in (info.value.hint or "")
 
 
+@pytest.mark.parametrize("name", ["Input", "InputLayer"])
+def test_an_input_as_a_layer_points_to_model_inputs(name: str) -> None:
+    # Keras's own spelling: it used to be "did you mean `InputLayer`?", then "too many positional arguments".
+    with pytest.raises(SpecError) as info:
+        resolve_layer({name: {"shape": [64]}})
+    assert str(info.value) == "inputs are declared in model.inputs, not as a layer"
+    assert info.value.hint == "model: {inputs: {x: [64]}, layers: [...]} — drop this entry"
+
+
 def test_layer_kwargs_rejected_by_keras() -> None:
     with pytest.raises(SpecError) as info:
         resolve_layer({"Dense": {"unit": 3}})

@@ -74,6 +74,15 @@ def test_all_problems_are_reported_at_once(write_config) -> None:
     assert len(problems) == 5
 
 
+def test_a_validation_split_of_zero_is_no_split(write_config) -> None:
+    # Keras's fit(validation_split=0.0) holds nothing out; a sweep or --set can turn validation off the same way.
+    path = write_config({"train": {"validation_split": 0, "stratify": False}})
+    assert load_config(path).train.validation_split is None
+    assert load_config(path, ["train.validation_split=0.0"]).train.validation_split is None
+    [problem] = problems_of(write_config({"train": {"validation_split": -0.1, "stratify": False}}, name="negative.yaml"))
+    assert "train.validation_split: Input should be greater than 0" in problem
+
+
 def test_unknown_source_suggests(write_config) -> None:
     [problem] = problems_of(write_config({"data": {"source": "sklearnn", "name": "iris"}}))
     assert "data.source" in problem and "did you mean `sklearn`" in problem

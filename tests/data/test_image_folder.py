@@ -186,6 +186,16 @@ def test_schema_rules(tmp_path: Path, runner: CliRunner) -> None:
     assert result.exit_code == 2 and "test_path or test_fraction, not both" in result.output, result.output
 
 
+def test_images_loaded_at_another_size_point_to_image_size_and_color_mode(folders: Path, runner: CliRunner, tmp_path: Path) -> None:
+    # A reshape step (the hint for arrays) can't resize images or change their channels.
+    config = write(folders, "size.yaml", {"data": {"image_size": [32, 32], "color_mode": "rgb"}, "train": {"epochs": 1}})
+    result = train(runner, config, tmp_path / "runs")
+    assert result.exit_code == 2, result.output
+    assert "model.inputs: the data's samples have shape (32, 32, 3) but the model expects (28, 28, 1)" in result.output
+    assert "set data.image_size: [28, 28] and data.color_mode: grayscale to load images the model's size" in result.output
+    assert not (tmp_path / "runs").exists()
+
+
 def test_data_command_reports_splits_classes_and_throughput(folders: Path, runner: CliRunner) -> None:
 
     config = write(folders, "d.yaml", {"data": {"test_path": "test"}})

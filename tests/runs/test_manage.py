@@ -127,6 +127,7 @@ def test_runs_filters_by_status_and_name(runs: Runs) -> None:
     assert [r["name"] for r in listing(runs, "--status", "crashed,unreadable")] == ["dead", None]
     assert [r["name"] for r in listing(runs, "--name", "*-c")] == ["tiny-c"]
     assert listing(runs, "--name", "nothing-*") == []
+    assert listing(runs, "--status", "pruned") == []  # a sweep trial's status: a filter like the others
     result = invoke("runs", "--runs-dir", str(runs.runs_dir), "--status", "finished")
     assert result.exit_code == 2 and "unknown status finished" in result.stderr and "completed" in result.stderr
     result = invoke("runs", "--runs-dir", str(runs.base / "nowhere"))

@@ -308,7 +308,13 @@ def value_location(
     if inferred:
         return where.problem(("target",), f"{message} (declare data.column_types for it)")
     hint = f"to read `{column}` as text, declare data.column_types: {{{column}: string}}" if problem == "is not a number" else None
+    if value.strip().lower() in MISSING_MARKS:  # a missing value, not text: reading the column as text would make it a category
+        hint = "it looks like a missing value: fill it in or drop the row (kerasrun reads no missing values)"
     return where.problem(("features",), message, hint)
+
+
+# How files mark a missing value (pandas's default na_values, lower-cased); "nan" parses as a number and is checked as one.
+MISSING_MARKS = {"na", "n/a", "#n/a", "null", "none", "nil", "-", "?", "-nan", "<na>", "#na", "missing"}
 
 
 def column_values(raw: list[str], classes: list[str] | None = None, text: bool = False) -> tuple[np.ndarray, list[str] | None]:
