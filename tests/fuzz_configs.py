@@ -166,7 +166,7 @@ def invalid_cases() -> list[tuple[str, dict[str, Any], list[str], str]]:
     return [
         ("per-output metrics on one output", {"compile": {"metrics": [["accuracy"], ["mse"]]}}, [], "compile.metrics"),
         ("a null metric", {"compile": {"metrics": [None]}}, [], "compile.metrics"),
-        ("AUC weighted metric on a 3-class softmax", {"compile": {"weighted_metrics": ["AUC"]}}, [], "compile: the first training batch"),
+        ("AUC weighted metric on a 3-class softmax", {"compile": {"weighted_metrics": ["AUC"]}}, [], "compile.weighted_metrics[0]: train"),
         ("csv target among the features", {"data": {**CSV, "features": ["a", "b", "label"]}}, [], "data."),
         ("csv target naming no output", {"data": {**CSV, "target": {"nope": "label"}}}, [], "data.target.nope"),
         ("csv sample_weight is the text target", {"data": {**CSV, "target": "word", "sample_weight": "word"}}, [], "data.sample_weight"),

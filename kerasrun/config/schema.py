@@ -13,7 +13,7 @@ from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig, input_shape_and_dtype
 from kerasrun.config.sources import declared_names
 from kerasrun.config.spec import split_spec
-from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
+from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig, is_per_output
 from kerasrun.config.urls import url_of
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem
@@ -110,7 +110,7 @@ def class_weight_problems(config: Config) -> list[Problem]:
     spec, loss = config.train, config.compile.loss
     by_class = spec.sample_weight.by_class if spec.sample_weight is not None else None
     rules: list[tuple[tuple[Any, ...], Any]] = []  # (where the rule is, the loss of its output)
-    if isinstance(spec.class_weight, dict) and any(isinstance(key, str) for key in spec.class_weight):
+    if is_per_output(spec.class_weight):
         per_output = loss if isinstance(loss, dict) and "class_name" not in loss else {}
         rules += [(("train", "class_weight", output), per_output.get(output, loss)) for output in spec.class_weight]
     elif spec.class_weight is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import PurePath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeGuard
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
@@ -36,18 +36,26 @@ def check_callback_entry(spec: Any) -> Any:
 CallbackEntry = Annotated[Any, AfterValidator(check_callback_entry), Field(json_schema_extra=SPEC_JSON_SCHEMA)]
 
 
-def check_label_weights(value: dict[Any, Any]) -> dict[int, float]:
-    """{integer label: finite weight >= 0}: no float or boolean labels, no boolean, negative or NaN weights."""
-    weights = {}
+def check_label_weights(value: dict[Any, Any], names: bool = False) -> dict[Any, float]:
+    """{integer label: finite weight >= 0}: no float or boolean labels, no boolean, negative or NaN weights.
+
+    With `names`, a label may also be a class name (`cat`): the source's class names number it when the data loads.
+    """
+    weights: dict[Any, float] = {}
     for label, weight in value.items():
         if isinstance(label, str) and re.fullmatch(r"-?\d+", label.strip()):
             label = int(label)  # JSON keys are strings: a resolved config.yaml writes {"1": 2.0}
-        if isinstance(label, bool) or not isinstance(label, int):
-            raise ValueError(f"label {label!r} is not an integer class label")
+        if isinstance(label, bool) or not isinstance(label, (int, str) if names else int):
+            raise ValueError(f"label {label!r} is not an integer class label" + (" or a class name" if names else ""))
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
             raise ValueError(f"the weight of label {label} must be a finite number >= 0, got {weight!r}")
         weights[label] = float(weight)
     return weights
+
+
+def is_per_output(class_weight: Any) -> TypeGuard[dict[str, dict[int, float] | Literal["balanced"]]]:
+    """True for {output_name: rule} class weights (a rule is a mapping or `balanced`; {class name: weight} is one output's)."""
+    return isinstance(class_weight, dict) and bool(class_weight) and all(isinstance(v, (dict, str)) for v in class_weight.values())
 
 
 class SampleWeightByClass(Strict):
@@ -79,8 +87,9 @@ class TrainConfig(Strict):
     validation_data: Literal["test"] | None = Field(None, description="`test`: validate on the source's test split")
     shuffle: bool = True
     initial_epoch: int = Field(0, ge=0, le=MAX_EPOCHS, strict=True)
-    class_weight: dict[int, float] | Literal["balanced"] | dict[str, dict[int, float] | Literal["balanced"]] | None = Field(
-        None, description="{label: weight} or `balanced`; for several outputs {output_name: {label: weight} or balanced}"
+    class_weight: dict[int | str, float] | Literal["balanced"] | dict[str, dict[int, float] | Literal["balanced"]] | None = Field(
+        None,
+        description="{label: weight} (a label or a class name) or `balanced`; for several outputs {output_name: {label: weight} or balanced}",
     )
     sample_weight: SampleWeightByClass | None = Field(
         None, description="a per-class rule, e.g. {by_class: {5: 2.0}}; multiplies class_weight and the source's weights"
@@ -102,9 +111,12 @@ class TrainConfig(Strict):
         if value is None or value == "balanced":
             return value
         if isinstance(value, dict) and value and all(isinstance(v, (dict, str)) for v in value.values()):
-            return {str(output): cls.check_class_weight(rule) for output, rule in value.items()}  # per output
+            return {
+                str(output): check_label_weights(rule) if isinstance(rule, dict) else cls.check_class_weight(rule)
+                for output, rule in value.items()
+            }
         if isinstance(value, dict):
-            return check_label_weights(value)
+            return check_label_weights(value, names=True)  # one output: its classes may be named
         raise ValueError(f"expected `balanced` or a mapping {{label: weight}}, got {value!r}")
 
     @model_validator(mode="after")

@@ -40,7 +40,7 @@ def load_data(config: Config, peers: Peers = ALONE) -> Data:
     data.notes.extend(class_coverage_notes(data, config))
     # Weights are training weights: validation and test numbers stay comparable between weightings (class_weight's rule too).
     data = replace(data, validation=unweighted(data.validation), test=unweighted(data.test))
-    return replace(data, train=weight_training(data.train, config))
+    return replace(data, train=weight_training(data.train, config, data.class_names))
 
 
 def unweighted(split: Any) -> Any:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Literal, TypeGuard, cast
+from typing import Any, cast
 
 import numpy as np
 
 from kerasrun.config.schema import Config
+from kerasrun.config.train import is_per_output
 from kerasrun.data.arrays import Split
 from kerasrun.data.splits import class_labels
 from kerasrun.data.stream import Stream
@@ -60,14 +61,38 @@ def class_weight_table(
     return out
 
 
-def is_per_output(class_weight: Any) -> TypeGuard[dict[str, dict[int, float] | Literal["balanced"]]]:
-    """True for {output_name: rule} class weights."""
-    return isinstance(class_weight, dict) and any(isinstance(k, str) for k in class_weight)
+def numbered_class_weight(class_weight: Any, class_names: list[str] | None, config: Config) -> Any:
+    """{class name: weight} numbered by the source's class names ({label: weight} and other rules as they are)."""
+    if not isinstance(class_weight, dict) or is_per_output(class_weight) or not any(isinstance(key, str) for key in class_weight):
+        return class_weight
+    loc = ("train", "class_weight")
+    if not class_names:
+        raise ConfigError(
+            config.problem(
+                loc, "class names as class_weight keys need a source that names its classes (an image or text folder, text labels)"
+            )
+        )
+    number = {name: label for label, name in enumerate(class_names)}
+    mapping = ", ".join(f"{name}={label}" for name, label in list(number.items())[:20]) + (", …" if len(number) > 20 else "")
+    problems = [
+        config.problem(loc + (key,), f"no class is named `{key}`", suggest(key, class_names) or f"the classes: {mapping}")
+        for key in class_weight
+        if isinstance(key, str) and key not in number
+    ]
+    if problems:
+        raise ConfigError(problems)
+    numbered: dict[int, float] = {}
+    for key, weight in class_weight.items():
+        label = number[key] if isinstance(key, str) else key
+        if label in numbered:
+            raise ConfigError(config.problem(loc + (key,), f"class {label} is weighted twice (`{class_names[label]}` is label {label})"))
+        numbered[label] = weight
+    return numbered
 
 
-def weight_training(train: Any, config: Config) -> Any:
-    """Fold class weights and per-class rules into per-sample weights (multiplied with the source's)."""
-    spec = config.train
+def weight_training(train: Any, config: Config, class_names: list[str] | None = None) -> Any:
+    """Fold class weights and per-class rules into per-sample weights (multiplied with the source's); class names are numbered."""
+    spec = config.train.model_copy(update={"class_weight": numbered_class_weight(config.train.class_weight, class_names, config)})
     loc = ("train", "class_weight")
     by_class = spec.sample_weight.by_class if spec.sample_weight is not None else None
     if isinstance(train, Split) and isinstance(train.y, list) and (spec.class_weight is not None or by_class is not None):

@@ -145,7 +145,11 @@ def test_bad_override_is_located_at_set(write_config) -> None:
 def test_class_weight_forms(write_config) -> None:
     assert load_config(write_config({"train": {"class_weight": {1: 2}}})).train.class_weight == {1: 2.0}
     assert load_config(write_config({"train": {"class_weight": "balanced"}})).train.class_weight == "balanced"
-    [problem] = problems_of(write_config({"train": {"class_weight": {"five": 2}}}))
+    # A class name is numbered by the source's class names when the data loads (tests/data/test_training_weights.py).
+    assert load_config(write_config({"train": {"class_weight": {"five": 2}}})).train.class_weight == {"five": 2.0}
+    [problem] = problems_of(write_config({"train": {"class_weight": {1.5: 2}}}))
+    assert "train.class_weight: label 1.5 is not an integer class label or a class name" in problem
+    [problem] = problems_of(write_config({"train": {"class_weight": {"out": {"five": 2}}}}))  # per output: labels only
     assert "train.class_weight: label 'five' is not an integer class label" in problem
 
 

@@ -93,3 +93,17 @@ def test_class_weights_of_a_regression_output_are_refused_by_output(runner: CliR
     assert result.exit_code == 2 and "1 problem found" in result.output, result.output
     assert "train.class_weight.score_output: class weights need a class target, but compile.loss mean_squared_error" in result.output
     assert runner.invoke(app, ["validate", config, "--set", "train.class_weight={class_output: {1: 2.0}}"]).exit_code == 0
+
+
+def test_class_weights_by_class_name_are_the_weights_by_label(folder: Path, runner: CliRunner) -> None:
+    # The classes are the sorted text labels: setosa=0, versicolor=1, virginica=2.
+    named = run_files(runner, folder, "named", {"data": {"features": ["a", "b", "c", "d"]}, "train": {"class_weight": {"virginica": 2.0}}})
+    numbered = run_files(runner, folder, "numbered", {"data": {"features": ["a", "b", "c", "d"]}, "train": {"class_weight": {2: 2.0}}})
+    assert named == numbered
+    config = folder / "typo.yaml"
+    config.write_text(yaml.safe_dump(merge(BASE, {"train": {"class_weight": {"virginca": 2.0, "setosa": 0.5}}}), sort_keys=False))
+    result = train(runner, config, folder / "typo")
+    assert result.exit_code == 2 and "1 problem found" in result.output, result.output
+    assert "train.class_weight.virginca: no class is named `virginca`" in result.output and "did you mean `virginica`?" in result.output
+    unnamed = runner.invoke(app, ["train", str(config_path("digits_mlp")), "--set", "train.class_weight={cat: 2.0}"])
+    assert unnamed.exit_code == 2 and "class names as class_weight keys need a source that names its classes" in unnamed.output
