@@ -96,8 +96,10 @@ def first_line(exc: BaseException) -> str:
     graph = graph_error(exc)
     if graph is not None:
         return graph.line
-    text = str(exc).strip()
-    return next((line for line in text.splitlines() if line.strip()), type(exc).__name__)
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).splitlines() if line.strip()]  # Keras bolds the cause
+    if len(lines) > 1 and lines[0].startswith("Exception encountered when calling"):
+        return lines[1].strip()  # Keras's wrapper around a layer's error: the cause is the next line ("list index out of range")
+    return lines[0].strip() if lines else type(exc).__name__
 
 
 @dataclass

@@ -179,3 +179,18 @@ def test_per_output_metrics_on_a_factory_with_one_output_are_refused_by_validate
     assert (
         "compile.metrics: a list per output (2 lists), but the model has one output: give one flat list, e.g. [accuracy]" in result.output
     )
+
+
+def test_a_layer_error_keras_wraps_gives_its_cause(write_config) -> None:
+    # Keras's "Exception encountered when calling Concatenate.call()." hides the cause on its next, bold line.
+    layers = [
+        {"Dense": {"units": 4, "name": "h1"}},
+        {"Dense": {"units": 4, "name": "h2"}, "inputs": "x"},
+        {"Concatenate": {"axis": 2}, "inputs": ["h1", "h2"]},
+        {"Dense": {"units": 3, "activation": "softmax"}},
+    ]
+    config = load_config(write_config({"model": {"inputs": {"x": [2]}, "layers": layers}}))
+    with pytest.raises(ConfigError) as info:
+        build_model(config)
+    [problem] = info.value.problems
+    assert problem.key == "model.layers[2]" and problem.message == "Concatenate cannot take its input: list index out of range"
