@@ -129,6 +129,10 @@ GOOD_ROWS = "".join(f"{a:.3f},{b:.3f},{label}\n" for (a, b), label in zip(X, Y, 
         ("a,b,label\n1,2,0\n1,2\n", "t.csv line 3 has 2 fields, the header 3"),
         ("a,a,label\n1,2,0\n", "t.csv names columns more than once: a"),
         ("a,b,label\n1,2,0\n1,x,1\n", "t.csv line 3, column `b`: 'x' is not a number"),
+        (
+            "a;b;label\n1;2;0\n",
+            "data.path: t.csv's header is one column, `a;b;label`: its columns are not separated by ','\n    set data.delimiter: ';'",
+        ),
         ("a,b,label\n1,2,0\nNA,2,1\n", "t.csv line 3, column `a`: 'NA' is not a number\n    it looks like a missing value: fill it in"),
     ],
 )

@@ -174,6 +174,15 @@ def choose_columns(
         if isinstance(spec.features, dict)
         else {None: spec.features or [c for c in header if c not in targets.values() and c not in weight]}
     )
+    if (other := other_delimiter(header, spec.delimiter)) is not None and any(c not in header for c in targets.values()):
+        # Every named column would be missing: one problem says why.
+        raise ConfigError(
+            where.problem(
+                ("path",),
+                f"{path.name}'s header is one column, `{header[0][:60]}`: its columns are not separated by {spec.delimiter!r}",
+                f"set data.delimiter: {other!r}",
+            )
+        )
     problems = [
         where.problem(
             (key,) + ((group,) if group else ()),
@@ -223,6 +232,13 @@ def read_group(body: list[list[str]], positions: list[int], kind: str) -> np.nda
             raise ValueError("not an integer")
         return np.array(numbers, dtype=np.int64).reshape(len(body), len(positions))
     return np.array([[float(row[i]) for i in positions] for row in body], dtype=np.float32).reshape(len(body), len(positions))
+
+
+def other_delimiter(header: list[str], delimiter: str) -> str | None:
+    """The common delimiter a one-column header holds (`;` of a European CSV read with `,`), or None."""
+    if len(header) != 1:
+        return None
+    return next((d for d in (";", "\t", "|", ",") if d != delimiter and d in header[0]), None)
 
 
 def shown_columns(header: list[str], count: int = 20) -> str:
