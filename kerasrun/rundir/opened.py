@@ -69,7 +69,7 @@ def require_completed(run: OpenedRun) -> None:
     epochs = info.get("epochs_completed")
     done = f" after {epochs} epoch{'s' if epochs != 1 else ''}" if isinstance(epochs, int) else ""
     hint = None
-    if status in ("interrupted", "crashed", "failed"):
+    if status in ("interrupted", "crashed", "failed", "pruned"):  # a pruned trial resumes to its planned epochs (train.restart.CONTINUED)
         blocker = resume_blocker(run_dir, info)
         hint = f"continue it with {resume_command(run_dir, info)}" if blocker is None else f"it can't be resumed: {blocker}"
     if status == "running":

@@ -196,6 +196,9 @@ def test_optuna_search_prunes_bad_trials_by_epoch(tmp_path: Path) -> None:
         assert info["status"] == "pruned" and info["pruned"]["epoch"] == trial["epochs"] == len(history["epoch"]) < 4
         assert info["checkpoint_epoch"] == trial["epochs"]  # like an interrupted run: resumable from what it completed
         assert trial["rank"] is None
+    refused = CliRunner().invoke(app, ["evaluate", str(sweep / pruned[0]["run_dir"])])
+    assert refused.exit_code == 2 and "the run was pruned by a sweep after" in refused.output, refused.output
+    assert "continue it with `kerasrun resume" in refused.output  # as an interrupted run's
     completed = [t for t in record["trials"] if t["status"] == "completed"]
     assert completed and all(t["epochs"] == 4 for t in completed) and record["best"]["index"] in {t["index"] for t in completed}
 
