@@ -117,6 +117,7 @@ def parse_grid(items: list[str]) -> list[Dimension]:
             values = split_top_level(rest)
             for value in values:
                 check_value(key, value, "--grid")
+            check_distinct(key, values, "--grid")
             dims.append(Dimension(key, "grid", values))
         except ConfigError as exc:
             problems += exc.problems
@@ -144,18 +145,47 @@ def parse_distribution(key: str, text: str) -> Dimension:
     if kind == "choice":
         for value in args:
             check_value(key, value, "--space")
+        if len(args) == 1:
+            raise ConfigError(not_a_search(key, text, args[0]))
+        check_distinct(key, args, "--space")
         return Dimension(key, kind, args)
     try:
         low, high = (float(a) for a in args)
     except ValueError:
         raise ConfigError(Problem(key=key, message=f"`{text}`: {kind} takes two numbers, low and high", file="--space")) from None
-    if not (math.isfinite(low) and math.isfinite(high)) or low >= high:
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
         raise ConfigError(Problem(key=key, message=f"`{text}`: expected finite numbers with low < high", file="--space"))
+    if low == high:  # int(16,16) includes both ends, but they are one value
+        raise ConfigError(not_a_search(key, text, format_value(int(low) if kind == "int" and low == int(low) else low)))
     if kind == "loguniform" and low <= 0:
         raise ConfigError(Problem(key=key, message=f"`{text}`: loguniform needs low > 0", file="--space"))
     if kind == "int" and (low != int(low) or high != int(high)):
         raise ConfigError(Problem(key=key, message=f"`{text}`: int takes two whole numbers", file="--space"))
     return Dimension(key, kind, low=low, high=high)
+
+
+def not_a_search(key: str, text: str, value: str) -> Problem:
+    """The refusal of a distribution that can only give one value: every trial would train the same."""
+    return Problem(
+        key=key,
+        message=f"`{text}` has one value only: a single value is not a search (every trial would be the same)",
+        file="--space",
+        hint=f"use --set {key}={value} for a fixed value",
+    )
+
+
+def check_distinct(key: str, values: list[str], option: str) -> None:
+    """No value listed twice (`3,3`, or `0.001,1.0e-3`): its trials would train the same twice."""
+    seen: dict[str, str] = {}
+    for value in values:
+        parsed = parse_value(value)
+        same = f"{type(parsed).__name__}:{parsed!r}"  # 3 and 3.0 are different values to a config; 0.001 and 1.0e-3 the same
+        if same in seen:
+            twice = f"`{value}` is listed twice" if value == seen[same] else f"`{seen[same]}` and `{value}` are the same value"
+            raise ConfigError(
+                Problem(key=key, message=f"{twice}: its trials would train the same twice", file=option, hint="list each value once")
+            )
+        seen[same] = value
 
 
 def check_value(key: str, value: str, option: str) -> None:
