@@ -212,10 +212,15 @@ def check_joined(study: Any, definition: dict[str, Any] | None, name: str) -> No
             Problem(
                 key="",
                 file="--study-name",
-                message=f"the study {name!r} in this storage is another sweep: its {', '.join(differ)} differ from this command's",
+                message=f"the study {name!r} in this storage is another sweep: its {listed(differ)} {'differs' if len(differ) == 1 else 'differ'} from this command's",
                 hint="give another --study-name, or the same search as the study's first command (sweep.json's `command`)",
             )
         )
+
+
+def listed(items: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def definition_of(study: Any) -> dict[str, Any]:

@@ -178,7 +178,9 @@ def test_joining_a_study_with_another_search_is_refused(tmp_path: Path) -> None:
     made = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR}=0.01", "--study-name", "s", "--runs-dir", str(runs)])
     assert made.exit_code == 0, made.output
     other = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR}=0.01,0.1", "--study-name", "s", "--runs-dir", str(runs)])
-    assert other.exit_code == 2 and "is another sweep: its space, planned differ" in other.output
+    assert other.exit_code == 2 and "is another sweep: its space and planned differ from this command's" in other.output
+    metric = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR}=0.01", "--metric", "loss", "--study-name", "s", "--runs-dir", str(runs)])  # fmt: skip
+    assert metric.exit_code == 2 and "is another sweep: its metric differs from this command's" in metric.output, metric.output
     again = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR}=0.01", "--study-name", "s", "--runs-dir", str(runs)])
     assert again.exit_code == 0 and "joined its study: 1 of 1 trials ended before" in again.output  # nothing left: a summary
     bad = CliRunner().invoke(app, ["sweep", str(config), "--grid", f"{LR}=0.01", "--storage", "nosuchdb://x", "--runs-dir", str(runs)])
