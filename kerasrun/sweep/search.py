@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kerasrun.config.load import load_config
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.sweep import space
 from kerasrun.sweep.record import SweepRecord, Trial
@@ -39,6 +40,8 @@ class SweepPlan:
     name: str = ""
     storage: str | None = None  # --storage: an Optuna storage URL or a journal file (default: a journal file in the sweep folder)
     study_name: str | None = None  # --study-name: also the sweep folder's name, so the same command on N machines shares it
+    # The config with --set applied, as it resolved when the sweep was planned: a resumed or joined sweep must resolve to it again.
+    resolved: dict[str, Any] | None = None
 
     def overrides(self, trial: TrialPlan) -> list[str]:
         """What the trial's train applies: --set first, then its own values (which win)."""
@@ -94,7 +97,14 @@ class SweepPlan:
             "prune_warmup": self.prune_warmup,
             "runs_dir": str(self.runs_dir.resolve()) if self.runs_dir else None,
             "name": self.name,
+            "resolved": self.resolved,
         }
+
+    def config_changes(self) -> list[str]:
+        """The dotted keys whose values the config (with --set) resolves to now, not as when the sweep was planned ([] when unknown)."""
+        if self.resolved is None:  # a sweep made by an older kerasrun recorded no resolved config
+            return []
+        return differing_keys(self.resolved, load_config(self.config_path, self.base_overrides).model_dump(mode="json"))
 
 
 def plan_from_definition(definition: dict[str, Any], **settings: Any) -> SweepPlan:
@@ -109,9 +119,20 @@ def plan_from_definition(definition: dict[str, Any], **settings: Any) -> SweepPl
         int(definition["planned"]),
         base_overrides=list(definition["set"]),
         runs_dir=runs_dir,
+        resolved=definition.get("resolved"),
         **{key: definition[key] for key in keys},
         **settings,
     )
+
+
+def differing_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
+    """The dotted keys (`model.layers[0].Dense.units`) where two resolved configs differ."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        keys = [*before, *(k for k in after if k not in before)]
+        return [found for k in keys for found in differing_keys(before.get(k), after.get(k), f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [found for i, (b, a) in enumerate(zip(before, after, strict=True)) for found in differing_keys(b, a, f"{prefix}[{i}]")]
+    return [] if before == after else [prefix or "(the whole config)"]
 
 
 def trial_name(index: int) -> str:
@@ -174,12 +195,11 @@ def plan_sweep(
         checked = space.corner_plans(dims)
     with_base = [TrialPlan(p.index, [*base, *p.overrides]) for p in checked]
     config = space.check_trials(Path(config_path), dims, with_base)
-    return SweepPlan(Path(config_path), method, dims, plans, count, name=config.name, **settings)
+    resolved = load_config(Path(config_path), base).model_dump(mode="json")
+    return SweepPlan(Path(config_path), method, dims, plans, count, name=config.name, resolved=resolved, **settings)
 
 
 def scheduler_folder(plan: SweepPlan, study_name: str | None) -> Path:
     """Where `--print-commands` trials go: `<runs dir>/<study name or config name>-sweep`, absolute (a task may start anywhere)."""
-    from kerasrun.config.load import load_config
-
     runs_dir = plan.runs_dir or Path(load_config(plan.config_path, plan.base_overrides).output.runs_dir)
     return (runs_dir / (study_name or f"{plan.name}-sweep")).resolve()  # runs_dir is relative to the current directory

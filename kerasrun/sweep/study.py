@@ -28,6 +28,7 @@ from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
 from kerasrun.rundir.liveness import STALE_AFTER_SECONDS, effective_status, process_alive, process_identity, run_dir_locked
 from kerasrun.rundir.record import now_iso
+from kerasrun.sweep.search import differing_keys
 
 JOURNAL_FILE = "study.journal"  # the default storage: Optuna's journal file, in the sweep folder (documented as safe on NFS)
 DEFINITION_ATTR = "kerasrun_sweep"  # the study's user attr holding what the sweep is (config, space, metric, budget)
@@ -216,6 +217,22 @@ def check_joined(study: Any, definition: dict[str, Any] | None, name: str) -> No
                 hint="give another --study-name, or the same search as the study's first command (sweep.json's `command`)",
             )
         )
+    recorded, now = stored.get("resolved"), definition.get("resolved")  # None: a sweep made by an older kerasrun recorded none
+    if recorded is not None and now is not None and (changed := differing_keys(recorded, now)):
+        raise ConfigError(
+            config_changed(str(definition["config"]), changed, name, "a new sweep of the edited config: give another --study-name")
+        )
+
+
+def config_changed(config: str, keys: list[str], name: str, instead: str) -> Problem:
+    """The refusal to train a sweep's remaining trials with a config that changed since the sweep started."""
+    shown = listed(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+    return Problem(
+        key="",
+        file=config,
+        message=f"changed since the sweep {name!r} started: {shown} {'differs' if len(keys) == 1 else 'differ'}, and its remaining trials would train with the new values",
+        hint=f"restore the file as it was when the sweep started to continue it (started trials keep their own config), or start {instead}",
+    )
 
 
 def listed(items: list[str]) -> str:

@@ -180,6 +180,12 @@ def open_sweep(folder: Path, storage: str | None = None, jobs: int = 1, **settin
     store = studies.open_storage(optuna, url)
     study = studies.load_joined(optuna, store, str(record["study_name"]))
     plan = plan_from_definition(studies.definition_of(study), jobs=jobs, **settings)
+    if changed := plan.config_changes():
+        raise ConfigError(
+            studies.config_changed(
+                str(plan.config_path), changed, str(record["study_name"]), "a new sweep of the edited config (without --resume)"
+            )
+        )
     command = [str(a) for a in record["command"]] if isinstance(record.get("command"), list) else []
     return Sweep(plan, Path(folder), optuna, study, url, str(record["study_name"]), command, str(record.get("started") or now_iso()), jobs)
 

@@ -1,20 +1,53 @@
-"""What a sweep refuses before training: degenerate spaces."""
+"""What a sweep refuses before training: an edited config on resume or join, degenerate spaces."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from helpers import write_tiny
 from typer.testing import CliRunner, Result
 
 from kerasrun.cli import app
+from kerasrun.rundir.io import read_json
 
 LR = "compile.optimizer.Adam.learning_rate"
+UNITS = "model.layers[0].Dense.units"
 
 
 def sweep(*args: str) -> Result:
     """`kerasrun sweep ARGS` in-process."""
     return CliRunner().invoke(app, ["sweep", *args])
+
+
+def test_resume_and_join_refuse_a_config_edited_since_the_sweep_started(tmp_path: Path) -> None:
+    marker = tmp_path / "interrupted"
+    changes = {"train": {"epochs": 2, "callbacks": [{"helpers_custom:InterruptOnce": {"marker": str(marker), "epoch": 1}}]}}
+    config = write_tiny(tmp_path, changes)
+    original = config.read_text()
+    runs = tmp_path / "runs"
+    command = [str(config), "--grid", f"{LR}=0.01,0.1", "--study-name", "edit", "--runs-dir", str(runs)]
+    stopped = sweep(*command)  # Ctrl-C at the start of trial-000's second epoch, after its first checkpoint
+    assert stopped.exit_code == 130, stopped.output
+    folder = runs / "edit"
+    before = read_json(folder / "sweep.json")
+    assert [t["status"] for t in sorted(before["trials"], key=lambda t: t["index"])] == ["interrupted", "pending"]
+    data = yaml.safe_load(original)
+    data["model"]["layers"][0]["Dense"]["units"] = 4
+    data["train"]["batch_size"] = 8
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    for refused in (sweep("--resume", str(folder)), sweep(*command)):  # resuming it, and the same command joining it again
+        assert refused.exit_code == 2, refused.output
+        assert f"changed since the sweep 'edit' started: {UNITS} and train.batch_size differ" in refused.output
+        assert "restore the file as it was when the sweep started" in refused.output
+    assert not (folder / "trial-001").exists() and read_json(folder / "sweep.json") == before  # nothing trained or rewritten
+    config.write_text(original)
+    resumed = sweep("--resume", str(folder))
+    assert resumed.exit_code == 0, resumed.output
+    done = read_json(folder / "sweep.json")
+    assert sorted(t["status"] for t in done["trials"]) == ["completed", "completed"]
+    for trial in ("trial-000", "trial-001"):  # the resumed trial kept its own config, the new one got the restored file's
+        assert yaml.safe_load((folder / trial / "config.yaml").read_text())["model"]["layers"][0]["Dense"]["units"] == 8
 
 
 def test_degenerate_spaces_are_refused_at_their_option(tmp_path: Path) -> None:
