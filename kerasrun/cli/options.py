@@ -10,7 +10,7 @@ import typer
 # Choices as Literal types: Typer shows them (`<auto|rich|…>`) and refuses other values exactly as it did the Enums.
 Progress = Literal["auto", "rich", "plain", "json", "none"]
 SplitName = Literal["test", "validation"]
-Mode = Literal["min", "max"]
+Mode = Literal["auto", "min", "max"]
 Sampler = Literal["tpe", "random"]
 Pruner = Literal["median", "none"]
 ExportFormat = Literal["saved_model", "tflite", "onnx"]

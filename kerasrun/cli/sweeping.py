@@ -31,7 +31,9 @@ def sweep(
         typer.Option("--space", help="key=loguniform(a,b) | uniform(a,b) | int(a,b) | choice(v1,v2,…). Repeatable."),
     ] = None,
     metric: Annotated[str, typer.Option("--metric", help="The history.json column that ranks trials (its best epoch).")] = "val_loss",
-    mode: Annotated[Mode, typer.Option("--mode", help="Whether the metric is better low or high.")] = "min",
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="Whether the metric is better low or high; auto: a loss low, other metrics as Keras says.")
+    ] = "auto",
     seed: Annotated[
         int, typer.Option("--seed", help="Seed of --random and of Optuna's sampler (in the process that makes the sweep).")
     ] = 0,
@@ -130,6 +132,10 @@ def sweep(
             if plan is None:
                 raise ConfigError(Problem(key="", file="--print-commands", message="--print-commands plans a new sweep from a CONFIG"))
             commands = plan.train_commands(scheduler_folder(plan, study_name))
+        elif plan is not None:
+            from kerasrun.sweep.metric import check_metric
+
+            plan = check_metric(plan)  # builds a trial's model (TensorFlow): the metric's name and direction, before anything is written
     if print_commands:
         for command in commands:
             typer.echo(shlex.join(command))
@@ -158,8 +164,9 @@ def sweep(
         before = sweep.record()
         done = sum(t.status in ("completed", "failed", "diverged", "pruned") for t in before.trials)
         joined = "" if made else f"; joined its study: {done} of {before.settings['planned']} trials ended before"
+        auto = " (auto)" if sweep.plan.mode_auto else ""
         say.print(
-            f"sweep folder: {sweep.path}  ({sweep.plan.count} {sweep.plan.method} trial(s), {sweep.plan.metric} {sweep.plan.mode}{joined})",
+            f"sweep folder: {sweep.path}  ({sweep.plan.count} {sweep.plan.method} trial(s), {sweep.plan.metric} {sweep.plan.mode}{auto}{joined})",
             markup=False,
         )
         record = run_sweep(sweep, made, lambda rec, trial: say.print(trial_line(rec, trial), markup=False))
@@ -169,13 +176,14 @@ def sweep(
 
 
 def show_summary(record: Any, as_json: bool, say: Any = None) -> None:
-    """The ranked trials (a Rich table on a terminal, plain text otherwise, or sweep.json's JSON); exit 1 if none completed."""
+    """The ranked trials (a Rich table on a terminal, plain text otherwise, or sweep.json's JSON); exit 1 if none was ranked."""
     from rich.console import Console
 
     from kerasrun.runs.table import format_number, plain_table, rich_table
     from kerasrun.sweep.summary import missing_metric_note, summary_rows
 
     say = say or Console(stderr=as_json, highlight=False, soft_wrap=True)
+    best = record.best()
     if as_json:
         typer.echo(json.dumps(record.as_dict(), indent=2))
     else:
@@ -190,15 +198,14 @@ def show_summary(record: Any, as_json: bool, say: Any = None) -> None:
             say.print(rich_table(headers, rows, column, title=title, box=box.SIMPLE_HEAD))
         else:
             typer.echo(plain_table(headers, rows))
-        best = record.best()
         typer.echo(
-            f"best: {best.run_dir} ({record.path / str(best.run_dir)}), {record.metric} {format_number(best.metric, missing='-', keep_small=True)}"
+            f"best: {best.run_dir} ({record.path / str(best.run_dir)}), {record.metric} {format_number(best.metric, missing='-', keep_small=True)} ({record.mode})"
             if best
             else "no trial completed with a value of " + record.metric
         )
     if (note := missing_metric_note(record)) is not None:
         err_console().print(f"warning: {note}", markup=False)
-    if not any(t.status == "completed" for t in record.trials):
+    if best is None:  # no trial completed with a value of the metric: the sweep found nothing
         raise typer.Exit(EXIT_FAILED)
 
 

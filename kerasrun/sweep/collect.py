@@ -11,11 +11,13 @@ import re
 from pathlib import Path
 
 from kerasrun.errors import ConfigError, Problem
+from kerasrun.imports import suggest
 from kerasrun.rundir.files import best_epoch, trial_folders
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
 from kerasrun.rundir.record import now_iso
+from kerasrun.sweep.metric import containing, is_loss
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, params_of
 
 TRIAL_NAME = re.compile(r"^trial-(\d+)$")
@@ -26,6 +28,17 @@ def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
     folder = Path(folder)
     if not folder.is_dir():
         raise ConfigError(Problem(key="", file="--collect", message=f"{folder} is not a folder"))
+    if mode == "auto":  # without TensorFlow no model tells a metric's direction: only a loss's is known from its name
+        if not is_loss(metric):
+            raise ConfigError(
+                Problem(
+                    key="",
+                    file="--metric",
+                    message=f"--collect can't tell whether `{metric}` is better low or high (it builds no model to ask Keras)",
+                    hint="give --mode max or --mode min",
+                )
+            )
+        mode = "min"
     newest: dict[int, Trial] = {}
     for run_dir in trial_folders(folder):  # in name order, which starts with the start time
         trial = read_trial(run_dir, metric, mode)
@@ -36,6 +49,7 @@ def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
         raise ConfigError(
             Problem(key="", file=str(folder), message="holds no trial run folder (runs named trial-NNN, as --print-commands names them)")
         )
+    check_columns(folder, trials, metric)
     commands = [read_json(folder / str(t.run_dir) / RUN_FILE).get("command") for t in trials[:1]]
     config = str(commands[0][2]) if commands and isinstance(commands[0], list) and len(commands[0]) > 2 else ""
     keys = sorted({o.partition("=")[0] for t in trials for o in t.overrides})
@@ -46,6 +60,26 @@ def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
     record.ended = None if record.status == RUNNING else now_iso()
     record.save()
     return record
+
+
+def check_columns(folder: Path, trials: list[Trial], metric: str) -> None:
+    """The metric must be a column of some trial's history.json (a typo would rank nothing); unchecked when no trial has one."""
+    columns: list[str] = []
+    for trial in trials:
+        try:
+            history = read_json(folder / str(trial.run_dir) / HISTORY_FILE)
+        except RunFileError:
+            continue
+        columns += [k for k in history if k != "epoch" and k not in columns] if isinstance(history, dict) else []
+    if columns and metric not in columns:
+        raise ConfigError(
+            Problem(
+                key="",
+                file="--metric",
+                message=f"the trials logged no metric `{metric}`: their history.json columns are {', '.join(columns)}",
+                hint=suggest(metric, columns) or containing(metric, columns) or "give one of those",
+            )
+        )
 
 
 def read_trial(run_dir: Path, metric: str, mode: str) -> Trial | None:

@@ -42,6 +42,7 @@ class SweepPlan:
     study_name: str | None = None  # --study-name: also the sweep folder's name, so the same command on N machines shares it
     # The config with --set applied, as it resolved when the sweep was planned: a resumed or joined sweep must resolve to it again.
     resolved: dict[str, Any] | None = None
+    mode_auto: bool = False  # the mode was `auto`, decided from the metric (Keras's direction for it)
 
     def overrides(self, trial: TrialPlan) -> list[str]:
         """What the trial's train applies: --set first, then its own values (which win)."""

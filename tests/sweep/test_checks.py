@@ -1,7 +1,8 @@
-"""What a sweep refuses before training: an edited config on resume or join, degenerate spaces."""
+"""What a sweep refuses before training: an edited config on resume or join, a metric no trial logs or whose direction is unknown, degenerate spaces."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
@@ -48,6 +49,46 @@ def test_resume_and_join_refuse_a_config_edited_since_the_sweep_started(tmp_path
     assert sorted(t["status"] for t in done["trials"]) == ["completed", "completed"]
     for trial in ("trial-000", "trial-001"):  # the resumed trial kept its own config, the new one got the restored file's
         assert yaml.safe_load((folder / trial / "config.yaml").read_text())["model"]["layers"][0]["Dense"]["units"] == 8
+
+
+def test_an_accuracy_metric_ranks_high_values_first_without_mode(tmp_path: Path) -> None:
+    config = write_tiny(tmp_path, {"train": {"epochs": 1}})
+    runs = tmp_path / "runs"
+    metric = "val_sparse_categorical_accuracy"
+    result = sweep(str(config), "--grid", f"{LR}=0.0001,0.05", "--metric", metric, "--runs-dir", str(runs), "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["mode"] == "max" and f"{metric} max (auto)" in result.stderr
+    ranked = sorted(record["trials"], key=lambda t: t["rank"])
+    assert ranked[0]["metric"] > ranked[1]["metric"] and record["best"]["metric"] == ranked[0]["metric"]
+    forced = sweep(str(config), "--grid", f"{LR}=0.0001,0.05", "--metric", metric, "--mode", "min", "--runs-dir", str(runs), "--json")
+    assert forced.exit_code == 0, forced.output
+    record = json.loads(forced.stdout)
+    assert record["mode"] == "min" and record["trials"][0]["metric"] < record["trials"][1]["metric"]  # --mode still overrides
+
+
+def test_a_metric_no_trial_logs_or_of_unknown_direction_is_refused_before_training(tmp_path: Path) -> None:
+    config = write_tiny(tmp_path, {"train": {"epochs": 1}})
+    runs = tmp_path / "runs"
+    space = ["--optuna", "3", "--space", f"{LR}=loguniform(1.0e-4,1.0e-1)"]
+    typo = sweep(str(config), *space, "--metric", "val_acc", "--runs-dir", str(runs))
+    assert typo.exit_code == 2 and "--metric: the trials log no metric `val_acc`" in typo.output, typo.output
+    assert "did you mean `val_sparse_categorical_accuracy`?" in typo.output and not runs.exists()
+    (tmp_path / "custom").mkdir()
+    custom = write_tiny(tmp_path / "custom", {"compile": {"metrics": ["helpers_custom:half_mse"]}})  # a plain function: no direction
+    unknown = sweep(str(custom), *space, "--metric", "val_half_mse", "--runs-dir", str(runs))
+    assert unknown.exit_code == 2 and "can't tell whether `val_half_mse` is better low or high" in unknown.output, unknown.output
+    assert "give --mode max or --mode min" in unknown.output and not runs.exists()
+
+
+def test_a_sweep_that_ranks_no_trial_exits_1(tmp_path: Path) -> None:
+    # A custom train.step logs what it returns: its names are known only as it trains, so the metric is not checked before.
+    config = write_tiny(tmp_path, {"train": {"epochs": 1, "loop": "custom", "step": "helpers_custom:step_with_tensor_branch"}})
+    result = sweep(
+        str(config), "--grid", f"{LR}=0.01,0.1", "--metric", "val_nothing", "--mode", "min", "--runs-dir", str(tmp_path / "runs")
+    )
+    assert result.exit_code == 1, result.output
+    assert "no trial completed with a value of val_nothing" in result.output and "no completed trial logged `val_nothing`" in result.output
 
 
 def test_degenerate_spaces_are_refused_at_their_option(tmp_path: Path) -> None:
