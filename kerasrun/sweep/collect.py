@@ -8,6 +8,7 @@ run's name, its values from the `--set` items of its command, its status as `ker
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from kerasrun.errors import ConfigError, Problem
@@ -18,7 +19,7 @@ from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
 from kerasrun.rundir.record import now_iso
 from kerasrun.sweep.metric import containing, is_loss
-from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, params_of
+from kerasrun.sweep.record import PENDING, RUNNING, SweepRecord, Trial, params_of
 
 TRIAL_NAME = re.compile(r"^trial-(\d+)$")
 
@@ -97,6 +98,12 @@ def read_trial(run_dir: Path, metric: str, mode: str) -> Trial | None:
     command = command if isinstance(command, list) else []
     overrides = [str(command[i + 1]) for i, arg in enumerate(command[:-1]) if arg in ("--set", "-s")]
     trial = Trial(int(match.group(1)), overrides, params_of(overrides), status=effective_status(info, run_dir), run_dir=run_dir.name)
+    read_results(trial, run_dir, metric, mode)
+    return trial
+
+
+def read_results(trial: Trial, run_dir: Path, metric: str, mode: str) -> None:
+    """Fill in a trial's best epoch and value of `metric`, its epochs and its test metrics from its run folder's files."""
     try:
         history = read_json(run_dir / HISTORY_FILE)
     except RunFileError:
@@ -110,4 +117,23 @@ def read_trial(run_dir: Path, metric: str, mode: str) -> Trial | None:
         trial.test_metrics = metrics if isinstance(metrics, dict) else None
     except RunFileError:
         pass
-    return trial
+
+
+def completed_since(trial: Trial, sweep_dir: Path, metric: str, mode: str) -> Trial:
+    """The trial as its run folder stands when it completed after the sweep left it (a pruned trial `kerasrun resume`d); else as given.
+
+    The study keeps the attempt's outcome (a finished Optuna trial can't change), so its value is read
+    from the folder, as --collect reads a scheduler's trials.
+    """
+    if trial.status in ("completed", RUNNING, PENDING) or not trial.run_dir:
+        return trial
+    run_dir = sweep_dir / trial.run_dir
+    try:
+        info = read_json(run_dir / RUN_FILE)
+    except RunFileError:
+        return trial
+    if not isinstance(info, dict) or effective_status(info, run_dir) != "completed":
+        return trial
+    done = replace(trial, status="completed", error=None)
+    read_results(done, run_dir, metric, mode)
+    return done

@@ -26,6 +26,7 @@ from kerasrun.rundir.layout import SWEEP_FILE
 from kerasrun.rundir.liveness import process_identity
 from kerasrun.rundir.record import create_run_dir, now_iso
 from kerasrun.sweep import study as studies
+from kerasrun.sweep.collect import completed_since
 from kerasrun.sweep.record import RUNNING, SweepRecord, Trial, trials_of
 from kerasrun.sweep.search import Report, SweepPlan, plan_from_definition, train_command, trial_name
 from kerasrun.train.signals import Interrupted, on_forced_exit
@@ -51,7 +52,7 @@ class Sweep:
     def record(self, status: str | None = None) -> SweepRecord:
         """sweep.json's content, from the study: `completed` once no trial waits or runs, else `status` (default running)."""
         frozen = self.study.get_trials(deepcopy=False)
-        trials = trials_of(frozen)
+        trials = [completed_since(t, self.path, self.plan.metric, self.plan.mode) for t in trials_of(frozen)]
         waiting, running = studies.unfinished(self.optuna, self.study, frozen)  # an interrupted trial waits too, to be resumed
         if not waiting and not running:
             status = "completed"

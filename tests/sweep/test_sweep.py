@@ -201,6 +201,16 @@ def test_optuna_search_prunes_bad_trials_by_epoch(tmp_path: Path) -> None:
     assert "continue it with `kerasrun resume" in refused.output  # as an interrupted run's
     completed = [t for t in record["trials"] if t["status"] == "completed"]
     assert completed and all(t["epochs"] == 4 for t in completed) and record["best"]["index"] in {t["index"] for t in completed}
+    # A pruned trial continued by `kerasrun resume` completes in its folder: the sweep's listing reads it from there, ranked.
+    continued = pruned[0]["run_dir"]
+    assert CliRunner().invoke(app, ["resume", str(sweep / continued), "--progress", "none"]).exit_code == 0
+    resumed = CliRunner().invoke(app, ["sweep", "--resume", str(sweep), "--json"])
+    assert resumed.exit_code == 0, resumed.output
+    after = {t["run_dir"]: t for t in json.loads(resumed.stdout)["trials"]}
+    history = read_json(sweep / continued / "history.json")
+    assert after[continued]["status"] == "completed" and after[continued]["epochs"] == 4 and after[continued]["rank"] is not None
+    assert after[continued]["metric"] == min(history["val_loss"]) and after[continued]["error"] is None
+    assert read_json(sweep / "sweep.json")["trials"] == json.loads(resumed.stdout)["trials"]
 
 
 def wait_for_histories(process: subprocess.Popen[str], runs: Path, count: int) -> None:
