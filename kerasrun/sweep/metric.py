@@ -34,13 +34,16 @@ def check_metric(plan: SweepPlan) -> SweepPlan:
 
     candidates = plan.trials[:CHECKED_TRIALS] if plan.trials else space.corner_plans(plan.dims)[:CHECKED_TRIALS]
     experiment = None
+    failed: Exception | None = None  # the first candidate's error: what every trial will likely say
     for trial in candidates:
         reset_process_state()
         try:
             experiment = prepare_experiment(load_config(plan.config_path, plan.overrides(trial)), plan.runs_dir)
             break
-        except Exception:  # that trial fails in the sweep with its own error; another trial's model tells the names
+        except Exception as exc:  # that trial fails in the sweep with its own error; another trial's model tells the names
+            failed = failed or exc
             continue
+    prepared = experiment is not None
     try:
         if experiment is not None and metrics_built(experiment.model, experiment.data, experiment.config):
             check_logged(plan.metric, experiment.model, experiment.data.validation is not None)
@@ -50,6 +53,8 @@ def check_metric(plan: SweepPlan) -> SweepPlan:
     finally:
         del experiment
         reset_process_state()  # the first trial starts from a fresh process's state, as every trial does
+    if mode is None and not prepared and isinstance(failed, ConfigError):
+        raise failed  # no trial could be prepared: its error, not "no direction", is what to fix
     if mode is None:
         raise ConfigError(
             Problem(

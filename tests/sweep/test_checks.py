@@ -75,10 +75,18 @@ def test_a_metric_no_trial_logs_or_of_unknown_direction_is_refused_before_traini
     assert typo.exit_code == 2 and "--metric: the trials log no metric `val_acc`" in typo.output, typo.output
     assert "did you mean `val_sparse_categorical_accuracy`?" in typo.output and not runs.exists()
     (tmp_path / "custom").mkdir()
-    custom = write_tiny(tmp_path / "custom", {"compile": {"metrics": ["helpers_custom:half_mse"]}})  # a plain function: no direction
+    one_hot = {
+        "data": {"preprocess": [{"one_hot": 3}]},
+        "compile": {"loss": "categorical_crossentropy", "metrics": ["helpers_custom:half_mse"]},
+    }
+    custom = write_tiny(tmp_path / "custom", one_hot)  # a plain function (on one-hot rows, as it needs): no direction
     unknown = sweep(str(custom), *space, "--metric", "val_half_mse", "--runs-dir", str(runs))
     assert unknown.exit_code == 2 and "can't tell whether `val_half_mse` is better low or high" in unknown.output, unknown.output
     assert "give --mode max or --mode min" in unknown.output and not runs.exists()
+    # No trial can be prepared: the trials' own error is what to fix, not the direction.
+    broken = sweep(str(config), *space, "--metric", "val_sparse_categorical_accuracy", "--set", "train.class_weight={cat: 2.0}")
+    assert broken.exit_code == 2 and "class names as class_weight keys need a source that names its classes" in broken.output, broken.output
+    assert "can't tell whether" not in broken.output and not runs.exists()
 
 
 def test_a_sweep_that_ranks_no_trial_exits_1(tmp_path: Path) -> None:
