@@ -133,8 +133,10 @@ def sweep(
                 raise ConfigError(Problem(key="", file="--print-commands", message="--print-commands plans a new sweep from a CONFIG"))
             commands = plan.train_commands(scheduler_folder(plan, study_name))
         elif plan is not None:
+            from kerasrun.sweep.builds import check_builds
             from kerasrun.sweep.metric import check_metric
 
+            check_builds(plan)  # every searched layer/optimizer value built once (TensorFlow), before anything is written
             plan = check_metric(plan)  # builds a trial's model (TensorFlow): the metric's name and direction, before anything is written
     if print_commands:
         for command in commands:

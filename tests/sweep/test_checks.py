@@ -115,3 +115,19 @@ def test_degenerate_spaces_are_refused_at_their_option(tmp_path: Path) -> None:
     reversed_range = sweep(str(config), "--random", "3", "--space", "train.epochs=int(16,8)")
     assert reversed_range.exit_code == 2 and "expected finite numbers with low < high" in reversed_range.output
     assert not runs.exists()
+
+
+def test_searched_values_keras_refuses_are_exit_2_before_any_trial(tmp_path: Path) -> None:
+    # Layer and optimizer arguments are Keras's to judge: each trial used to fail as it trained (a float `units`, an activation `bogus`).
+    config = write_tiny(tmp_path, {"train": {"epochs": 1}})
+    runs = tmp_path / "runs"
+    drawn = sweep(str(config), "--optuna", "2", "--space", f"{UNITS}=uniform(4,8)", "--runs-dir", str(runs))
+    assert drawn.exit_code == 2 and "1 problem found" in drawn.output, drawn.output
+    assert "--space: model.layers[0]: Keras rejected the arguments of Dense" in drawn.output
+    assert f"(trial values {UNITS}=4.0)" in drawn.output and "int(4,8) draws integers" in drawn.output
+    listed = sweep(str(config), "--grid", "model.layers[0].Dense.activation=relu,bogus", "--runs-dir", str(runs))
+    assert listed.exit_code == 2, listed.output
+    assert "--grid: model.layers[0].Dense.activation: unknown activation `bogus`" in listed.output
+    choice = sweep(str(config), "--random", "1", "--space", f"{LR}=choice(abc,0.01)", "--runs-dir", str(runs))  # a draw may miss it
+    assert choice.exit_code == 2 and "learning_rate=abc" in choice.output, choice.output
+    assert not runs.exists()
