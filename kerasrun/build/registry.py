@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,12 @@ def argument_hint(cls: Any, kwargs: dict[str, Any]) -> str | None:
         renamed = RENAMED_ARGUMENTS.get(key)
         close = f"did you mean `{renamed}`?" if renamed in accepted else suggest(key, accepted)
         hints.append(f"`{key}`: {close}" if close else f"`{key}` is not an argument of {cls.__name__}")
+    # A quoted number is text to YAML: Keras's message shows it as the number (`Received: units=64`).
+    hints += [
+        f"`{key}` is the text {value!r} (quoted in the YAML): write {value.strip()} without quotes"
+        for key, value in kwargs.items()
+        if key in accepted and key != "name" and isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d*)?([eE][-+]?\d+)?\s*", value)
+    ]
     return "; ".join(hints) or None
 
 

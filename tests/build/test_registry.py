@@ -194,3 +194,10 @@ def test_a_layer_error_keras_wraps_gives_its_cause(write_config) -> None:
         build_model(config)
     [problem] = info.value.problems
     assert problem.key == "model.layers[2]" and problem.message == "Concatenate cannot take its input: list index out of range"
+
+
+def test_a_quoted_number_argument_is_named_as_text() -> None:
+    # Keras says "Received: units=64", which hides that YAML read '64' as text.
+    with pytest.raises(SpecError) as info:
+        resolve_layer({"Dense": {"units": "64"}})
+    assert info.value.hint == "`units` is the text '64' (quoted in the YAML): write 64 without quotes"
