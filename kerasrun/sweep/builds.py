@@ -19,7 +19,6 @@ from kerasrun.errors import ConfigError, Problem
 from kerasrun.sweep import space
 from kerasrun.sweep.search import SweepPlan
 
-BUILT_SECTIONS = ("model", "compile", "train")  # what build_checked_model reads (train: its callbacks)
 MAX_BUILDS = 32  # a larger grid is checked on its first 32 distinct models: the rest of its values were tried in them
 
 
@@ -38,7 +37,8 @@ def check_builds(plan: SweepPlan) -> None:
     try:
         for trial in trials:
             config = load_config(plan.config_path, plan.overrides(trial))  # space.check_trials loaded each already
-            sections = json.dumps({key: getattr(config, key).model_dump(mode="json") for key in BUILT_SECTIONS}, sort_keys=True)
+            built = {"model": config.model.model_dump(mode="json"), "compile": config.compile.model_dump(mode="json")}
+            sections = json.dumps({**built, "callbacks": config.train.model_dump(mode="json")["callbacks"]}, sort_keys=True)
             if sections in seen or len(seen) >= MAX_BUILDS:
                 continue
             seen.add(sections)

@@ -30,6 +30,7 @@ def is_loss(metric: str) -> bool:
 def check_metric(plan: SweepPlan) -> SweepPlan:
     """The plan with its metric checked against the names a trial logs and its mode decided (`auto`); ConfigError (exit 2)."""
     from kerasrun.sweep.trial import reset_process_state
+    from kerasrun.train.callbacks.records import logs_unknown_names
     from kerasrun.train.experiment import metrics_built, prepare_experiment
 
     candidates = plan.trials[:CHECKED_TRIALS] if plan.trials else space.corner_plans(plan.dims)[:CHECKED_TRIALS]
@@ -45,7 +46,8 @@ def check_metric(plan: SweepPlan) -> SweepPlan:
             continue
     prepared = experiment is not None
     try:
-        if experiment is not None and metrics_built(experiment.model, experiment.data, experiment.config):
+        checkable = experiment is not None and metrics_built(experiment.model, experiment.data, experiment.config)
+        if experiment is not None and checkable and not logs_unknown_names(experiment.config):  # a user callback may log the metric
             check_logged(plan.metric, experiment.model, experiment.data.validation is not None)
         if plan.mode != "auto":
             return plan
@@ -69,8 +71,8 @@ def check_metric(plan: SweepPlan) -> SweepPlan:
 
 def check_logged(metric: str, model: Any, validation: bool) -> None:
     """The metric must be a column the trials' history.json will have (as check_monitors reads them for callbacks)."""
-    logged = list(model.get_metrics_result())
-    names = [*logged, *(f"val_{name}" for name in logged if validation)]
+    logged = [*model.get_metrics_result(), "learning_rate"]  # learning_rate: logged by ReduceLROnPlateau and LearningRateScheduler
+    names = [*logged, *(f"val_{name}" for name in logged[:-1] if validation)]
     if metric in names:
         return
     shown = ", ".join(names) + ("" if validation else " (no validation data: no val_ metrics)")
@@ -94,9 +96,16 @@ def containing(metric: str, names: list[str]) -> str | None:
 def metric_direction(model: Any, metric: str) -> str | None:
     """`max` or `min` as Keras's `mode="auto"` decides it for this compiled model's metric, or None when Keras can't tell."""
     from kerasrun._tf import keras
+    from kerasrun.build.model import output_names
     from kerasrun.keras_private import monitor_direction_problem
 
-    watcher = keras.callbacks.EarlyStopping(monitor=metric, mode="auto")  # never trains: only reads the metrics' directions
-    if monitor_direction_problem(watcher, model) is not None or watcher.monitor_op is None:
-        return None  # no direction, or a Keras whose private `_set_monitor_op` kerasrun has not read (then --mode is needed)
-    return "min" if watcher.monitor_op is keras.ops.less else "max"
+    bare = metric.removeprefix("val_")
+    # Keras finds a metric by its own name: a multi-output model logs `cls_accuracy` for output `cls`'s `accuracy`.
+    names = [metric] + [
+        bare.removeprefix(f"{out}_") for out in output_names(model) if bare.startswith(f"{out}_") and len(output_names(model)) > 1
+    ]
+    for name in names:
+        watcher = keras.callbacks.EarlyStopping(monitor=name, mode="auto")  # never trains: only reads the metrics' directions
+        if monitor_direction_problem(watcher, model) is None and watcher.monitor_op is not None:
+            return "min" if watcher.monitor_op is keras.ops.less else "max"
+    return None  # no direction, or a Keras whose private `_set_monitor_op` kerasrun has not read (then --mode is needed)

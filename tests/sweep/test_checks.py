@@ -131,3 +131,38 @@ def test_searched_values_keras_refuses_are_exit_2_before_any_trial(tmp_path: Pat
     choice = sweep(str(config), "--random", "1", "--space", f"{LR}=choice(abc,0.01)", "--runs-dir", str(runs))  # a draw may miss it
     assert choice.exit_code == 2 and "learning_rate=abc" in choice.output, choice.output
     assert not runs.exists()
+
+
+def test_a_metric_a_user_callback_logs_is_not_refused(tmp_path: Path) -> None:
+    # history.json holds every key of the epoch logs: a user callback's own (`epochs_seen` here, a custom val_f1 in practice).
+    callbacks = {"train": {"epochs": 2, "callbacks": ["helpers_custom:CountingCallback"]}}
+    config = write_tiny(tmp_path, callbacks)
+    result = sweep(
+        str(config), "--grid", f"{LR}=0.01,0.1", "--metric", "epochs_seen", "--mode", "max", "--runs-dir", str(tmp_path / "runs")
+    )
+    assert result.exit_code == 0, result.output
+    watched = {
+        "train": {
+            "epochs": 2,
+            "callbacks": ["helpers_custom:CountingCallback", {"EarlyStopping": {"monitor": "epochs_seen", "mode": "max"}}],
+        }
+    }
+    (tmp_path / "watch").mkdir()
+    trained = CliRunner().invoke(app, ["train", str(write_tiny(tmp_path / "watch", watched)), "--runs-dir", str(tmp_path / "w")])
+    assert trained.exit_code == 0, trained.output
+
+
+def test_auto_mode_finds_a_per_output_metrics_direction() -> None:
+    # Keras finds a metric by its own name (`accuracy`); a multi-output model logs it as `cls_accuracy`.
+    import numpy as np
+
+    from kerasrun._tf import keras
+    from kerasrun.sweep.metric import metric_direction
+
+    inputs = keras.Input((2,))
+    outputs = [keras.layers.Dense(1, name="score")(inputs), keras.layers.Dense(3, activation="softmax", name="cls")(inputs)]
+    model = keras.Model(inputs, outputs)
+    model.compile(loss=["mse", "sparse_categorical_crossentropy"], metrics=[["mae"], ["accuracy"]])
+    model.train_on_batch(np.zeros((4, 2)), [np.zeros((4, 1)), np.zeros(4)])  # builds the metrics, as the first batch does
+    assert metric_direction(model, "val_cls_accuracy") == "max"
+    assert metric_direction(model, "score_mae") == "min"

@@ -131,6 +131,11 @@ def check_arguments(callback: Any, index: int, config: Any) -> list[Any]:
 WATCHERS = ("EarlyStopping", "ReduceLROnPlateau", "ModelCheckpoint")  # Keras callbacks that watch a `monitor` metric
 
 
+def logs_unknown_names(config: Any) -> bool:
+    """Whether a callback by import path is configured: it may write its own keys into each epoch's logs (a custom `val_f1`)."""
+    return any(":" in split_spec(spec)[0] for spec in config.train.callbacks)
+
+
 def check_monitors(model: Any, callbacks: list[Any], validation: bool, config: Any) -> list[Any]:
     """A `monitor` that names no metric the compiled model logs: Keras fails on it (or warns and never acts) only while training.
 
@@ -151,7 +156,7 @@ def check_monitors(model: Any, callbacks: list[Any], validation: bool, config: A
         if not given and kind == "ModelCheckpoint" and not getattr(callback, "save_best_only", False):
             continue  # it saves every time, reading no metric
         loc = ("train", "callbacks", index, name)
-        if monitor not in names:
+        if monitor not in names and not logs_unknown_names(config):  # a user callback may log it: Keras then finds it
             shown = ", ".join(names[:-1]) + (" (no validation data: no val_ metrics)" if not validation else "")
             hint = suggest(monitor, names) or f"the logged metrics: {shown}"
             if given:
