@@ -127,12 +127,19 @@ def plan_from_definition(definition: dict[str, Any], **settings: Any) -> SweepPl
 
 
 def differing_keys(before: Any, after: Any, prefix: str = "") -> list[str]:
-    """The dotted keys (`model.layers[0].Dense.units`) where two resolved configs differ."""
+    """The dotted keys (`model.layers[0].Dense.units`) where two resolved configs differ in what the trials compute.
+
+    Not counted: keys the recorded config lacks (a newer kerasrun's new settings), the run name and the
+    output section, and paths (text holding `/`): those may differ between machines and jobs of one sweep
+    — `${SLURM_TMPDIR}/data.npz`, `${SCRATCH}/runs` — with the same file.
+    """
     if isinstance(before, dict) and isinstance(after, dict):
-        keys = [*before, *(k for k in after if k not in before)]
-        return [found for k in keys for found in differing_keys(before.get(k), after.get(k), f"{prefix}.{k}" if prefix else str(k))]
+        keys = [k for k in before if not (not prefix and k in ("name", "output"))]
+        return [found for k in keys for found in differing_keys(before[k], after.get(k), f"{prefix}.{k}" if prefix else str(k))]
     if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
         return [found for i, (b, a) in enumerate(zip(before, after, strict=True)) for found in differing_keys(b, a, f"{prefix}[{i}]")]
+    if isinstance(before, str) and isinstance(after, str) and "/" in before and "/" in after:
+        return []  # a path: where this machine or job has the data
     return [] if before == after else [prefix or "(the whole config)"]
 
 

@@ -166,3 +166,18 @@ def test_auto_mode_finds_a_per_output_metrics_direction() -> None:
     model.train_on_batch(np.zeros((4, 2)), [np.zeros((4, 1)), np.zeros(4)])  # builds the metrics, as the first batch does
     assert metric_direction(model, "val_cls_accuracy") == "max"
     assert metric_direction(model, "score_mae") == "min"
+
+
+def test_what_a_resume_or_join_may_differ_in() -> None:
+    from kerasrun.sweep.search import differing_keys
+
+    recorded = {"name": "a", "data": {"path": "/tmp/a/d.npz"}, "model": {"layers": [{"Dense": {"units": 8}}]}, "output": {"runs_dir": "/x"}}
+    elsewhere = {  # another machine's ${SLURM_TMPDIR}, run name and runs folder; a newer kerasrun's new key
+        "name": "b",
+        "data": {"path": "/scratch/b/d.npz", "new_key": 1},
+        "model": {"layers": [{"Dense": {"units": 8}}]},
+        "output": {"runs_dir": "/y"},
+    }
+    assert differing_keys(recorded, elsewhere) == []
+    edited = {**elsewhere, "model": {"layers": [{"Dense": {"units": 16}}]}}
+    assert differing_keys(recorded, edited) == ["model.layers[0].Dense.units"]
