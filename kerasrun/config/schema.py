@@ -12,8 +12,7 @@ from kerasrun.config.data import CsvData, DataConfig, csv_columns, csv_targets, 
 from kerasrun.config.fields import Strict, check_run_name
 from kerasrun.config.model import CompileConfig, ModelConfig, input_shape_and_dtype
 from kerasrun.config.sources import declared_names
-from kerasrun.config.spec import split_spec
-from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig, is_per_output
+from kerasrun.config.train import EvaluateConfig, OutputConfig, RuntimeConfig, TrainConfig
 from kerasrun.config.urls import url_of
 from kerasrun.config.yamlsource import SourceMap
 from kerasrun.errors import Problem
@@ -83,7 +82,6 @@ def check_across_sections(config: Config) -> list[Problem]:
                 for name in given
                 if name not in names
             ]
-    problems += class_weight_problems(config)
     if config.runtime.logical_cpus is not None and config.runtime.strategy in ("none", "one_device"):
         problems.append(
             config.problem(
@@ -97,44 +95,6 @@ def check_across_sections(config: Config) -> list[Problem]:
         for metrics_key in ("metrics", "weighted_metrics"):
             if problem := metrics_per_output_problem(getattr(config.compile, metrics_key), count):
                 problems.append(config.problem(("compile", metrics_key), problem))
-    return problems
-
-
-# Losses of a regression output (its targets are values, whatever their dtype), names normalised: class weights make no sense there.
-REGRESSION_LOSSES = {
-    "mse", "meansquarederror", "mae", "meanabsoluteerror", "mape", "meanabsolutepercentageerror",
-    "msle", "meansquaredlogarithmicerror", "huber", "logcosh", "poisson",
-}  # fmt: skip
-
-
-def regression_loss(loss: Any) -> str | None:
-    """The name of a regression loss given by Keras name (`mean_absolute_error`), else None."""
-    name = split_spec(loss)[0] if isinstance(loss, (str, dict)) and loss else None
-    return name if isinstance(name, str) and name.lower().replace("_", "") in REGRESSION_LOSSES else None
-
-
-def class_weight_problems(config: Config) -> list[Problem]:
-    """Class weights on an output trained with a regression loss: every distinct target value would be taken for a class."""
-    spec, loss = config.train, config.compile.loss
-    by_class = spec.sample_weight.by_class if spec.sample_weight is not None else None
-    rules: list[tuple[tuple[Any, ...], Any]] = []  # (where the rule is, the loss of its output)
-    if is_per_output(spec.class_weight):
-        per_output = loss if isinstance(loss, dict) and "class_name" not in loss else {}
-        rules += [(("train", "class_weight", output), per_output.get(output, loss)) for output in spec.class_weight]
-    elif spec.class_weight is not None:
-        rules.append((("train", "class_weight"), loss))
-    if by_class is not None:
-        rules.append((("train", "sample_weight", "by_class"), loss))
-    problems = []
-    for loc, output_loss in rules:
-        if (name := regression_loss(output_loss)) is not None:
-            problems.append(
-                config.problem(
-                    loc,
-                    f"class weights need a class target, but compile.loss {name} is a regression loss",
-                    "weigh samples with the source's own sample_weight (an npz key or a CSV column) instead",
-                )
-            )
     return problems
 
 

@@ -8,6 +8,7 @@ from typing import Any, cast
 import numpy as np
 
 from kerasrun.config.schema import Config
+from kerasrun.config.spec import split_spec
 from kerasrun.config.train import is_per_output
 from kerasrun.data.arrays import Split
 from kerasrun.data.splits import class_labels
@@ -61,6 +62,35 @@ def class_weight_table(
     return out
 
 
+# Losses of a regression output, names normalised: with them, class weights need targets that are classes all the same.
+REGRESSION_LOSSES = {
+    "mse", "meansquarederror", "mae", "meanabsoluteerror", "mape", "meanabsolutepercentageerror",
+    "msle", "meansquaredlogarithmicerror", "huber", "logcosh", "poisson",
+}  # fmt: skip
+
+
+def refuse_regression_targets(config: Config, loss: Any, targets: Any, loc: tuple[Any, ...], where: str = "") -> None:
+    """Class weights on a regression loss whose targets are values, not classes (diabetes under mae): every value would be a class.
+
+    A classifier trained with mse (0/1 labels, one-hot rows: a Brier score) keeps its class weights.
+    """
+    name = split_spec(loss)[0] if isinstance(loss, (str, dict)) and loss else None
+    if not isinstance(name, str) or name.lower().replace("_", "") not in REGRESSION_LOSSES:
+        return
+    y = np.asarray(targets)
+    one_hot = y.ndim == 2 and y.shape[1] > 1 and bool(np.all((y == 0) | (y == 1))) and bool(np.all(y.sum(axis=1) == 1))
+    if one_hot or (y.size and bool(np.all((y == 0) | (y == 1)))):
+        return
+    raise ConfigError(
+        config.problem(
+            loc,
+            f"class weights need class targets, but compile.loss{where} {name} is a regression loss and the targets are values "
+            f"(such as {y.flat[0]:g} and {y.flat[-1]:g}), each of which would be a class",
+            "weigh samples with the source's own sample_weight (an npz key or a CSV column) instead",
+        )
+    )
+
+
 def numbered_class_weight(class_weight: Any, class_names: list[str] | None, config: Config) -> Any:
     """{class name: weight} numbered by the source's class names ({label: weight} and other rules as they are)."""
     if not isinstance(class_weight, dict) or is_per_output(class_weight) or not any(isinstance(key, str) for key in class_weight):
@@ -111,6 +141,9 @@ def weight_training(train: Any, config: Config, class_names: list[str] | None = 
     if isinstance(train, Split):
         if spec.class_weight is None and by_class is None:
             return train
+        refuse_regression_targets(
+            config, config.compile.loss, train.y, loc if spec.class_weight is not None else ("train", "sample_weight", "by_class")
+        )
         labels = class_labels(train.y)
         table = class_weight_table(config, labels, spec.class_weight, by_class, loc)
         assert table is not None  # a class_weight or by_class rule is set
@@ -163,6 +196,8 @@ def weight_outputs(train: Split, config: Config) -> Split:
         if rule is None:
             weights[name] = base
             continue
+        loss = config.compile.loss
+        refuse_regression_targets(config, loss.get(name, loss) if isinstance(loss, dict) else loss, targets, loc + (name,), f".{name}")
         labels = class_labels(targets)
         table = class_weight_table(config, labels, rule, None, loc + (name,))
         assert table is not None  # rule is set

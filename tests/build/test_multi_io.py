@@ -138,7 +138,7 @@ def test_class_weight_errors_with_several_outputs(runner, tmp_path) -> None:
         (
             {"class_weight": {"score_output": {0: 2.0}}},
             "train.class_weight.score_output",
-            "but compile.loss mean_squared_error is a regression loss",
+            "class weights need class targets, but compile.loss.score_output mean_squared_error is a regression loss",
         ),
         ({"class_weight": {"clas_output": {0: 2.0}}}, "train.class_weight.clas_output", "did you mean `class_output`"),
         ({"class_weight": {0: 2.0}}, "train.class_weight", "key class weights by output name"),

@@ -81,18 +81,28 @@ def test_validation_and_test_splits_carry_no_source_weights(folder: Path) -> Non
         ("train.sample_weight={by_class: {25: 5.0}}", "train.sample_weight.by_class"),
     ],
 )
-def test_class_weights_on_a_regression_loss_are_refused_by_validate(runner: CliRunner, setting: str, where: str) -> None:
-    result = runner.invoke(app, ["validate", str(config_path("diabetes_normalization")), "--set", setting])
+def test_class_weights_on_regression_targets_are_refused(runner: CliRunner, tmp_path: Path, setting: str, where: str) -> None:
+    result = runner.invoke(app, ["train", str(config_path("diabetes_normalization")), "--set", setting, "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2, result.output
-    assert f"{where}: class weights need a class target, but compile.loss mean_absolute_error is a regression loss" in result.output
+    assert f"{where}: class weights need class targets, but compile.loss mean_absolute_error is a regression loss" in result.output
+    assert not list(tmp_path.iterdir())
 
 
-def test_class_weights_of_a_regression_output_are_refused_by_output(runner: CliRunner) -> None:
+def test_class_weights_of_a_regression_output_are_refused_by_output(runner: CliRunner, tmp_path: Path) -> None:
     config = str(config_path("multi_io"))
-    result = runner.invoke(app, ["validate", config, "--set", "train.class_weight={score_output: {1: 2.0}, class_output: {1: 2.0}}"])
+    weights = "train.class_weight={score_output: {1: 2.0}, class_output: {1: 2.0}}"
+    result = runner.invoke(app, ["train", config, "--set", weights, "--runs-dir", str(tmp_path)])
     assert result.exit_code == 2 and "1 problem found" in result.output, result.output
-    assert "train.class_weight.score_output: class weights need a class target, but compile.loss mean_squared_error" in result.output
-    assert runner.invoke(app, ["validate", config, "--set", "train.class_weight={class_output: {1: 2.0}}"]).exit_code == 0
+    assert (
+        "train.class_weight.score_output: class weights need class targets, but compile.loss.score_output mean_squared_error"
+        in result.output
+    )
+
+
+def test_a_classifier_trained_with_mse_keeps_its_class_weights(folder: Path, runner: CliRunner) -> None:
+    # A Brier-score classifier: mse on one-hot rows (or 0/1 labels) is a classification, and class weights apply.
+    changes = {"data": {"features": ["a", "b", "c", "d"], "preprocess": [{"one_hot": 3}]}, "compile": {"loss": "mse"}}
+    run_files(runner, folder, "brier", {**changes, "train": {"class_weight": {2: 2.0}}})
 
 
 def test_class_weights_by_class_name_are_the_weights_by_label(folder: Path, runner: CliRunner) -> None:
