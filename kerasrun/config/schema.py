@@ -82,14 +82,6 @@ def check_across_sections(config: Config) -> list[Problem]:
                 for name in given
                 if name not in names
             ]
-    if config.runtime.logical_cpus is not None and config.runtime.strategy in ("none", "one_device"):
-        problems.append(
-            config.problem(
-                ("runtime", "logical_cpus"),
-                f"logical CPUs are devices for a strategy to replicate over; with strategy: {config.runtime.strategy} they change nothing",
-                "set runtime.strategy: mirrored (or multi_worker), or drop logical_cpus",
-            )
-        )
     count = config.model.output_count()
     if count is not None:
         for metrics_key in ("metrics", "weighted_metrics"):

@@ -82,6 +82,8 @@ def prepare_experiment(config: Config, runs_dir: Path | None = None, initial_wei
         collector.add(problem)
     user_callbacks = check_user_callbacks(model, config, collector)
     notes = CallbackStates(user_callbacks).notes()
+    if config.runtime.logical_cpus is not None and config.runtime.strategy != "mirrored":
+        notes.append(f"runtime.logical_cpus changes nothing with strategy: {config.runtime.strategy} (only mirrored replicates over them)")
     collector.raise_if_any()
     data.notes.extend([*activation_notes(model, config), *width_notes(model, data, config)])
     if config.model.factory is not None:  # a factory built its layers itself: they learn from the training split now

@@ -83,12 +83,6 @@ def test_a_validation_split_of_zero_is_no_split(write_config) -> None:
     assert "train.validation_split: Input should be greater than 0" in problem
 
 
-def test_logical_cpus_without_a_strategy_is_refused(write_config) -> None:
-    [problem] = problems_of(write_config({"runtime": {"logical_cpus": 4}}))
-    assert "runtime.logical_cpus: logical CPUs are devices for a strategy to replicate over; with strategy: none" in problem
-    assert load_config(write_config({"runtime": {"logical_cpus": 4, "strategy": "mirrored"}}, name="m.yaml")).runtime.logical_cpus == 4
-
-
 def test_unknown_source_suggests(write_config) -> None:
     [problem] = problems_of(write_config({"data": {"source": "sklearnn", "name": "iris"}}))
     assert "data.source" in problem and "did you mean `sklearn`" in problem

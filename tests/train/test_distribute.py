@@ -35,6 +35,14 @@ def assert_close(a: dict, b: dict) -> None:
             assert abs(x - y) <= TOLERANCE * max(1.0, abs(y)), (key, a[key], b[key])
 
 
+def test_logical_cpus_without_mirrored_trains_with_a_warning(write_config, tmp_path) -> None:
+    # It splits the CPU but one device trains: the setting changes nothing, and is said to (not refused: a run folder's config stays valid).
+    config = write_config({"runtime": {"logical_cpus": 2}, "train": {"epochs": 1}})
+    result = kerasrun_process(["train", str(config), "--runs-dir", str(tmp_path / "runs"), "--progress", "none"])
+    assert result.returncode == 0, result.stderr
+    assert "warning: runtime.logical_cpus changes nothing with strategy: none (only mirrored replicates over them)" in result.stderr
+
+
 @pytest.mark.slow
 def test_mirrored_on_two_logical_cpus_matches_one_device(write_config, tmp_path) -> None:
     config = write_config()
