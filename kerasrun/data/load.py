@@ -14,7 +14,7 @@ from kerasrun.data.sources import read_source
 from kerasrun.data.sources.base import Where
 from kerasrun.data.splits import check_classes_trained, class_coverage_notes, split_validation
 from kerasrun.data.stream import Stream
-from kerasrun.data.weights import weight_training
+from kerasrun.data.weights import class_weight_notes, weight_training
 from kerasrun.errors import ConfigError
 
 
@@ -37,7 +37,7 @@ def load_data(config: Config, peers: Peers = ALONE) -> Data:
         raise ConfigError(config.problem(("data", "preprocess"), "preprocess steps apply to arrays; this source gave a tf.data.Dataset"))
     data = split_validation(data, config)
     check_classes_trained(data, config)
-    data.notes.extend(class_coverage_notes(data, config))
+    data.notes.extend([*class_coverage_notes(data, config), *class_weight_notes(config, data.class_names)])
     # Weights are training weights: validation and test numbers stay comparable between weightings (class_weight's rule too).
     data = replace(data, validation=unweighted(data.validation), test=unweighted(data.test))
     return replace(data, train=weight_training(data.train, config, data.class_names))

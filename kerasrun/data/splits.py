@@ -247,6 +247,8 @@ def class_coverage_notes(data: Data, config: Config) -> list[str]:
         loc, hint = classes_loc(name, config)
         if name == "validation" and loc == ("train", "validation_split") and not config.train.stratify:
             hint = "Keras's validation_split takes the last rows, so data sorted by class validates on its last classes: set train.stratify: true"
+        elif name == "validation" and loc == ("train", "validation_split"):
+            hint = "stratified already, the split is too small for the rarest classes: hold out a larger fraction, or add samples of them"
         else:
             hint = f"{'.'.join(map(str, loc))}: {hint}"
         plural = len(absent) > 1

@@ -91,6 +91,19 @@ def refuse_regression_targets(config: Config, loss: Any, targets: Any, loc: tupl
     )
 
 
+def class_weight_notes(config: Config, class_names: list[str] | None) -> list[str]:
+    """A line per class_weight label whose number is another class's name (folders 0..10 sort as text: 0, 1, 10, 2, …)."""
+    class_weight = config.train.class_weight
+    if not isinstance(class_weight, dict) or is_per_output(class_weight) or not class_names:
+        return []
+    return [
+        f"train.class_weight's key {key} is label {key}, the class named `{class_names[key]}`; the class named `{key}` is label "
+        f"{class_names.index(str(key))} (classes are numbered in sorted order; kerasrun data lists them)"
+        for key in class_weight
+        if isinstance(key, int) and 0 <= key < len(class_names) and str(key) in class_names and class_names.index(str(key)) != key
+    ]
+
+
 def numbered_class_weight(class_weight: Any, class_names: list[str] | None, config: Config) -> Any:
     """{class name: weight} numbered by the source's class names ({label: weight} and other rules as they are)."""
     if not isinstance(class_weight, dict) or is_per_output(class_weight) or not any(isinstance(key, str) for key in class_weight):

@@ -42,6 +42,29 @@ def test_a_validation_split_that_holds_few_classes_trains_with_a_note(runner, wr
     assert stratified.exit_code == 0 and "note: the validation split" not in stratified.output, stratified.output
 
 
+def test_a_stratified_split_too_small_for_a_rare_class_is_noted_without_the_stratify_hint(runner, write_config, tmp_path, runs_dir) -> None:
+    rare = np.array([0] * 29 + [1] * 29 + [2] * 2)  # 2 of 60 samples: a 0.2 stratified split holds none of class 2
+    config = npz(write_config, tmp_path, {"validation_split": 0.2, "stratify": True}, {"x_train": X[:60], "y_train": rare})
+    result = runner.invoke(app, ["data", str(config), "--seconds", "0"])
+    assert result.exit_code == 0, result.output
+    assert "note: the validation split (12 samples) has no sample of class 2 (2 of the 3 trained classes)" in result.output
+    assert "stratified already, the split is too small for the rarest classes" in result.output
+    assert "set train.stratify" not in result.output
+
+
+def test_class_weight_labels_that_are_other_classes_names_are_noted(write_config) -> None:
+    # Folders 0..10 sort as text: label 2 is the folder `10`, and the folder `2` is label 3.
+    from kerasrun.data.weights import class_weight_notes
+
+    config = load_config(write_config({"train": {"class_weight": {2: 3.0, 0: 1.0}}}))
+    names = ["0", "1", "10", "2", "3", "4", "5", "6", "7", "8", "9"]
+    assert class_weight_notes(config, names) == [
+        "train.class_weight's key 2 is label 2, the class named `10`; the class named `2` is label 3 "
+        "(classes are numbered in sorted order; kerasrun data lists them)"
+    ]
+    assert class_weight_notes(config, ["0", "1", "2"]) == [] and class_weight_notes(config, None) == []
+
+
 def test_a_last_fraction_split_that_drops_a_class_is_refused(runner, write_config, tmp_path, runs_dir) -> None:
     # Keras's rule: the last 31 of 90 rows are validation, one of class 1 and all 30 of class 2.
     config = npz(write_config, tmp_path, {"validation_split": 0.34, "stratify": False}, {"x_train": X, "y_train": SORTED})
