@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import typing
 from typing import Annotated, Any, Union
 
@@ -16,10 +17,15 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
     """Turn pydantic's errors into located, human problems (with did-you-mean)."""
     collector = Collector()
     seen: set[tuple[str, str]] = set()
+    members: dict[tuple[Any, ...], list[str]] = {}  # a union's member errors at one key ("a valid string", "a valid dictionary")
     for err in exc.errors(include_url=False):
         loc = data_path(tuple(err["loc"]), source)
         message = err["msg"].removeprefix("Value error, ")
         hint = None
+        if err["type"] not in ("missing", "extra_forbidden") and is_member_tag(loc[-1]) and not present(data, loc):
+            # pydantic names the union member that failed (`data.target.str`, `data.target.dict[str,str]`): one problem at the key.
+            members.setdefault(loc[:-1], []).append(message.removeprefix("Input should be "))
+            continue
         if err["type"] == "extra_forbidden":
             allowed = sorted(allowed_keys(loc[:-1], data, root))
             close = difflib.get_close_matches(str(loc[-1]), allowed, n=1, cutoff=0.6)
@@ -45,7 +51,37 @@ def describe_validation_error(exc: ValidationError, data: dict[str, Any], source
             continue
         seen.add(dedupe)
         collector.add(source.problem(loc, message, hint))
+    for loc, expected in members.items():
+        unique = list(dict.fromkeys(expected))
+        collector.add(source.problem(loc, f"Input should be {' or '.join(unique)}" + got_suffix(data, loc)))
     return collector.problems
+
+
+MEMBER_TAG = re.compile(r"^(str|int|float|bool|bytes|none|list|dict|tuple|set)$|^[a-z_-]+\[.*\]$")  # how pydantic names a union member
+
+
+def is_member_tag(part: Any) -> bool:
+    """Whether a loc part is pydantic's name for a union member (`str`, `dict[str,str]`, `list[...]`), not a config key."""
+    return isinstance(part, str) and bool(MEMBER_TAG.match(part))
+
+
+def present(data: Any, loc: tuple[Any, ...]) -> bool:
+    """Whether `loc` names a value in the config data (keys and list indexes)."""
+    node = data
+    for part in loc:
+        if (isinstance(node, dict) and part in node) or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            node = node[part]
+        else:
+            return False
+    return True
+
+
+def got_suffix(data: Any, loc: tuple[Any, ...]) -> str:
+    """` (got None)`: the value at `loc` when it is a short scalar."""
+    node = data
+    for part in loc:
+        node = node.get(part) if isinstance(node, dict) else node[part] if isinstance(node, list) and isinstance(part, int) else None
+    return f" (got {node!r})" if node is None or (isinstance(node, (str, int, float, bool)) and len(repr(node)) <= 80) else ""
 
 
 def yaml_hint(value: Any, error_type: str = "") -> str | None:

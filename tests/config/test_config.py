@@ -83,6 +83,17 @@ def test_a_validation_split_of_zero_is_no_split(write_config) -> None:
     assert "train.validation_split: Input should be greater than 0" in problem
 
 
+def test_a_union_value_of_no_member_type_is_one_problem_at_its_key(write_config) -> None:
+    # pydantic names each member it tried (`data.target.str`, `data.target.dict[str,str]`): one problem at the key instead.
+    config = write_config(
+        {"data": {"source": "csv", "path": "t.csv", "target": "y", **{k: None for k in ("generator", "means", "cov", "samples_per_class")}}}
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(config, ["data.target=null"])
+    [problem] = info.value.problems
+    assert (problem.key, problem.message) == ("data.target", "Input should be a valid string or a valid dictionary (got None)")
+
+
 def test_unknown_source_suggests(write_config) -> None:
     [problem] = problems_of(write_config({"data": {"source": "sklearnn", "name": "iris"}}))
     assert "data.source" in problem and "did you mean `sklearn`" in problem
