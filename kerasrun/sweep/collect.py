@@ -54,7 +54,10 @@ def collect_sweep(folder: Path, metric: str, mode: str) -> SweepRecord:
     commands = [read_json(folder / str(t.run_dir) / RUN_FILE).get("command") for t in trials[:1]]
     config = str(commands[0][2]) if commands and isinstance(commands[0], list) and len(commands[0]) > 2 else ""
     keys = sorted({o.partition("=")[0] for t in trials for o in t.overrides})
-    space = [{"key": key, "kind": "collected", "values": sorted({repr(t.params.get(key)) for t in trials})} for key in keys]
+    values = {key: list({repr(t.params.get(key)): t.params.get(key) for t in trials}.values()) for key in keys}
+    # A --set every trial has alike (train.epochs=2 on each task) is the sweep's setting, not a searched key.
+    searched = [key for key in keys if len(values[key]) > 1] or keys
+    space = [{"key": key, "kind": "collected", "values": sorted(values[key], key=repr)} for key in searched]
     record = SweepRecord(folder, config, "collected", metric, mode, space, {"planned": len(trials)})
     record.trials = trials
     record.status = RUNNING if any(t.status == RUNNING for t in trials) else "completed"

@@ -37,7 +37,8 @@ def summary_rows(record: SweepRecord) -> tuple[list[str], list[list[str]]]:
     """Column names and rows of the ranked summary (best first; unranked trials after, by number)."""
     record.rank()
     keys = [dim["key"] for dim in record.space]
-    headers = ["rank", "trial", *short_names(keys), "status", f"best {record.metric}", "epoch", "epochs", "run folder"]
+    fixed = ["status", f"best {record.metric}", "epoch", "epochs", "run folder"]
+    headers = ["rank", "trial", *short_names(keys, taken=["rank", "trial", *fixed]), *fixed]
     rows = []
     for trial in sorted(record.trials, key=lambda t: (t.rank is None, t.rank or 0, t.index)):
         values = {o.partition("=")[0]: o.partition("=")[2] for o in trial.overrides}
@@ -68,7 +69,10 @@ def missing_metric_note(record: SweepRecord) -> str | None:
     return f"no completed trial logged `{record.metric}`, so none is ranked; its history.json has: {', '.join(columns) or 'nothing'} (--metric)"
 
 
-def short_names(keys: list[str]) -> list[str]:
-    """Column names for the searched keys: the last part (`learning_rate`) when that is unambiguous, else the whole key."""
+def short_names(keys: list[str], taken: list[str] | None = None) -> list[str]:
+    """Column names for the searched keys: the last part (`learning_rate`) when that is unambiguous, else the whole key.
+
+    `taken`: the table's own columns — a searched `train.epochs` is not a second `epochs`.
+    """
     lasts = [re.split(r"[.\[]", key)[-1].rstrip("]") or key for key in keys]
-    return [last if lasts.count(last) == 1 else key for key, last in zip(keys, lasts, strict=True)]
+    return [last if lasts.count(last) == 1 and last not in (taken or []) else key for key, last in zip(keys, lasts, strict=True)]

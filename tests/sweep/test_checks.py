@@ -181,3 +181,9 @@ def test_what_a_resume_or_join_may_differ_in() -> None:
     assert differing_keys(recorded, elsewhere) == []
     edited = {**elsewhere, "model": {"layers": [{"Dense": {"units": 16}}]}}
     assert differing_keys(recorded, edited) == ["model.layers[0].Dense.units"]
+
+
+def test_a_searched_key_named_like_a_table_column_keeps_its_whole_name() -> None:
+    from kerasrun.sweep.summary import short_names
+
+    assert short_names([LR, "train.epochs"], taken=["epochs", "status"]) == ["learning_rate", "train.epochs"]

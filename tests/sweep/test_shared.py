@@ -197,7 +197,18 @@ def test_joining_a_study_with_another_search_is_refused(tmp_path: Path) -> None:
 def test_print_commands_run_from_anywhere_and_collect_ranks_them(tmp_path: Path) -> None:
     config = write_tiny(tmp_path, {"train": {"epochs": 2}})
     listed = CliRunner().invoke(
-        app, ["sweep", str(config), "--grid", f"{LR}=0.01,0.1", "--runs-dir", str(tmp_path / "runs"), "--print-commands"]
+        app,
+        [
+            "sweep",
+            str(config),
+            "--grid",
+            f"{LR}=0.01,0.1",
+            "--set",
+            "train.epochs=2",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--print-commands",
+        ],
     )
     assert listed.exit_code == 0, listed.output
     elsewhere = tmp_path / "elsewhere"
@@ -218,6 +229,8 @@ def test_print_commands_run_from_anywhere_and_collect_ranks_them(tmp_path: Path)
     assert sorted(t["index"] for t in record["trials"]) == [0, 1] and [t["rank"] for t in record["trials"]] == [1, 2]
     assert next(t for t in record["trials"] if t["index"] == 0)["run_dir"] == max(p.name for p in sweep.glob("*-trial-000"))
     assert {t["params"][LR] for t in record["trials"]} == {0.01, 0.1} and read_json(sweep / "sweep.json") == record
+    # Every task's --set train.epochs=2 is the sweep's setting, not a searched key (it was a second `epochs` column).
+    assert record["space"] == [{"key": LR, "kind": "collected", "values": [0.01, 0.1]}]
     listing = CliRunner().invoke(app, ["runs", "--runs-dir", str(tmp_path / "runs")])
     assert "tiny-sweep/" in listing.stdout and "sweep tiny-sweep: completed, 2 of 2 trials ended" in listing.stdout
     for filters in (["--status", "failed"], ["--name", "other-*"]):  # the sweep line is filtered as the runs are
