@@ -45,6 +45,13 @@ def validate(
             problems.extend(exc.problems)
     if problems:
         fail(ConfigError(problems))
+    if not build:  # "ok" is the schema's word: the arguments of Keras objects are Keras's to judge
+        err_console().print(
+            "(keys and values checked without TensorFlow; `validate --build` also builds the model, so Keras judges "
+            "layer, optimizer and callback names and arguments)",
+            markup=False,
+            style="dim",
+        )
 
 
 def data_command(

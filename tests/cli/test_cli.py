@@ -144,13 +144,15 @@ def test_validate_reports_every_file(runner, write_config, tmp_path) -> None:
     good = write_config()
     bad = write_config({"train": {"epochz": 1}}, name="bad.yaml")
     worse = write_config({"compile": {"los": "mse"}}, name="worse.yaml")
-    assert runner.invoke(app, ["validate", str(good)]).exit_code == 0
+    checked = runner.invoke(app, ["validate", str(good)])
+    assert checked.exit_code == 0 and checked.stdout == f"ok: {good}\n", checked.output
+    assert "`validate --build` also builds the model" in checked.stderr  # "ok" is the schema's: Keras judges the arguments
     result = runner.invoke(app, ["validate", str(good), str(bad), str(worse)])
     assert result.exit_code == 2
     assert "2 problems found" in result.output  # epochz, los
     assert f"{bad}:" in result.output and f"{worse}:" in result.output and "did you mean `epochs`" in result.output
     built = runner.invoke(app, ["validate", "--build", str(good)])
-    assert built.exit_code == 0 and "Total params" in built.output
+    assert built.exit_code == 0 and "Total params" in built.output and "also builds the model" not in built.output
 
 
 def test_validate_build_finds_unknown_names(runner, write_config) -> None:
