@@ -39,6 +39,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str], source: SourceMa
         set_dotted(data, dotted, value, source, append)
     for dotted, value in (values or {}).items():
         set_dotted(data, dotted, value, source)
+        if dotted in VALUE_OPTIONS:  # a problem with it names the option the user typed
+            source.origins[tuple(str(p) for p in dotted_parts(dotted))] = VALUE_OPTIONS[dotted]
+
+
+# The keys train's own options set through `values` (kerasrun.cli.training), by the option's name.
+VALUE_OPTIONS = {"runtime.device": "--device", "name": "--name", "model.init_from.path": "--init-from"}
 
 
 def substitute_set_value(dotted: str, value: Any, room: list[int]) -> Any:

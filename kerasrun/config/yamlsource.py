@@ -81,6 +81,7 @@ class SourceMap:
     positions: dict[tuple[str, ...], tuple[int, int]] = field(default_factory=dict)
     overrides: set[tuple[str, ...]] = field(default_factory=set)
     files: dict[tuple[str, ...], str] = field(default_factory=dict)  # keys a base config (extends) gave: its file
+    origins: dict[tuple[str, ...], str] = field(default_factory=dict)  # overridden keys a command option set (`--device`), not --set
     # What a later config of an `extends` chain did to a whole section (switched data.source, say): (its file, the
     # note, whether a problem in that same file gets it too), added to the problems inside the section.
     notes: dict[tuple[str, ...], tuple[str, str, bool]] = field(default_factory=dict)
@@ -104,7 +105,8 @@ class SourceMap:
         """Build a Problem for `loc`, filling in file, line and column."""
         key = tuple(str(p) for p in loc)
         if any(key[:n] in self.overrides for n in range(1, len(key) + 1)):
-            return Problem(key=format_key(loc), message=message, file="--set", hint=hint)
+            origin = next((self.origins[key[:n]] for n in range(len(key), 0, -1) if key[:n] in self.origins), "--set")
+            return Problem(key=format_key(loc), message=message, file=origin, hint=hint)
         line, column = self.locate(loc)
         deeper = sorted(path for path in self.overrides if path[: len(key)] == key)  # --set inside what is reported
         if deeper:

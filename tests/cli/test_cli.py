@@ -388,3 +388,13 @@ def test_a_callback_file_in_a_subfolder_of_the_run_folder_is_written(runner, wri
     result = train(runner, config, runs_dir)
     assert result.exit_code == 0, result.output
     assert (only_run(runs_dir) / "logs" / "sub" / "train.csv").read_text().count("\n") == 3  # the header and two epochs
+
+
+def test_a_bad_value_from_a_train_option_is_reported_at_the_option(runner, write_config, runs_dir) -> None:
+    # --device and --name set config keys: their problems name the option typed, not --set.
+    config = str(write_config())
+    device = runner.invoke(app, ["train", config, "--runs-dir", str(runs_dir), "--device", "cpu:0"])
+    assert device.exit_code == 2 and "--device: runtime.device: expected auto, cpu, gpu or gpu:N" in device.output, device.output
+    set_ = runner.invoke(app, ["train", config, "--runs-dir", str(runs_dir), "--set", "runtime.device=cpu:0"])
+    assert set_.exit_code == 2 and "--set: runtime.device: expected auto" in set_.output, set_.output
+    assert not runs_dir.exists() or not list(runs_dir.iterdir())
