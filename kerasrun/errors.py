@@ -91,6 +91,11 @@ def format_problem(problem: Problem) -> str:
     return text
 
 
+def joined(items: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`: names in a message."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception message (Keras and TensorFlow messages can be long); a TensorFlow graph error's own line."""
     graph = graph_error(exc)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -15,7 +14,7 @@ from kerasrun.config.schema import Config
 from kerasrun.config.sources import declared_names
 from kerasrun.config.spec import split_spec
 from kerasrun.data import Split, Stream
-from kerasrun.errors import Problem, first_line
+from kerasrun.errors import Problem, first_line, joined
 from kerasrun.imports import suggest
 
 
@@ -132,20 +131,18 @@ def loss_kinds(config: Config, outputs: list[str]) -> dict[str, LossKind]:
 
 def split_targets(data: Any, outputs: list[str]) -> list[tuple[str, dict[str, np.ndarray]]]:
     """Each array split's targets by output name (a tf.data split is left out: Keras checks its batches as they come)."""
+    return targets_by_output(
+        [(name, getattr(data, name).y) for name in ("train", "validation", "test") if hasattr(getattr(data, name), "y")], outputs
+    )
+
+
+def targets_by_output(splits: list[tuple[str, Any]], outputs: list[str]) -> list[tuple[str, dict[str, np.ndarray]]]:
+    """(split name, its targets) as (split name, {output name: array}), whatever structure the targets have."""
     targets = []
-    for split_name in ("train", "validation", "test"):
-        split = getattr(data, split_name)
-        if not hasattr(split, "y"):
-            continue
-        y = split.y
+    for split_name, y in splits:
         by_output = y if isinstance(y, dict) else dict(zip(outputs, y, strict=False)) if isinstance(y, list) else {outputs[0]: y}
         targets.append((split_name, {output: np.asarray(value) for output, value in by_output.items()}))
     return targets
-
-
-def joined(names: list[str]) -> str:
-    """`train`, `train and test`, `train, validation and test`."""
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def metric_kinds(config: Config, outputs: list[str]) -> dict[str, list[tuple[tuple[Any, ...], str]]]:
@@ -173,11 +170,12 @@ def metric_kinds(config: Config, outputs: list[str]) -> dict[str, list[tuple[tup
     return kinds
 
 
-def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem]:
+def check_targets(model: keras.Model, data: Any, config: Config, splits: list[tuple[str, Any]] | None = None) -> list[Problem]:
     """Targets must be what each output's loss and metrics expect: labels in [0, units) for sparse categorical ones,
     one-hot rows as wide as the output for categorical ones, values in [0, 1] for binary ones.
 
-    One problem per key and output: the splits whose targets have it are named together.
+    One problem per key and output: the splits whose targets have it are named together. `splits`:
+    (split name, targets) to check instead of data's (a streamed source's first batch).
     """
     outputs = output_names(model)
     if not outputs or not getattr(model, "outputs", None):
@@ -186,7 +184,7 @@ def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem
     losses = loss_kinds(config, outputs)
     metrics = metric_kinds(config, outputs)
     found: dict[tuple[tuple[Any, ...], str, str], list[str]] = {}  # (key, output, problem): the splits that have it
-    for split_name, targets in split_targets(data, outputs):
+    for split_name, targets in split_targets(data, outputs) if splits is None else targets_by_output(splits, outputs):
         for output, y in targets.items():
             checks = [(("compile", "loss"), target_problem(losses.get(output), shapes.get(output), y))]
             if checks[0][1] is None:  # targets the loss refuses: its problem says it, not one more per metric
@@ -202,7 +200,7 @@ def check_targets(model: keras.Model, data: Any, config: Config) -> list[Problem
 
 def check_batch_targets(model: keras.Model, batch: Batch, config: Config) -> list[Problem]:
     """check_targets on a streamed source's first training batch (its targets are not in memory to check whole)."""
-    return check_targets(model, SimpleNamespace(train=SimpleNamespace(y=batch.y), validation=None, test=None), config)
+    return check_targets(model, None, config, [("train", batch.y)])
 
 
 def width_notes(model: keras.Model, data: Any, config: Config) -> list[str]:
@@ -367,16 +365,14 @@ def form_problem(
         return f"range over {y.min():g}..{y.max():g}, but {label} wants values in [0, 1]"
     elif family in ("elementwise", "confusion"):
         width = y.shape[-1] if y.ndim == len(shape) else 1 if y.ndim == len(shape) - 1 else units
-        if width != units and family == "confusion":
-            classes = (
-                f" (class labels: add `one_hot: {units}` under data.preprocess, or use `accuracy`)"
-                if width == 1 and y.dtype.kind in "biu"
-                else ""
-            )
-            return f"are {width} wide, but the output has {units} units: {label} wants a 0/1 target for every output unit{classes}"
         if width != units:
-            classes = " (class labels: use sparse_categorical_crossentropy)" if width == 1 and y.dtype.kind in "biu" else ""
-            return f"are {width} wide, but the output has {units} units: {label} compares targets and outputs element by element{classes}"
+            wants, labels_hint = (
+                ("wants a 0/1 target for every output unit", f"add `one_hot: {units}` under data.preprocess, or use `accuracy`")
+                if family == "confusion"
+                else ("compares targets and outputs element by element", "use sparse_categorical_crossentropy")
+            )
+            classes = f" (class labels: {labels_hint})" if width == 1 and y.dtype.kind in "biu" else ""
+            return f"are {width} wide, but the output has {units} units: {label} {wants}{classes}"
         if family == "confusion" and (y.min() < 0 or y.max() > 1):
             return f"range over {y.min():g}..{y.max():g}, but {label} wants 0/1 targets (values in [0, 1])"
     return None

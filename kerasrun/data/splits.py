@@ -122,6 +122,11 @@ def split_dataset(dataset: Any, config: Config) -> dict[str, Any]:
 SPARSE_CLASS_LOSSES = {"sparsecategoricalcrossentropy"}
 ONE_HOT_CLASS_LOSSES = {"categoricalcrossentropy", "categoricalfocalcrossentropy", "categoricalhinge"}
 BINARY_CLASS_LOSSES = {"binarycrossentropy", "binaryfocalcrossentropy"}
+# Losses of a regression output: with them, class weights need targets that are classes all the same (data.weights).
+REGRESSION_LOSSES = {
+    "mse", "meansquarederror", "mae", "meanabsoluteerror", "mape", "meanabsolutepercentageerror",
+    "msle", "meansquaredlogarithmicerror", "huber", "logcosh", "poisson",
+}  # fmt: skip
 SHOWN_CLASSES = 10  # classes named in one message; the rest are counted
 
 

@@ -11,7 +11,7 @@ from kerasrun.config.schema import Config
 from kerasrun.config.spec import split_spec
 from kerasrun.config.train import is_per_output
 from kerasrun.data.arrays import Split
-from kerasrun.data.splits import class_labels
+from kerasrun.data.splits import REGRESSION_LOSSES, class_labels
 from kerasrun.data.stream import Stream
 from kerasrun.errors import ConfigError, Problem
 from kerasrun.imports import suggest
@@ -60,13 +60,6 @@ def class_weight_table(
         for label, weight in table.items():
             out[label] *= weight
     return out
-
-
-# Losses of a regression output, names normalised: with them, class weights need targets that are classes all the same.
-REGRESSION_LOSSES = {
-    "mse", "meansquarederror", "mae", "meanabsoluteerror", "mape", "meanabsolutepercentageerror",
-    "msle", "meansquaredlogarithmicerror", "huber", "logcosh", "poisson",
-}  # fmt: skip
 
 
 def refuse_regression_targets(config: Config, loss: Any, targets: Any, loc: tuple[Any, ...], where: str = "") -> None:

@@ -12,13 +12,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from kerasrun.errors import ConfigError, Problem
-from kerasrun.imports import suggest
 from kerasrun.rundir.files import best_epoch, trial_folders
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import HISTORY_FILE, METRICS_FILE, RUN_FILE
 from kerasrun.rundir.liveness import effective_status
 from kerasrun.rundir.record import now_iso
-from kerasrun.sweep.metric import containing, is_loss
+from kerasrun.sweep.metric import is_loss, unknown_metric
 from kerasrun.sweep.record import PENDING, RUNNING, SweepRecord, Trial, params_of
 
 TRIAL_NAME = re.compile(r"^trial-(\d+)$")
@@ -76,14 +75,7 @@ def check_columns(folder: Path, trials: list[Trial], metric: str) -> None:
             continue
         columns += [k for k in history if k != "epoch" and k not in columns] if isinstance(history, dict) else []
     if columns and metric not in columns:
-        raise ConfigError(
-            Problem(
-                key="",
-                file="--metric",
-                message=f"the trials logged no metric `{metric}`: their history.json columns are {', '.join(columns)}",
-                hint=suggest(metric, columns) or containing(metric, columns) or "give one of those",
-            )
-        )
+        raise ConfigError(unknown_metric(metric, columns, "logged"))
 
 
 def read_trial(run_dir: Path, metric: str, mode: str) -> Trial | None:

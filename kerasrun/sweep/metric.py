@@ -75,14 +75,16 @@ def check_logged(metric: str, model: Any, validation: bool) -> None:
     names = [*logged, *(f"val_{name}" for name in logged[:-1] if validation)]
     if metric in names:
         return
-    shown = ", ".join(names) + ("" if validation else " (no validation data: no val_ metrics)")
-    raise ConfigError(
-        Problem(
-            key="",
-            file="--metric",
-            message=f"the trials log no metric `{metric}`: their history.json columns are {shown}",
-            hint=suggest(metric, names) or containing(metric, names) or "give one of those",
-        )
+    raise ConfigError(unknown_metric(metric, names, "log", "" if validation else " (no validation data: no val_ metrics)"))
+
+
+def unknown_metric(metric: str, names: list[str], verb: str, note: str = "") -> Problem:
+    """`--metric` names no history.json column the trials `verb` (log, logged): the columns, with a did-you-mean."""
+    return Problem(
+        key="",
+        file="--metric",
+        message=f"the trials {verb} no metric `{metric}`: their history.json columns are {', '.join(names)}{note}",
+        hint=suggest(metric, names) or containing(metric, names) or "give one of those",
     )
 
 

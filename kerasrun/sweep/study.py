@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from kerasrun.errors import ConfigError, Problem, first_line
+from kerasrun.errors import ConfigError, Problem, first_line, joined
 from kerasrun.rundir.io import RunFileError, read_json
 from kerasrun.rundir.layout import RUN_FILE
 from kerasrun.rundir.liveness import STALE_AFTER_SECONDS, effective_status, process_alive, process_identity, run_dir_locked
@@ -213,7 +213,7 @@ def check_joined(study: Any, definition: dict[str, Any] | None, name: str) -> No
             Problem(
                 key="",
                 file="--study-name",
-                message=f"the study {name!r} in this storage is another sweep: its {listed(differ)} {'differs' if len(differ) == 1 else 'differ'} from this command's",
+                message=f"the study {name!r} in this storage is another sweep: its {joined(differ)} {'differs' if len(differ) == 1 else 'differ'} from this command's",
                 hint="give another --study-name, or the same search as the study's first command (sweep.json's `command`)",
             )
         )
@@ -226,18 +226,13 @@ def check_joined(study: Any, definition: dict[str, Any] | None, name: str) -> No
 
 def config_changed(config: str, keys: list[str], name: str, instead: str) -> Problem:
     """The refusal to train a sweep's remaining trials with a config that changed since the sweep started."""
-    shown = listed(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+    shown = joined(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
     return Problem(
         key="",
         file=config,
         message=f"changed since the sweep {name!r} started: {shown} {'differs' if len(keys) == 1 else 'differ'}, and its remaining trials would train with the new values",
         hint=f"restore the file as it was when the sweep started to continue it (started trials keep their own config), or start {instead}",
     )
-
-
-def listed(items: list[str]) -> str:
-    """`a`, `a and b`, `a, b and c`."""
-    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def definition_of(study: Any) -> dict[str, Any]:
